@@ -1,0 +1,518 @@
+//! The typed gRPC client every Corral component and the CLI use to reach the API server.
+
+use std::time::Duration;
+
+use corral_proto as pb;
+use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::kinds::{self, ResourceInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to the control plane at {server}: {source}")]
+    Connect {
+        server: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("{message}")]
+    Api { code: tonic::Code, message: String },
+    #[error("decoding {what}: {source}")]
+    Decode {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("unknown resource type {0:?}")]
+    UnknownResource(String),
+}
+
+impl Error {
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            Error::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(tonic::Code::NotFound)
+    }
+    pub fn is_already_exists(&self) -> bool {
+        self.code() == Some(tonic::Code::AlreadyExists)
+    }
+    pub fn is_conflict(&self) -> bool {
+        self.code() == Some(tonic::Code::Aborted)
+    }
+    /// The watch asked for history that was compacted away: re-list.
+    pub fn is_gone(&self) -> bool {
+        self.code() == Some(tonic::Code::OutOfRange)
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Self {
+        let message = if s.code() == tonic::Code::Unavailable && s.message().is_empty() {
+            "control plane unavailable".to_string()
+        } else {
+            s.message().to_string()
+        };
+        Error::Api {
+            code: s.code(),
+            message,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A Kubernetes object type the client can move (any k8s-openapi resource Corral serves).
+pub trait Object:
+    k8s_openapi::Resource
+    + k8s_openapi::Metadata<Ty = ObjectMeta>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Send
+    + 'static
+{
+    fn info() -> &'static ResourceInfo {
+        kinds::by_plural(Self::URL_PATH_SEGMENT)
+            .expect("every k8s-openapi type used with the client is in kinds::ALL")
+    }
+}
+
+impl<T> Object for T where
+    T: k8s_openapi::Resource
+        + k8s_openapi::Metadata<Ty = ObjectMeta>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone)]
+pub enum WatchEvent<T> {
+    Added(T),
+    Modified(T),
+    Deleted(T),
+    Bookmark(i64),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub label_selector: String,
+    pub field_selector: String,
+}
+
+impl ListParams {
+    pub fn labels(s: impl Into<String>) -> Self {
+        Self {
+            label_selector: s.into(),
+            ..Default::default()
+        }
+    }
+    pub fn fields(s: impl Into<String>) -> Self {
+        Self {
+            field_selector: s.into(),
+            ..Default::default()
+        }
+    }
+}
+
+pub use pb::apply_response::Result as ApplyResult;
+pub use pb::PropagationPolicy;
+
+#[derive(Clone)]
+pub struct Client {
+    api: pb::api_client::ApiClient<Channel>,
+    server: String,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("Kubernetes objects always serialize")
+}
+
+fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| Error::Decode {
+        what: what.to_string(),
+        source,
+    })
+}
+
+impl Client {
+    /// Connects to `http://HOST:PORT` (a bare `HOST:PORT` is accepted too).
+    pub async fn connect(server: &str) -> Result<Self> {
+        let server = if server.contains("://") {
+            server.to_string()
+        } else {
+            format!("http://{server}")
+        };
+        let endpoint = Endpoint::from_shared(server.clone())
+            .map_err(|source| Error::Connect {
+                server: server.clone(),
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect().await.map_err(|source| Error::Connect {
+            server: server.clone(),
+            source,
+        })?;
+        Ok(Self::from_channel(channel, server))
+    }
+
+    /// A client whose connection is made on first use and re-made after failures.
+    pub fn connect_lazy(server: &str) -> Result<Self> {
+        let server = if server.contains("://") {
+            server.to_string()
+        } else {
+            format!("http://{server}")
+        };
+        let channel = Endpoint::from_shared(server.clone())
+            .map_err(|source| Error::Connect {
+                server: server.clone(),
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self::from_channel(channel, server))
+    }
+
+    fn from_channel(channel: Channel, server: String) -> Self {
+        let api = pb::api_client::ApiClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        Self { api, server }
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The raw generated client, for calls this wrapper does not cover.
+    pub fn raw(&self) -> pb::api_client::ApiClient<Channel> {
+        self.api.clone()
+    }
+
+    pub async fn version(&self) -> Result<pb::VersionResponse> {
+        Ok(self
+            .api
+            .clone()
+            .version(pb::VersionRequest {})
+            .await?
+            .into_inner())
+    }
+
+    // ---- untyped (Kubernetes JSON) calls ----
+
+    pub async fn get_value(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value> {
+        let req = pb::GetRequest {
+            r#ref: Some(object_ref(info, namespace, name)),
+        };
+        let obj = self.api.clone().get(req).await?.into_inner();
+        from_json(info.kind, &obj.json)
+    }
+
+    pub async fn list_value(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        params: &ListParams,
+    ) -> Result<(Vec<Value>, i64)> {
+        let req = pb::ListRequest {
+            resource: info.plural.to_string(),
+            namespace: ns_for(info, namespace),
+            label_selector: params.label_selector.clone(),
+            field_selector: params.field_selector.clone(),
+        };
+        let resp = self.api.clone().list(req).await?.into_inner();
+        let items = resp
+            .items
+            .iter()
+            .map(|b| from_json(info.kind, b))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((items, resp.resource_version))
+    }
+
+    pub async fn create_value(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let req = pb::CreateRequest {
+            resource: info.plural.to_string(),
+            namespace: ns_for(info, namespace),
+            json: to_json(object),
+            dry_run,
+        };
+        let obj = self.api.clone().create(req).await?.into_inner();
+        from_json(info.kind, &obj.json)
+    }
+
+    pub async fn update_value(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: &Value,
+        status: bool,
+    ) -> Result<Value> {
+        let req = pb::UpdateRequest {
+            resource: info.plural.to_string(),
+            namespace: ns_for(info, namespace),
+            json: to_json(object),
+            subresource: if status {
+                pb::Subresource::Status as i32
+            } else {
+                pb::Subresource::Main as i32
+            },
+            dry_run: false,
+        };
+        let obj = self.api.clone().update(req).await?.into_inner();
+        from_json(info.kind, &obj.json)
+    }
+
+    pub async fn delete_value(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        opts: DeleteOptions,
+    ) -> Result<(Value, bool)> {
+        let req = pb::DeleteRequest {
+            r#ref: Some(object_ref(info, namespace, name)),
+            propagation_policy: opts.propagation as i32,
+            grace_period_seconds: opts.grace_period_seconds,
+            uid: opts.uid.unwrap_or_default(),
+            resource_version: opts.resource_version.unwrap_or_default(),
+            dry_run: opts.dry_run,
+        };
+        let resp = self.api.clone().delete(req).await?.into_inner();
+        Ok((from_json(info.kind, &resp.object)?, resp.finished))
+    }
+
+    pub async fn apply_value(
+        &self,
+        namespace: &str,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<(ApplyResult, Value)> {
+        let req = pb::ApplyRequest {
+            json: to_json(object),
+            namespace: namespace.to_string(),
+            dry_run,
+        };
+        let resp = self.api.clone().apply(req).await?.into_inner();
+        let result = ApplyResult::try_from(resp.result).unwrap_or(ApplyResult::Configured);
+        Ok((result, from_json("object", &resp.object)?))
+    }
+
+    pub async fn scale(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+    ) -> Result<pb::ScaleResponse> {
+        let req = pb::ScaleRequest {
+            r#ref: Some(object_ref(info, namespace, name)),
+            replicas,
+        };
+        Ok(self.api.clone().scale(req).await?.into_inner())
+    }
+
+    pub async fn bind(&self, namespace: &str, pod: &str, uid: &str, node: &str) -> Result<()> {
+        let req = pb::BindRequest {
+            namespace: namespace.to_string(),
+            name: pod.to_string(),
+            node_name: node.to_string(),
+            uid: uid.to_string(),
+        };
+        self.api.clone().bind(req).await?;
+        Ok(())
+    }
+
+    /// Watches raw objects from `resource_version` (0: from now).
+    pub async fn watch_value(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        params: &ListParams,
+        resource_version: i64,
+    ) -> Result<impl Stream<Item = Result<WatchEvent<Value>>> + Send + 'static> {
+        let req = pb::WatchRequest {
+            resource: info.plural.to_string(),
+            namespace: ns_for(info, namespace),
+            label_selector: params.label_selector.clone(),
+            field_selector: params.field_selector.clone(),
+            resource_version,
+            allow_bookmarks: true,
+        };
+        let stream = self.api.clone().watch(req).await?.into_inner();
+        let kind = info.kind;
+        Ok(stream.map(move |ev| {
+            let ev = ev?;
+            let typ = pb::watch_event::Type::try_from(ev.r#type)
+                .unwrap_or(pb::watch_event::Type::Modified);
+            Ok(match typ {
+                pb::watch_event::Type::Bookmark => WatchEvent::Bookmark(ev.resource_version),
+                pb::watch_event::Type::Added => WatchEvent::Added(from_json(kind, &ev.object)?),
+                pb::watch_event::Type::Modified => {
+                    WatchEvent::Modified(from_json(kind, &ev.object)?)
+                }
+                pb::watch_event::Type::Deleted => WatchEvent::Deleted(from_json(kind, &ev.object)?),
+            })
+        }))
+    }
+
+    // ---- typed calls ----
+
+    pub async fn get<K: Object>(&self, namespace: &str, name: &str) -> Result<K> {
+        let v = self.get_value(K::info(), namespace, name).await?;
+        serde_json::from_value(v).map_err(|source| decode_err::<K>(source))
+    }
+
+    /// `Ok(None)` when the object does not exist.
+    pub async fn get_opt<K: Object>(&self, namespace: &str, name: &str) -> Result<Option<K>> {
+        match self.get::<K>(namespace, name).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn list<K: Object>(
+        &self,
+        namespace: &str,
+        params: &ListParams,
+    ) -> Result<(Vec<K>, i64)> {
+        let (items, rv) = self.list_value(K::info(), namespace, params).await?;
+        let items = items
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(|source| decode_err::<K>(source)))
+            .collect::<Result<Vec<K>>>()?;
+        Ok((items, rv))
+    }
+
+    pub async fn create<K: Object>(&self, object: &K) -> Result<K> {
+        let ns = object.metadata().namespace.clone().unwrap_or_default();
+        let v = self
+            .create_value(K::info(), &ns, &to_value(object), false)
+            .await?;
+        serde_json::from_value(v).map_err(|source| decode_err::<K>(source))
+    }
+
+    pub async fn update<K: Object>(&self, object: &K) -> Result<K> {
+        let ns = object.metadata().namespace.clone().unwrap_or_default();
+        let v = self
+            .update_value(K::info(), &ns, &to_value(object), false)
+            .await?;
+        serde_json::from_value(v).map_err(|source| decode_err::<K>(source))
+    }
+
+    pub async fn update_status<K: Object>(&self, object: &K) -> Result<K> {
+        let ns = object.metadata().namespace.clone().unwrap_or_default();
+        let v = self
+            .update_value(K::info(), &ns, &to_value(object), true)
+            .await?;
+        serde_json::from_value(v).map_err(|source| decode_err::<K>(source))
+    }
+
+    pub async fn delete<K: Object>(
+        &self,
+        namespace: &str,
+        name: &str,
+        opts: DeleteOptions,
+    ) -> Result<bool> {
+        Ok(self.delete_value(K::info(), namespace, name, opts).await?.1)
+    }
+
+    pub async fn watch<K: Object>(
+        &self,
+        namespace: &str,
+        params: &ListParams,
+        resource_version: i64,
+    ) -> Result<impl Stream<Item = Result<WatchEvent<K>>> + Send + 'static> {
+        let stream = self
+            .watch_value(K::info(), namespace, params, resource_version)
+            .await?;
+        Ok(stream.map(|ev| {
+            let conv =
+                |v: Value| serde_json::from_value::<K>(v).map_err(|source| decode_err::<K>(source));
+            Ok(match ev? {
+                WatchEvent::Added(v) => WatchEvent::Added(conv(v)?),
+                WatchEvent::Modified(v) => WatchEvent::Modified(conv(v)?),
+                WatchEvent::Deleted(v) => WatchEvent::Deleted(conv(v)?),
+                WatchEvent::Bookmark(rv) => WatchEvent::Bookmark(rv),
+            })
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub propagation: PropagationPolicy,
+    pub grace_period_seconds: Option<i64>,
+    pub uid: Option<String>,
+    pub resource_version: Option<i64>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    pub fn background() -> Self {
+        Self {
+            propagation: PropagationPolicy::Background,
+            ..Default::default()
+        }
+    }
+    pub fn grace(seconds: i64) -> Self {
+        Self {
+            grace_period_seconds: Some(seconds),
+            ..Default::default()
+        }
+    }
+}
+
+fn to_value<T: Serialize>(object: &T) -> Value {
+    serde_json::to_value(object).expect("Kubernetes objects always serialize")
+}
+
+fn decode_err<K: Object>(source: serde_json::Error) -> Error {
+    Error::Decode {
+        what: K::KIND.to_string(),
+        source,
+    }
+}
+
+fn ns_for(info: &ResourceInfo, namespace: &str) -> String {
+    if info.namespaced {
+        namespace.to_string()
+    } else {
+        String::new()
+    }
+}
+
+fn object_ref(info: &ResourceInfo, namespace: &str, name: &str) -> pb::ObjectRef {
+    pb::ObjectRef {
+        resource: info.plural.to_string(),
+        namespace: ns_for(info, namespace),
+        name: name.to_string(),
+    }
+}

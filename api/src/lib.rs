@@ -1,0 +1,14 @@
+//! Corral's object model and client.
+//!
+//! Objects are Kubernetes' own types from `k8s-openapi` (re-exported as [`k8s`]); this crate adds
+//! the kind table, selectors, manifest decoding with precise errors, and the typed gRPC client.
+
+pub mod client;
+pub mod decode;
+pub mod kinds;
+pub mod object;
+pub mod selector;
+
+pub use client::{Client, DeleteOptions, ListParams, WatchEvent};
+pub use k8s_openapi as k8s;
+pub use kinds::ResourceInfo;

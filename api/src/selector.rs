@@ -1,0 +1,385 @@
+//! Label and field selectors: parsed from kubectl's string syntax or from a `LabelSelector`,
+//! and matched against objects. Pure functions, shared by the API server, controllers and CLI.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid selector {selector:?}: {reason}")]
+pub struct SelectorError {
+    pub selector: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    In(Vec<String>),
+    NotIn(Vec<String>),
+    Exists,
+    DoesNotExist,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub key: String,
+    pub op: Op,
+}
+
+impl Requirement {
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        match &self.op {
+            Op::In(values) => value.is_some_and(|v| values.contains(v)),
+            Op::NotIn(values) => value.is_none_or(|v| !values.contains(v)),
+            Op::Exists => value.is_some(),
+            Op::DoesNotExist => value.is_none(),
+        }
+    }
+}
+
+/// A conjunction of label requirements. The empty selector matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSelectorExpr {
+    pub requirements: Vec<Requirement>,
+    /// A `LabelSelector` that is absent (nil) matches nothing, unlike an empty one.
+    pub matches_nothing: bool,
+}
+
+impl LabelSelectorExpr {
+    pub fn everything() -> Self {
+        Self::default()
+    }
+
+    pub fn is_everything(&self) -> bool {
+        self.requirements.is_empty() && !self.matches_nothing
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        !self.matches_nothing && self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// Matches the labels of a JSON object (`metadata.labels`).
+    pub fn matches_object(&self, object: &Value) -> bool {
+        if self.is_everything() {
+            return true;
+        }
+        self.matches(&labels_of(object))
+    }
+
+    /// Parses kubectl's syntax: `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
+    pub fn parse(selector: &str) -> Result<Self, SelectorError> {
+        let err = |reason: String| SelectorError {
+            selector: selector.to_string(),
+            reason,
+        };
+        let mut requirements = Vec::new();
+        for term in split_terms(selector) {
+            let term = term.trim();
+            if term.is_empty() {
+                continue;
+            }
+            let requirement = if let Some(key) = term.strip_prefix('!') {
+                Requirement {
+                    key: check_key(key.trim()).map_err(err)?,
+                    op: Op::DoesNotExist,
+                }
+            } else if let Some((key, values)) = split_set(term, " notin ") {
+                Requirement {
+                    key: check_key(key).map_err(err)?,
+                    op: Op::NotIn(parse_set(values).map_err(err)?),
+                }
+            } else if let Some((key, values)) = split_set(term, " in ") {
+                Requirement {
+                    key: check_key(key).map_err(err)?,
+                    op: Op::In(parse_set(values).map_err(err)?),
+                }
+            } else if let Some((key, value)) = term.split_once("!=") {
+                Requirement {
+                    key: check_key(key.trim()).map_err(err)?,
+                    op: Op::NotIn(vec![value.trim().to_string()]),
+                }
+            } else if let Some((key, value)) =
+                term.split_once("==").or_else(|| term.split_once('='))
+            {
+                Requirement {
+                    key: check_key(key.trim()).map_err(err)?,
+                    op: Op::In(vec![value.trim().to_string()]),
+                }
+            } else {
+                Requirement {
+                    key: check_key(term).map_err(err)?,
+                    op: Op::Exists,
+                }
+            };
+            requirements.push(requirement);
+        }
+        Ok(Self {
+            requirements,
+            matches_nothing: false,
+        })
+    }
+
+    /// Converts a Kubernetes `LabelSelector` (matchLabels + matchExpressions).
+    pub fn from_label_selector(selector: Option<&LabelSelector>) -> Result<Self, SelectorError> {
+        let Some(selector) = selector else {
+            return Ok(Self {
+                requirements: Vec::new(),
+                matches_nothing: true,
+            });
+        };
+        let mut requirements = Vec::new();
+        for (key, value) in selector.match_labels.iter().flatten() {
+            requirements.push(Requirement {
+                key: key.clone(),
+                op: Op::In(vec![value.clone()]),
+            });
+        }
+        for expr in selector.match_expressions.iter().flatten() {
+            let values = expr.values.clone().unwrap_or_default();
+            let err = |reason: &str| SelectorError {
+                selector: format!("{} {}", expr.key, expr.operator),
+                reason: reason.to_string(),
+            };
+            let op = match expr.operator.as_str() {
+                "In" | "NotIn" if values.is_empty() => {
+                    return Err(err("values must be non-empty for In and NotIn"))
+                }
+                "In" => Op::In(values),
+                "NotIn" => Op::NotIn(values),
+                "Exists" | "DoesNotExist" if !values.is_empty() => {
+                    return Err(err("values must be empty for Exists and DoesNotExist"))
+                }
+                "Exists" => Op::Exists,
+                "DoesNotExist" => Op::DoesNotExist,
+                other => {
+                    return Err(err(&format!(
+                        "unknown operator {other:?}: must be In, NotIn, Exists or DoesNotExist"
+                    )))
+                }
+            };
+            requirements.push(Requirement {
+                key: expr.key.clone(),
+                op,
+            });
+        }
+        Ok(Self {
+            requirements,
+            matches_nothing: false,
+        })
+    }
+}
+
+impl std::fmt::Display for LabelSelectorExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let terms: Vec<String> = self
+            .requirements
+            .iter()
+            .map(|r| match &r.op {
+                Op::In(v) if v.len() == 1 => format!("{}={}", r.key, v[0]),
+                Op::In(v) => format!("{} in ({})", r.key, v.join(",")),
+                Op::NotIn(v) if v.len() == 1 => format!("{}!={}", r.key, v[0]),
+                Op::NotIn(v) => format!("{} notin ({})", r.key, v.join(",")),
+                Op::Exists => r.key.clone(),
+                Op::DoesNotExist => format!("!{}", r.key),
+            })
+            .collect();
+        f.write_str(&terms.join(","))
+    }
+}
+
+/// Splits on commas that are not inside parentheses.
+fn split_terms(s: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&s[start..]);
+    terms
+}
+
+fn split_set<'a>(term: &'a str, op: &str) -> Option<(&'a str, &'a str)> {
+    let (key, rest) = term.split_once(op)?;
+    Some((key.trim(), rest.trim()))
+}
+
+fn parse_set(values: &str) -> Result<Vec<String>, String> {
+    let inner = values
+        .strip_prefix('(')
+        .and_then(|v| v.strip_suffix(')'))
+        .ok_or_else(|| format!("expected a parenthesised set of values, found {values:?}"))?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
+}
+
+fn check_key(key: &str) -> Result<String, String> {
+    let valid = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if valid {
+        Ok(key.to_string())
+    } else {
+        Err(format!("invalid label key {key:?}"))
+    }
+}
+
+/// `metadata.labels` of a JSON object.
+pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A field selector: `spec.nodeName=n1,status.phase!=Running`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSelector {
+    /// (dotted path, expected value, equal?)
+    pub terms: Vec<(String, String, bool)>,
+}
+
+impl FieldSelector {
+    pub fn parse(selector: &str) -> Result<Self, SelectorError> {
+        let mut terms = Vec::new();
+        for term in selector.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (path, value, equal) = if let Some((p, v)) = term.split_once("!=") {
+                (p, v, false)
+            } else if let Some((p, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (p, v, true)
+            } else {
+                return Err(SelectorError {
+                    selector: selector.to_string(),
+                    reason: format!("term {term:?} needs =, == or !="),
+                });
+            };
+            terms.push((path.trim().to_string(), value.trim().to_string(), equal));
+        }
+        Ok(Self { terms })
+    }
+
+    pub fn is_everything(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// The value the selector requires at `path`, when it has an equality term for it.
+    pub fn required(&self, path: &str) -> Option<&str> {
+        self.terms
+            .iter()
+            .find(|(p, _, eq)| p == path && *eq)
+            .map(|(_, v, _)| v.as_str())
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.terms.iter().all(|(path, expected, equal)| {
+            let pointer = format!("/{}", path.replace('.', "/"));
+            let actual = match object.pointer(&pointer) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            (actual == *expected) == *equal
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn string_selectors_match_like_kubectl() {
+        let cases = [
+            ("app=web", &[("app", "web")][..], true),
+            ("app==web", &[("app", "web")][..], true),
+            ("app=web", &[("app", "db")][..], false),
+            ("app!=web", &[][..], true),
+            (
+                "app=mi-app,tier=frontend",
+                &[("app", "mi-app"), ("tier", "backend")][..],
+                false,
+            ),
+            (
+                "app=mi-app,tier=frontend",
+                &[("app", "mi-app"), ("tier", "frontend")][..],
+                true,
+            ),
+            ("tier in (a, b)", &[("tier", "b")][..], true),
+            ("tier notin (a,b)", &[("tier", "b")][..], false),
+            ("canary", &[("canary", "")][..], true),
+            ("!canary", &[("canary", "")][..], false),
+            ("", &[][..], true),
+        ];
+        for (sel, l, want) in cases {
+            let parsed = LabelSelectorExpr::parse(sel).unwrap();
+            assert_eq!(parsed.matches(&labels(l)), want, "{sel} on {l:?}");
+        }
+        assert!(LabelSelectorExpr::parse("a in b").is_err());
+        assert!(LabelSelectorExpr::parse("a b=c").is_err());
+    }
+
+    #[test]
+    fn label_selector_objects_convert_and_a_nil_selector_matches_nothing() {
+        let sel: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]
+        }))
+        .unwrap();
+        let expr = LabelSelectorExpr::from_label_selector(Some(&sel)).unwrap();
+        assert!(expr.matches(&labels(&[("app", "web")])));
+        assert!(!expr.matches(&labels(&[("app", "web"), ("tier", "db")])));
+        assert!(!LabelSelectorExpr::from_label_selector(None)
+            .unwrap()
+            .matches(&labels(&[])));
+        let bad: LabelSelector =
+            serde_json::from_value(json!({"matchExpressions": [{"key": "a", "operator": "Like"}]}))
+                .unwrap();
+        assert!(LabelSelectorExpr::from_label_selector(Some(&bad)).is_err());
+    }
+
+    #[test]
+    fn field_selectors_read_dotted_paths() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        assert!(FieldSelector::parse("spec.nodeName=n1")
+            .unwrap()
+            .matches(&pod));
+        assert!(!FieldSelector::parse("spec.nodeName=n2")
+            .unwrap()
+            .matches(&pod));
+        assert!(
+            FieldSelector::parse("status.phase!=Pending,metadata.name=p")
+                .unwrap()
+                .matches(&pod)
+        );
+        assert!(FieldSelector::parse("spec.nodeName=")
+            .unwrap()
+            .matches(&json!({"spec": {}})));
+        assert!(FieldSelector::parse("nonsense").is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Corral's control plane: the store, the API server and the controllers.
+
+pub mod store;
