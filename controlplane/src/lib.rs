@@ -1,4 +1,199 @@
-//! Corral's control plane: the store, the API server and the controllers.
+//! Corral's control plane: the store, the API server (registry + gRPC service), the agent
+//! tunnels, and the controllers (crate `corral-controllers`), started together by [`start`].
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub mod registry;
+pub mod server;
 pub mod store;
 pub mod tunnel;
+pub mod validate;
+
+use registry::{Registry, ServiceAllocator};
+use store::Store;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Run the controllers in this process.
+    pub controllers: bool,
+    pub controllers_config: corral_controllers::Config,
+    pub service_cidr: String,
+    pub defaults: validate::Defaults,
+    /// Watch history kept (in revisions) before compaction.
+    pub history: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7443".parse().expect("valid address"),
+            data_dir: PathBuf::from("/var/lib/corral/controlplane"),
+            controllers: true,
+            controllers_config: Default::default(),
+            service_cidr: "10.43.0.0/16".into(),
+            defaults: Default::default(),
+            history: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("creating data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("bootstrapping default namespaces: {0}")]
+    Bootstrap(#[from] registry::ApiError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A running control plane. Dropping it stops the server and the controllers.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// `http://ADDR`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until the server stops (it runs until shut down).
+    pub async fn wait(mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Opens the store, serves the API on `config.listen` and starts the controllers.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let db = config.data_dir.join("corral.db");
+    let store: Arc<dyn Store> = Arc::new(store::sqlite::SqliteStore::open(&db)?);
+    let services = ServiceAllocator::new(&config.service_cidr).map_err(StartError::Config)?;
+    let registry = Arc::new(Registry::new(
+        store.clone(),
+        config.defaults.clone(),
+        services,
+    ));
+    registry.bootstrap().await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let tunnels = tunnel::Tunnels::default();
+    let api = corral_proto::api_server::ApiServer::new(server::ApiService::new(
+        registry.clone(),
+        tunnels.clone(),
+    ))
+    .max_decoding_message_size(usize::MAX)
+    .max_encoding_message_size(usize::MAX);
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(api);
+    let server = tokio::spawn(async move {
+        let stop = async {
+            let _ = shutdown_rx.await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            warn!(error = %e, "API server stopped with an error");
+        }
+    });
+    info!(%addr, data_dir = %config.data_dir.display(), "API server listening");
+
+    let mut tasks = vec![spawn_compactor(store, config.history)];
+    if config.controllers {
+        let client = corral_api::Client::connect_lazy(&format!("http://{addr}"))
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        tasks.extend(corral_controllers::spawn(
+            client,
+            config.controllers_config.clone(),
+        ));
+    }
+    Ok(Running {
+        addr,
+        registry,
+        shutdown: Some(shutdown_tx),
+        server: Some(server),
+        tasks,
+    })
+}
+
+/// Keeps the last `history` revisions of watch history and forgets older ones.
+fn spawn_compactor(store: Arc<dyn Store>, history: i64) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Ok(rev) = store.current_revision().await else {
+                continue;
+            };
+            if rev > history {
+                if let Err(e) = store.compact(rev - history).await {
+                    warn!(error = %e, "compaction failed");
+                }
+            }
+        }
+    })
+}

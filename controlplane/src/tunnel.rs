@@ -14,8 +14,11 @@ impl Tunnels {
         &self,
         node: &str,
         request: pb::LogsRequest,
-    ) -> Result<futures::stream::BoxStream<'static, Result<Vec<u8>, tonic::Status>>, tonic::Status> {
+    ) -> Result<futures::stream::BoxStream<'static, Result<Vec<u8>, tonic::Status>>, tonic::Status>
+    {
         let _ = request;
-        Err(tonic::Status::unavailable(format!("node {node:?} has no agent connected")))
+        Err(tonic::Status::unavailable(format!(
+            "node {node:?} has no agent connected"
+        )))
     }
 }

@@ -1,1 +1,79 @@
-fn main() {}
+//! `corral-controlplane`: the API server, store and controllers in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "corral-controlplane",
+    version,
+    about = "Corral's API server, store and controllers"
+)]
+struct Args {
+    /// Address the gRPC API listens on.
+    #[arg(long, default_value = "127.0.0.1:7443", env = "CORRAL_LISTEN")]
+    listen: SocketAddr,
+    /// Directory for the database (corral.db).
+    #[arg(
+        long,
+        default_value = "/var/lib/corral/controlplane",
+        env = "CORRAL_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Do not run the controllers in this process.
+    #[arg(long)]
+    no_controllers: bool,
+    /// Service ClusterIP range.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// Seconds without a Lease renewal before a node is marked NotReady/Unknown.
+    #[arg(long, default_value_t = 4)]
+    node_monitor_grace_seconds: u64,
+    /// Seconds pods tolerate an unreachable or not-ready node before eviction (default toleration).
+    #[arg(long, default_value_t = 1)]
+    pod_eviction_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = corral_controlplane::Config {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        controllers: !args.no_controllers,
+        controllers_config: corral_controllers::Config {
+            node_monitor_grace: Duration::from_secs(args.node_monitor_grace_seconds),
+            pod_eviction_timeout: Duration::from_secs(args.pod_eviction_seconds),
+            ..Default::default()
+        },
+        service_cidr: args.service_cidr,
+        defaults: corral_controlplane::validate::Defaults {
+            toleration_seconds: args.pod_eviction_seconds as i64,
+        },
+        ..Default::default()
+    };
+    let running = corral_controlplane::start(config).await?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate() => {}
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}

@@ -1,0 +1,237 @@
+//! Service address allocation: ClusterIPs from the service CIDR and NodePorts from
+//! 30000-32767, unique across services, released when the service is deleted (allocations are
+//! derived from the stored services, so there is no separate bitmap to drift out of sync).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use serde_json::Value;
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::validate::FieldError;
+
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+pub struct ServiceAllocator {
+    base: u32,
+    size: u32,
+    lock: Mutex<()>,
+}
+
+impl ServiceAllocator {
+    /// `cidr` like `10.43.0.0/16`.
+    pub fn new(cidr: &str) -> Result<Self, String> {
+        let (addr, bits) = cidr
+            .split_once('/')
+            .ok_or_else(|| format!("service CIDR {cidr:?} needs a /prefix"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|e| format!("service CIDR {cidr:?}: {e}"))?;
+        let bits: u32 = bits
+            .parse()
+            .map_err(|e| format!("service CIDR {cidr:?}: {e}"))?;
+        if !(8..=30).contains(&bits) {
+            return Err(format!(
+                "service CIDR {cidr:?}: prefix must be between /8 and /30"
+            ));
+        }
+        let size = 1u32 << (32 - bits);
+        Ok(Self {
+            base: u32::from(addr) & !(size - 1),
+            size,
+            lock: Mutex::new(()),
+        })
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let ip = u32::from(ip);
+        ip >= self.base && ip < self.base + self.size
+    }
+
+    pub async fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+
+    /// Fills `spec.clusterIP(s)` and node ports of a new service. Caller holds `lock()`.
+    pub fn allocate(
+        &self,
+        service: &mut Value,
+        _previous: Option<&Value>,
+        existing: &[Value],
+    ) -> Result<(), FieldError> {
+        let kind = service
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
+        if kind == "ExternalName" {
+            return Ok(());
+        }
+        let used_ips: BTreeSet<String> = existing
+            .iter()
+            .filter_map(|s| {
+                s.pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        let requested = service
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let ip = match requested.as_str() {
+            "None" => "None".to_string(),
+            "" => self.next_free_ip(&used_ips).ok_or_else(|| FieldError {
+                path: "spec.clusterIP".into(),
+                detail: "Internal error: failed to allocate a serviceIP: range is full".into(),
+            })?,
+            ip => {
+                let parsed: Ipv4Addr = ip.parse().map_err(|_| FieldError {
+                    path: "spec.clusterIP".into(),
+                    detail: format!("Invalid value: {ip:?}: must be a valid IP address"),
+                })?;
+                if !self.contains(parsed) {
+                    return Err(FieldError {
+                        path: "spec.clusterIP".into(),
+                        detail: format!(
+                            "Invalid value: {ip:?}: provided IP is not in the valid range"
+                        ),
+                    });
+                }
+                if used_ips.contains(ip) {
+                    return Err(FieldError {
+                        path: "spec.clusterIP".into(),
+                        detail: format!("Invalid value: {ip:?}: provided IP is already allocated"),
+                    });
+                }
+                ip.to_string()
+            }
+        };
+        service["spec"]["clusterIP"] = Value::from(ip.clone());
+        service["spec"]["clusterIPs"] = serde_json::json!([ip]);
+        if kind == "NodePort" || kind == "LoadBalancer" {
+            let mut used_ports: BTreeSet<i64> = existing
+                .iter()
+                .flat_map(|s| {
+                    s.pointer("/spec/ports")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                .collect();
+            if let Some(ports) = service
+                .pointer_mut("/spec/ports")
+                .and_then(Value::as_array_mut)
+            {
+                for (i, port) in ports.iter_mut().enumerate() {
+                    match port
+                        .get("nodePort")
+                        .and_then(Value::as_i64)
+                        .filter(|p| *p != 0)
+                    {
+                        Some(p) if used_ports.contains(&p) => {
+                            return Err(FieldError {
+                                path: format!("spec.ports[{i}].nodePort"),
+                                detail: format!(
+                                    "Invalid value: {p}: provided port is already allocated"
+                                ),
+                            })
+                        }
+                        Some(p) => {
+                            used_ports.insert(p);
+                        }
+                        None => {
+                            let free = NODE_PORT_RANGE
+                                .clone()
+                                .find(|p| !used_ports.contains(p))
+                                .ok_or_else(|| FieldError {
+                                    path: format!("spec.ports[{i}].nodePort"),
+                                    detail: "Internal error: range is full".into(),
+                                })?;
+                            used_ports.insert(free);
+                            port["nodePort"] = Value::from(free);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An update keeps the addresses the service was given.
+    pub fn keep_allocations(&self, current: &Value, updated: &mut Value) {
+        for field in ["clusterIP", "clusterIPs"] {
+            if let Some(v) = current.pointer(&format!("/spec/{field}")) {
+                if updated
+                    .pointer(&format!("/spec/{field}"))
+                    .is_none_or(|u| u.is_null() || u == "")
+                {
+                    updated["spec"][field] = v.clone();
+                }
+            }
+        }
+        let old_ports = current
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(ports) = updated
+            .pointer_mut("/spec/ports")
+            .and_then(Value::as_array_mut)
+        {
+            for port in ports.iter_mut() {
+                if port
+                    .get("nodePort")
+                    .is_some_and(|p| p.as_i64().unwrap_or(0) != 0)
+                {
+                    continue;
+                }
+                let same = old_ports.iter().find(|o| {
+                    o.get("port") == port.get("port") && o.get("protocol") == port.get("protocol")
+                });
+                if let Some(np) = same.and_then(|o| o.get("nodePort")) {
+                    port["nodePort"] = np.clone();
+                }
+            }
+        }
+    }
+
+    fn next_free_ip(&self, used: &BTreeSet<String>) -> Option<String> {
+        // .0 is the network, .1 is kept for the `kubernetes` service, the last is broadcast.
+        (2..self.size - 1)
+            .map(|off| Ipv4Addr::from(self.base + off).to_string())
+            .find(|ip| !used.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cluster_ips_and_node_ports_are_unique() {
+        let a = ServiceAllocator::new("10.43.0.0/16").unwrap();
+        let mut s1 = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+        a.allocate(&mut s1, None, &[]).unwrap();
+        let mut s2 = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+        a.allocate(&mut s2, None, std::slice::from_ref(&s1))
+            .unwrap();
+        assert_eq!(s1["spec"]["clusterIP"], "10.43.0.2");
+        assert_eq!(s2["spec"]["clusterIP"], "10.43.0.3");
+        assert_ne!(
+            s1["spec"]["ports"][0]["nodePort"],
+            s2["spec"]["ports"][0]["nodePort"]
+        );
+        let mut dup = json!({"spec": {"clusterIP": "10.43.0.2", "ports": [{"port": 80}]}});
+        assert!(a
+            .allocate(&mut dup, None, &[s1.clone()])
+            .unwrap_err()
+            .detail
+            .contains("already allocated"));
+        let mut outside = json!({"spec": {"clusterIP": "192.0.2.1", "ports": [{"port": 80}]}});
+        assert!(a.allocate(&mut outside, None, &[]).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! `apply`: a three-way merge between the last applied manifest (kept in the
+//! `kubectl.kubernetes.io/last-applied-configuration` annotation, as kubectl does), the new
+//! manifest and the live object. Fields the manifest sets win; fields it dropped since the
+//! last apply are removed; fields others set (status, server defaults, `scale`) are kept.
+
+use serde_json::{Map, Value};
+
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The manifest as recorded in the annotation: no status, no server-owned metadata.
+pub fn last_applied_form(manifest: &Value) -> Value {
+    let mut v = manifest.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("status");
+    }
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for f in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "managedFields",
+        ] {
+            meta.remove(f);
+        }
+        if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            ann.remove(LAST_APPLIED);
+            if ann.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+    }
+    v
+}
+
+pub fn annotate(object: &mut Value, applied: &Value) {
+    let text = serde_json::to_string(applied).expect("JSON values serialize");
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object["metadata"] = Value::Object(Map::new());
+    }
+    let meta = object["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object");
+    let ann = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !ann.is_object() {
+        *ann = Value::Object(Map::new());
+    }
+    ann[LAST_APPLIED] = Value::from(text);
+}
+
+/// The object to store when `manifest` is applied over `current`.
+pub fn merge(current: &Value, manifest: &Value, applied: &Value) -> Value {
+    let last: Option<Value> = current
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str(s).ok());
+    let mut merged = merge3(last.as_ref(), applied, current);
+    if let Some(status) = current.get("status") {
+        merged["status"] = status.clone();
+    }
+    // The manifest's resourceVersion, if any, is not a precondition for apply.
+    if let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    annotate(&mut merged, applied);
+    let _ = manifest;
+    merged
+}
+
+fn merge3(last: Option<&Value>, applied: &Value, current: &Value) -> Value {
+    match (applied, current) {
+        (Value::Object(a), Value::Object(c)) => {
+            let mut out = c.clone();
+            for (k, av) in a {
+                let merged = match c.get(k) {
+                    Some(cv) => merge3(last.and_then(|l| l.get(k)), av, cv),
+                    None => av.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            if let Some(Value::Object(l)) = last {
+                for k in l.keys() {
+                    if !a.contains_key(k) {
+                        out.remove(k);
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        _ => applied.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn manifest_fields_win_dropped_fields_go_and_others_stay() {
+        let last = json!({"metadata": {"name": "d", "labels": {"a": "1", "old": "x"}}, "spec": {"replicas": 3, "paused": false}});
+        let mut current = json!({
+            "metadata": {"name": "d", "uid": "u", "labels": {"a": "1", "old": "x", "added-by-hand": "y"},
+                         "annotations": {"deployment.kubernetes.io/revision": "2"}},
+            "spec": {"replicas": 5, "paused": false, "revisionHistoryLimit": 10},
+            "status": {"replicas": 5}
+        });
+        annotate(&mut current, &last);
+        let manifest =
+            json!({"metadata": {"name": "d", "labels": {"a": "2"}}, "spec": {"replicas": 3}});
+        let merged = merge(&current, &manifest, &last_applied_form(&manifest));
+        assert_eq!(
+            merged["metadata"]["labels"],
+            json!({"a": "2", "added-by-hand": "y"})
+        );
+        assert_eq!(merged["metadata"]["uid"], "u");
+        assert_eq!(
+            merged["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+            "2"
+        );
+        assert_eq!(
+            merged["spec"],
+            json!({"replicas": 3, "revisionHistoryLimit": 10})
+        );
+        assert_eq!(merged["status"], json!({"replicas": 5}));
+    }
+
+    #[test]
+    fn replicas_left_out_of_the_manifest_keep_the_scaled_value() {
+        let manifest = json!({"metadata": {"name": "rs"}, "spec": {"template": {"x": 1}}});
+        let mut current =
+            json!({"metadata": {"name": "rs"}, "spec": {"replicas": 5, "template": {"x": 0}}});
+        annotate(&mut current, &last_applied_form(&manifest));
+        let merged = merge(&current, &manifest, &last_applied_form(&manifest));
+        assert_eq!(merged["spec"]["replicas"], 5);
+        assert_eq!(merged["spec"]["template"]["x"], 1);
+    }
+}

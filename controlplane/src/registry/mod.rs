@@ -1,0 +1,876 @@
+//! The registry: every API verb on objects of any kind, over the store. It owns object
+//! metadata (uid, resourceVersion, generation, deletion), runs defaulting and validation,
+//! and keeps each write a single compare-and-swap, so nothing is half-applied.
+
+use std::sync::Arc;
+
+use corral_api::decode;
+use corral_api::kinds::{self, ResourceInfo};
+use corral_api::object;
+use corral_api::selector::{FieldSelector, LabelSelectorExpr};
+use serde_json::{json, Value};
+use tracing::debug;
+
+use crate::store::{KeyValue, Revision, Store, StoreError, WatchStream};
+use crate::validate::{self, Defaults};
+
+mod alloc;
+mod apply;
+mod error;
+
+pub use alloc::ServiceAllocator;
+pub use error::{ApiError, Result};
+
+const WRITE_RETRIES: usize = 8;
+const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-node-lease", "kube-public"];
+
+/// Outcome of an apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+/// Propagation of a delete to dependents (carried out by the garbage collector).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    #[default]
+    Background,
+    Foreground,
+    Orphan,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub propagation: Propagation,
+    pub grace_period_seconds: Option<i64>,
+    pub uid: Option<String>,
+    pub resource_version: Option<Revision>,
+    pub dry_run: bool,
+}
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    defaults: Defaults,
+    services: ServiceAllocator,
+}
+
+/// `pods "web-1"`, `deployments.apps "web"`: how Kubernetes names an object in messages.
+pub fn what(info: &ResourceInfo, name: &str) -> String {
+    if info.group.is_empty() {
+        format!("{} {name:?}", info.plural)
+    } else {
+        format!("{}.{} {name:?}", info.plural, info.group)
+    }
+}
+
+/// `Deployment.apps "web"`: the spelling of validation errors.
+fn kind_what(info: &ResourceInfo, name: &str) -> String {
+    if info.group.is_empty() {
+        format!("{} {name:?}", info.kind)
+    } else {
+        format!("{}.{} {name:?}", info.kind, info.group)
+    }
+}
+
+pub fn key(info: &ResourceInfo, namespace: &str, name: &str) -> String {
+    if info.namespaced {
+        format!("/registry/{}/{namespace}/{name}", info.plural)
+    } else {
+        format!("/registry/{}/{name}", info.plural)
+    }
+}
+
+pub fn prefix(info: &ResourceInfo, namespace: &str) -> String {
+    if info.namespaced && !namespace.is_empty() {
+        format!("/registry/{}/{namespace}/", info.plural)
+    } else {
+        format!("/registry/{}/", info.plural)
+    }
+}
+
+/// Decodes a stored value and stamps its resourceVersion.
+pub fn decode_kv(kv: &KeyValue) -> Value {
+    let mut v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    object::set_meta(
+        &mut v,
+        "resourceVersion",
+        Value::from(kv.mod_revision.to_string()),
+    );
+    v
+}
+
+fn encode(object: &Value) -> Vec<u8> {
+    let mut v = object.clone();
+    object::set_meta(&mut v, "resourceVersion", Value::Null);
+    serde_json::to_vec(&v).expect("JSON values serialize")
+}
+
+/// The object without its resourceVersion, for "did anything change" comparisons.
+fn comparable(object: &Value) -> Value {
+    let mut v = object.clone();
+    object::set_meta(&mut v, "resourceVersion", Value::Null);
+    v
+}
+
+fn without(object: &Value, fields: &[&str]) -> Value {
+    let mut v = object.clone();
+    if let Some(m) = v.as_object_mut() {
+        for f in fields {
+            m.remove(*f);
+        }
+    }
+    v
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, defaults: Defaults, services: ServiceAllocator) -> Self {
+        Self {
+            store,
+            defaults,
+            services,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Creates the namespaces every cluster has.
+    pub async fn bootstrap(&self) -> Result<()> {
+        for ns in ["default", "kube-system", "kube-node-lease", "kube-public"] {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match self.create(&kinds::NAMESPACES, "", obj, false).await {
+                Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<Value> {
+        let (_, v) = self.get_kv(info, namespace, name).await?;
+        Ok(v)
+    }
+
+    async fn get_kv(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(KeyValue, Value)> {
+        let kv = self
+            .store
+            .get(&key(info, namespace, name))
+            .await?
+            .ok_or_else(|| ApiError::NotFound {
+                what: what(info, name),
+            })?;
+        let v = decode_kv(&kv);
+        Ok((kv, v))
+    }
+
+    pub async fn list(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        labels: &LabelSelectorExpr,
+        fields: &FieldSelector,
+    ) -> Result<(Vec<Value>, Revision)> {
+        let (kvs, rev) = self.store.list(&prefix(info, namespace)).await?;
+        let items = kvs
+            .iter()
+            .map(decode_kv)
+            .filter(|v| labels.matches_object(v) && fields.matches(v))
+            .collect();
+        Ok((items, rev))
+    }
+
+    pub async fn watch(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        after: Revision,
+    ) -> Result<WatchStream> {
+        Ok(self.store.watch(&prefix(info, namespace), after).await?)
+    }
+
+    /// Checks the object against its kind: schema, defaults, validation.
+    fn admit(&self, info: &ResourceInfo, object: Value) -> Result<Value> {
+        let mut object = object;
+        let name = object::name(&object).to_string();
+        match (object.get("apiVersion").and_then(Value::as_str), object.get("kind").and_then(Value::as_str)) {
+            (Some(av), Some(k)) if av == info.api_version() && k == info.kind => {}
+            (None, None) => {
+                object["apiVersion"] = Value::from(info.api_version());
+                object["kind"] = Value::from(info.kind);
+            }
+            (av, k) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{}: the object's apiVersion {:?} and kind {:?} do not match the resource {:?} (want {} {})",
+                    what(info, &name),
+                    av.unwrap_or(""),
+                    k.unwrap_or(""),
+                    info.plural,
+                    info.api_version(),
+                    info.kind
+                )))
+            }
+        }
+        let mut canonical = decode::check_schema(info, &object)?;
+        validate::apply_defaults(info, &mut canonical, &self.defaults);
+        let errors = validate::validate(info, &canonical);
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid {
+                what: kind_what(info, &name),
+                errors,
+            });
+        }
+        Ok(canonical)
+    }
+
+    fn resolve_namespace(
+        info: &ResourceInfo,
+        namespace: &str,
+        object: &mut Value,
+    ) -> Result<String> {
+        if !info.namespaced {
+            object::set_meta(object, "namespace", Value::Null);
+            return Ok(String::new());
+        }
+        let in_object = object::namespace(object).to_string();
+        let ns = match (in_object.as_str(), namespace) {
+            ("", "") => "default".to_string(),
+            ("", ns) => ns.to_string(),
+            (obj, "") => obj.to_string(),
+            (obj, ns) if obj == ns => ns.to_string(),
+            (obj, ns) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the namespace of the provided object ({obj}) does not match the namespace sent on the request ({ns})"
+                )))
+            }
+        };
+        object::set_meta(object, "namespace", Value::from(ns.clone()));
+        Ok(ns)
+    }
+
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let mut object = object;
+        if !object.is_object() {
+            return Err(ApiError::BadRequest(format!(
+                "{}: body must be a JSON object",
+                info.plural
+            )));
+        }
+        let ns = Self::resolve_namespace(info, namespace, &mut object)?;
+        if object::name(&object).is_empty() {
+            if let Some(base) =
+                object::str_at(&object, "/metadata/generateName").map(str::to_string)
+            {
+                let name = format!("{base}{}", object::random_suffix(5));
+                object::set_meta(&mut object, "name", Value::from(name));
+            }
+        }
+        let mut object = self.admit(info, object)?;
+        let name = object::name(&object).to_string();
+        if info.namespaced
+            && self
+                .store
+                .get(&key(&kinds::NAMESPACES, "", &ns))
+                .await?
+                .is_none()
+        {
+            return Err(ApiError::NotFound {
+                what: what(&kinds::NAMESPACES, &ns),
+            });
+        }
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            object::set_meta(&mut object, field, Value::Null);
+        }
+        object::set_meta(
+            &mut object,
+            "uid",
+            Value::from(uuid::Uuid::new_v4().to_string()),
+        );
+        object::set_meta(
+            &mut object,
+            "creationTimestamp",
+            serde_json::to_value(object::now()).unwrap_or_default(),
+        );
+        if info.has_status || info.has_scale {
+            object::set_meta(&mut object, "generation", Value::from(1));
+        }
+        let _guard = if info.plural == "services" {
+            let guard = self.services.lock().await;
+            let (existing, _) = self.store.list(&prefix(&kinds::SERVICES, "")).await?;
+            let existing: Vec<Value> = existing.iter().map(decode_kv).collect();
+            self.services
+                .allocate(&mut object, None, &existing)
+                .map_err(|e| ApiError::Invalid {
+                    what: kind_what(info, &name),
+                    errors: vec![e],
+                })?;
+            Some(guard)
+        } else {
+            None
+        };
+        if dry_run {
+            return Ok(object);
+        }
+        match self
+            .store
+            .create(&key(info, &ns, &name), encode(&object))
+            .await
+        {
+            Ok(kv) => {
+                debug!(resource = info.plural, namespace = %ns, name = %name, rev = kv.mod_revision, "created");
+                Ok(decode_kv(&kv))
+            }
+            Err(StoreError::AlreadyExists { .. }) => Err(ApiError::AlreadyExists {
+                what: what(info, &name),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces an object (main resource) or only its status. A resourceVersion in the body is
+    /// a precondition; without one the update is retried against the latest version.
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: Value,
+        status: bool,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let mut object = object;
+        let ns = Self::resolve_namespace(info, namespace, &mut object)?;
+        let name = object::name(&object).to_string();
+        if name.is_empty() {
+            return Err(ApiError::Invalid {
+                what: kind_what(info, ""),
+                errors: vec![validate::FieldError {
+                    path: "metadata.name".into(),
+                    detail: "Required value".into(),
+                }],
+            });
+        }
+        let precondition = object::resource_version(&object);
+        let admitted = if status {
+            decode::check_schema(info, &with_kind(info, object))?
+        } else {
+            self.admit(info, object)?
+        };
+        self.write_loop(info, &ns, &name, precondition, dry_run, |current| {
+            if status {
+                Ok(merge_status(current, &admitted))
+            } else {
+                self.merge_main(info, current, &admitted)
+            }
+        })
+        .await
+    }
+
+    /// Read-modify-write with compare-and-swap; `change` maps the current object to the new one.
+    async fn write_loop<F>(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        precondition: Revision,
+        dry_run: bool,
+        change: F,
+    ) -> Result<Value>
+    where
+        F: Fn(&Value) -> Result<Value>,
+    {
+        let key = key(info, ns, name);
+        for _ in 0..WRITE_RETRIES {
+            let (kv, current) = self.get_kv(info, ns, name).await?;
+            if precondition != 0 && precondition != kv.mod_revision {
+                return Err(conflict(info, name));
+            }
+            let mut updated = change(&current)?;
+            if without(&comparable(&updated), &["metadata", "status"])
+                != without(&comparable(&current), &["metadata", "status"])
+            {
+                let generation = current
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if info.has_status || info.has_scale {
+                    object::set_meta(&mut updated, "generation", Value::from(generation + 1));
+                }
+            }
+            if comparable(&updated) == comparable(&current) {
+                return Ok(current);
+            }
+            if dry_run {
+                return Ok(updated);
+            }
+            let result = if deletion_complete(info, &updated) {
+                self.store.delete(&key, Some(kv.mod_revision)).await
+            } else {
+                self.store
+                    .update(&key, encode(&updated), kv.mod_revision)
+                    .await
+            };
+            match result {
+                Ok(kv) => return Ok(decode_kv(&kv)),
+                Err(StoreError::Conflict { .. }) if precondition == 0 => continue,
+                Err(StoreError::Conflict { .. }) => return Err(conflict(info, name)),
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(ApiError::NotFound {
+                        what: what(info, name),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict(info, name))
+    }
+
+    /// The new object of a main update: spec and metadata from the request, server-owned
+    /// metadata and (for kinds with a status subresource) status from the stored object.
+    fn merge_main(&self, info: &ResourceInfo, current: &Value, requested: &Value) -> Result<Value> {
+        let mut updated = requested.clone();
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            let v = current
+                .pointer(&format!("/metadata/{field}"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            object::set_meta(&mut updated, field, v);
+        }
+        if info.has_status {
+            match current.get("status") {
+                Some(s) => updated["status"] = s.clone(),
+                None => {
+                    if let Some(m) = updated.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        if info.plural == "pods" {
+            let bound = object::str_at(current, "/spec/nodeName").unwrap_or("");
+            let wanted = object::str_at(&updated, "/spec/nodeName").unwrap_or("");
+            if !bound.is_empty() && wanted.is_empty() {
+                updated["spec"]["nodeName"] = Value::from(bound);
+            } else if bound != wanted {
+                return Err(ApiError::Invalid {
+                    what: kind_what(info, object::name(current)),
+                    errors: vec![validate::FieldError {
+                        path: "spec.nodeName".into(),
+                        detail: "Forbidden: pod updates may not change spec.nodeName; use the binding API".into(),
+                    }],
+                });
+            }
+        }
+        if info.plural == "services" {
+            self.services.keep_allocations(current, &mut updated);
+        }
+        Ok(updated)
+    }
+
+    pub async fn delete(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        opts: DeleteOptions,
+    ) -> Result<(Value, bool)> {
+        let ns = if info.namespaced { namespace } else { "" };
+        if info.plural == "namespaces" && PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "namespace {name:?} may not be deleted"
+            )));
+        }
+        let key = key(info, ns, name);
+        for _ in 0..WRITE_RETRIES {
+            let (kv, current) = self.get_kv(info, ns, name).await?;
+            if let Some(uid) = opts.uid.as_deref().filter(|u| !u.is_empty()) {
+                if uid != object::uid(&current) {
+                    return Err(ApiError::Conflict {
+                        what: what(info, name),
+                        reason: format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", object::uid(&current)),
+                    });
+                }
+            }
+            if let Some(rv) = opts.resource_version.filter(|rv| *rv != 0) {
+                if rv != kv.mod_revision {
+                    return Err(conflict(info, name));
+                }
+            }
+            let plan = plan_delete(info, &current, &opts);
+            if opts.dry_run {
+                return Ok((current, matches!(plan, DeletePlan::Remove)));
+            }
+            let result = match &plan {
+                DeletePlan::Remove => self.store.delete(&key, Some(kv.mod_revision)).await,
+                DeletePlan::Mark(updated) => {
+                    self.store
+                        .update(&key, encode(updated), kv.mod_revision)
+                        .await
+                }
+                DeletePlan::AlreadyMarked => return Ok((current, false)),
+            };
+            match result {
+                Ok(kv) => {
+                    let finished = matches!(plan, DeletePlan::Remove);
+                    debug!(
+                        resource = info.plural,
+                        namespace = ns,
+                        name,
+                        finished,
+                        "delete"
+                    );
+                    if finished && info.plural == "namespaces" {
+                        self.purge_namespace(name).await?;
+                    }
+                    return Ok((decode_kv(&kv), finished));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(ApiError::NotFound {
+                        what: what(info, name),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict(info, name))
+    }
+
+    /// Removes every object in a deleted namespace.
+    async fn purge_namespace(&self, namespace: &str) -> Result<()> {
+        for info in kinds::ALL.iter().filter(|i| i.namespaced) {
+            let (kvs, _) = self.store.list(&prefix(info, namespace)).await?;
+            for kv in kvs {
+                match self.store.delete(&kv.key, None).await {
+                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn apply(
+        &self,
+        namespace: &str,
+        object: Value,
+        dry_run: bool,
+    ) -> Result<(Applied, Value)> {
+        let info = decode::kind_of(&object)?;
+        let mut object = object;
+        let ns = Self::resolve_namespace(info, namespace, &mut object)?;
+        let name = object::name(&object).to_string();
+        if name.is_empty() {
+            return Err(ApiError::Invalid {
+                what: kind_what(info, ""),
+                errors: vec![validate::FieldError {
+                    path: "metadata.name".into(),
+                    detail: "Required value: name is required for apply".into(),
+                }],
+            });
+        }
+        let applied = apply::last_applied_form(&object);
+        let exists = self.store.get(&key(info, &ns, &name)).await?.is_some();
+        if !exists {
+            let mut with_annotation = object.clone();
+            apply::annotate(&mut with_annotation, &applied);
+            return match self.create(info, &ns, with_annotation, dry_run).await {
+                Ok(v) => Ok((Applied::Created, v)),
+                Err(ApiError::AlreadyExists { .. }) => {
+                    Box::pin(self.apply(namespace, object, dry_run)).await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let before = std::sync::Mutex::new(None);
+        let result = self
+            .write_loop(info, &ns, &name, 0, dry_run, |current| {
+                *before.lock().expect("not poisoned") = Some(comparable(current));
+                let merged = apply::merge(current, &object, &applied);
+                let admitted = self.admit(info, merged)?;
+                self.merge_main(info, current, &admitted)
+            })
+            .await?;
+        let before = before.into_inner().expect("not poisoned");
+        let outcome = if before.as_ref() == Some(&comparable(&result)) {
+            Applied::Unchanged
+        } else {
+            Applied::Configured
+        };
+        Ok((outcome, result))
+    }
+
+    /// Binds a pod to a node: once, and only to a node that exists.
+    pub async fn bind(&self, namespace: &str, name: &str, uid: &str, node: &str) -> Result<Value> {
+        if node.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "binding pods {name:?}: target node name is required"
+            )));
+        }
+        if self
+            .store
+            .get(&key(&kinds::NODES, "", node))
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::NotFound {
+                what: what(&kinds::NODES, node),
+            });
+        }
+        self.write_loop(&kinds::PODS, namespace, name, 0, false, |current| {
+            if !uid.is_empty() && object::uid(current) != uid {
+                return Err(ApiError::Conflict {
+                    what: what(&kinds::PODS, name),
+                    reason: "the pod's UID changed: it was deleted and recreated".into(),
+                });
+            }
+            if current.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(ApiError::Conflict {
+                    what: what(&kinds::PODS, name),
+                    reason: "the pod is being deleted".into(),
+                });
+            }
+            if let Some(bound) = object::str_at(current, "/spec/nodeName").filter(|n| !n.is_empty())
+            {
+                return Err(ApiError::Conflict {
+                    what: what(&kinds::PODS, name),
+                    reason: format!("pod {name} is already assigned to node {bound:?}"),
+                });
+            }
+            let mut updated = current.clone();
+            updated["spec"]["nodeName"] = Value::from(node);
+            set_condition(&mut updated, "PodScheduled", "True", None);
+            Ok(updated)
+        })
+        .await
+    }
+
+    /// The scale subresource: sets `spec.replicas`, returns (new, previous).
+    pub async fn scale(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+    ) -> Result<(i32, i32)> {
+        if !info.has_scale {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{} has no scale subresource",
+                info.plural
+            )));
+        }
+        if replicas < 0 {
+            return Err(ApiError::Invalid {
+                what: kind_what(info, name),
+                errors: vec![validate::FieldError {
+                    path: "spec.replicas".into(),
+                    detail: format!(
+                        "Invalid value: {replicas}: must be greater than or equal to 0"
+                    ),
+                }],
+            });
+        }
+        let previous = std::sync::atomic::AtomicI32::new(0);
+        self.write_loop(info, namespace, name, 0, false, |current| {
+            let prev = current
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1) as i32;
+            previous.store(prev, std::sync::atomic::Ordering::SeqCst);
+            let mut updated = current.clone();
+            updated["spec"]["replicas"] = Value::from(replicas);
+            Ok(updated)
+        })
+        .await?;
+        Ok((replicas, previous.into_inner()))
+    }
+}
+
+fn with_kind(info: &ResourceInfo, mut object: Value) -> Value {
+    if object.get("kind").is_none() {
+        object["apiVersion"] = Value::from(info.api_version());
+        object["kind"] = Value::from(info.kind);
+    }
+    object
+}
+
+fn conflict(info: &ResourceInfo, name: &str) -> ApiError {
+    ApiError::Conflict {
+        what: what(info, name),
+        reason: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    }
+}
+
+/// A status update changes only `status`.
+fn merge_status(current: &Value, requested: &Value) -> Value {
+    let mut updated = current.clone();
+    match requested.get("status") {
+        Some(s) => updated["status"] = s.clone(),
+        None => {
+            if let Some(m) = updated.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+    updated
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An object marked for deletion goes away once its finalizers are gone (pods: once their
+/// grace period has also been confirmed as 0 by the agent).
+fn deletion_complete(info: &ResourceInfo, object: &Value) -> bool {
+    if object.pointer("/metadata/deletionTimestamp").is_none() || !finalizers(object).is_empty() {
+        return false;
+    }
+    info.plural != "pods"
+        || object
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            == Some(0)
+        || object::str_at(object, "/spec/nodeName").is_none_or(str::is_empty)
+}
+
+enum DeletePlan {
+    Remove,
+    Mark(Value),
+    AlreadyMarked,
+}
+
+/// Decides what a delete does to `current`: remove it now, or mark it (deletionTimestamp,
+/// grace period, propagation finalizers) for the agent or the garbage collector to finish.
+fn plan_delete(info: &ResourceInfo, current: &Value, opts: &DeleteOptions) -> DeletePlan {
+    let mut updated = current.clone();
+    let mut fins = finalizers(current);
+    let marked = current.pointer("/metadata/deletionTimestamp").is_some();
+    let propagation_finalizer = match opts.propagation {
+        Propagation::Foreground => Some("foregroundDeletion"),
+        Propagation::Orphan => Some("orphan"),
+        Propagation::Background => None,
+    };
+    if let Some(f) = propagation_finalizer {
+        if !marked && !fins.iter().any(|x| x == f) {
+            fins.push(f.to_string());
+        }
+    }
+    let bound_pod = info.plural == "pods"
+        && object::str_at(current, "/spec/nodeName").is_some_and(|n| !n.is_empty());
+    let terminal = matches!(
+        object::str_at(current, "/status/phase"),
+        Some("Succeeded" | "Failed")
+    );
+    let grace = if bound_pod && !terminal {
+        let requested = opts.grace_period_seconds.unwrap_or_else(|| {
+            current
+                .pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+        });
+        let existing = current
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
+        Some(existing.map_or(requested, |e| e.min(requested)).max(0))
+    } else {
+        None
+    };
+    if fins.is_empty() && grace.is_none_or(|g| g == 0) {
+        return DeletePlan::Remove;
+    }
+    let existing_grace = current
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    if marked && fins == finalizers(current) && grace == existing_grace {
+        return DeletePlan::AlreadyMarked;
+    }
+    let grace_secs = grace.unwrap_or(0);
+    let deadline = if marked {
+        current
+            .pointer("/metadata/deletionTimestamp")
+            .cloned()
+            .unwrap_or(Value::Null)
+    } else {
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace_secs);
+        serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at))
+            .unwrap_or_default()
+    };
+    object::set_meta(&mut updated, "deletionTimestamp", deadline);
+    object::set_meta(
+        &mut updated,
+        "deletionGracePeriodSeconds",
+        Value::from(grace_secs),
+    );
+    object::set_meta(
+        &mut updated,
+        "finalizers",
+        if fins.is_empty() {
+            Value::Null
+        } else {
+            json!(fins)
+        },
+    );
+    DeletePlan::Mark(updated)
+}
+
+/// Sets a condition in `status.conditions` (pods), keeping the transition time when unchanged.
+pub fn set_condition(object: &mut Value, kind: &str, status: &str, reason: Option<&str>) {
+    let now = serde_json::to_value(object::now()).unwrap_or_default();
+    if !object.get("status").is_some_and(Value::is_object) {
+        object["status"] = json!({});
+    }
+    let conditions = object["status"]
+        .as_object_mut()
+        .expect("status is an object")
+        .entry("conditions")
+        .or_insert_with(|| json!([]));
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let list = conditions.as_array_mut().expect("conditions is an array");
+    let mut cond = json!({"type": kind, "status": status, "lastTransitionTime": now});
+    if let Some(r) = reason {
+        cond["reason"] = Value::from(r);
+    }
+    match list
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+    {
+        Some(existing) if existing.get("status").and_then(Value::as_str) == Some(status) => {}
+        Some(existing) => *existing = cond,
+        None => list.push(cond),
+    }
+}
+
+#[cfg(test)]
+mod tests;

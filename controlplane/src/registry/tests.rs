@@ -1,0 +1,1 @@
+// Registry behaviour is covered over real gRPC in controlplane/tests/api.rs.

@@ -1,0 +1,343 @@
+//! The gRPC `Api` service: decodes requests, calls the registry, encodes Kubernetes JSON.
+//! Watches are filtered here (label and field selectors, with an object that stops matching
+//! delivered as DELETED, as Kubernetes does).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_api::kinds::{self, ResourceInfo};
+use corral_api::object;
+use corral_api::selector::{FieldSelector, LabelSelectorExpr};
+use corral_proto as pb;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::debug;
+
+use crate::registry::{self, ApiError, Applied, DeleteOptions, Propagation, Registry};
+use crate::store::{Event, EventType};
+use crate::tunnel::Tunnels;
+
+const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+
+pub struct ApiService {
+    registry: Arc<Registry>,
+    tunnels: Tunnels,
+}
+
+impl ApiService {
+    pub fn new(registry: Arc<Registry>, tunnels: Tunnels) -> Self {
+        Self { registry, tunnels }
+    }
+}
+
+fn resource(name: &str) -> Result<&'static ResourceInfo, Status> {
+    kinds::by_plural(name)
+        .or_else(|| kinds::lookup(name))
+        .ok_or_else(|| ApiError::UnknownResource(name.to_string()).into())
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, Status> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Status::invalid_argument(format!("request body is not valid JSON: {e}")))
+}
+
+fn to_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("JSON values serialize")
+}
+
+fn selectors(label: &str, field: &str) -> Result<(LabelSelectorExpr, FieldSelector), Status> {
+    let labels =
+        LabelSelectorExpr::parse(label).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let fields =
+        FieldSelector::parse(field).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok((labels, fields))
+}
+
+fn object_ref(r: Option<pb::ObjectRef>) -> Result<(pb::ObjectRef, &'static ResourceInfo), Status> {
+    let r = r.ok_or_else(|| Status::invalid_argument("ref is required"))?;
+    let info = resource(&r.resource)?;
+    Ok((r, info))
+}
+
+/// Turns a store event into what a filtered watcher sees, if anything.
+fn watch_event(
+    ev: &Event,
+    labels: &LabelSelectorExpr,
+    fields: &FieldSelector,
+) -> Option<pb::WatchEvent> {
+    use pb::watch_event::Type;
+    let cur = registry::decode_kv(&ev.kv);
+    let matches = |v: &Value| labels.matches_object(v) && fields.matches(v);
+    let filtered = !labels.is_everything() || !fields.is_everything();
+    let now = matches(&cur);
+    let typ = match ev.kind {
+        EventType::Delete => now.then_some(Type::Deleted),
+        EventType::Put => match &ev.prev {
+            None => now.then_some(Type::Added),
+            Some(_) if !filtered => Some(Type::Modified),
+            Some(prev) => match (matches(&registry::decode_kv(prev)), now) {
+                (true, true) => Some(Type::Modified),
+                (false, true) => Some(Type::Added),
+                (true, false) => Some(Type::Deleted),
+                (false, false) => None,
+            },
+        },
+    }?;
+    Some(pb::WatchEvent {
+        r#type: typ as i32,
+        object: to_bytes(&cur),
+        resource_version: ev.revision(),
+    })
+}
+
+type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
+type LogStream = ReceiverStream<Result<pb::LogChunk, Status>>;
+
+#[tonic::async_trait]
+impl pb::api_server::Api for ApiService {
+    type WatchStream = WatchStream;
+    type LogsStream = LogStream;
+
+    async fn version(
+        &self,
+        _: Request<pb::VersionRequest>,
+    ) -> Result<Response<pb::VersionResponse>, Status> {
+        Ok(Response::new(pb::VersionResponse {
+            version: format!("v{}", env!("CARGO_PKG_VERSION")),
+            git_commit: option_env!("CORRAL_GIT_COMMIT")
+                .unwrap_or("unknown")
+                .to_string(),
+            store: "sqlite".into(),
+        }))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
+        let (r, info) = object_ref(req.into_inner().r#ref)?;
+        let v = self.registry.get(info, &r.namespace, &r.name).await?;
+        Ok(Response::new(pb::Object { json: to_bytes(&v) }))
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let req = req.into_inner();
+        let info = resource(&req.resource)?;
+        let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
+        let (items, rev) = self
+            .registry
+            .list(info, &req.namespace, &labels, &fields)
+            .await?;
+        Ok(Response::new(pb::ListResponse {
+            items: items.iter().map(to_bytes).collect(),
+            resource_version: rev,
+        }))
+    }
+
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let req = req.into_inner();
+        let info = resource(&req.resource)?;
+        let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
+        let mut events = self
+            .registry
+            .watch(info, &req.namespace, req.resource_version)
+            .await?;
+        let start = if req.resource_version > 0 {
+            req.resource_version
+        } else {
+            self.registry
+                .store()
+                .current_revision()
+                .await
+                .map_err(ApiError::from)?
+        };
+        let (tx, rx) = mpsc::channel(256);
+        debug!(resource = info.plural, namespace = %req.namespace, from = start, "watch opened");
+        tokio::spawn(async move {
+            let mut last = start;
+            let mut bookmarks = tokio::time::interval(BOOKMARK_EVERY);
+            bookmarks.tick().await;
+            loop {
+                tokio::select! {
+                    ev = events.next() => match ev {
+                        None => return,
+                        Some(Err(e)) => {
+                            let _ = tx.send(Err(ApiError::from(e).into())).await;
+                            return;
+                        }
+                        Some(Ok(ev)) => {
+                            last = ev.revision();
+                            if let Some(out) = watch_event(&ev, &labels, &fields) {
+                                if tx.send(Ok(out)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    },
+                    _ = bookmarks.tick(), if req.allow_bookmarks => {
+                        let ev = pb::WatchEvent {
+                            r#type: pb::watch_event::Type::Bookmark as i32,
+                            object: Vec::new(),
+                            resource_version: last,
+                        };
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn create(
+        &self,
+        req: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let info = resource(&req.resource)?;
+        let v = self
+            .registry
+            .create(info, &req.namespace, parse_json(&req.json)?, req.dry_run)
+            .await?;
+        Ok(Response::new(pb::Object { json: to_bytes(&v) }))
+    }
+
+    async fn update(
+        &self,
+        req: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let info = resource(&req.resource)?;
+        let status = req.subresource == pb::Subresource::Status as i32;
+        let v = self
+            .registry
+            .update(
+                info,
+                &req.namespace,
+                parse_json(&req.json)?,
+                status,
+                req.dry_run,
+            )
+            .await?;
+        Ok(Response::new(pb::Object { json: to_bytes(&v) }))
+    }
+
+    async fn scale(
+        &self,
+        req: Request<pb::ScaleRequest>,
+    ) -> Result<Response<pb::ScaleResponse>, Status> {
+        let req = req.into_inner();
+        let (r, info) = object_ref(req.r#ref)?;
+        let (replicas, previous) = self
+            .registry
+            .scale(info, &r.namespace, &r.name, req.replicas)
+            .await?;
+        Ok(Response::new(pb::ScaleResponse { replicas, previous }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = req.into_inner();
+        let (r, info) = object_ref(req.r#ref)?;
+        let propagation =
+            match pb::PropagationPolicy::try_from(req.propagation_policy).unwrap_or_default() {
+                pb::PropagationPolicy::Foreground => Propagation::Foreground,
+                pb::PropagationPolicy::Orphan => Propagation::Orphan,
+                pb::PropagationPolicy::Default | pb::PropagationPolicy::Background => {
+                    Propagation::Background
+                }
+            };
+        let opts = DeleteOptions {
+            propagation,
+            grace_period_seconds: req.grace_period_seconds,
+            uid: Some(req.uid).filter(|u| !u.is_empty()),
+            resource_version: Some(req.resource_version).filter(|rv| *rv != 0),
+            dry_run: req.dry_run,
+        };
+        let (object, finished) = self
+            .registry
+            .delete(info, &r.namespace, &r.name, opts)
+            .await?;
+        Ok(Response::new(pb::DeleteResponse {
+            object: to_bytes(&object),
+            finished,
+        }))
+    }
+
+    async fn apply(
+        &self,
+        req: Request<pb::ApplyRequest>,
+    ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let req = req.into_inner();
+        let (applied, v) = self
+            .registry
+            .apply(&req.namespace, parse_json(&req.json)?, req.dry_run)
+            .await?;
+        let result = match applied {
+            Applied::Created => pb::apply_response::Result::Created,
+            Applied::Configured => pb::apply_response::Result::Configured,
+            Applied::Unchanged => pb::apply_response::Result::Unchanged,
+        };
+        Ok(Response::new(pb::ApplyResponse {
+            result: result as i32,
+            object: to_bytes(&v),
+        }))
+    }
+
+    async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::Object>, Status> {
+        let req = req.into_inner();
+        let ns = if req.namespace.is_empty() {
+            "default"
+        } else {
+            &req.namespace
+        };
+        let v = self
+            .registry
+            .bind(ns, &req.name, &req.uid, &req.node_name)
+            .await?;
+        Ok(Response::new(pb::Object { json: to_bytes(&v) }))
+    }
+
+    async fn logs(
+        &self,
+        req: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let req = req.into_inner();
+        let ns = if req.namespace.is_empty() {
+            "default".to_string()
+        } else {
+            req.namespace.clone()
+        };
+        let pod = self.registry.get(&kinds::PODS, &ns, &req.pod).await?;
+        let node = object::str_at(&pod, "/spec/nodeName")
+            .unwrap_or("")
+            .to_string();
+        if node.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "pod {:?} in namespace {ns:?} is not scheduled to a node yet",
+                req.pod
+            )));
+        }
+        let mut stream = self.tunnels.logs(&node, req).await?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(chunk) = stream.next().await {
+                let out = chunk.map(|data| pb::LogChunk { data });
+                if tx.send(out).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

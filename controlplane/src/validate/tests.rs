@@ -1,0 +1,91 @@
+use super::*;
+use corral_api::kinds;
+use serde_json::json;
+
+fn deployment(replicas: i64, selector: Value, labels: Value, restart: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"restartPolicy": restart, "containers": [{"name": "c", "image": "i:1"}]}}}
+    })
+}
+
+fn errors(info: &ResourceInfo, v: &Value) -> Vec<String> {
+    let mut v = v.clone();
+    apply_defaults(info, &mut v, &Defaults::default());
+    validate(info, &v).iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn controller_templates_are_checked_like_kubernetes() {
+    let cases = [
+        (deployment(3, json!({"app": "a"}), json!({"app": "a"}), "Always"), None),
+        (
+            deployment(3, json!({"app": "a"}), json!({"app": "b"}), "Always"),
+            Some("spec.template.metadata.labels: Invalid value: map[string]string{\"app\": \"b\"}: `selector` does not match template `labels`"),
+        ),
+        (
+            deployment(3, json!({"app": "a"}), json!({"app": "a"}), "Never"),
+            Some("spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""),
+        ),
+        (
+            deployment(-1, json!({"app": "a"}), json!({"app": "a"}), "Always"),
+            Some("spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+        ),
+    ];
+    for (obj, want) in cases {
+        let got = errors(&kinds::DEPLOYMENTS, &obj);
+        match want {
+            None => assert!(got.is_empty(), "{got:?}"),
+            Some(w) => assert!(got.iter().any(|g| g == w), "want {w:?} in {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn names_must_be_dns_1123() {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Mi_Pod"},
+                     "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    let got = errors(&kinds::PODS, &pod);
+    assert!(
+        got[0].starts_with(
+            "metadata.name: Invalid value: \"Mi_Pod\": a lowercase RFC 1123 subdomain"
+        ),
+        "{got:?}"
+    );
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1svc"}, "spec": {"ports": [{"port": 80}]}});
+    assert!(errors(&kinds::SERVICES, &svc)[0].contains("DNS-1035"));
+}
+
+#[test]
+fn ports_must_be_in_range() {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 70000}]}]}});
+    assert_eq!(
+        errors(&kinds::PODS, &pod),
+        ["spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"]
+    );
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                     "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}});
+    assert!(errors(&kinds::SERVICES, &svc)[0].contains("30000-32767"));
+}
+
+#[test]
+fn defaults_follow_kubernetes() {
+    let mut d = deployment(3, json!({"app": "a"}), json!({"app": "a"}), "Always");
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx");
+    apply_defaults(&kinds::DEPLOYMENTS, &mut d, &Defaults::default());
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    assert_eq!(
+        default_pull_policy("fedek3/workshop-uns:v0.2.0"),
+        "IfNotPresent"
+    );
+    assert_eq!(default_pull_policy("localhost:5000/app"), "Always");
+    assert_eq!(default_pull_policy("localhost:5000/app:latest"), "Always");
+}
