@@ -1,1 +1,60 @@
-//! placeholder
+//! Corral's scheduler: watches unscheduled pods and nodes, runs filter and score plugins over a
+//! cache fed by the watch, and binds each pod to a node. Also hosts hollow nodes (kubemark-like
+//! fake nodes) used to measure the control plane and the scheduler at thousands of nodes.
+
+pub mod algorithm;
+pub mod cache;
+pub mod events;
+pub mod framework;
+pub mod hollow;
+pub mod leader;
+pub mod metrics;
+pub mod nodeinfo;
+pub mod plugins;
+pub mod podinfo;
+pub mod quantity;
+pub mod queue;
+pub mod reflector;
+pub mod scheduler;
+
+/// The names a pod's `spec.schedulerName` may carry for this scheduler to take it.
+pub const SCHEDULER_NAMES: &[&str] = &["default-scheduler", "corral-scheduler"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: corral_api::client::Error,
+    },
+    #[error("{object}: {field}: {source}")]
+    Quantity {
+        object: String,
+        field: String,
+        #[source]
+        source: quantity::QuantityError,
+    },
+    #[error("{object}: {field}: {source}")]
+    Selector {
+        object: String,
+        field: String,
+        #[source]
+        source: corral_api::selector::SelectorError,
+    },
+    #[error("lease {lease}: leadership lost to {holder:?}")]
+    LostLease { lease: String, holder: String },
+    #[error("watch of {resource} ended")]
+    WatchEnded { resource: &'static str },
+}
+
+impl Error {
+    pub(crate) fn api(what: impl Into<String>, source: corral_api::client::Error) -> Self {
+        Error::Api {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

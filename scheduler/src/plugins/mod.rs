@@ -1,0 +1,157 @@
+//! The built-in filter and score plugins and the default set kube-scheduler would run.
+
+use k8s_openapi::api::core::v1::{Taint, Toleration};
+
+use crate::framework::Framework;
+use crate::nodeinfo::NodeInfo;
+
+pub mod anti_affinity;
+pub mod node_affinity;
+pub mod node_name;
+pub mod node_state;
+pub mod ports;
+pub mod resources;
+pub mod spread;
+pub mod taints;
+
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// Filters cheapest and most selective first; scores weighted as kube-scheduler's defaults.
+pub fn default_framework() -> Framework {
+    Framework {
+        filters: vec![
+            Box::new(node_state::NodeUnschedulable),
+            Box::new(node_state::NodeReady),
+            Box::new(node_name::NodeName),
+            Box::new(taints::TaintToleration),
+            Box::new(node_affinity::NodeAffinity),
+            Box::new(ports::NodePorts),
+            Box::new(resources::NodeResourcesFit),
+            Box::new(anti_affinity::PodAntiAffinity),
+        ],
+        scores: vec![
+            Box::new(resources::LeastAllocated),
+            Box::new(spread::OwnerSpread),
+            Box::new(taints::TaintToleration),
+            Box::new(node_affinity::NodeAffinity),
+            Box::new(anti_affinity::PodAntiAffinity),
+        ],
+    }
+}
+
+/// Kubernetes' `ToleratesTaint`.
+pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty()) {
+        if effect != taint.effect {
+            return false;
+        }
+    }
+    let key = t.key.as_deref().unwrap_or("");
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        "Equal" | "" => {
+            !key.is_empty()
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+        _ => false,
+    }
+}
+
+pub fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
+    tolerations.iter().any(|t| tolerates(t, taint))
+}
+
+/// The node's value for a topology key. Nodes without a hostname label are their own domain.
+pub fn topology_value<'a>(node: &'a NodeInfo, key: &str) -> Option<&'a str> {
+    match node.facts().labels.get(key) {
+        Some(v) => Some(v),
+        None if key == HOSTNAME_LABEL => Some(&node.name),
+        None => None,
+    }
+}
+
+/// kube-scheduler's `DefaultNormalizeScore`: scales to 0..=100 by the maximum, optionally
+/// reversed (fewer is better).
+pub fn normalize_by_max(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = 100);
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        let v = 100 * *s / max;
+        *s = if reverse { 100 - v } else { v };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taint(key: &str, value: &str, effect: &str) -> Taint {
+        Taint {
+            key: key.into(),
+            value: (!value.is_empty()).then(|| value.into()),
+            effect: effect.into(),
+            time_added: None,
+        }
+    }
+
+    fn tol(key: &str, op: &str, value: &str, effect: &str) -> Toleration {
+        let s = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        Toleration {
+            key: s(key),
+            operator: s(op),
+            value: s(value),
+            effect: s(effect),
+            toleration_seconds: None,
+        }
+    }
+
+    #[test]
+    fn tolerations_match_like_kubernetes() {
+        let t = taint("dedicated", "gpu", "NoSchedule");
+        for (tol, want, why) in [
+            (
+                tol("dedicated", "Equal", "gpu", "NoSchedule"),
+                true,
+                "exact",
+            ),
+            (
+                tol("dedicated", "", "gpu", ""),
+                true,
+                "default operator, any effect",
+            ),
+            (
+                tol("dedicated", "Equal", "cpu", "NoSchedule"),
+                false,
+                "other value",
+            ),
+            (tol("dedicated", "Exists", "", ""), true, "exists"),
+            (tol("", "Exists", "", ""), true, "tolerate everything"),
+            (tol("", "Exists", "", "NoExecute"), false, "other effect"),
+            (tol("other", "Exists", "", ""), false, "other key"),
+            (tol("dedicated", "Bogus", "gpu", ""), false, "bad operator"),
+        ] {
+            assert_eq!(tolerates(&tol, &t), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn normalizing_scales_to_a_hundred() {
+        let mut s = vec![0, 5, 10];
+        normalize_by_max(&mut s, false);
+        assert_eq!(s, vec![0, 50, 100]);
+        let mut s = vec![0, 5, 10];
+        normalize_by_max(&mut s, true);
+        assert_eq!(s, vec![100, 50, 0]);
+        let mut s = vec![0, 0];
+        normalize_by_max(&mut s, true);
+        assert_eq!(s, vec![100, 100]);
+    }
+}
