@@ -1,1 +1,6 @@
-//! placeholder
+//! Corral's node agent (a mini-kubelet): registers the node, runs the pods bound to it as
+//! containerd containers with CNI networking, reports their status and serves their logs.
+
+pub mod runtime;
+pub mod spec;
+pub mod testimages;
