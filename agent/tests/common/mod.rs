@@ -1,0 +1,191 @@
+//! Test fixtures: a private containerd (own root, state and socket in a temp dir) and the
+//! test images. Everything is torn down on drop, even when the test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_agent::runtime::containerd::Containerd;
+use corral_agent::runtime::ContainerRuntime;
+
+pub const NAMESPACE: &str = "corral-test";
+
+/// Why a test cannot run here, or None when it can.
+pub fn skip_reason() -> Option<String> {
+    for bin in ["containerd", "runc"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
+            .unwrap_or(false);
+        if !found {
+            return Some(format!("{bin} is not installed"));
+        }
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("needs root (containerd, netns, CNI)".into());
+    }
+    if !Path::new("/usr/bin/busybox").exists() {
+        return Some("busybox-static is not installed (/usr/bin/busybox)".into());
+    }
+    None
+}
+
+#[macro_export]
+macro_rules! skip_unless_runnable {
+    () => {
+        if let Some(why) = common::skip_reason() {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
+pub struct ContainerdFixture {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl ContainerdFixture {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ctd")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path();
+        let socket = d.join("c.sock");
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = socket.display(),
+            opt = d.join("opt").display(),
+        );
+        std::fs::write(d.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("containerd starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not create {}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            dir,
+            socket,
+            child: Some(child),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn runtime(&self) -> Containerd {
+        let tmp = self.path().join("agent-tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        Containerd::connect(&self.socket, NAMESPACE, "overlayfs", tmp)
+            .await
+            .unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("containerd.log")).unwrap_or_default()
+    }
+}
+
+/// Removes every container left in the fixture's namespaces (this stops their shims).
+async fn remove_all(socket: PathBuf, dir: PathBuf) {
+    for ns in [NAMESPACE, "corral"] {
+        let Ok(rt) = Containerd::connect(&socket, ns, "overlayfs", dir.clone()).await else {
+            return;
+        };
+        if let Ok(list) = rt.list().await {
+            for c in list {
+                let _ = rt.remove(&c.id).await;
+            }
+        }
+    }
+}
+
+impl Drop for ContainerdFixture {
+    fn drop(&mut self) {
+        let (socket, dir) = (self.socket.clone(), self.path().to_path_buf());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(30), remove_all(socket, dir))
+                        .await;
+                })
+        })
+        .join();
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        unmount_under(self.path());
+    }
+}
+
+/// Lazily unmounts whatever is still mounted below `dir` (snapshots, rootfs), deepest first.
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Builds the test images once per test binary.
+pub fn images_dir() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corral-test-images");
+        corral_agent::testimages::build_standard_images(Path::new("/usr/bin/busybox"), &dir)
+            .expect("test images build");
+        dir
+    })
+    .clone()
+}
+
+pub fn image_archive(reference: &str) -> PathBuf {
+    images_dir().join(corral_agent::testimages::archive_name(reference))
+}
