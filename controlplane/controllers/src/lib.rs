@@ -1,10 +1,27 @@
 //! Controllers that run inside `corral-controlplane`: each one a task with list-and-watch
 //! informers, a work queue keyed by object, a pure planner and a thin executor.
 
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use corral_api::Client;
 use tokio::task::JoinHandle;
+
+pub mod events;
+pub mod informer;
+pub mod ops;
+pub mod pods;
+pub mod queue;
+pub mod replicaset;
+pub mod util;
+
+#[cfg(test)]
+mod testutil;
+
+use informer::ObjectKey;
+use queue::WorkQueue;
 
 /// Tunables of the controllers, set from `corral-controlplane` flags.
 #[derive(Debug, Clone)]
@@ -13,6 +30,11 @@ pub struct Config {
     pub node_monitor_grace: Duration,
     /// Default toleration seconds for `node.kubernetes.io/unreachable` / `not-ready` taints.
     pub pod_eviction_timeout: Duration,
+    /// Controllers not to start, by name (`replicaset`, `deployment`, `daemonset`,
+    /// `statefulset`, `garbagecollector`, `nodelifecycle`).
+    pub disabled: BTreeSet<String>,
+    /// Parallel reconciles per controller.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -20,12 +42,118 @@ impl Default for Config {
         Self {
             node_monitor_grace: Duration::from_secs(4),
             pod_eviction_timeout: Duration::from_secs(1),
+            disabled: BTreeSet::new(),
+            workers: 4,
         }
     }
 }
 
+impl Config {
+    pub fn enabled(&self, controller: &str) -> bool {
+        !self.disabled.contains(controller)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{object}: invalid selector")]
+    InvalidSelector {
+        object: String,
+        #[source]
+        source: corral_api::selector::SelectorError,
+    },
+    #[error("{action} {object}")]
+    Api {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: corral_api::client::Error,
+    },
+    #[error("{object}: {message}")]
+    Invalid { object: String, message: String },
+}
+
+impl Error {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Api { source, .. } if source.is_conflict())
+    }
+}
+
+/// Runs `workers` loops taking keys from `queue` and reconciling them; a reconcile returns
+/// when to look again (`Some(delay)`) and failures are retried with back-off.
+pub fn run_workers<F, Fut>(
+    controller: &'static str,
+    queue: Arc<WorkQueue<ObjectKey>>,
+    workers: usize,
+    reconcile: F,
+) -> Vec<JoinHandle<()>>
+where
+    F: Fn(ObjectKey) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Duration>, Error>> + Send + 'static,
+{
+    (0..workers.max(1))
+        .map(|_| {
+            let queue = queue.clone();
+            let reconcile = reconcile.clone();
+            tokio::spawn(async move {
+                loop {
+                    let key = queue.get().await;
+                    let result = reconcile(key.clone()).await;
+                    match result {
+                        Ok(again) => {
+                            queue.forget(&key);
+                            if let Some(d) = again {
+                                queue.add_after(key.clone(), d);
+                            }
+                        }
+                        Err(e) => {
+                            if e.is_conflict() {
+                                tracing::debug!(controller, key = %key, error = %e, "conflict, retrying");
+                            } else {
+                                tracing::warn!(controller, key = %key, error = %e, error.source = ?std::error::Error::source(&e), "reconcile failed");
+                            }
+                            queue.add_rate_limited(key.clone());
+                        }
+                    }
+                    queue.done(&key);
+                }
+            })
+        })
+        .collect()
+}
+
 /// Starts every controller against the API server reached by `client`.
 pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
-    let _ = (client, config);
-    Vec::new()
+    let ctx = Arc::new(Context {
+        recorder: events::Recorder::new(client.clone(), "corral-controller-manager"),
+        client,
+        config,
+        pods: informer::Store::new(),
+        replicasets: informer::Store::new(),
+    });
+    let mut handles = Vec::new();
+    // Handlers are registered before the informers start, so no event is missed.
+    if ctx.config.enabled("replicaset") {
+        handles.extend(replicaset::start(ctx.clone()));
+    }
+    handles.push(run_informer(&ctx, &ctx.pods));
+    handles.push(run_informer(&ctx, &ctx.replicasets));
+    handles
+}
+
+fn run_informer<K: corral_api::client::Object + Sync>(
+    ctx: &Context,
+    store: &Arc<informer::Store<K>>,
+) -> JoinHandle<()> {
+    let inf = informer::Informer::new(ctx.client.clone(), store.clone());
+    tokio::spawn(inf.run())
+}
+
+/// What every controller shares: the client, the configuration, the caches and the recorder.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub recorder: events::Recorder,
+    pub pods: ops::Shared<k8s_openapi::api::core::v1::Pod>,
+    pub replicasets: ops::Shared<k8s_openapi::api::apps::v1::ReplicaSet>,
 }

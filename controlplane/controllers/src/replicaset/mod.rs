@@ -1,0 +1,181 @@
+//! The ReplicaSet controller: keeps `replicas` pods matching the selector.
+
+pub mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_api::DeleteOptions;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use tokio::task::JoinHandle;
+
+use crate::informer::{Change, ObjectKey};
+use crate::queue::WorkQueue;
+use crate::{ops, pods, util, Context, Error};
+use plan::Action;
+
+const NAME: &str = "replicaset";
+
+/// Registers the event handlers and returns the worker tasks (they wait for the caches).
+pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
+    let queue = WorkQueue::<ObjectKey>::new();
+    {
+        let q = queue.clone();
+        ctx.replicasets
+            .on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
+    }
+    {
+        let q = queue.clone();
+        let rss = ctx.replicasets.clone();
+        ctx.pods.on_change(move |c| {
+            for key in owners_of_pod_change(c, |ns| rss.list_ns(ns)) {
+                q.add(key);
+            }
+        });
+    }
+    let c = ctx.clone();
+    let mut handles = vec![];
+    let q = queue.clone();
+    handles.push(tokio::spawn(async move {
+        c.replicasets.wait_synced().await;
+        c.pods.wait_synced().await;
+        let ctx = c.clone();
+        let workers = crate::run_workers(NAME, q, c.config.workers, move |key| {
+            let ctx = ctx.clone();
+            async move { reconcile(&ctx, &key).await }
+        });
+        futures::future::join_all(workers).await;
+    }));
+    handles
+}
+
+/// The ReplicaSets a pod change concerns: its controller (old and new), and for orphans every
+/// ReplicaSet whose selector matches (it may adopt them).
+pub fn owners_of_pod_change(
+    change: &Change<Pod>,
+    replicasets_in: impl Fn(&str) -> Vec<Arc<ReplicaSet>>,
+) -> Vec<ObjectKey> {
+    let mut keys = Vec::new();
+    let mut versions: Vec<&Pod> = vec![change.object()];
+    if let Change::Updated { old, .. } = change {
+        versions.push(old);
+    }
+    let mut orphan = false;
+    for pod in &versions {
+        let ns = util::namespace(&pod.metadata);
+        match util::controller_of(&pod.metadata) {
+            Some(o) if o.kind == "ReplicaSet" => keys.push(ObjectKey::new(ns, o.name.clone())),
+            Some(_) => {}
+            None => orphan = true,
+        }
+    }
+    let pod = change.object();
+    if orphan && !matches!(change, Change::Deleted(_)) {
+        let labels = util::labels(&pod.metadata);
+        for rs in replicasets_in(util::namespace(&pod.metadata)) {
+            let sel = rs.spec.as_ref().map(|s| &s.selector);
+            if let Ok(expr) = util::selector_of("replicaset", &rs.metadata, sel) {
+                if expr.matches(&labels) {
+                    keys.push(ObjectKey::of(rs.as_ref()));
+                }
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[tracing::instrument(skip(ctx), fields(controller = NAME, key = %key))]
+async fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<Option<Duration>, Error> {
+    let Some(rs) = ctx.replicasets.get(key) else {
+        return Ok(None);
+    };
+    let pods = ctx.pods.list_ns(&key.namespace);
+    let plan = plan::plan(&rs, &pods, jiff::Timestamp::now())?;
+    if !plan.actions.is_empty() {
+        tracing::debug!(actions = plan.actions.len(), "syncing replica set");
+    }
+    let jobs: Vec<_> = plan
+        .actions
+        .into_iter()
+        .map(|a| execute(ctx, &rs, a))
+        .collect();
+    let result = ops::run_all(jobs).await;
+    if let Some(status) = plan.status {
+        let mut updated = (*rs).clone();
+        updated.status = Some(status);
+        ops::update_status(&ctx.client, &ctx.replicasets, &updated).await?;
+    }
+    result?;
+    Ok(plan.requeue_after)
+}
+
+async fn execute(ctx: &Context, rs: &ReplicaSet, action: Action) -> Result<(), Error> {
+    match action {
+        Action::Create(pod) => create_pod(ctx, rs, *pod).await,
+        Action::Delete(pod) => {
+            if ops::delete(
+                &ctx.client,
+                &ctx.pods,
+                pod.as_ref(),
+                DeleteOptions::default(),
+            )
+            .await?
+            {
+                ctx.recorder.normal(
+                    rs,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", util::name(&pod.metadata)),
+                );
+            }
+            Ok(())
+        }
+        Action::Adopt(pod) => {
+            let mut p = (*pod).clone();
+            p.metadata
+                .owner_references
+                .get_or_insert_with(Vec::new)
+                .push(util::controller_ref(rs));
+            ops::update(&ctx.client, &ctx.pods, &p).await.map(drop)
+        }
+        Action::Release(pod) => {
+            let mut p = (*pod).clone();
+            let uid = util::uid(&rs.metadata).to_string();
+            if let Some(refs) = p.metadata.owner_references.as_mut() {
+                refs.retain(|o| o.uid != uid);
+            }
+            ops::update(&ctx.client, &ctx.pods, &p).await.map(drop)
+        }
+    }
+}
+
+/// Creates one pod for a workload and records SuccessfulCreate / FailedCreate.
+pub async fn create_pod<O: corral_api::client::Object>(
+    ctx: &Context,
+    owner: &O,
+    pod: Pod,
+) -> Result<(), Error> {
+    match ops::create(&ctx.client, &ctx.pods, pod, pods::with_generated_name).await {
+        Ok(created) => {
+            ctx.recorder.normal(
+                owner,
+                "SuccessfulCreate",
+                format!("Created pod: {}", util::name(&created.metadata)),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let cause = match &e {
+                Error::Api { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
+            ctx.recorder
+                .warning(owner, "FailedCreate", format!("Error creating: {cause}"));
+            Err(e)
+        }
+    }
+}
