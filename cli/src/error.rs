@@ -1,0 +1,166 @@
+//! kubectl-shaped error messages: `Error from server (NotFound): pods "x" not found`,
+//! `error: the server doesn't have a resource type "gadgets"`, and the connection message.
+
+use corral_api::client::Error as ClientError;
+use corral_api::kinds::ResourceInfo;
+
+/// An error that is shown to the user exactly as its text says.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Printed verbatim (already carries its `error:` or `Error from server` prefix).
+    #[error("{0}")]
+    Message(String),
+    /// The details were already printed while the command went on; only the exit code is left.
+    #[error("")]
+    Reported,
+}
+
+pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// A local (client-side) error: `error: ...`.
+pub fn local(msg: impl std::fmt::Display) -> CliError {
+    CliError::Message(format!("error: {msg}"))
+}
+
+/// kubectl's resource spelling in server messages: `pods`, `deployments.apps`.
+pub fn resource_name(info: &ResourceInfo) -> String {
+    if info.group.is_empty() {
+        info.plural.to_string()
+    } else {
+        format!("{}.{}", info.plural, info.group)
+    }
+}
+
+/// kubectl's StatusReason for a gRPC code.
+fn reason(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        Aborted | FailedPrecondition => "Conflict",
+        InvalidArgument => "Invalid",
+        OutOfRange => "Expired",
+        DeadlineExceeded => "Timeout",
+        PermissionDenied => "Forbidden",
+        Unauthenticated => "Unauthorized",
+        ResourceExhausted => "TooManyRequests",
+        Unimplemented => "MethodNotAllowed",
+        Unavailable => "ServiceUnavailable",
+        _ => "InternalError",
+    }
+}
+
+fn host_port(server: &str) -> &str {
+    server
+        .split("://")
+        .nth(1)
+        .unwrap_or(server)
+        .trim_end_matches('/')
+}
+
+/// Formats a client error as kubectl would.
+pub fn server(server: &str, e: &ClientError) -> CliError {
+    match e {
+        ClientError::Connect { .. } => connection_refused(server),
+        ClientError::Api { code, .. } if *code == tonic::Code::Unavailable => {
+            connection_refused(server)
+        }
+        ClientError::Api { code, message } => {
+            CliError::Message(format!("Error from server ({}): {message}", reason(*code)))
+        }
+        other => local(other),
+    }
+}
+
+/// A server error with what was being done: `Error from server (Invalid): error when
+/// applying "f.yaml": ...`.
+pub fn server_doing(server_addr: &str, doing: &str, e: &ClientError) -> CliError {
+    match e {
+        ClientError::Api { code, message } if *code != tonic::Code::Unavailable => {
+            CliError::Message(format!(
+                "Error from server ({}): {doing}: {message}",
+                reason(*code)
+            ))
+        }
+        other => server(server_addr, other),
+    }
+}
+
+fn connection_refused(server: &str) -> CliError {
+    CliError::Message(format!(
+        "The connection to the server {} was refused - did you specify the right host or port?",
+        host_port(server)
+    ))
+}
+
+/// Like [`server`], but a NotFound names the object the way kubectl does.
+pub fn about(server_addr: &str, info: &ResourceInfo, name: &str, e: &ClientError) -> CliError {
+    if e.is_not_found() {
+        CliError::Message(format!(
+            "Error from server (NotFound): {} {name:?} not found",
+            resource_name(info)
+        ))
+    } else if e.is_already_exists() {
+        CliError::Message(format!(
+            "Error from server (AlreadyExists): {} {name:?} already exists",
+            resource_name(info)
+        ))
+    } else {
+        server(server_addr, e)
+    }
+}
+
+/// `error: the server doesn't have a resource type "gadgets"`.
+pub fn unknown_kind(kind: &str) -> CliError {
+    local(format!("the server doesn't have a resource type {kind:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_api::kinds;
+
+    #[test]
+    fn not_found_names_the_resource_like_kubectl() {
+        let e = ClientError::Api {
+            code: tonic::Code::NotFound,
+            message: "whatever the server says".into(),
+        };
+        assert_eq!(
+            about("http://127.0.0.1:7443", &kinds::PODS, "x", &e).to_string(),
+            "Error from server (NotFound): pods \"x\" not found"
+        );
+        assert_eq!(
+            about("http://127.0.0.1:7443", &kinds::DEPLOYMENTS, "d", &e).to_string(),
+            "Error from server (NotFound): deployments.apps \"d\" not found"
+        );
+    }
+
+    #[test]
+    fn unavailable_reads_as_connection_refused() {
+        let e = ClientError::Api {
+            code: tonic::Code::Unavailable,
+            message: "tcp connect error".into(),
+        };
+        assert_eq!(
+            server("http://127.0.0.1:1", &e).to_string(),
+            "The connection to the server 127.0.0.1:1 was refused - did you specify the right host or port?"
+        );
+    }
+
+    #[test]
+    fn other_codes_carry_the_server_message_with_a_reason() {
+        let e = ClientError::Api {
+            code: tonic::Code::InvalidArgument,
+            message: "deployment \"d\": spec.replicas: must be >= 0".into(),
+        };
+        assert_eq!(
+            server("x", &e).to_string(),
+            "Error from server (Invalid): deployment \"d\": spec.replicas: must be >= 0"
+        );
+        assert_eq!(
+            unknown_kind("gadgets").to_string(),
+            "error: the server doesn't have a resource type \"gadgets\""
+        );
+    }
+}
