@@ -1,0 +1,4 @@
+//! Pods on this node: the pure per-container state and status (`state`), one worker task per
+//! pod UID (`worker`) and the manager that watches the API and the runtime (`manager`).
+
+pub mod state;

@@ -1,0 +1,181 @@
+use super::*;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + secs).unwrap()
+}
+
+fn exited(code: i32, start: i64, end: i64) -> Terminated {
+    Terminated {
+        container_id: "c".into(),
+        exit_code: code,
+        reason: Terminated::reason_for(code, false).into(),
+        started_at: t(start),
+        finished_at: t(end),
+    }
+}
+
+fn pod(policy: &str, names: &[&str]) -> Pod {
+    let mut p = Pod::default();
+    p.spec = Some(PodSpec {
+        restart_policy: Some(policy.into()),
+        containers: names
+            .iter()
+            .map(|n| Container {
+                name: n.to_string(),
+                image: Some("img:1".into()),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    });
+    p
+}
+
+#[test]
+fn decisions_follow_the_restart_policy() {
+    use RestartPolicy::*;
+    let running = ContainerRecord {
+        current: Some(Current::Running { started_at: t(0) }),
+        ..Default::default()
+    };
+    let ok = ContainerRecord {
+        current: Some(Current::Exited(exited(0, 0, 5))),
+        ..Default::default()
+    };
+    let failed = ContainerRecord {
+        current: Some(Current::Exited(exited(1, 0, 5))),
+        ..Default::default()
+    };
+    let fresh = ContainerRecord::default();
+    let table = [
+        (&running, Always, Decision::Keep),
+        (&fresh, Never, Decision::Start),
+        (&ok, Always, Decision::Start),
+        (&ok, OnFailure, Decision::Keep),
+        (&ok, Never, Decision::Keep),
+        (&failed, OnFailure, Decision::Start),
+        (&failed, Never, Decision::Keep),
+    ];
+    for (rec, policy, want) in table {
+        assert_eq!(
+            decide(rec, policy, t(10)),
+            want,
+            "{policy:?} {:?}",
+            rec.current
+        );
+    }
+}
+
+#[test]
+fn crashes_back_off_exponentially_and_show_crash_loop() {
+    let b = BackoffPolicy::default();
+    let mut rec = ContainerRecord::default();
+    // First crash: restart at once, as the kubelet does.
+    on_exit(&mut rec, exited(1, 0, 1), RestartPolicy::Always, &b);
+    assert_eq!(decide(&rec, RestartPolicy::Always, t(1)), Decision::Start);
+    assert_eq!(rec.waiting, None);
+    // Second crash: 10 s of CrashLoopBackOff.
+    rec.attempt = 1;
+    on_exit(&mut rec, exited(1, 1, 2), RestartPolicy::Always, &b);
+    assert_eq!(
+        decide(&rec, RestartPolicy::Always, t(3)),
+        Decision::WaitUntil(t(12))
+    );
+    let s = container_status("app", "img:1", &rec, RestartPolicy::Always, t(3));
+    let w = s.state.unwrap().waiting.unwrap();
+    assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(s.last_state.unwrap().terminated.unwrap().exit_code, 1);
+    assert_eq!(s.restart_count, 1);
+    // Then 20 s, 40 s ... capped at 5 min.
+    on_exit(&mut rec, exited(1, 12, 13), RestartPolicy::Always, &b);
+    assert_eq!(rec.not_before, Some(t(33)));
+    rec.backoff = Duration::from_secs(400);
+    on_exit(&mut rec, exited(1, 40, 41), RestartPolicy::Always, &b);
+    assert_eq!(rec.backoff, b.max);
+    // Ten minutes of running resets the back-off.
+    on_exit(&mut rec, exited(1, 100, 800), RestartPolicy::Always, &b);
+    assert_eq!(rec.not_before, Some(t(800)));
+}
+
+#[test]
+fn phase_follows_kubernetes() {
+    use RestartPolicy::*;
+    let running = ContainerRecord {
+        current: Some(Current::Running { started_at: t(0) }),
+        ..Default::default()
+    };
+    let ok = ContainerRecord {
+        current: Some(Current::Exited(exited(0, 0, 5))),
+        ..Default::default()
+    };
+    let failed = ContainerRecord {
+        current: Some(Current::Exited(exited(2, 0, 5))),
+        ..Default::default()
+    };
+    let fresh = ContainerRecord::default();
+    assert_eq!(phase(&[&fresh], Always), "Pending");
+    assert_eq!(phase(&[&running, &fresh], Always), "Pending");
+    assert_eq!(phase(&[&running, &ok], Never), "Running");
+    assert_eq!(phase(&[&ok, &ok], Never), "Succeeded");
+    assert_eq!(phase(&[&ok, &failed], Never), "Failed");
+    assert_eq!(phase(&[&failed], OnFailure), "Running");
+    assert_eq!(phase(&[&ok], OnFailure), "Succeeded");
+    assert_eq!(phase(&[&failed], Always), "Running");
+}
+
+#[test]
+fn status_is_stable_when_nothing_changes() {
+    let p = pod("Always", &["web"]);
+    let mut recs = BTreeMap::new();
+    recs.insert(
+        "web".to_string(),
+        ContainerRecord {
+            id: Some("u-web-0".into()),
+            current: Some(Current::Running { started_at: t(0) }),
+            ..Default::default()
+        },
+    );
+    let facts = PodFacts {
+        pod_ip: Some("10.88.0.2".into()),
+        host_ip: "127.0.0.1".into(),
+        start_time: Some(t(0)),
+    };
+    let first = pod_status(&p, &recs, &facts, None, t(1));
+    let second = pod_status(&p, &recs, &facts, Some(&first), t(50));
+    assert_eq!(first, second);
+    assert_eq!(first.phase.as_deref(), Some("Running"));
+    let ready = first
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+    assert_eq!(first.pod_ip.as_deref(), Some("10.88.0.2"));
+}
+
+#[test]
+fn oom_kill_and_completion_have_kubernetes_reasons() {
+    assert_eq!(Terminated::reason_for(137, true), "OOMKilled");
+    assert_eq!(Terminated::reason_for(0, false), "Completed");
+    assert_eq!(Terminated::reason_for(1, false), "Error");
+}
+
+#[test]
+fn failed_pulls_wait_before_retrying() {
+    let b = BackoffPolicy::default();
+    let mut rec = ContainerRecord::default();
+    on_failure(&mut rec, "ErrImagePull", "not found".into(), t(0), &b);
+    assert_eq!(
+        decide(&rec, RestartPolicy::Always, t(1)),
+        Decision::WaitUntil(t(10))
+    );
+    on_failure(&mut rec, "ImagePullBackOff", "not found".into(), t(10), &b);
+    assert_eq!(rec.not_before, Some(t(30)));
+    let s = container_status("app", "img:1", &rec, RestartPolicy::Always, t(11));
+    assert_eq!(
+        s.state.unwrap().waiting.unwrap().reason.as_deref(),
+        Some("ImagePullBackOff")
+    );
+}
