@@ -188,11 +188,11 @@ mod tests {
         let mut w = t.widths(true);
         assert_eq!(
             w.line(&row(&["b", "Pending", "0s"])),
-            "b        Pending   0s\n"
+            "b      Pending   0s\n"
         );
         assert_eq!(
             w.line(&row(&["c", "ContainerCreating", "0s"])),
-            "c        ContainerCreating   0s\n"
+            "c      ContainerCreating   0s\n"
         );
     }
 
