@@ -9,6 +9,7 @@ use std::time::Duration;
 use corral_api::Client;
 use tokio::task::JoinHandle;
 
+pub mod deployment;
 pub mod events;
 pub mod informer;
 pub mod ops;
@@ -130,13 +131,18 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
         config,
         pods: informer::Store::new(),
         replicasets: informer::Store::new(),
+        deployments: informer::Store::new(),
     });
     let mut handles = Vec::new();
     // Handlers are registered before the informers start, so no event is missed.
     if ctx.config.enabled("replicaset") {
         handles.extend(replicaset::start(ctx.clone()));
     }
+    if ctx.config.enabled("deployment") {
+        handles.extend(deployment::start(ctx.clone()));
+    }
     handles.push(run_informer(&ctx, &ctx.pods));
+    handles.push(run_informer(&ctx, &ctx.deployments));
     handles.push(run_informer(&ctx, &ctx.replicasets));
     handles
 }
@@ -156,4 +162,5 @@ pub struct Context {
     pub recorder: events::Recorder,
     pub pods: ops::Shared<k8s_openapi::api::core::v1::Pod>,
     pub replicasets: ops::Shared<k8s_openapi::api::apps::v1::ReplicaSet>,
+    pub deployments: ops::Shared<k8s_openapi::api::apps::v1::Deployment>,
 }
