@@ -17,6 +17,8 @@ pub mod queue;
 pub mod reflector;
 pub mod scheduler;
 
+pub use scheduler::{Config, Scheduler};
+
 /// The names a pod's `spec.schedulerName` may carry for this scheduler to take it.
 pub const SCHEDULER_NAMES: &[&str] = &["default-scheduler", "corral-scheduler"];
 

@@ -232,6 +232,19 @@ impl SchedulingQueue {
         self.push_backoff(uid, until);
     }
 
+    /// Keeps only pods for which `keep(uid)` holds (after a re-list).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let gone: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|uid| !keep(uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.remove(&uid);
+        }
+    }
+
     /// The pod is bound: it leaves the queue.
     pub fn done(&mut self, uid: &str) {
         self.remove(uid);
