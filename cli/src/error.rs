@@ -38,7 +38,7 @@ fn reason(code: tonic::Code) -> &'static str {
         NotFound => "NotFound",
         AlreadyExists => "AlreadyExists",
         Aborted | FailedPrecondition => "Conflict",
-        InvalidArgument => "Invalid",
+        InvalidArgument => "BadRequest",
         OutOfRange => "Expired",
         DeadlineExceeded => "Timeout",
         PermissionDenied => "Forbidden",
@@ -65,11 +65,19 @@ pub fn server(server: &str, e: &ClientError) -> CliError {
         ClientError::Api { code, .. } if *code == tonic::Code::Unavailable => {
             connection_refused(server)
         }
+        ClientError::Api { code, message } if invalid(*code, message) => {
+            CliError::Message(format!("The {message}"))
+        }
         ClientError::Api { code, message } => {
             CliError::Message(format!("Error from server ({}): {message}", reason(*code)))
         }
         other => local(other),
     }
+}
+
+/// kubectl prints validation failures as `The Deployment "x" is invalid: ...`.
+fn invalid(code: tonic::Code, message: &str) -> bool {
+    code == tonic::Code::InvalidArgument && message.contains(" is invalid: ")
 }
 
 /// A server error with what was being done: `Error from server (Invalid): error when
@@ -152,11 +160,19 @@ mod tests {
     fn other_codes_carry_the_server_message_with_a_reason() {
         let e = ClientError::Api {
             code: tonic::Code::InvalidArgument,
-            message: "deployment \"d\": spec.replicas: must be >= 0".into(),
+            message: "Deployment \"d\" is invalid: spec.replicas: must be >= 0".into(),
         };
         assert_eq!(
             server("x", &e).to_string(),
-            "Error from server (Invalid): deployment \"d\": spec.replicas: must be >= 0"
+            "The Deployment \"d\" is invalid: spec.replicas: must be >= 0"
+        );
+        let e = ClientError::Api {
+            code: tonic::Code::InvalidArgument,
+            message: "bad selector".into(),
+        };
+        assert_eq!(
+            server("x", &e).to_string(),
+            "Error from server (BadRequest): bad selector"
         );
         assert_eq!(
             unknown_kind("gadgets").to_string(),

@@ -151,7 +151,9 @@ fn containers(
     doc.0.push_str(&format!("{space}{title}:\n"));
     for c in list {
         let status = statuses.iter().find(|s| s.name == c.name);
-        doc.0.push_str(&format!("{space}  {}:\n", c.name));
+        // kubectl indents a template's container names by one extra space.
+        let name_indent = if space.is_empty() { "" } else { " " };
+        doc.0.push_str(&format!("  {name_indent}{}:\n", c.name));
         if let Some(id) = status.and_then(|s| s.container_id.as_ref()) {
             doc.kv(2, "Container ID", id);
         }
