@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what Corral needs on a fresh Debian machine (as root): the Debian packages for
+# building (protoc), running (containerd, runc, CNI plugins, iptables, iproute2) and testing
+# (busybox-static for the test images, docker-registry for pull tests), and a Rust toolchain
+# check. Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+packages=(
+  protobuf-compiler containerd runc containernetworking-plugins iptables iproute2
+  util-linux busybox-static skopeo umoci docker-registry ca-certificates curl procps
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust (rustup) first" >&2
+  exit 1
+fi
+# The test images and the runtime need these paths.
+for bin in protoc containerd runc /usr/lib/cni/bridge /bin/busybox; do
+  command -v "$bin" >/dev/null || [[ -x $bin ]] || { echo "setup: $bin missing after install" >&2; exit 1; }
+done
+modprobe br_netfilter 2>/dev/null || true
+sysctl -qw net.ipv4.ip_forward=1 || true
+echo "setup: ok"
