@@ -69,6 +69,11 @@ impl Rs {
             .and_then(|s| s.available_replicas)
             .unwrap_or(0)
     }
+    /// Available pods a scale-down may count on: never more than the size, because pods being
+    /// removed still show in a status the ReplicaSet controller has not refreshed yet.
+    fn available_capped(&self) -> i32 {
+        self.available().min(self.replicas())
+    }
     fn ready(&self) -> i32 {
         self.rs
             .status
@@ -567,9 +572,9 @@ impl Planner<'_> {
         }
         let all_pods = self.all_spec();
         let min_available = self.replicas - self.max_unavailable();
-        let new_unavailable = self
-            .new
-            .map_or(0, |n| self.rss[n].replicas() - self.rss[n].available());
+        let new_unavailable = self.new.map_or(0, |n| {
+            self.rss[n].replicas() - self.rss[n].available_capped()
+        });
         let max_scaled_down = all_pods - min_available - new_unavailable;
         if max_scaled_down <= 0 {
             return false;
@@ -580,7 +585,7 @@ impl Planner<'_> {
             if cleaned >= max_scaled_down {
                 break;
             }
-            let (spec, avail) = (self.rss[i].replicas(), self.rss[i].available());
+            let (spec, avail) = (self.rss[i].replicas(), self.rss[i].available_capped());
             if spec == 0 || spec == avail {
                 continue;
             }
@@ -589,7 +594,7 @@ impl Planner<'_> {
             cleaned += down;
         }
         // Then available old pods, as long as enough stay available.
-        let available: i32 = self.rss.iter().map(Rs::available).sum();
+        let available: i32 = self.rss.iter().map(Rs::available_capped).sum();
         let mut scaled = 0;
         if available > min_available {
             let total = available - min_available;
