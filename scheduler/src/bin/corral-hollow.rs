@@ -1,1 +1,59 @@
-fn main() {}
+//! `corral-hollow`: registers N hollow nodes (kubemark-like) against a control plane.
+
+use anyhow::Context;
+use clap::Parser;
+use corral_scheduler::hollow::{Hollow, HollowConfig};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Fake nodes that heartbeat and run pods without containers"
+)]
+struct Args {
+    #[arg(long, env = "CORRAL_SERVER", default_value = "http://127.0.0.1:7443")]
+    server: String,
+    /// Number of nodes to register.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Node name prefix; node i is PREFIX + i.
+    #[arg(long, default_value = "hollow-node-")]
+    prefix: String,
+    #[arg(long, default_value = "8")]
+    cpu: String,
+    #[arg(long, default_value = "32Gi")]
+    memory: String,
+    #[arg(long, default_value = "110")]
+    pods: String,
+    /// API calls in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let client = corral_api::Client::connect_lazy(&args.server)
+        .with_context(|| format!("connecting to {}", args.server))?;
+    let hollow = Hollow::new(
+        client,
+        HollowConfig {
+            nodes: args.nodes,
+            prefix: args.prefix,
+            cpu: args.cpu,
+            memory: args.memory,
+            pods: args.pods,
+            concurrency: args.concurrency,
+            ..Default::default()
+        },
+    );
+    tokio::select! {
+        r = hollow.run() => r.context("hollow nodes")?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
