@@ -97,7 +97,7 @@ async fn watch_replays_history_then_follows_live_changes() {
     s.create("/pods/a", b"1".to_vec()).await.unwrap();
     s.create("/nodes/n", b"n".to_vec()).await.unwrap();
     s.update("/pods/a", b"2".to_vec(), 1).await.unwrap();
-    let mut w = s.watch("/pods/", 0 + 1).await.unwrap();
+    let mut w = s.watch("/pods/", 1).await.unwrap();
     let ev = next(&mut w).await;
     assert_eq!(
         (ev.kind, ev.revision(), &*ev.kv.value),
