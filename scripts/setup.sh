@@ -28,6 +28,5 @@ fi
 for bin in protoc containerd runc /usr/lib/cni/bridge /bin/busybox; do
   command -v "$bin" >/dev/null || [[ -x $bin ]] || { echo "setup: $bin missing after install" >&2; exit 1; }
 done
-modprobe br_netfilter 2>/dev/null || true
 sysctl -qw net.ipv4.ip_forward=1 || true
 echo "setup: ok"
