@@ -1,8 +1,150 @@
 //! Corral's node agent (a mini-kubelet): registers the node, runs the pods bound to it as
 //! containerd containers with CNI networking, reports their status and serves their logs.
 
+pub mod logs;
 pub mod network;
+pub mod node;
 pub mod pod;
 pub mod runtime;
 pub mod spec;
 pub mod testimages;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::network::{Cni, CniConfig, Network};
+use crate::pod::manager::{Manager, PodIndex};
+use crate::pod::state::BackoffPolicy;
+use crate::pod::worker::NodeContext;
+use crate::runtime::containerd::Containerd;
+use crate::runtime::ContainerRuntime;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: String,
+    pub node_name: String,
+    pub node_ip: String,
+    pub containerd_socket: PathBuf,
+    pub containerd_namespace: String,
+    pub snapshotter: String,
+    pub data_dir: PathBuf,
+    pub pod_cidr: String,
+    pub images_dir: Option<PathBuf>,
+    pub taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    pub cni_bin_dir: PathBuf,
+    pub netns_dir: PathBuf,
+    pub bridge: String,
+    pub max_pods: u32,
+    pub backoff: BackoffPolicy,
+    pub lease_every: Duration,
+    pub status_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("connecting to the control plane: {0}")]
+    Api(#[from] corral_api::client::Error),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error("creating {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Imports every `*.tar` in the images directory (k3s's airgap images); failures are logged.
+pub async fn import_images_dir(rt: &dyn ContainerRuntime, dir: &std::path::Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        warn!(dir = %dir.display(), "images directory is not readable");
+        return 0;
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    files.sort();
+    let mut n = 0;
+    for f in files {
+        match rt.import_archive(&f).await {
+            Ok(names) => {
+                info!(archive = %f.display(), images = ?names, "imported images");
+                n += names.len();
+            }
+            Err(e) => warn!(archive = %f.display(), error = %e, "image import failed"),
+        }
+    }
+    n
+}
+
+/// Runs the agent until the process is stopped.
+pub async fn run(cfg: Config) -> Result<(), AgentError> {
+    for dir in [cfg.data_dir.clone(), cfg.data_dir.join("tmp")] {
+        std::fs::create_dir_all(&dir).map_err(|source| AgentError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(
+        Containerd::connect(
+            &cfg.containerd_socket,
+            &cfg.containerd_namespace,
+            &cfg.snapshotter,
+            cfg.data_dir.join("tmp"),
+        )
+        .await?,
+    );
+    if let Some(dir) = &cfg.images_dir {
+        import_images_dir(runtime.as_ref(), dir).await;
+    }
+    let network: Arc<dyn Network> = Arc::new(Cni::new(CniConfig {
+        bin_dir: cfg.cni_bin_dir.clone(),
+        netns_dir: cfg.netns_dir.clone(),
+        state_dir: cfg.data_dir.join("cni"),
+        bridge: cfg.bridge.clone(),
+        pod_cidr: cfg.pod_cidr.clone(),
+    }));
+    let client = corral_api::Client::connect_lazy(&cfg.server)?;
+    let node_cfg = node::NodeConfig {
+        name: cfg.node_name.clone(),
+        ip: cfg.node_ip.clone(),
+        pod_cidr: cfg.pod_cidr.clone(),
+        taints: cfg.taints.clone(),
+        max_pods: cfg.max_pods,
+        lease_every: cfg.lease_every,
+        status_every: cfg.status_every,
+    };
+    loop {
+        match node::register(&client, &node_cfg, &runtime).await {
+            Ok(()) => break,
+            Err(e) => {
+                warn!(error = %e, "node registration failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let ctx = Arc::new(NodeContext {
+        client: client.clone(),
+        runtime: runtime.clone(),
+        network,
+        node_name: cfg.node_name.clone(),
+        node_ip: cfg.node_ip.clone(),
+        data_dir: cfg.data_dir.clone(),
+        backoff: cfg.backoff,
+        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+    });
+    let index = PodIndex::default();
+    tokio::spawn(node::heartbeat(client, node_cfg, runtime));
+    tokio::spawn(logs::run_tunnel(
+        cfg.server.clone(),
+        cfg.node_name.clone(),
+        cfg.data_dir.clone(),
+        index.clone(),
+    ));
+    Manager::new(ctx, index).run().await;
+    Ok(())
+}

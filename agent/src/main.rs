@@ -1,1 +1,103 @@
-fn main() {}
+//! `corral-agent`: the node agent. Flags in, `corral_agent::run` does the work.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Corral node agent: runs the pods bound to this node through containerd"
+)]
+struct Args {
+    /// Control plane address.
+    #[arg(long, default_value = "http://127.0.0.1:7443", env = "CORRAL_SERVER")]
+    server: String,
+    /// Node name (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Address other nodes and the control plane reach this node at.
+    #[arg(long, default_value = "127.0.0.1")]
+    node_ip: String,
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    containerd_socket: PathBuf,
+    #[arg(long, default_value = "corral")]
+    containerd_namespace: String,
+    #[arg(long, default_value = "overlayfs")]
+    snapshotter: String,
+    #[arg(long, default_value = "/var/lib/corral/agent")]
+    data_dir: PathBuf,
+    /// This node's pod CIDR (host-local IPAM range).
+    #[arg(long, default_value = "10.88.0.0/24")]
+    pod_cidr: String,
+    /// OCI / docker-archive tars imported at start (like k3s's airgap images).
+    #[arg(long)]
+    images_dir: Option<PathBuf>,
+    /// Register with this taint, `key[=value]:Effect` (repeatable).
+    #[arg(long = "taint")]
+    taints: Vec<String>,
+    #[arg(long, default_value = "/usr/lib/cni")]
+    cni_bin_dir: PathBuf,
+    #[arg(long, default_value = "/run/netns")]
+    netns_dir: PathBuf,
+    /// Linux bridge the pods of this node are attached to.
+    #[arg(long, default_value = "corral0")]
+    bridge: String,
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// First container restart back-off in seconds (Kubernetes: 10).
+    #[arg(long, default_value_t = 10.0)]
+    backoff_initial: f64,
+    /// Longest container restart back-off in seconds (Kubernetes: 300).
+    #[arg(long, default_value_t = 300.0)]
+    backoff_max: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let a = Args::parse();
+    let taints = a
+        .taints
+        .iter()
+        .map(|t| corral_agent::node::parse_taint(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let node_name = match a.node_name {
+        Some(n) => n,
+        None => nix::sys::utsname::uname()?
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let cfg = corral_agent::Config {
+        server: a.server,
+        node_name,
+        node_ip: a.node_ip,
+        containerd_socket: a.containerd_socket,
+        containerd_namespace: a.containerd_namespace,
+        snapshotter: a.snapshotter,
+        data_dir: a.data_dir,
+        pod_cidr: a.pod_cidr,
+        images_dir: a.images_dir,
+        taints,
+        cni_bin_dir: a.cni_bin_dir,
+        netns_dir: a.netns_dir,
+        bridge: a.bridge,
+        max_pods: a.max_pods,
+        backoff: corral_agent::pod::state::BackoffPolicy {
+            initial: Duration::from_secs_f64(a.backoff_initial),
+            max: Duration::from_secs_f64(a.backoff_max),
+            ..Default::default()
+        },
+        lease_every: Duration::from_secs(5),
+        status_every: Duration::from_secs(10),
+    };
+    corral_agent::run(cfg).await?;
+    Ok(())
+}

@@ -147,6 +147,7 @@ pub fn on_exit(
         } else {
             (delay * 2).min(backoff.max)
         };
+        rec.waiting = None;
         if !delay.is_zero() {
             rec.waiting = Some((
                 "CrashLoopBackOff".into(),

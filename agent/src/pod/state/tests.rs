@@ -16,20 +16,21 @@ fn exited(code: i32, start: i64, end: i64) -> Terminated {
 }
 
 fn pod(policy: &str, names: &[&str]) -> Pod {
-    let mut p = Pod::default();
-    p.spec = Some(PodSpec {
-        restart_policy: Some(policy.into()),
-        containers: names
-            .iter()
-            .map(|n| Container {
-                name: n.to_string(),
-                image: Some("img:1".into()),
-                ..Default::default()
-            })
-            .collect(),
+    Pod {
+        spec: Some(PodSpec {
+            restart_policy: Some(policy.into()),
+            containers: names
+                .iter()
+                .map(|n| Container {
+                    name: n.to_string(),
+                    image: Some("img:1".into()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
         ..Default::default()
-    });
-    p
+    }
 }
 
 #[test]

@@ -1,0 +1,330 @@
+//! Container logs: the agent keeps one outbound `AgentTunnel.Open` stream to the control plane
+//! (no inbound port on nodes, as k3s does) and answers `LogOpen` requests from the files the
+//! shims write (`pods/<uid>/logs/<container>/<attempt>.log`), with tail, previous and follow.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto as pb;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::pod::manager::PodIndex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("pod {pod:?} in namespace {namespace:?} is not running on this node")]
+    NoPod { namespace: String, pod: String },
+    #[error("a container name must be specified for pod {pod:?}, choose one of: {choices:?}")]
+    Ambiguous { pod: String, choices: Vec<String> },
+    #[error("container {container:?} in pod {pod:?} has no logs yet")]
+    NoLogs { pod: String, container: String },
+    #[error("previous terminated container {container:?} in pod {pod:?} not found")]
+    NoPrevious { pod: String, container: String },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Attempt numbers that have a log file, ascending.
+fn attempts(dir: &Path) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".log"))
+                        .and_then(|n| n.parse().ok())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
+}
+
+/// Which file answers a request, and the newest attempt at that time.
+pub fn resolve(
+    data_dir: &Path,
+    index: &PodIndex,
+    req: &pb::LogsRequest,
+) -> Result<(PathBuf, PathBuf, u32), LogError> {
+    let uid = index
+        .uid(&req.namespace, &req.pod)
+        .ok_or_else(|| LogError::NoPod {
+            namespace: req.namespace.clone(),
+            pod: req.pod.clone(),
+        })?;
+    let logs = data_dir.join("pods").join(uid).join("logs");
+    let container = if req.container.is_empty() {
+        let mut names: Vec<String> = std::fs::read_dir(&logs)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        match names.len() {
+            1 => names.remove(0),
+            0 => {
+                return Err(LogError::NoLogs {
+                    pod: req.pod.clone(),
+                    container: String::new(),
+                })
+            }
+            _ => {
+                return Err(LogError::Ambiguous {
+                    pod: req.pod.clone(),
+                    choices: names,
+                })
+            }
+        }
+    } else {
+        req.container.clone()
+    };
+    let dir = logs.join(&container);
+    let all = attempts(&dir);
+    let newest = *all.last().ok_or_else(|| LogError::NoLogs {
+        pod: req.pod.clone(),
+        container: container.clone(),
+    })?;
+    let attempt = if req.previous {
+        *all.iter()
+            .rev()
+            .nth(1)
+            .ok_or_else(|| LogError::NoPrevious {
+                pod: req.pod.clone(),
+                container: container.clone(),
+            })?
+    } else {
+        newest
+    };
+    Ok((dir.join(format!("{attempt}.log")), dir, newest))
+}
+
+/// Byte offset where the last `n` lines of `data` start.
+pub fn tail_offset(data: &[u8], n: usize) -> usize {
+    if n == 0 {
+        return data.len();
+    }
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return i + 1;
+            }
+        }
+    }
+    0
+}
+
+/// Streams one request's data into `out` until done (or `follow` ends).
+pub async fn serve(
+    data_dir: PathBuf,
+    index: PodIndex,
+    req: pb::LogsRequest,
+    out: mpsc::Sender<Result<Vec<u8>, String>>,
+) {
+    let (path, dir, newest) = match resolve(&data_dir, &index, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = out.send(Err(e.to_string())).await;
+            return;
+        }
+    };
+    let ioerr = |source| LogError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = out.send(Err(ioerr(e).to_string())).await;
+            return;
+        }
+    };
+    let mut pos = 0u64;
+    if req.tail_lines >= 0 {
+        let mut all = Vec::new();
+        if let Err(e) = file.read_to_end(&mut all).await {
+            let _ = out.send(Err(ioerr(e).to_string())).await;
+            return;
+        }
+        let start = tail_offset(&all, req.tail_lines as usize);
+        if start < all.len() && out.send(Ok(all[start..].to_vec())).await.is_err() {
+            return;
+        }
+        pos = all.len() as u64;
+    } else if file.seek(std::io::SeekFrom::Start(0)).await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match file.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = out.send(Err(ioerr(e).to_string())).await;
+                return;
+            }
+        };
+        if n > 0 {
+            pos += n as u64;
+            if out.send(Ok(buf[..n].to_vec())).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        // At the end: done unless following; a follow ends when the container is replaced
+        // by a newer attempt or the pod leaves the node.
+        if !req.follow || req.previous {
+            return;
+        }
+        if index.uid(&req.namespace, &req.pod).is_none()
+            || attempts(&dir).last().is_some_and(|a| *a > newest)
+        {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = out.closed() => return,
+        }
+        let _ = pos;
+    }
+}
+
+/// Keeps the tunnel to the control plane open, reconnecting after failures.
+pub async fn run_tunnel(server: String, node: String, data_dir: PathBuf, index: PodIndex) {
+    let server = if server.contains("://") {
+        server
+    } else {
+        format!("http://{server}")
+    };
+    loop {
+        match tunnel_once(&server, &node, &data_dir, &index).await {
+            Ok(()) => info!(%server, "agent tunnel closed by the control plane; reconnecting"),
+            Err(e) => warn!(%server, error = %e, "agent tunnel failed; reconnecting"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn tunnel_once(
+    server: &str,
+    node: &str,
+    data_dir: &Path,
+    index: &PodIndex,
+) -> Result<(), tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(server.to_string())
+        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+        .connect_timeout(Duration::from_secs(3))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(channel);
+    let (up_tx, up_rx) = mpsc::channel::<pb::AgentUp>(256);
+    up_tx
+        .send(pb::AgentUp {
+            msg: Some(pb::agent_up::Msg::Hello(pb::AgentHello {
+                node_name: node.to_string(),
+            })),
+        })
+        .await
+        .map_err(|_| tonic::Status::internal("tunnel sender closed"))?;
+    let mut down = client
+        .open(tokio_stream::wrappers::ReceiverStream::new(up_rx))
+        .await?
+        .into_inner();
+    info!(%server, "agent tunnel open");
+    let tasks: Arc<Mutex<HashMap<u64, JoinHandle<()>>>> = Default::default();
+    let result = loop {
+        let msg = match down.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        match msg.msg {
+            Some(pb::agent_down::Msg::Open(open)) => {
+                let id = open.request_id;
+                let req = open.request.unwrap_or_default();
+                let (tx, mut rx) = mpsc::channel(16);
+                let serve_task =
+                    tokio::spawn(serve(data_dir.to_path_buf(), index.clone(), req, tx));
+                let up = up_tx.clone();
+                let tasks2 = tasks.clone();
+                let forward = tokio::spawn(async move {
+                    let mut error = String::new();
+                    while let Some(chunk) = rx.recv().await {
+                        match chunk {
+                            Ok(data) => {
+                                let m = pb::AgentUp {
+                                    msg: Some(pb::agent_up::Msg::Log(pb::LogData {
+                                        request_id: id,
+                                        data,
+                                        eof: false,
+                                        error: String::new(),
+                                    })),
+                                };
+                                if up.send(m).await.is_err() {
+                                    serve_task.abort();
+                                    return;
+                                }
+                            }
+                            Err(e) => error = e,
+                        }
+                    }
+                    let _ = up
+                        .send(pb::AgentUp {
+                            msg: Some(pb::agent_up::Msg::Log(pb::LogData {
+                                request_id: id,
+                                data: Vec::new(),
+                                eof: true,
+                                error,
+                            })),
+                        })
+                        .await;
+                    tasks2.lock().remove(&id);
+                });
+                tasks.lock().insert(id, forward);
+            }
+            Some(pb::agent_down::Msg::Cancel(c)) => {
+                if let Some(t) = tasks.lock().remove(&c.request_id) {
+                    t.abort();
+                }
+            }
+            None => {}
+        }
+    };
+    for (_, t) in tasks.lock().drain() {
+        t.abort();
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail_offset;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let d = b"a\nb\nc\n";
+        assert_eq!(&d[tail_offset(d, 2)..], b"b\nc\n");
+        assert_eq!(&d[tail_offset(d, 10)..], d);
+        assert_eq!(&d[tail_offset(d, 0)..], b"");
+        let d = b"a\nb";
+        assert_eq!(&d[tail_offset(d, 1)..], b"b");
+    }
+}

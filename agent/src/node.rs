@@ -1,0 +1,296 @@
+//! Node lifecycle: registers the Node (capacity read from the host, labels, taints from flags),
+//! renews its Lease in `kube-node-lease` every few seconds, and posts the Ready condition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use tracing::{info, warn};
+
+use crate::runtime::ContainerRuntime;
+
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+pub const LEASE_DURATION_SECONDS: i32 = 40;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub ip: String,
+    pub pod_cidr: String,
+    pub taints: Vec<Taint>,
+    pub max_pods: u32,
+    pub lease_every: Duration,
+    pub status_every: Duration,
+}
+
+/// Parses `key=value:Effect` or `key:Effect` (kubelet's --register-with-taints syntax).
+pub fn parse_taint(s: &str) -> Result<Taint, String> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("taint {s:?}: expected key[=value]:Effect"))?;
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(format!(
+            "taint {s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
+        ));
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    if key.is_empty() {
+        return Err(format!("taint {s:?}: key is empty"));
+    }
+    Ok(Taint {
+        key: key.to_string(),
+        value,
+        effect: effect.to_string(),
+        time_added: None,
+    })
+}
+
+fn memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn capacity(max_pods: u32) -> BTreeMap<String, Quantity> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    BTreeMap::from([
+        ("cpu".to_string(), Quantity(cpus.to_string())),
+        (
+            "memory".to_string(),
+            Quantity(format!("{}Ki", memory_kib())),
+        ),
+        ("pods".to_string(), Quantity(max_pods.to_string())),
+    ])
+}
+
+fn arch() -> &'static str {
+    crate::runtime::containerd::oci_arch()
+}
+
+fn node_status(
+    cfg: &NodeConfig,
+    ready: Result<(), String>,
+    previous: Option<&NodeStatus>,
+) -> NodeStatus {
+    let now = Timestamp::now();
+    let (status, reason, message) = match &ready {
+        Ok(()) => (
+            "True",
+            "KubeletReady",
+            "corral-agent is posting ready status".to_string(),
+        ),
+        Err(e) => (
+            "False",
+            "ContainerRuntimeNotReady",
+            format!("container runtime is down: {e}"),
+        ),
+    };
+    let since = previous
+        .and_then(|p| p.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .filter(|c| c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    let cap = capacity(cfg.max_pods);
+    NodeStatus {
+        capacity: Some(cap.clone()),
+        allocatable: Some(cap),
+        addresses: Some(vec![
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: cfg.ip.clone(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: cfg.name.clone(),
+            },
+        ]),
+        conditions: Some(vec![NodeCondition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            message: Some(message),
+            last_heartbeat_time: Some(Time(now)),
+            last_transition_time: Some(since),
+        }]),
+        node_info: Some(NodeSystemInfo {
+            architecture: arch().into(),
+            operating_system: "linux".into(),
+            kubelet_version: format!("corral-agent/{}", env!("CARGO_PKG_VERSION")),
+            kube_proxy_version: String::new(),
+            container_runtime_version: "containerd".into(),
+            kernel_version: nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            os_image: "linux".into(),
+            machine_id: String::new(),
+            system_uuid: String::new(),
+            boot_id: String::new(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates the Node if missing (labels, taints, pod CIDR) and posts its first status.
+pub async fn register(
+    client: &corral_api::Client,
+    cfg: &NodeConfig,
+    runtime: &Arc<dyn ContainerRuntime>,
+) -> Result<(), corral_api::client::Error> {
+    let labels = BTreeMap::from([
+        ("kubernetes.io/hostname".to_string(), cfg.name.clone()),
+        ("kubernetes.io/os".to_string(), "linux".to_string()),
+        ("kubernetes.io/arch".to_string(), arch().to_string()),
+    ]);
+    let existing = client.get_opt::<Node>("", &cfg.name).await?;
+    let node = match existing {
+        Some(mut n) => {
+            let l = n.metadata.labels.get_or_insert_with(Default::default);
+            let before = l.clone();
+            l.extend(labels);
+            let spec = n.spec.get_or_insert_with(Default::default);
+            let cidr_changed = spec.pod_cidr.as_deref() != Some(cfg.pod_cidr.as_str());
+            spec.pod_cidr = Some(cfg.pod_cidr.clone());
+            spec.pod_cidrs = Some(vec![cfg.pod_cidr.clone()]);
+            if before != *n.metadata.labels.as_ref().expect("set above") || cidr_changed {
+                client.update(&n).await?
+            } else {
+                n
+            }
+        }
+        None => {
+            let mut n = Node::default();
+            n.metadata.name = Some(cfg.name.clone());
+            n.metadata.labels = Some(labels);
+            n.spec = Some(NodeSpec {
+                pod_cidr: Some(cfg.pod_cidr.clone()),
+                pod_cidrs: Some(vec![cfg.pod_cidr.clone()]),
+                taints: Some(cfg.taints.clone()).filter(|t| !t.is_empty()),
+                ..Default::default()
+            });
+            match client.create(&n).await {
+                Ok(n) => n,
+                Err(e) if e.is_already_exists() => client.get::<Node>("", &cfg.name).await?,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    post_status(client, cfg, runtime, node).await?;
+    info!(node = %cfg.name, ip = %cfg.ip, pod_cidr = %cfg.pod_cidr, "node registered");
+    Ok(())
+}
+
+async fn post_status(
+    client: &corral_api::Client,
+    cfg: &NodeConfig,
+    runtime: &Arc<dyn ContainerRuntime>,
+    mut node: Node,
+) -> Result<(), corral_api::client::Error> {
+    let ready = runtime.list().await.map(|_| ()).map_err(|e| e.to_string());
+    node.status = Some(node_status(cfg, ready, node.status.as_ref()));
+    node.metadata.resource_version = None;
+    client.update_status(&node).await?;
+    Ok(())
+}
+
+async fn renew_lease(
+    client: &corral_api::Client,
+    cfg: &NodeConfig,
+) -> Result<(), corral_api::client::Error> {
+    let now = MicroTime(Timestamp::now());
+    match client.get_opt::<Lease>(LEASE_NAMESPACE, &cfg.name).await? {
+        Some(mut l) => {
+            let spec = l.spec.get_or_insert_with(Default::default);
+            spec.holder_identity = Some(cfg.name.clone());
+            spec.lease_duration_seconds = Some(LEASE_DURATION_SECONDS);
+            spec.renew_time = Some(now);
+            client.update(&l).await?;
+        }
+        None => {
+            let mut l = Lease::default();
+            l.metadata.name = Some(cfg.name.clone());
+            l.metadata.namespace = Some(LEASE_NAMESPACE.into());
+            l.spec = Some(LeaseSpec {
+                holder_identity: Some(cfg.name.clone()),
+                lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+                acquire_time: Some(now.clone()),
+                renew_time: Some(now),
+                ..Default::default()
+            });
+            client.create(&l).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Renews the Lease and re-posts the Ready condition forever.
+pub async fn heartbeat(
+    client: corral_api::Client,
+    cfg: NodeConfig,
+    runtime: Arc<dyn ContainerRuntime>,
+) {
+    let mut lease = tokio::time::interval(cfg.lease_every);
+    let mut status = tokio::time::interval(cfg.status_every);
+    status.tick().await;
+    loop {
+        tokio::select! {
+            _ = lease.tick() => {
+                if let Err(e) = renew_lease(&client, &cfg).await {
+                    warn!(node = %cfg.name, error = %e, "lease renewal failed");
+                }
+            }
+            _ = status.tick() => {
+                let r = match client.get_opt::<Node>("", &cfg.name).await {
+                    Ok(Some(n)) => post_status(&client, &cfg, &runtime, n).await,
+                    // Deleted behind our back: register again.
+                    Ok(None) => register(&client, &cfg, &runtime).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = r {
+                    warn!(node = %cfg.name, error = %e, "node status update failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_taint;
+
+    #[test]
+    fn taints_parse_like_kubelet_flags() {
+        let t = parse_taint("dedicated=gpu:NoSchedule").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("dedicated", Some("gpu"), "NoSchedule")
+        );
+        let t = parse_taint("node-role.kubernetes.io/control-plane:NoExecute").unwrap();
+        assert_eq!(t.value, None);
+        assert!(parse_taint("x=y")
+            .unwrap_err()
+            .contains("key[=value]:Effect"));
+        assert!(parse_taint("x=y:Sometimes")
+            .unwrap_err()
+            .contains("effect must be"));
+    }
+}

@@ -1,0 +1,270 @@
+//! Watches the pods bound to this node (list + watch with `spec.nodeName=NODE`, re-listing when
+//! the watch breaks), feeds one worker per pod UID, and relists containerd periodically:
+//! containers of running workers are reported to them, containers and network state of pods
+//! that no longer exist are removed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_api::client::{ListParams, WatchEvent};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use parking_lot::RwLock;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::worker::{release_pod_resources, Desired, Event, NodeContext, Terminate, Worker};
+use crate::runtime::{self as rt, ContainerInfo};
+
+/// `namespace/name` → uid of the pods on this node, for log requests.
+#[derive(Clone, Default)]
+pub struct PodIndex(Arc<RwLock<HashMap<(String, String), String>>>);
+
+impl PodIndex {
+    pub fn uid(&self, namespace: &str, name: &str) -> Option<String> {
+        self.0
+            .read()
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+    fn set(&self, pod: &Pod, present: bool) {
+        let key = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let mut m = self.0.write();
+        if present {
+            m.insert(key, pod.metadata.uid.clone().unwrap_or_default());
+        } else if m.get(&key) == pod.metadata.uid.as_ref() {
+            m.remove(&key);
+        }
+    }
+}
+
+struct Handle {
+    desired: watch::Sender<Desired>,
+    events: mpsc::Sender<Event>,
+}
+
+pub struct Manager {
+    ctx: Arc<NodeContext>,
+    workers: HashMap<String, Handle>,
+    /// Pods the API says are on this node, by uid.
+    known: HashSet<String>,
+    /// Runtime containers found at start, handed to the worker of their pod.
+    adoptable: HashMap<String, Vec<ContainerInfo>>,
+    done_tx: mpsc::UnboundedSender<String>,
+    done_rx: mpsc::UnboundedReceiver<String>,
+    pub index: PodIndex,
+    relist_every: Duration,
+}
+
+fn by_pod(list: Vec<ContainerInfo>) -> HashMap<String, Vec<ContainerInfo>> {
+    let mut out: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
+    for c in list {
+        if let Some(uid) = c.labels.get(rt::LABEL_POD_UID).cloned() {
+            out.entry(uid).or_default().push(c);
+        }
+    }
+    out
+}
+
+impl Manager {
+    pub fn new(ctx: Arc<NodeContext>, index: PodIndex) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Self {
+            ctx,
+            workers: HashMap::new(),
+            known: HashSet::new(),
+            adoptable: HashMap::new(),
+            done_tx,
+            done_rx,
+            index,
+            relist_every: Duration::from_secs(10),
+        }
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            match self.ctx.runtime.list().await {
+                Ok(list) => {
+                    self.adoptable = by_pod(list);
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, "listing containers failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        let params = ListParams::fields(format!("spec.nodeName={}", self.ctx.node_name));
+        let mut first = true;
+        loop {
+            let (pods, rv) = match self.ctx.client.list::<Pod>("", &params).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "listing pods failed; retrying");
+                    self.wait_a_bit().await;
+                    continue;
+                }
+            };
+            let listed: HashSet<String> =
+                pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+            for uid in self.workers.keys().cloned().collect::<Vec<_>>() {
+                if !listed.contains(&uid) {
+                    self.gone(&uid, None);
+                }
+            }
+            self.known = listed;
+            for p in pods {
+                self.dispatch(p);
+            }
+            if first {
+                first = false;
+                self.relist().await;
+            }
+            let mut stream = match self.ctx.client.watch::<Pod>("", &params, rv).await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "watching pods failed; re-listing");
+                    self.wait_a_bit().await;
+                    continue;
+                }
+            };
+            let mut tick = tokio::time::interval(self.relist_every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    ev = stream.next() => match ev {
+                        Some(Ok(WatchEvent::Added(p))) | Some(Ok(WatchEvent::Modified(p))) => {
+                            if let Some(uid) = p.metadata.uid.clone() {
+                                self.known.insert(uid);
+                            }
+                            self.dispatch(p);
+                        }
+                        Some(Ok(WatchEvent::Deleted(p))) => {
+                            if let Some(uid) = p.metadata.uid.clone() {
+                                self.known.remove(&uid);
+                                self.gone(&uid, Some(p));
+                            }
+                        }
+                        Some(Ok(WatchEvent::Bookmark(_))) => {}
+                        Some(Err(e)) => {
+                            warn!(error = %e, "pod watch failed; re-listing");
+                            break;
+                        }
+                        None => {
+                            warn!("pod watch ended; re-listing");
+                            break;
+                        }
+                    },
+                    _ = tick.tick() => self.relist().await,
+                    Some(uid) = self.done_rx.recv() => self.finished(&uid),
+                }
+            }
+            self.wait_a_bit().await;
+        }
+    }
+
+    async fn wait_a_bit(&mut self) {
+        let sleep = tokio::time::sleep(Duration::from_millis(500));
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return,
+                Some(uid) = self.done_rx.recv() => self.finished(&uid),
+            }
+        }
+    }
+
+    fn finished(&mut self, uid: &str) {
+        if let Some(h) = self.workers.get(uid) {
+            // A worker that stopped because it terminated the pod; a newer handle for the
+            // same uid cannot exist, since a handle lives until its worker reports.
+            if h.desired.is_closed() || h.desired.borrow().terminate != Terminate::No {
+                self.workers.remove(uid);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, pod: Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let terminate = if pod.metadata.deletion_timestamp.is_some() {
+            Terminate::Graceful
+        } else {
+            Terminate::No
+        };
+        self.index.set(&pod, true);
+        if let Some(h) = self.workers.get(&uid) {
+            h.desired.send_modify(|d| {
+                d.pod = pod;
+                // Sticky: once asked to stop, a worker never goes back.
+                d.terminate = d.terminate.max(terminate);
+            });
+            return;
+        }
+        let adopted = self.adoptable.remove(&uid).unwrap_or_default();
+        let (desired, events) = Worker::spawn(
+            self.ctx.clone(),
+            Desired { pod, terminate },
+            adopted,
+            self.done_tx.clone(),
+        );
+        self.workers.insert(uid, Handle { desired, events });
+    }
+
+    fn gone(&mut self, uid: &str, last: Option<Pod>) {
+        if let Some(p) = &last {
+            self.index.set(p, false);
+        }
+        if let Some(h) = self.workers.get(uid) {
+            h.desired.send_modify(|d| {
+                if let Some(p) = last {
+                    d.pod = p;
+                }
+                d.terminate = Terminate::Gone;
+            });
+        }
+    }
+
+    /// Reports runtime state to workers and removes what belongs to no known pod.
+    async fn relist(&mut self) {
+        let list = match self.ctx.runtime.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "relisting containers failed");
+                return;
+            }
+        };
+        let mut grouped = by_pod(list);
+        for (uid, h) in &self.workers {
+            let mine = grouped.remove(uid).unwrap_or_default();
+            let _ = h.events.try_send(Event::Relist(mine));
+        }
+        for (uid, containers) in grouped {
+            if self.known.contains(&uid) {
+                // Known but no worker yet (adoptable, or between a finish and a re-dispatch).
+                continue;
+            }
+            info!(pod = %uid, containers = containers.len(), "removing containers of a pod that no longer exists");
+            for c in containers {
+                if let Err(e) = self.ctx.runtime.remove(&c.id).await {
+                    warn!(id = %c.id, error = %e, "removing orphan container failed");
+                }
+            }
+            self.adoptable.remove(&uid);
+            release_pod_resources(&self.ctx, &uid).await;
+        }
+        if let Ok(nets) = self.ctx.network.list().await {
+            for uid in nets {
+                if !self.known.contains(&uid) && !self.workers.contains_key(&uid) {
+                    info!(pod = %uid, "releasing network of a pod that no longer exists");
+                    release_pod_resources(&self.ctx, &uid).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,817 @@
+//! One task per pod UID: converges the pod's sandbox and containers towards the latest desired
+//! state it is sent (a `watch` channel: intermediate states may be skipped, the termination
+//! flag is sticky so a kill is never lost), records exits, and posts status when it changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_api::client::DeleteOptions;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn, Instrument};
+
+use super::state::{
+    self, decide, on_exit, on_failure, BackoffPolicy, ContainerRecord, Current, Decision, PodFacts,
+    RestartPolicy, Terminated,
+};
+use crate::network::{HostPort, Network, PodNet, PodNetRequest};
+use crate::runtime::{self as rt, ContainerInfo, ContainerRuntime, CreateContainer, TaskState};
+use crate::spec;
+
+/// Shared by every worker of the node.
+pub struct NodeContext {
+    pub client: corral_api::Client,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub network: Arc<dyn Network>,
+    pub node_name: String,
+    pub node_ip: String,
+    pub data_dir: PathBuf,
+    pub backoff: BackoffPolicy,
+    /// The node's resolv.conf, copied into pods.
+    pub resolv_conf: PathBuf,
+}
+
+impl NodeContext {
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.data_dir.join("pods").join(uid)
+    }
+    pub fn log_path(&self, uid: &str, container: &str, attempt: u32) -> PathBuf {
+        self.pod_dir(uid)
+            .join("logs")
+            .join(container)
+            .join(format!("{attempt}.log"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Terminate {
+    No,
+    /// deletionTimestamp is set: stop, clean up, then confirm the deletion to the API.
+    Graceful,
+    /// The pod is gone from the API (or from this node): stop and clean up.
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub pod: Pod,
+    pub terminate: Terminate,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Exited {
+        name: String,
+        id: String,
+        exit: rt::ExitInfo,
+    },
+    /// The runtime's containers of this pod, from the periodic relist.
+    Relist(Vec<ContainerInfo>),
+}
+
+pub struct Worker {
+    ctx: Arc<NodeContext>,
+    uid: String,
+    pod: Pod,
+    records: BTreeMap<String, ContainerRecord>,
+    net: Option<PodNet>,
+    sandbox_retry: Option<Timestamp>,
+    sandbox_error: Option<String>,
+    start_time: Option<Timestamp>,
+    last_posted: Option<PodStatus>,
+    events_tx: mpsc::Sender<Event>,
+    events: mpsc::Receiver<Event>,
+}
+
+const RESYNC: Duration = Duration::from_secs(10);
+
+fn attempt_of(info: &ContainerInfo) -> u32 {
+    info.labels
+        .get(rt::LABEL_ATTEMPT)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0)
+}
+
+fn label_time(info: &ContainerInfo, key: &str) -> Timestamp {
+    info.labels
+        .get(key)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(Timestamp::now)
+}
+
+fn default_pull_policy(image: &str) -> &'static str {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        "IfNotPresent"
+    } else {
+        match last.split_once(':') {
+            None => "Always",
+            Some((_, "latest")) => "Always",
+            Some(_) => "IfNotPresent",
+        }
+    }
+}
+
+impl Worker {
+    /// Spawns the worker; returns the sender of desired states and of runtime events.
+    pub fn spawn(
+        ctx: Arc<NodeContext>,
+        desired: Desired,
+        adopted: Vec<ContainerInfo>,
+        done: mpsc::UnboundedSender<String>,
+    ) -> (watch::Sender<Desired>, mpsc::Sender<Event>) {
+        let uid = desired.pod.metadata.uid.clone().unwrap_or_default();
+        let (tx, rx) = watch::channel(desired.clone());
+        let (events_tx, events) = mpsc::channel(64);
+        let start_time = desired
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0);
+        let mut w = Worker {
+            ctx,
+            uid: uid.clone(),
+            pod: desired.pod,
+            records: BTreeMap::new(),
+            net: None,
+            sandbox_retry: None,
+            sandbox_error: None,
+            start_time,
+            last_posted: None,
+            events_tx: events_tx.clone(),
+            events,
+        };
+        let name = format!(
+            "{}/{}",
+            w.pod.metadata.namespace.as_deref().unwrap_or(""),
+            w.pod.metadata.name.as_deref().unwrap_or("")
+        );
+        let span = tracing::info_span!("pod", pod = %name, uid = %uid);
+        tokio::spawn(
+            async move {
+                w.adopt(adopted).await;
+                w.run(rx).await;
+                let _ = done.send(uid);
+            }
+            .instrument(span),
+        );
+        (tx, events_tx)
+    }
+
+    /// Rebuilds the records from containers found in the runtime (agent restart).
+    async fn adopt(&mut self, mut found: Vec<ContainerInfo>) {
+        found.sort_by_key(attempt_of);
+        let mut by_name: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
+        for c in found {
+            let name = c
+                .labels
+                .get(rt::LABEL_CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_default();
+            by_name.entry(name).or_default().push(c);
+        }
+        let policy = RestartPolicy::of(&self.pod);
+        for (name, mut list) in by_name {
+            let Some(newest) = list.pop() else { continue };
+            let rec = self.records.entry(name.clone()).or_default();
+            rec.attempt = attempt_of(&newest);
+            // Keep the attempt before the newest (lastState, logs --previous), drop older ones.
+            if let Some(prev) = list.pop() {
+                if let TaskState::Exited {
+                    exit_code,
+                    finished_at,
+                } = prev.state
+                {
+                    rec.last = Some(Terminated {
+                        container_id: prev.id.clone(),
+                        exit_code,
+                        reason: Terminated::reason_for(exit_code, false).into(),
+                        started_at: label_time(&prev, rt::LABEL_STARTED_AT),
+                        finished_at,
+                    });
+                }
+            }
+            for old in list {
+                let _ = self.ctx.runtime.remove(&old.id).await;
+            }
+            match newest.state {
+                TaskState::Running { .. } => {
+                    info!(container = %name, id = %newest.id, "adopted running container");
+                    rec.id = Some(newest.id.clone());
+                    rec.current = Some(Current::Running {
+                        started_at: label_time(&newest, rt::LABEL_STARTED_AT),
+                    });
+                    self.spawn_waiter(name.clone(), newest.id.clone());
+                }
+                TaskState::Exited {
+                    exit_code,
+                    finished_at,
+                } => {
+                    rec.id = Some(newest.id.clone());
+                    let t = Terminated {
+                        container_id: newest.id.clone(),
+                        exit_code,
+                        reason: Terminated::reason_for(exit_code, false).into(),
+                        started_at: label_time(&newest, rt::LABEL_STARTED_AT),
+                        finished_at,
+                    };
+                    on_exit(rec, t, policy, &self.ctx.backoff);
+                }
+                TaskState::Created => {
+                    // Created but never started (crash in between): start it afresh.
+                    let _ = self.ctx.runtime.remove(&newest.id).await;
+                }
+            }
+        }
+    }
+
+    async fn run(&mut self, mut desired: watch::Receiver<Desired>) {
+        loop {
+            let d = desired.borrow_and_update().clone();
+            self.pod = d.pod;
+            if d.terminate != Terminate::No {
+                self.terminate(d.terminate, &mut desired).await;
+                return;
+            }
+            self.sync().await;
+            self.post_status().await;
+            let wake = self.next_wakeup();
+            tokio::select! {
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        // The manager is gone (agent shutting down): leave containers running.
+                        return;
+                    }
+                }
+                Some(ev) = self.events.recv() => self.handle(ev),
+                _ = tokio::time::sleep(wake) => {}
+            }
+            // Take every event already queued before the next sync.
+            while let Ok(ev) = self.events.try_recv() {
+                self.handle(ev);
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Duration {
+        let now = Timestamp::now();
+        let mut at: Vec<Timestamp> = self.records.values().filter_map(|r| r.not_before).collect();
+        at.extend(self.sandbox_retry);
+        at.into_iter()
+            .filter(|t| *t > now)
+            .map(|t| Duration::try_from(t.duration_since(now)).unwrap_or(RESYNC))
+            .min()
+            .unwrap_or(RESYNC)
+            .min(RESYNC)
+    }
+
+    fn handle(&mut self, ev: Event) {
+        let policy = RestartPolicy::of(&self.pod);
+        match ev {
+            Event::Exited { name, id, exit } => {
+                let Some(rec) = self.records.get_mut(&name) else {
+                    return;
+                };
+                if rec.id.as_deref() != Some(id.as_str()) {
+                    return;
+                }
+                let started_at = match &rec.current {
+                    Some(Current::Running { started_at }) => *started_at,
+                    _ => return,
+                };
+                let reason = Terminated::reason_for(exit.exit_code, exit.oom_killed);
+                info!(container = %name, id = %id, exit_code = exit.exit_code, %reason, "container exited");
+                let t = Terminated {
+                    container_id: id,
+                    exit_code: exit.exit_code,
+                    reason: reason.into(),
+                    started_at,
+                    finished_at: exit.finished_at,
+                };
+                on_exit(rec, t, policy, &self.ctx.backoff);
+            }
+            Event::Relist(infos) => {
+                let ids: HashMap<&str, &ContainerInfo> =
+                    infos.iter().map(|i| (i.id.as_str(), i)).collect();
+                for (name, rec) in self.records.iter_mut() {
+                    let Some(id) = rec.id.clone() else { continue };
+                    let Some(Current::Running { started_at }) = rec.current.clone() else {
+                        continue;
+                    };
+                    let gone = match ids.get(id.as_str()) {
+                        None => Some((137, Timestamp::now())),
+                        Some(i) => match i.state {
+                            TaskState::Exited {
+                                exit_code,
+                                finished_at,
+                            } => Some((exit_code, finished_at)),
+                            _ => None,
+                        },
+                    };
+                    if let Some((exit_code, finished_at)) = gone {
+                        warn!(container = %name, id = %id, "container stopped behind the agent's back");
+                        let t = Terminated {
+                            container_id: id,
+                            exit_code,
+                            reason: Terminated::reason_for(exit_code, false).into(),
+                            started_at,
+                            finished_at,
+                        };
+                        on_exit(rec, t, policy, &self.ctx.backoff);
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn_waiter(&self, name: String, id: String) {
+        let runtime = self.ctx.runtime.clone();
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match runtime.wait(&id).await {
+                    Ok(exit) => {
+                        let _ = tx.send(Event::Exited { name, id, exit }).await;
+                        return;
+                    }
+                    // Removed: the relist reports it.
+                    Err(e) if e.is_not_found() => return,
+                    Err(e) => {
+                        failures += 1;
+                        debug!(error = %e, id = %id, "wait failed, retrying");
+                        if tx.is_closed() || failures > 600 {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    fn containers(&self) -> Vec<Container> {
+        self.pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default()
+    }
+
+    async fn sync(&mut self) {
+        let now = Timestamp::now();
+        if self.net.is_none() && self.sandbox_retry.is_none_or(|t| t <= now) {
+            match self.setup_sandbox().await {
+                Ok(net) => {
+                    self.net = Some(net);
+                    self.sandbox_error = None;
+                    self.sandbox_retry = None;
+                }
+                Err(message) => {
+                    warn!(error = %message, "pod sandbox setup failed");
+                    self.sandbox_error = Some(message);
+                    self.sandbox_retry = Some(now + Duration::from_secs(2));
+                }
+            }
+        }
+        if self.start_time.is_none() {
+            self.start_time = Some(now);
+        }
+        let Some(net) = self.net.clone() else {
+            for c in self.containers() {
+                let rec = self.records.entry(c.name.clone()).or_default();
+                if rec.current.is_none() {
+                    rec.waiting = Some((
+                        "ContainerCreating".into(),
+                        self.sandbox_error.clone().unwrap_or_default(),
+                    ));
+                }
+            }
+            return;
+        };
+        // A pod that finished (as posted before an agent restart) is never started again.
+        let phase = self.pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let finished = matches!(phase, Some("Succeeded") | Some("Failed"));
+        let policy = RestartPolicy::of(&self.pod);
+        for c in self.containers() {
+            let rec = self.records.entry(c.name.clone()).or_default().clone();
+            if finished && rec.current.is_none() {
+                continue;
+            }
+            if decide(&rec, policy, Timestamp::now()) == Decision::Start {
+                self.start_container(&c, &net).await;
+            }
+        }
+    }
+
+    /// Network namespace + CNI, then the files every container mounts.
+    async fn setup_sandbox(&mut self) -> Result<PodNet, String> {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let host_ports: Vec<HostPort> = spec
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| {
+                p.host_port.map(|hp| HostPort {
+                    host_port: hp,
+                    container_port: p.container_port,
+                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    host_ip: p.host_ip.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        let net = if spec.host_network.unwrap_or(false) {
+            PodNet {
+                netns: PathBuf::new(),
+                ip: self.ctx.node_ip.clone(),
+            }
+        } else {
+            self.ctx
+                .network
+                .setup(&PodNetRequest {
+                    uid: self.uid.clone(),
+                    namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
+                    name: self.pod.metadata.name.clone().unwrap_or_default(),
+                    host_ports,
+                })
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let dir = self.ctx.pod_dir(&self.uid);
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
+            net.ip, name
+        );
+        let resolv = tokio::fs::read_to_string(&self.ctx.resolv_conf)
+            .await
+            .unwrap_or_default();
+        let write = |file: &'static str, content: String| {
+            let path = dir.join(file);
+            async move {
+                tokio::fs::write(&path, content)
+                    .await
+                    .map_err(|e| format!("writing {}: {e}", path.display()))
+            }
+        };
+        tokio::fs::create_dir_all(dir.join("volumes"))
+            .await
+            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        write("hosts", hosts).await?;
+        write("resolv.conf", resolv).await?;
+        write("hostname", format!("{name}\n")).await?;
+        Ok(net)
+    }
+
+    /// Host directories of the pod's volumes; unsupported kinds are left out (a container
+    /// mounting one gets a CreateContainerConfigError naming it).
+    async fn volume_dirs(&self) -> Result<BTreeMap<String, PathBuf>, String> {
+        let mut out = BTreeMap::new();
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        for (i, v) in spec.volumes.iter().flatten().enumerate() {
+            if v.empty_dir.is_some() {
+                let dir = self.ctx.pod_dir(&self.uid).join("volumes").join(&v.name);
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| format!("volumes[{i}] {:?}: {e}", v.name))?;
+                out.insert(v.name.clone(), dir);
+            } else if let Some(hp) = &v.host_path {
+                let path = PathBuf::from(&hp.path);
+                match hp.type_.as_deref().unwrap_or("") {
+                    "DirectoryOrCreate" => tokio::fs::create_dir_all(&path)
+                        .await
+                        .map_err(|e| format!("volumes[{i}].hostPath {:?}: {e}", hp.path))?,
+                    "Directory" if !path.is_dir() => {
+                        return Err(format!(
+                            "volumes[{i}].hostPath: {:?} is not a directory",
+                            hp.path
+                        ))
+                    }
+                    "File" if !path.is_file() => {
+                        return Err(format!(
+                            "volumes[{i}].hostPath: {:?} is not a file",
+                            hp.path
+                        ))
+                    }
+                    _ => {}
+                }
+                out.insert(v.name.clone(), path);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ensure_image(&self, c: &Container) -> Result<rt::ImageInfo, (&'static str, String)> {
+        let image = c.image.clone().unwrap_or_default();
+        if image.is_empty() {
+            return Err((
+                "InvalidImageName",
+                format!("container {:?}: image is empty", c.name),
+            ));
+        }
+        let policy = c
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| default_pull_policy(&image).to_string());
+        let present = self
+            .ctx
+            .runtime
+            .image(&image)
+            .await
+            .map_err(|e| ("ErrImagePull", e.to_string()))?;
+        match (policy.as_str(), present) {
+            ("Never", Some(i)) | ("IfNotPresent", Some(i)) => Ok(i),
+            ("Never", None) => Err((
+                "ErrImageNeverPull",
+                format!("container image {image:?} is not present with pull policy of Never"),
+            )),
+            _ => {
+                info!(%image, "pulling image");
+                self.ctx.runtime.pull(&image).await.map_err(|e| {
+                    (
+                        "ErrImagePull",
+                        format!("failed to pull image {image:?}: {e}"),
+                    )
+                })
+            }
+        }
+    }
+
+    async fn start_container(&mut self, c: &Container, net: &PodNet) {
+        let now = Timestamp::now();
+        let backoff = self.ctx.backoff;
+        let image = match self.ensure_image(c).await {
+            Ok(i) => i,
+            Err((reason, message)) => {
+                let rec = self.records.get_mut(&c.name).expect("record exists");
+                let reason = if reason == "ErrImagePull" && rec.pull_failures > 0 {
+                    "ImagePullBackOff"
+                } else {
+                    reason
+                };
+                rec.pull_failures += 1;
+                warn!(container = %c.name, %reason, %message, "image not available");
+                on_failure(rec, reason, message, now, &backoff);
+                return;
+            }
+        };
+        let rec = self.records.get(&c.name).cloned().unwrap_or_default();
+        let attempt = if rec.current.is_some() {
+            rec.attempt + 1
+        } else {
+            rec.attempt
+        };
+        let id = format!("{}-{}-{}", self.uid, c.name, attempt);
+        let fail = |me: &mut Self, reason: &str, message: String| {
+            warn!(container = %c.name, %reason, %message, "container did not start");
+            let rec = me.records.get_mut(&c.name).expect("record exists");
+            rec.image_id = image.id.clone();
+            on_failure(rec, reason, message, now, &backoff);
+        };
+        let volume_dirs = match self.volume_dirs().await {
+            Ok(v) => v,
+            Err(m) => return fail(self, "CreateContainerConfigError", m),
+        };
+        let dir = self.ctx.pod_dir(&self.uid);
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let input = spec::SpecInput {
+            pod: &self.pod,
+            container: c,
+            image: &image.config,
+            container_id: &id,
+            netns_path: (!host_network).then(|| net.netns.clone()),
+            hosts_file: dir.join("hosts"),
+            resolv_file: dir.join("resolv.conf"),
+            hostname_file: dir.join("hostname"),
+            volume_dirs,
+            pod_ip: Some(net.ip.clone()),
+            node_name: self.ctx.node_name.clone(),
+            host_ip: self.ctx.node_ip.clone(),
+        };
+        let oci = match spec::build(&input) {
+            Ok(s) => s,
+            Err(e) => return fail(self, "CreateContainerConfigError", e.to_string()),
+        };
+        let labels = HashMap::from([
+            (rt::LABEL_POD_UID.to_string(), self.uid.clone()),
+            (
+                rt::LABEL_POD_NAME.to_string(),
+                self.pod.metadata.name.clone().unwrap_or_default(),
+            ),
+            (
+                rt::LABEL_POD_NAMESPACE.to_string(),
+                self.pod.metadata.namespace.clone().unwrap_or_default(),
+            ),
+            (rt::LABEL_CONTAINER_NAME.to_string(), c.name.clone()),
+            (rt::LABEL_ATTEMPT.to_string(), attempt.to_string()),
+            (
+                rt::LABEL_STARTED_AT.to_string(),
+                Timestamp::now().to_string(),
+            ),
+        ]);
+        let create = CreateContainer {
+            id: id.clone(),
+            image: image.reference.clone(),
+            spec: oci,
+            labels,
+            log_path: self.ctx.log_path(&self.uid, &c.name, attempt),
+        };
+        // A leftover from a crash between create and start would block the id.
+        let _ = self.ctx.runtime.remove(&id).await;
+        if let Err(e) = self.ctx.runtime.create(&create).await {
+            return fail(self, "CreateContainerError", e.to_string());
+        }
+        let started_at = Timestamp::now();
+        if let Err(e) = self.ctx.runtime.start(&id).await {
+            let _ = self.ctx.runtime.remove(&id).await;
+            return fail(self, "RunContainerError", e.to_string());
+        }
+        info!(container = %c.name, %id, attempt, "container started");
+        let rec = self.records.get_mut(&c.name).expect("record exists");
+        // The exited attempt becomes lastState; the one before it is removed.
+        let stale = rec.last.as_ref().map(|t| t.container_id.clone());
+        if let Some(Current::Exited(t)) = rec.current.take() {
+            rec.last = Some(t);
+        }
+        rec.id = Some(id.clone());
+        rec.attempt = attempt;
+        rec.current = Some(Current::Running { started_at });
+        rec.waiting = None;
+        rec.pull_failures = 0;
+        rec.image_id = image.id.clone();
+        if let Some(stale) = stale.filter(|s| *s != id) {
+            let rt = self.ctx.runtime.clone();
+            tokio::spawn(async move {
+                let _ = rt.remove(&stale).await;
+            });
+        }
+        self.spawn_waiter(c.name.clone(), id);
+    }
+
+    async fn post_status(&mut self) {
+        let previous = self.last_posted.clone().or_else(|| self.pod.status.clone());
+        let facts = PodFacts {
+            pod_ip: self.net.as_ref().map(|n| n.ip.clone()),
+            host_ip: self.ctx.node_ip.clone(),
+            start_time: self.start_time,
+        };
+        let status = state::pod_status(
+            &self.pod,
+            &self.records,
+            &facts,
+            previous.as_ref(),
+            Timestamp::now(),
+        );
+        if self.last_posted.as_ref() == Some(&status) {
+            return;
+        }
+        let mut pod = self.pod.clone();
+        pod.metadata.resource_version = None;
+        pod.status = Some(status.clone());
+        match self.ctx.client.update_status(&pod).await {
+            Ok(_) => {
+                debug!(phase = ?status.phase, "status posted");
+                self.last_posted = Some(status);
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => warn!(error = %e, "posting pod status failed"),
+        }
+    }
+
+    /// SIGTERM, grace period, SIGKILL; remove containers, network and files; then confirm
+    /// the deletion to the API (graceful case).
+    async fn terminate(&mut self, how: Terminate, desired: &mut watch::Receiver<Desired>) {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30)
+            .max(0) as u64;
+        info!(grace, ?how, "stopping pod");
+        let running = |w: &Self| -> Vec<(String, String)> {
+            w.records
+                .iter()
+                .filter(|(_, r)| matches!(r.current, Some(Current::Running { .. })))
+                .filter_map(|(n, r)| r.id.clone().map(|id| (n.clone(), id)))
+                .collect()
+        };
+        let sigterm = nix::sys::signal::Signal::SIGTERM as i32;
+        for (name, id) in running(self) {
+            if let Err(e) = self.ctx.runtime.kill(&id, sigterm).await {
+                warn!(container = %name, error = %e, "SIGTERM failed");
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
+        while !running(self).is_empty() {
+            tokio::select! {
+                Some(ev) = self.events.recv() => self.handle(ev),
+                _ = tokio::time::sleep_until(deadline) => break,
+                // A shorter grace period (e.g. a forced delete) arrives as a new desired state.
+                Ok(()) = desired.changed() => {
+                    let d = desired.borrow_and_update().clone();
+                    if d.pod.metadata.deletion_grace_period_seconds == Some(0) {
+                        break;
+                    }
+                }
+            }
+        }
+        // remove() sends SIGKILL to whatever still runs.
+        let mut ids: Vec<String> = match self.ctx.runtime.list().await {
+            Ok(list) => list
+                .into_iter()
+                .filter(|c| c.labels.get(rt::LABEL_POD_UID) == Some(&self.uid))
+                .map(|c| c.id)
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "listing containers for removal failed");
+                Vec::new()
+            }
+        };
+        ids.extend(self.records.values().filter_map(|r| r.id.clone()));
+        ids.sort();
+        ids.dedup();
+        for id in &ids {
+            if let Err(e) = self.ctx.runtime.remove(id).await {
+                warn!(id = %id, error = %e, "removing container failed");
+            }
+        }
+        release_pod_resources(&self.ctx, &self.uid).await;
+        if how == Terminate::Graceful {
+            self.confirm_deletion().await;
+        }
+        info!("pod stopped and cleaned up");
+    }
+
+    async fn confirm_deletion(&self) {
+        let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        for attempt in 0..30u32 {
+            let opts = DeleteOptions {
+                grace_period_seconds: Some(0),
+                uid: Some(self.uid.clone()),
+                ..Default::default()
+            };
+            match self.ctx.client.delete::<Pod>(&ns, &name, opts).await {
+                Ok(_) => return,
+                Err(e) if e.is_not_found() || e.is_conflict() => return,
+                Err(e) => {
+                    warn!(error = %e, attempt, "confirming pod deletion failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Network, files and cgroup directories of a pod whose containers are gone.
+pub async fn release_pod_resources(ctx: &NodeContext, uid: &str) {
+    for attempt in 0..5u32 {
+        match ctx.network.teardown(uid).await {
+            Ok(()) => break,
+            Err(e) => {
+                warn!(pod = %uid, error = %e, attempt, "network teardown failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    let _ = tokio::fs::remove_dir_all(ctx.pod_dir(uid)).await;
+    // runc removes each container's cgroup but not the pod's parent.
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let _ = tokio::fs::remove_dir(format!("{root}/corral/pod{uid}")).await;
+    }
+    if let Ok(mut rd) = tokio::fs::read_dir("/sys/fs/cgroup").await {
+        while let Ok(Some(e)) = rd.next_entry().await {
+            let _ = tokio::fs::remove_dir(e.path().join(format!("corral/pod{uid}"))).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_pull_policy;
+
+    #[test]
+    fn pull_policy_defaults_follow_kubernetes() {
+        assert_eq!(default_pull_policy("nginx"), "Always");
+        assert_eq!(default_pull_policy("nginx:latest"), "Always");
+        assert_eq!(default_pull_policy("nginx:1.25"), "IfNotPresent");
+        assert_eq!(default_pull_policy("127.0.0.1:5000/app"), "Always");
+        assert_eq!(default_pull_policy("127.0.0.1:5000/app:v1"), "IfNotPresent");
+        assert_eq!(default_pull_policy("app@sha256:abc"), "IfNotPresent");
+    }
+}
