@@ -37,7 +37,8 @@ fn reason(code: tonic::Code) -> &'static str {
     match code {
         NotFound => "NotFound",
         AlreadyExists => "AlreadyExists",
-        Aborted | FailedPrecondition => "Conflict",
+        Aborted => "Conflict",
+        FailedPrecondition => "BadRequest",
         InvalidArgument => "BadRequest",
         OutOfRange => "Expired",
         DeadlineExceeded => "Timeout",
@@ -62,9 +63,7 @@ fn host_port(server: &str) -> &str {
 pub fn server(server: &str, e: &ClientError) -> CliError {
     match e {
         ClientError::Connect { .. } => connection_refused(server),
-        ClientError::Api { code, .. } if *code == tonic::Code::Unavailable => {
-            connection_refused(server)
-        }
+        ClientError::Api { code, message } if refused(*code, message) => connection_refused(server),
         ClientError::Api { code, message } if invalid(*code, message) => {
             CliError::Message(format!("The {message}"))
         }
@@ -73,6 +72,17 @@ pub fn server(server: &str, e: &ClientError) -> CliError {
         }
         other => local(other),
     }
+}
+
+/// Unavailable because no connection could be made (not a server saying it is unavailable).
+fn refused(code: tonic::Code, message: &str) -> bool {
+    code == tonic::Code::Unavailable
+        && (message.is_empty()
+            || message == "control plane unavailable"
+            || message.contains("tcp connect")
+            || message.contains("error trying to connect")
+            || message.contains("transport error")
+            || message.contains("os error"))
 }
 
 /// kubectl prints validation failures as `The Deployment "x" is invalid: ...`.
@@ -84,12 +94,12 @@ fn invalid(code: tonic::Code, message: &str) -> bool {
 /// applying "f.yaml": ...`.
 pub fn server_doing(server_addr: &str, doing: &str, e: &ClientError) -> CliError {
     match e {
-        ClientError::Api { code, message } if *code != tonic::Code::Unavailable => {
-            CliError::Message(format!(
-                "Error from server ({}): {doing}: {message}",
-                reason(*code)
-            ))
+        ClientError::Api { code, message } if invalid(*code, message) => {
+            CliError::Message(format!("The {message}"))
         }
+        ClientError::Api { code, message } if !refused(*code, message) => CliError::Message(
+            format!("Error from server ({}): {doing}: {message}", reason(*code)),
+        ),
         other => server(server_addr, other),
     }
 }
