@@ -191,11 +191,22 @@ pub fn parse_targets(args: &[String]) -> Result<Targets> {
         }
         return Ok(Targets::Named(named));
     }
-    let kinds = first
-        .split(',')
-        .filter(|k| !k.is_empty())
-        .map(kind)
-        .collect::<Result<Vec<_>>>()?;
+    let mut kinds = Vec::new();
+    for k in first.split(',').filter(|k| !k.is_empty()) {
+        if k == "all" {
+            // kubectl's "all" category.
+            kinds.extend([
+                &kinds::PODS,
+                &kinds::SERVICES,
+                &kinds::DAEMONSETS,
+                &kinds::DEPLOYMENTS,
+                &kinds::REPLICASETS,
+                &kinds::STATEFULSETS,
+            ]);
+        } else {
+            kinds.push(kind(k)?);
+        }
+    }
     Ok(Targets::Kinds {
         kinds,
         names: args[1..].to_vec(),
@@ -357,10 +368,7 @@ pub async fn wait_gone(
         }
         let wake = async {
             match stream.as_mut() {
-                Some(s) => match s.next().await {
-                    Some(Ok(_)) => true,
-                    _ => false,
-                },
+                Some(s) => matches!(s.next().await, Some(Ok(_))),
                 None => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     true
@@ -427,6 +435,10 @@ mod tests {
             "error: the server doesn't have a resource type \"gadgets\""
         );
         assert!(parse_targets(&s(&["pod", "pod/x"])).is_err());
+        match parse_targets(&s(&["all"])).unwrap() {
+            Targets::Kinds { kinds, .. } => assert_eq!(kinds.len(), 6),
+            other => panic!("{other:?}"),
+        }
         assert!(single_target(&s(&["deployment"])).is_err());
         assert_eq!(
             single_target(&s(&["replicaset/mi-app"])).unwrap(),

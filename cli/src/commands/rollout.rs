@@ -478,7 +478,7 @@ async fn history(ctx: &Ctx, resource: &[String], revision: Option<i64>) -> Resul
     entries.sort_by_key(|e| e.0);
     if let Some(r) = revision {
         let Some((_, _, template)) = entries.iter().find(|e| e.0 == r) else {
-            return Err(local(format!("unable to find the specified revision")));
+            return Err(local("unable to find the specified revision"));
         };
         out(&format!("{}/{name} with revision #{r}\n", info.qualified()))?;
         return out(&crate::printers::output::yaml(template));

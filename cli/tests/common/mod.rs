@@ -142,3 +142,96 @@ pub fn cells(line: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A `corral` process left running (watch, waits), read line by line.
+pub struct Proc {
+    pub child: tokio::process::Child,
+    pub lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Cluster {
+    pub fn spawn(&self, args: &[&str]) -> Proc {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = self.command(args).spawn().expect("corral starts");
+        let stdout = child.stdout.take().unwrap();
+        Proc {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+}
+
+impl Proc {
+    /// The next line of output, within `secs` seconds.
+    pub async fn line(&mut self, secs: u64) -> String {
+        tokio::time::timeout(Duration::from_secs(secs), self.lines.next_line())
+            .await
+            .expect("a line of output in time")
+            .expect("stdout readable")
+            .expect("output not closed")
+    }
+
+    /// Reads lines until one contains every needle; returns it.
+    pub async fn line_with(&mut self, needles: &[&str], secs: u64) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let line = tokio::time::timeout(left, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no line with {needles:?} in time"))
+                .expect("stdout readable")
+                .unwrap_or_else(|| panic!("output ended before a line with {needles:?}"));
+            if needles.iter().all(|n| line.contains(n)) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits for the process to exit (within `secs`) and returns its exit code.
+    pub async fn exit(&mut self, secs: u64) -> i32 {
+        tokio::time::timeout(Duration::from_secs(secs), self.child.wait())
+            .await
+            .expect("corral exits in time")
+            .expect("wait works")
+            .code()
+            .unwrap_or(-1)
+    }
+}
+
+/// Plays the node agent's part in deletion: confirms every graceful pod deletion at once.
+pub fn confirm_pod_deletions(client: Client) -> tokio::task::JoinHandle<()> {
+    use corral_api::k8s::api::core::v1::Pod;
+    use corral_api::{DeleteOptions, ListParams, WatchEvent};
+    use futures::StreamExt;
+    tokio::spawn(async move {
+        let (pods, rv) = client
+            .list::<Pod>("", &ListParams::default())
+            .await
+            .unwrap();
+        let confirm = |p: Pod| {
+            let client = client.clone();
+            async move {
+                if p.metadata.deletion_timestamp.is_some() {
+                    let ns = p.metadata.namespace.clone().unwrap_or_default();
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    let _ = client
+                        .delete::<Pod>(&ns, &name, DeleteOptions::grace(0))
+                        .await;
+                }
+            }
+        };
+        for p in pods {
+            confirm(p).await;
+        }
+        let stream = client
+            .watch::<Pod>("", &ListParams::default(), rv)
+            .await
+            .unwrap();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(Ok(ev)) = stream.next().await {
+            if let WatchEvent::Added(p) | WatchEvent::Modified(p) = ev {
+                confirm(p).await;
+            }
+        }
+    })
+}
