@@ -10,6 +10,7 @@ use corral_api::Client;
 use tokio::task::JoinHandle;
 
 pub mod deployment;
+mod endpoints;
 pub mod events;
 pub mod informer;
 pub mod ops;
@@ -140,6 +141,9 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     }
     if ctx.config.enabled("deployment") {
         handles.extend(deployment::start(ctx.clone()));
+    }
+    if ctx.config.enabled("endpoints") {
+        handles.extend(endpoints::start(ctx.clone()));
     }
     handles.push(run_informer(&ctx, &ctx.pods));
     handles.push(run_informer(&ctx, &ctx.deployments));
