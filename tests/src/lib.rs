@@ -1,1 +1,254 @@
-//! placeholder
+//! Harness for end-to-end tests: real binaries from the build's target directory, a local
+//! cluster (network namespaces, containerd, agents) that is deleted even when a test fails,
+//! and snapshots of host state to prove that nothing is left behind.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use corral_cluster::{CreateRequest, Options, State};
+
+/// Why end-to-end tests cannot run here, or None.
+pub fn skip_reason() -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("needs root (network namespaces, containerd)".into());
+    }
+    for bin in ["containerd", "runc", "nsenter", "ip"] {
+        if which(bin).is_none() {
+            return Some(format!("{bin} is not installed"));
+        }
+    }
+    for path in ["/usr/lib/cni/bridge", "/usr/bin/busybox"] {
+        if !Path::new(path).exists() {
+            return Some(format!("{path} is missing"));
+        }
+    }
+    let bins = target_dir();
+    for bin in ["corral-controlplane", "corral-scheduler", "corral-agent"] {
+        if !bins.join(bin).exists() {
+            return Some(format!(
+                "{} is not built (cargo build --workspace)",
+                bins.join(bin).display()
+            ));
+        }
+    }
+    None
+}
+
+#[macro_export]
+macro_rules! skip_unless_e2e {
+    () => {
+        if let Some(why) = $crate::skip_reason() {
+            if std::env::var_os("CI").is_some() {
+                panic!("end-to-end test cannot run in CI: {why}");
+            }
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(bin))
+            .find(|p| p.exists())
+    })
+}
+
+/// target/debug (or release): where cargo put the workspace's binaries.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().unwrap_or(deps).to_path_buf()
+}
+
+/// Builds the test images once per process into a temp dir and returns the archives.
+pub fn test_images() -> Vec<PathBuf> {
+    static IMAGES: std::sync::OnceLock<(tempfile::TempDir, Vec<PathBuf>)> =
+        std::sync::OnceLock::new();
+    IMAGES
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let paths = corral_agent::testimages::build_standard_images(
+                Path::new("/usr/bin/busybox"),
+                dir.path(),
+            )
+            .expect("building test images");
+            (dir, paths)
+        })
+        .1
+        .clone()
+}
+
+/// A cluster for one test, deleted on drop.
+pub struct TestCluster {
+    pub opts: Options,
+    pub name: String,
+    pub state: State,
+    _base: tempfile::TempDir,
+}
+
+impl TestCluster {
+    pub async fn create(name: &str, agents: usize) -> Self {
+        let base = tempfile::Builder::new()
+            .prefix("corral-e2e")
+            .tempdir()
+            .expect("temp dir");
+        let mut opts = Options::beside(&target_dir().join("corral"));
+        opts.base = base.path().join("clusters");
+        opts.run_base = PathBuf::from(format!("/run/corral-e2e-{}", std::process::id()));
+        let req = CreateRequest {
+            name: name.to_string(),
+            servers: 1,
+            agents,
+            images: test_images(),
+            timeout: Duration::from_secs(60),
+        };
+        let state = corral_cluster::create(&opts, &req, &|m| eprintln!("[cluster {name}] {m}"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "creating cluster {name}: {e}\n{}",
+                    logs_of(&base.path().join("clusters").join(name))
+                )
+            });
+        Self {
+            opts,
+            name: name.to_string(),
+            state,
+            _base: base,
+        }
+    }
+
+    pub fn server(&self) -> String {
+        self.state.server_url()
+    }
+
+    pub async fn client(&self) -> corral_api::Client {
+        corral_api::Client::connect(&self.server())
+            .await
+            .expect("connect to the cluster")
+    }
+
+    /// Every component's log, for failure messages.
+    pub fn logs(&self) -> String {
+        logs_of(&self.state.layout.dir)
+    }
+}
+
+fn logs_of(dir: &Path) -> String {
+    let mut out = String::new();
+    if let Ok(entries) = std::fs::read_dir(dir.join("logs")) {
+        for e in entries.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            out.push_str(&format!("==> {} <==\n", e.path().display()));
+            for l in tail.iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let opts = self.opts.clone();
+        let name = self.name.clone();
+        // Drop may run inside a runtime: delete on a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            if let Err(e) = rt.block_on(corral_cluster::delete(&opts, &name, &|_| {})) {
+                eprintln!("deleting cluster {name}: {e}");
+            }
+            let _ = std::fs::remove_dir(&opts.run_base);
+        })
+        .join();
+    }
+}
+
+/// What a cluster can leave behind on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSnapshot {
+    pub netns: BTreeSet<String>,
+    pub links: BTreeSet<String>,
+    pub mounts: BTreeSet<String>,
+    pub routes: BTreeSet<String>,
+    pub iptables: BTreeSet<String>,
+    pub processes: BTreeSet<String>,
+}
+
+fn lines(cmd: &[&str]) -> BTreeSet<String> {
+    Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl HostSnapshot {
+    pub fn take() -> Self {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .collect();
+        let processes = std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+                    .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                    .filter(|c| c.contains("corral-e2e"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            netns: lines(&["ip", "netns", "list"]),
+            links: lines(&["ip", "-o", "link", "show"])
+                .into_iter()
+                .filter_map(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .map(|s| s.trim().split('@').next().unwrap_or("").to_string())
+                })
+                .collect(),
+            mounts,
+            routes: lines(&["ip", "route", "show"]),
+            iptables: lines(&["iptables-save"])
+                .into_iter()
+                .filter(|l| !l.starts_with('#') && !l.starts_with(':'))
+                .collect(),
+            processes,
+        }
+    }
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

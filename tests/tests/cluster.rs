@@ -1,0 +1,58 @@
+//! `corral cluster` lifecycle on this machine: nodes come up Ready, and delete leaves nothing.
+
+use std::time::Duration;
+
+use corral_api::k8s::api::core::v1::Node;
+use corral_api::ListParams;
+use corral_tests::{skip_unless_e2e, HostSnapshot, TestCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_comes_up_ready_and_delete_leaves_nothing_behind() {
+    skip_unless_e2e!();
+    let before = HostSnapshot::take();
+    {
+        let cluster = TestCluster::create("lifecycle", 1).await;
+        let client = cluster.client().await;
+        let (nodes, _) = client
+            .list::<Node>("", &ListParams::default())
+            .await
+            .unwrap();
+        let mut names: Vec<_> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["corral-lifecycle-agent-0", "corral-lifecycle-server-0"],
+            "{}",
+            cluster.logs()
+        );
+        let after_create = HostSnapshot::take();
+        assert!(after_create
+            .netns
+            .iter()
+            .any(|n| n.starts_with("corral-lifecycle-server-0")));
+        // Node failure drill: the node's processes die and its link goes down, then it returns.
+        corral_cluster::node_stop(&cluster.opts, "corral-lifecycle-agent-0")
+            .await
+            .unwrap();
+        corral_cluster::node_start(
+            &cluster.opts,
+            "corral-lifecycle-agent-0",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    }
+    let after = HostSnapshot::take();
+    assert_eq!(before.netns, after.netns, "network namespaces left behind");
+    assert_eq!(before.links, after.links, "links left behind");
+    assert_eq!(before.mounts, after.mounts, "mounts left behind");
+    assert_eq!(before.routes, after.routes, "routes left behind");
+    assert_eq!(
+        before.iptables, after.iptables,
+        "host iptables rules left behind"
+    );
+    assert_eq!(before.processes, after.processes, "processes left behind");
+}
