@@ -9,14 +9,16 @@ use std::time::Duration;
 use corral_api::Client;
 use tokio::task::JoinHandle;
 
+pub mod daemonset;
 pub mod deployment;
-mod endpoints;
 pub mod events;
+pub mod gc;
 pub mod informer;
 pub mod ops;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod scheduling;
 pub mod util;
 
 #[cfg(test)]
@@ -133,6 +135,12 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
         pods: informer::Store::new(),
         replicasets: informer::Store::new(),
         deployments: informer::Store::new(),
+        daemonsets: informer::Store::new(),
+        statefulsets: informer::Store::new(),
+        revisions: informer::Store::new(),
+        nodes: informer::Store::new(),
+        leases: informer::Store::new(),
+        pvcs: informer::Store::new(),
     });
     let mut handles = Vec::new();
     // Handlers are registered before the informers start, so no event is missed.
@@ -142,12 +150,21 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     if ctx.config.enabled("deployment") {
         handles.extend(deployment::start(ctx.clone()));
     }
-    if ctx.config.enabled("endpoints") {
-        handles.extend(endpoints::start(ctx.clone()));
+    if ctx.config.enabled("daemonset") {
+        handles.extend(daemonset::start(ctx.clone()));
+    }
+    if ctx.config.enabled("garbagecollector") {
+        handles.extend(gc::start(ctx.clone()));
     }
     handles.push(run_informer(&ctx, &ctx.pods));
-    handles.push(run_informer(&ctx, &ctx.deployments));
     handles.push(run_informer(&ctx, &ctx.replicasets));
+    handles.push(run_informer(&ctx, &ctx.deployments));
+    handles.push(run_informer(&ctx, &ctx.daemonsets));
+    handles.push(run_informer(&ctx, &ctx.statefulsets));
+    handles.push(run_informer(&ctx, &ctx.revisions));
+    handles.push(run_informer(&ctx, &ctx.nodes));
+    handles.push(run_informer(&ctx, &ctx.leases));
+    handles.push(run_informer(&ctx, &ctx.pvcs));
     handles
 }
 
@@ -167,4 +184,10 @@ pub struct Context {
     pub pods: ops::Shared<k8s_openapi::api::core::v1::Pod>,
     pub replicasets: ops::Shared<k8s_openapi::api::apps::v1::ReplicaSet>,
     pub deployments: ops::Shared<k8s_openapi::api::apps::v1::Deployment>,
+    pub daemonsets: ops::Shared<k8s_openapi::api::apps::v1::DaemonSet>,
+    pub statefulsets: ops::Shared<k8s_openapi::api::apps::v1::StatefulSet>,
+    pub revisions: ops::Shared<k8s_openapi::api::apps::v1::ControllerRevision>,
+    pub nodes: ops::Shared<k8s_openapi::api::core::v1::Node>,
+    pub leases: ops::Shared<k8s_openapi::api::coordination::v1::Lease>,
+    pub pvcs: ops::Shared<k8s_openapi::api::core::v1::PersistentVolumeClaim>,
 }

@@ -22,7 +22,10 @@ pub fn scaled_value(
     let value = match value {
         Some(v) => v,
         None => {
-            owned = IntOrString::String(default.to_string());
+            owned = match default.parse::<i32>() {
+                Ok(i) => IntOrString::Int(i),
+                Err(_) => IntOrString::String(default.to_string()),
+            };
             &owned
         }
     };

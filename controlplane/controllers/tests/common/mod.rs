@@ -214,7 +214,7 @@ async fn kubelets(
             .filter(|(_, s)| !s.dead)
             .map(|(n, _)| n.clone())
             .collect();
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             for n in &live {
                 renew_lease(&client, n).await;
             }

@@ -1,0 +1,196 @@
+//! The DaemonSet controller: one pod per eligible node.
+
+pub mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_api::DeleteOptions;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Pod;
+use tokio::task::JoinHandle;
+
+use crate::informer::{Change, ObjectKey};
+use crate::queue::WorkQueue;
+use crate::{ops, util, Context, Error};
+use plan::Action;
+
+const NAME: &str = "daemonset";
+
+pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
+    let queue = WorkQueue::<ObjectKey>::new();
+    {
+        let q = queue.clone();
+        ctx.daemonsets
+            .on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
+    }
+    {
+        let q = queue.clone();
+        let dss = ctx.daemonsets.clone();
+        ctx.pods.on_change(move |c| {
+            for key in owners_of_pod_change(c, |ns| dss.list_ns(ns)) {
+                q.add(key);
+            }
+        });
+    }
+    {
+        // Any node change (new, removed, relabelled, tainted) concerns every DaemonSet.
+        let q = queue.clone();
+        let dss = ctx.daemonsets.clone();
+        ctx.nodes.on_change(move |c| {
+            let relevant = match c {
+                Change::Updated { old, new } => {
+                    old.metadata.labels != new.metadata.labels
+                        || old.spec != new.spec
+                        || old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
+                }
+                _ => true,
+            };
+            if relevant {
+                for ds in dss.list() {
+                    q.add(ObjectKey::of(ds.as_ref()));
+                }
+            }
+        });
+    }
+    {
+        let q = queue.clone();
+        ctx.revisions.on_change(move |c| {
+            let r = c.object();
+            if let Some(o) = util::controller_of(&r.metadata).filter(|o| o.kind == "DaemonSet") {
+                q.add(ObjectKey::new(util::namespace(&r.metadata), o.name.clone()));
+            }
+        });
+    }
+    let c = ctx.clone();
+    vec![tokio::spawn(async move {
+        c.daemonsets.wait_synced().await;
+        c.pods.wait_synced().await;
+        c.nodes.wait_synced().await;
+        c.revisions.wait_synced().await;
+        let ctx = c.clone();
+        let workers = crate::run_workers(NAME, queue, c.config.workers, move |key| {
+            let ctx = ctx.clone();
+            async move { reconcile(&ctx, &key).await }
+        });
+        futures::future::join_all(workers).await;
+    })]
+}
+
+fn owners_of_pod_change(
+    change: &Change<Pod>,
+    daemonsets_in: impl Fn(&str) -> Vec<Arc<DaemonSet>>,
+) -> Vec<ObjectKey> {
+    let mut keys = Vec::new();
+    let mut versions: Vec<&Pod> = vec![change.object()];
+    if let Change::Updated { old, .. } = change {
+        versions.push(old);
+    }
+    let mut orphan = false;
+    for pod in &versions {
+        let ns = util::namespace(&pod.metadata);
+        match util::controller_of(&pod.metadata) {
+            Some(o) if o.kind == "DaemonSet" => keys.push(ObjectKey::new(ns, o.name.clone())),
+            Some(_) => {}
+            None => orphan = true,
+        }
+    }
+    if orphan && !matches!(change, Change::Deleted(_)) {
+        let pod = change.object();
+        let labels = util::labels(&pod.metadata);
+        for ds in daemonsets_in(util::namespace(&pod.metadata)) {
+            let sel = ds.spec.as_ref().map(|s| &s.selector);
+            if util::selector_of("daemonset", &ds.metadata, sel).is_ok_and(|e| e.matches(&labels)) {
+                keys.push(ObjectKey::of(ds.as_ref()));
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[tracing::instrument(skip(ctx), fields(controller = NAME, key = %key))]
+async fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<Option<Duration>, Error> {
+    let Some(ds) = ctx.daemonsets.get(key) else {
+        return Ok(None);
+    };
+    let nodes = ctx.nodes.list();
+    let pods = ctx.pods.list_ns(&key.namespace);
+    let revisions = ctx.revisions.list_ns(&key.namespace);
+    let plan = plan::plan(&ds, &nodes, &pods, &revisions, jiff::Timestamp::now())?;
+    let jobs: Vec<_> = plan
+        .actions
+        .into_iter()
+        .map(|a| execute(ctx, &ds, a))
+        .collect();
+    let result = ops::run_all(jobs).await;
+    if let Some(status) = plan.status {
+        let mut updated = (*ds).clone();
+        updated.status = Some(status);
+        ops::update_status(&ctx.client, &ctx.daemonsets, &updated).await?;
+    }
+    result?;
+    Ok(plan.requeue_after)
+}
+
+async fn execute(ctx: &Context, ds: &DaemonSet, action: Action) -> Result<(), Error> {
+    match action {
+        Action::CreatePod { node, pod } => {
+            tracing::debug!(node = %node, "creating daemon pod");
+            crate::replicaset::create_pod(ctx, ds, *pod).await
+        }
+        Action::DeletePod(pod) => {
+            if ops::delete(
+                &ctx.client,
+                &ctx.pods,
+                pod.as_ref(),
+                DeleteOptions::default(),
+            )
+            .await?
+            {
+                ctx.recorder.normal(
+                    ds,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", util::name(&pod.metadata)),
+                );
+            }
+            Ok(())
+        }
+        Action::Adopt(pod) => {
+            let mut p = (*pod).clone();
+            p.metadata
+                .owner_references
+                .get_or_insert_with(Vec::new)
+                .push(util::controller_ref(ds));
+            ops::update(&ctx.client, &ctx.pods, &p).await.map(drop)
+        }
+        Action::Release(pod) => {
+            let mut p = (*pod).clone();
+            let uid = util::uid(&ds.metadata).to_string();
+            if let Some(refs) = p.metadata.owner_references.as_mut() {
+                refs.retain(|o| o.uid != uid);
+            }
+            ops::update(&ctx.client, &ctx.pods, &p).await.map(drop)
+        }
+        Action::CreateRevision(cr) => {
+            match ops::create(&ctx.client, &ctx.revisions, *cr, |r| r).await {
+                Err(Error::Api { source, .. }) if source.is_already_exists() => Ok(()),
+                other => other.map(drop),
+            }
+        }
+        Action::UpdateRevision(cr) => ops::update(&ctx.client, &ctx.revisions, &cr)
+            .await
+            .map(drop),
+        Action::DeleteRevision(cr) => ops::delete(
+            &ctx.client,
+            &ctx.revisions,
+            cr.as_ref(),
+            DeleteOptions::background(),
+        )
+        .await
+        .map(drop),
+    }
+}
