@@ -359,8 +359,7 @@ pub enum ConfigAction {
         cluster: Option<String>,
         #[arg(long)]
         user: Option<String>,
-        #[arg(long = "namespace")]
-        ctx_namespace: Option<String>,
+        // The context's namespace is the global `-n/--namespace`, as in kubectl.
     },
     /// Display the config file.
     View,
@@ -448,6 +447,12 @@ mod tests {
                 action: RolloutAction::Undo { to_revision: 1, .. }
             })
         ));
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]

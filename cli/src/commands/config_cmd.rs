@@ -9,7 +9,8 @@ use crate::config::Config;
 use crate::error::{local, Result};
 use crate::printers::Table;
 
-pub fn run(path: &Path, action: &ConfigAction) -> Result<()> {
+/// `namespace` is the global `-n`, which `set-context` stores in the context.
+pub fn run(path: &Path, action: &ConfigAction, namespace: Option<&str>) -> Result<()> {
     let mut cfg = Config::load(path).map_err(local)?;
     match action {
         ConfigAction::UseContext { name } => {
@@ -61,15 +62,9 @@ pub fn run(path: &Path, action: &ConfigAction) -> Result<()> {
             name,
             cluster,
             user,
-            ctx_namespace,
         } => {
             let existed = cfg.context(name).is_some();
-            cfg.set_context(
-                name,
-                cluster.as_deref(),
-                user.as_deref(),
-                ctx_namespace.as_deref(),
-            );
+            cfg.set_context(name, cluster.as_deref(), user.as_deref(), namespace);
             cfg.save(path).map_err(local)?;
             outln(&format!(
                 "Context {name:?} {}.",

@@ -91,7 +91,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     // Commands that need no server come first, so they work without one.
     match &cli.command {
         Command::Completion(a) => return version::completion(a.shell),
-        Command::Config(a) => return config_cmd::run(&config_path(&cli), &a.action),
+        Command::Config(a) => {
+            return config_cmd::run(&config_path(&cli), &a.action, cli.namespace.as_deref())
+        }
         Command::ApiResources => return version::api_resources(),
         Command::Create(crate::args::CreateArgs { what: Some(w), .. })
             if create::is_client_dry_run(w) =>
