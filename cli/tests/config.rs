@@ -73,10 +73,11 @@ async fn contexts_choose_the_server_and_default_namespace() {
     );
     assert_eq!(
         corral(&["config", "get-contexts"]).await.ok(),
-        "CURRENT   NAME     CLUSTER   AUTHINFO   NAMESPACE\n\
-         *         taller   lab       admin      taller\n\
-         \x20         off      gone                 \n"
-            .replace("\n\x20", "\n ")
+        concat!(
+            "CURRENT   NAME     CLUSTER   AUTHINFO   NAMESPACE\n",
+            "*         taller   lab       admin      taller\n",
+            "          off      gone                 \n",
+        )
     );
     let out = corral(&["config", "use-context", "nope"]).await;
     assert_eq!(
