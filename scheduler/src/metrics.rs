@@ -1,13 +1,17 @@
 //! Counters and latency histograms the scheduler keeps about itself (read by the benchmark and
 //! logged on exit).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 pub struct Metrics {
+    /// Both watches have listed: the cache reflects the cluster.
+    pub synced: AtomicBool,
+    /// Nodes in the cache, updated on node events.
+    pub nodes: AtomicU64,
     pub bound: AtomicU64,
     pub unschedulable: AtomicU64,
     pub bind_errors: AtomicU64,
@@ -26,6 +30,8 @@ fn histogram() -> Histogram<u64> {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            synced: AtomicBool::new(false),
+            nodes: AtomicU64::new(0),
             bound: AtomicU64::new(0),
             unschedulable: AtomicU64::new(0),
             bind_errors: AtomicU64::new(0),

@@ -73,7 +73,7 @@ pub struct AffinityTerm {
 
 impl AffinityTerm {
     pub fn matches(&self, pod: &PodInfo) -> bool {
-        (self.all_namespaces || self.namespaces.iter().any(|n| *n == pod.namespace))
+        (self.all_namespaces || self.namespaces.contains(&pod.namespace))
             && self.selector.matches(&pod.labels)
     }
 }

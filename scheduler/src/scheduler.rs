@@ -57,6 +57,7 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    metrics: Arc<Metrics>,
     wake: Notify,
     scheduler_names: Vec<String>,
 }
@@ -81,6 +82,7 @@ impl Drop for Tasks {
 
 impl Scheduler {
     pub fn new(client: Client, config: Config) -> Self {
+        let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 cache: Cache::new(),
@@ -89,13 +91,14 @@ impl Scheduler {
                 pods_synced: false,
             }),
             wake: Notify::new(),
+            metrics: metrics.clone(),
             scheduler_names: config.scheduler_names.clone(),
         });
         Scheduler {
             client,
             config,
             shared,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         }
     }
 
@@ -253,9 +256,7 @@ impl Scheduler {
 
 impl Shared {
     fn ours(&self, pod: &PodInfo) -> bool {
-        self.scheduler_names
-            .iter()
-            .any(|n| *n == pod.scheduler_name)
+        self.scheduler_names.contains(&pod.scheduler_name)
     }
 
     fn pod_info(pod: &Pod) -> Option<Arc<PodInfo>> {
@@ -290,6 +291,7 @@ impl Shared {
         if moved {
             st.queue.move_all_unschedulable(now);
         }
+        self.publish(&st);
         drop(st);
         self.wake.notify_one();
     }
@@ -332,8 +334,18 @@ impl Shared {
         if freed {
             st.queue.move_all_unschedulable(now);
         }
+        self.publish(&st);
         drop(st);
         self.wake.notify_one();
+    }
+
+    fn publish(&self, st: &State) {
+        self.metrics
+            .nodes
+            .store(st.cache.num_nodes() as u64, Ordering::Relaxed);
+        self.metrics
+            .synced
+            .store(st.nodes_synced && st.pods_synced, Ordering::Relaxed);
     }
 
     fn pending(&self, st: &mut State, info: Arc<PodInfo>, now: Instant) {
