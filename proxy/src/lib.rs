@@ -1,0 +1,194 @@
+//! corral-proxy: one per node, in the node's network namespace. Watches Services, Endpoints,
+//! Ingresses and Nodes; keeps the iptables rules for ClusterIP/NodePort services, serves the
+//! Ingress reverse proxy and reports the Ingress addresses. Everything is derived from the
+//! caches by pure functions on each change; the kernel and the API are written only on change.
+
+pub mod cache;
+pub mod ingress;
+pub mod iptables;
+pub mod loadgen;
+pub mod model;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_api::Client;
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use cache::Cache;
+use ingress::routes::RouteTable;
+use iptables::{Iptables, Syncer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("running {program}: {source}")]
+    Exec {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed: {stderr}")]
+    Iptables { program: String, stderr: String },
+    #[error("listening on {addr} for ingress traffic: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control plane at {server}")]
+    Connect {
+        server: String,
+        #[source]
+        source: corral_api::client::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Control plane URL, `http://host:port`.
+    pub server: String,
+    pub node_name: String,
+    /// Where the Ingress reverse proxy listens.
+    pub ingress_listen: SocketAddr,
+    /// Full resync (repairs rules removed behind our back).
+    pub resync: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: "http://127.0.0.1:7443".into(),
+            node_name: String::new(),
+            ingress_listen: "0.0.0.0:80".parse().expect("valid address"),
+            resync: Duration::from_secs(30),
+        }
+    }
+}
+
+fn by_key<
+    K: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+>(
+    items: Vec<Arc<K>>,
+) -> BTreeMap<(String, String), Arc<K>> {
+    items
+        .into_iter()
+        .map(|o| {
+            let m = o.metadata();
+            (
+                (
+                    m.namespace.clone().unwrap_or_default(),
+                    m.name.clone().unwrap_or_default(),
+                ),
+                o.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Runs until `shutdown` resolves, then removes the rules it installed.
+pub async fn run(
+    config: Config,
+    ipt: Arc<dyn Iptables>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let client = Client::connect_lazy(&config.server).map_err(|source| Error::Connect {
+        server: config.server.clone(),
+        source,
+    })?;
+    let (changed, mut changes) = watch::channel(0u64);
+    let services = Cache::<Service>::new(changed.clone());
+    let endpoints = Cache::<Endpoints>::new(changed.clone());
+    let ingresses = Cache::<Ingress>::new(changed.clone());
+    let nodes = Cache::<Node>::new(changed.clone());
+    let mut tasks = vec![
+        tokio::spawn(services.clone().run(client.clone())),
+        tokio::spawn(endpoints.clone().run(client.clone())),
+        tokio::spawn(ingresses.clone().run(client.clone())),
+        tokio::spawn(nodes.clone().run(client.clone())),
+    ];
+    let listener = tokio::net::TcpListener::bind(config.ingress_listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.ingress_listen,
+            source,
+        })?;
+    let routes: ingress::SharedRoutes = Arc::new(RwLock::new(Arc::new(RouteTable::default())));
+    tasks.push(tokio::spawn(ingress::serve(listener, routes.clone())));
+    tracing::info!(node = %config.node_name, ingress = %config.ingress_listen, server = %config.server, "proxy started");
+
+    let mut syncer = Syncer::new(ipt.clone());
+    tokio::pin!(shutdown);
+    let synced = async {
+        services.wait_synced().await;
+        endpoints.wait_synced().await;
+        ingresses.wait_synced().await;
+        nodes.wait_synced().await;
+    };
+    let mut stopped = tokio::select! {
+        _ = synced => false,
+        _ = &mut shutdown => true,
+    };
+    let mut resync = tokio::time::interval(config.resync);
+    let mut retry = false;
+    while !stopped {
+        let force = tokio::select! {
+            _ = changes.changed() => false,
+            _ = resync.tick() => true,
+            _ = tokio::time::sleep(Duration::from_secs(1)), if retry => true,
+            _ = &mut shutdown => { stopped = true; continue; }
+        };
+        changes.borrow_and_update();
+        let svc_list = services.list();
+        let ep_map = by_key(endpoints.list());
+        let ports = model::service_ports(&svc_list, &ep_map);
+        let table = RouteTable::build(&ingresses.list(), &by_key(svc_list), &ep_map);
+        for w in &table.warnings {
+            tracing::warn!("{w}");
+        }
+        *routes.write() = Arc::new(table);
+        let mut s = std::mem::replace(&mut syncer, Syncer::new(ipt.clone()));
+        let (s, result) = tokio::task::spawn_blocking(move || {
+            let r = s.sync(&ports, force);
+            (s, r)
+        })
+        .await
+        .expect("iptables sync does not panic");
+        syncer = s;
+        retry = match result {
+            Ok(wrote) => {
+                if wrote {
+                    tracing::debug!("iptables rules synced");
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "syncing iptables rules failed, retrying");
+                true
+            }
+        };
+        let addrs = status::node_addresses(&nodes.list());
+        for ing in ingresses.list() {
+            if let Some(mut updated) = status::with_addresses(&ing, &addrs) {
+                updated.metadata.resource_version = None;
+                if let Err(e) = client.update_status(&updated).await {
+                    tracing::warn!(ingress = ?ing.metadata.name, error = %e, "updating ingress status failed");
+                    retry = true;
+                }
+            }
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+    tracing::info!("stopping: removing iptables rules");
+    tokio::task::spawn_blocking(move || syncer.cleanup())
+        .await
+        .expect("iptables cleanup does not panic")
+}

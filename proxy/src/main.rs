@@ -1,0 +1,53 @@
+//! corral-proxy: flags, logging and signals; the work is in the library.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "corral-proxy",
+    about = "Corral's per-node service proxy and ingress"
+)]
+struct Args {
+    /// Control plane URL.
+    #[arg(long, default_value = "http://127.0.0.1:7443")]
+    server: String,
+    /// Name of the node this proxy runs on.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Port of the Ingress HTTP reverse proxy.
+    #[arg(long, default_value_t = 80)]
+    ingress_port: u16,
+    /// Address the Ingress reverse proxy listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    ingress_address: IpAddr,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = corral_proxy::Config {
+        server: args.server,
+        node_name: args.node_name,
+        ingress_listen: SocketAddr::new(args.ingress_address, args.ingress_port),
+        ..Default::default()
+    };
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    let ipt = Arc::new(corral_proxy::iptables::System::default());
+    corral_proxy::run(config, ipt, shutdown).await?;
+    Ok(())
+}
