@@ -136,6 +136,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         data_dir: cfg.data_dir.clone(),
         backoff: cfg.backoff,
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        nofile: spec::own_nofile_limit(),
     });
     let index = PodIndex::default();
     tokio::spawn(node::heartbeat(client, node_cfg, runtime));

@@ -211,12 +211,25 @@ pub async fn run_tunnel(server: String, node: String, data_dir: PathBuf, index: 
     } else {
         format!("http://{server}")
     };
+    let mut delay = Duration::from_millis(500);
     loop {
+        let opened = std::time::Instant::now();
         match tunnel_once(&server, &node, &data_dir, &index).await {
             Ok(()) => info!(%server, "agent tunnel closed by the control plane; reconnecting"),
+            // An API server without the tunnel service: logs are unavailable, retry slowly.
+            Err(e) if e.code() == tonic::Code::Unimplemented => {
+                if delay < Duration::from_secs(30) {
+                    warn!(%server, "control plane does not serve AgentTunnel; logs unavailable");
+                }
+                delay = Duration::from_secs(30);
+            }
             Err(e) => warn!(%server, error = %e, "agent tunnel failed; reconnecting"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if opened.elapsed() > Duration::from_secs(30) {
+            delay = Duration::from_millis(500);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
 

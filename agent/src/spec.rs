@@ -38,6 +38,21 @@ pub struct SpecInput<'a> {
     pub pod_ip: Option<String>,
     pub node_name: String,
     pub host_ip: String,
+    /// RLIMIT_NOFILE for the process (soft = hard): the agent's own hard limit, as a
+    /// containerd started by the same init would give.
+    pub nofile: u64,
+}
+
+/// The hard RLIMIT_NOFILE of this process, from /proc/self/limits.
+pub fn own_nofile_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|x| x.starts_with("Max open files"))
+                .and_then(|x| x.split_whitespace().nth(4).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(1024)
 }
 
 /// Docker's default capabilities, which containerd's CRI uses too.
@@ -551,7 +566,7 @@ pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
             "env": env,
             "cwd": cwd,
             "capabilities": capabilities(c, privileged),
-            "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64 }],
+            "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": input.nofile, "soft": input.nofile }],
             "noNewPrivileges": no_new_privs,
         },
         "root": { "path": "rootfs", "readonly": c.security_context.as_ref().and_then(|s| s.read_only_root_filesystem).unwrap_or(false) },

@@ -32,6 +32,8 @@ pub struct NodeContext {
     pub backoff: BackoffPolicy,
     /// The node's resolv.conf, copied into pods.
     pub resolv_conf: PathBuf,
+    /// RLIMIT_NOFILE given to containers.
+    pub nofile: u64,
 }
 
 impl NodeContext {
@@ -596,6 +598,7 @@ impl Worker {
             pod_ip: Some(net.ip.clone()),
             node_name: self.ctx.node_name.clone(),
             host_ip: self.ctx.node_ip.clone(),
+            nofile: self.ctx.nofile,
         };
         let oci = match spec::build(&input) {
             Ok(s) => s,

@@ -64,6 +64,11 @@ impl Containerd {
         })
     }
 
+    /// The gRPC channel to containerd, for callers that need another service.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// A request carrying the namespace (and a lease when given) as containerd expects.
     pub(crate) fn req<T>(&self, msg: T, lease: Option<&str>) -> Request<T> {
         let mut r = Request::new(msg);

@@ -46,6 +46,7 @@ fn build_for(c: Container) -> Result<Value, SpecError> {
         pod_ip: Some("10.88.0.5".into()),
         node_name: "node-1".into(),
         host_ip: "127.0.0.1".into(),
+        nofile: 4096,
     })
 }
 

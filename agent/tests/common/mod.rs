@@ -189,3 +189,4 @@ pub fn images_dir() -> PathBuf {
 pub fn image_archive(reference: &str) -> PathBuf {
     images_dir().join(corral_agent::testimages::archive_name(reference))
 }
+pub mod cluster;

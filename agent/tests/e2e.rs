@@ -1,0 +1,315 @@
+//! End to end: the real `corral-agent` binary against a real containerd (private root and
+//! socket), runc and the CNI plugins, with the control plane in-process (see
+//! `common/cluster.rs`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::cluster::{http_get, Cluster, DEADLINE};
+use corral_agent::runtime::containerd::Containerd;
+use corral_agent::runtime::ContainerRuntime;
+use corral_api::client::DeleteOptions;
+use corral_api::k8s::api::core::v1::{Container, Node, Pod, PodSpec};
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn app_status(p: &Pod) -> Option<&corral_api::k8s::api::core::v1::ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first()
+}
+
+fn waiting_reason(p: &Pod) -> Option<String> {
+    app_status(p)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_runs_answers_http_and_delete_releases_everything() {
+    skip_unless_runnable!();
+    let c = Cluster::start().await;
+    c.wait_node_ready().await;
+    let node = c.client.get::<Node>("", &c.name).await.unwrap();
+    let labels = node.metadata.labels.unwrap();
+    assert_eq!(labels["kubernetes.io/hostname"], c.name);
+    assert!(node
+        .status
+        .unwrap()
+        .capacity
+        .unwrap()
+        .contains_key("memory"));
+
+    c.create_pod("web", "fedek3/workshop-uns:v0.2.0", None)
+        .await;
+    let pod = c
+        .wait_pod("web", "Running with an IP", |p| {
+            phase(p) == "Running" && p.status.as_ref().unwrap().pod_ip.is_some()
+        })
+        .await;
+    let st = pod.status.clone().unwrap();
+    let pod_ip = st.pod_ip.clone().unwrap();
+    assert!(
+        pod_ip.starts_with(&c.cidr[..c.cidr.len() - 5]),
+        "{pod_ip} in {}",
+        c.cidr
+    );
+    let conds = st.conditions.unwrap();
+    for t in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        assert!(
+            conds.iter().any(|x| x.type_ == t && x.status == "True"),
+            "{t}: {conds:?}"
+        );
+    }
+    assert!(st.start_time.is_some());
+    assert_eq!(app_status(&pod).unwrap().restart_count, 0);
+
+    // The app answers on the pod IP with its hostname (= pod name) and version.
+    let start = Instant::now();
+    let body = loop {
+        match http_get(&pod_ip, 80) {
+            Ok(b) if b.contains("200 OK") => break b,
+            other => {
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "no HTTP answer from {pod_ip}: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(body.contains("Hello from web"), "{body}");
+    assert!(body.contains("version: v0.2.0"), "{body}");
+
+    let uid = pod.metadata.uid.clone().unwrap();
+    let rt = c.runtime().await;
+    assert_eq!(rt.list().await.unwrap().len(), 1);
+    let netns = PathBuf::from(format!("/run/netns/corral-{uid}"));
+    assert!(netns.exists());
+    let ipam = c.agent_dir().join("cni/ipam/corral").join(&pod_ip);
+    assert!(ipam.exists(), "host-local reservation {}", ipam.display());
+
+    // Graceful delete: the agent stops the container and confirms; the pod disappears.
+    c.client
+        .delete::<Pod>("default", "web", DeleteOptions::default())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while c
+        .client
+        .get_opt::<Pod>("default", "web")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "pod never deleted\n{}",
+            c.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rt.list().await.unwrap().is_empty(), "containers left");
+    assert!(!netns.exists(), "netns left");
+    assert!(!ipam.exists(), "IP still reserved");
+    assert!(
+        !c.agent_dir().join("pods").join(&uid).exists(),
+        "pod dir left"
+    );
+    let snaps = snapshot_keys(&rt).await;
+    assert!(
+        snaps.iter().all(|k| !k.contains(&uid)),
+        "snapshots left: {snaps:?}"
+    );
+}
+
+async fn snapshot_keys(rt: &Containerd) -> Vec<String> {
+    use containerd_client::services::v1::snapshots as ss;
+    let mut client = ss::snapshots_client::SnapshotsClient::new(rt.channel());
+    let mut req = tonic::Request::new(ss::ListSnapshotsRequest {
+        snapshotter: "overlayfs".into(),
+        filters: vec![],
+    });
+    req.metadata_mut()
+        .insert("containerd-namespace", "corral".parse().unwrap());
+    let mut stream = client.list(req).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(Ok(r)) = futures::StreamExt::next(&mut stream).await {
+        out.extend(r.info.into_iter().map(|i| i.name));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_container_reaches_crash_loop_back_off_with_growing_restarts() {
+    skip_unless_runnable!();
+    let c = Cluster::start().await;
+    c.create_pod("crash", "corral-test/crasher:v1", None).await;
+    let p = c
+        .wait_pod("crash", "CrashLoopBackOff after 2 restarts", |p| {
+            waiting_reason(p).as_deref() == Some("CrashLoopBackOff")
+                && app_status(p).is_some_and(|s| s.restart_count >= 2)
+        })
+        .await;
+    let s = app_status(&p).unwrap();
+    let last = s.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(last.exit_code, 3);
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+    assert_eq!(phase(&p), "Running");
+    let ready = p
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready.status, "False");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_pod_with_restart_never_succeeds() {
+    skip_unless_runnable!();
+    let c = Cluster::start().await;
+    let mut p = Pod::default();
+    p.metadata.name = Some("once".into());
+    p.metadata.namespace = Some("default".into());
+    p.spec = Some(PodSpec {
+        restart_policy: Some("Never".into()),
+        containers: vec![Container {
+            name: "app".into(),
+            image: Some("corral-test/sleeper:v1".into()),
+            command: Some(vec!["sh".into(), "-c".into(), "echo done; exit 0".into()]),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let p = c.client.create(&p).await.unwrap();
+    c.client
+        .bind(
+            "default",
+            "once",
+            p.metadata.uid.as_deref().unwrap(),
+            &c.name,
+        )
+        .await
+        .unwrap();
+    let p = c
+        .wait_pod("once", "Succeeded", |p| phase(p) == "Succeeded")
+        .await;
+    let t = app_status(&p)
+        .unwrap()
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_image_gives_err_image_pull_then_image_pull_back_off() {
+    skip_unless_runnable!();
+    let c = Cluster::start().await;
+    c.create_pod("ghost", "corral-test/does-not-exist:v9", None)
+        .await;
+    let p = c
+        .wait_pod("ghost", "ErrImagePull", |p| {
+            waiting_reason(p).as_deref() == Some("ErrImagePull")
+        })
+        .await;
+    let msg = app_status(&p)
+        .unwrap()
+        .state
+        .as_ref()
+        .unwrap()
+        .waiting
+        .as_ref()
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
+    assert!(msg.contains("corral-test/does-not-exist:v9"), "{msg}");
+    c.wait_pod("ghost", "ImagePullBackOff", |p| {
+        waiting_reason(p).as_deref() == Some("ImagePullBackOff")
+    })
+    .await;
+    assert_eq!(phase(&p), "Pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_restart_keeps_pods_running_with_restart_count_unchanged() {
+    skip_unless_runnable!();
+    let mut c = Cluster::start().await;
+    c.create_pod("keep", "corral-test/sleeper:v1", None).await;
+    let before = c
+        .wait_pod("keep", "Running", |p| phase(p) == "Running")
+        .await;
+    let rt = c.runtime().await;
+    let ids: Vec<String> = rt.list().await.unwrap().into_iter().map(|i| i.id).collect();
+    assert_eq!(ids.len(), 1);
+
+    // An orphan: a container whose pod does not exist must be removed by the restarted agent.
+    let orphan = corral_agent::runtime::CreateContainer {
+        id: "orphan-app-0".into(),
+        image: "corral-test/sleeper:v1".into(),
+        spec: serde_json::json!({
+            "ociVersion": "1.0.2-dev",
+            "process": {"user": {"uid": 0, "gid": 0}, "args": ["sleep", "1000"], "cwd": "/"},
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}
+        }),
+        labels: [("corral.pod.uid".to_string(), "no-such-pod".to_string())].into(),
+        log_path: c.dir.path().join("orphan.log"),
+    };
+
+    c.stop_agent();
+    rt.create(&orphan).await.unwrap();
+    c.start_agent();
+    let start = Instant::now();
+    loop {
+        let now: Vec<String> = rt.list().await.unwrap().into_iter().map(|i| i.id).collect();
+        if now == ids {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "orphan not removed: {now:?}\n{}",
+            c.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Give the new agent time to post status; it must not have restarted anything.
+    let log_marker = "adopted running container";
+    let start = Instant::now();
+    while !c.agent_log().contains(log_marker) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no adoption logged\n{}",
+            c.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = c
+        .wait_pod("keep", "Running", |p| phase(p) == "Running")
+        .await;
+    assert_eq!(app_status(&after).unwrap().restart_count, 0);
+    assert_eq!(
+        app_status(&after).unwrap().container_id,
+        app_status(&before).unwrap().container_id
+    );
+    assert_eq!(rt.list().await.unwrap().len(), 1);
+}
