@@ -11,9 +11,11 @@ use tokio::task::JoinHandle;
 
 pub mod daemonset;
 pub mod deployment;
+mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod informer;
+pub mod nodelifecycle;
 pub mod ops;
 pub mod pods;
 pub mod queue;
@@ -150,8 +152,14 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     if ctx.config.enabled("deployment") {
         handles.extend(deployment::start(ctx.clone()));
     }
+    if ctx.config.enabled("endpoints") {
+        handles.extend(endpoints::start(ctx.clone()));
+    }
     if ctx.config.enabled("daemonset") {
         handles.extend(daemonset::start(ctx.clone()));
+    }
+    if ctx.config.enabled("nodelifecycle") {
+        handles.extend(nodelifecycle::start(ctx.clone()));
     }
     if ctx.config.enabled("garbagecollector") {
         handles.extend(gc::start(ctx.clone()));
