@@ -20,7 +20,6 @@ use super::{Event, EventType, KeyValue, Result, Revision, Store, StoreError, Wat
 
 const MAX_GROUP: usize = 4096;
 const BROADCAST_CAPACITY: usize = 4096;
-const WATCH_BUFFER: usize = 1024;
 
 enum Op {
     Create {
@@ -459,7 +458,9 @@ impl Store for SqliteStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         let shared = self.shared.clone();
-        let mut live = shared.events.subscribe();
+        // Subscribe before reading the revision: a group committed in between arrives on the
+        // channel and is skipped there if the catch-up already read it.
+        let live = shared.events.subscribe();
         let now = shared.revision.load(Ordering::SeqCst);
         let after = if after <= 0 { now } else { after };
         let compacted = shared.compacted.load(Ordering::SeqCst);
@@ -469,66 +470,16 @@ impl Store for SqliteStore {
                 compacted,
             });
         }
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event>>(WATCH_BUFFER);
-        let prefix = prefix.to_string();
-        tokio::spawn(async move {
-            let mut last = after;
-            let mut catch_up_to = now;
-            loop {
-                if catch_up_to > last {
-                    let (s, p) = (shared.clone(), prefix.clone());
-                    let from = last;
-                    let events = tokio::task::spawn_blocking(move || {
-                        SqliteStore::read_log(&s, &p, from, catch_up_to)
-                    })
-                    .await
-                    .unwrap_or(Err(StoreError::Closed));
-                    let compacted = shared.compacted.load(Ordering::SeqCst);
-                    let events = match events {
-                        Ok(_) if from < compacted => Err(StoreError::WatchLagged),
-                        other => other,
-                    };
-                    match events {
-                        Ok(events) => {
-                            for ev in events {
-                                if tx.send(Ok(ev)).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                    }
-                    last = catch_up_to;
-                }
-                let group = tokio::select! {
-                    g = live.recv() => g,
-                    _ = tx.closed() => return,
-                };
-                match group {
-                    Ok(group) => {
-                        for ev in group.iter() {
-                            if ev.revision() <= last || !has_prefix(&ev.kv.key, &prefix) {
-                                continue;
-                            }
-                            if tx.send(Ok(ev.clone())).await.is_err() {
-                                return;
-                            }
-                        }
-                        if let Some(ev) = group.last() {
-                            last = last.max(ev.revision());
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        catch_up_to = shared.revision.load(Ordering::SeqCst);
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        let state = WatchState {
+            shared,
+            prefix: prefix.to_string(),
+            live,
+            last: after,
+            catch_up_to: (now > after).then_some(now),
+            pending: std::collections::VecDeque::new(),
+            done: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(state, WatchState::next)))
     }
 
     async fn current_revision(&self) -> Result<Revision> {
@@ -537,6 +488,76 @@ impl Store for SqliteStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.submit(Op::Compact { revision }).await.map(|_| ())
+    }
+}
+
+/// One watcher, polled directly by its consumer (no relay task): replays the log when it
+/// starts behind or falls behind, otherwise takes committed groups from the broadcast channel.
+struct WatchState {
+    shared: Arc<Shared>,
+    prefix: String,
+    live: broadcast::Receiver<Arc<Vec<Event>>>,
+    last: Revision,
+    catch_up_to: Option<Revision>,
+    pending: std::collections::VecDeque<Event>,
+    done: bool,
+}
+
+impl WatchState {
+    async fn next(mut self) -> Option<(Result<Event>, Self)> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(ev) = self.pending.pop_front() {
+                return Some((Ok(ev), self));
+            }
+            if let Some(upto) = self.catch_up_to.take() {
+                let (shared, prefix, from) = (self.shared.clone(), self.prefix.clone(), self.last);
+                let events = tokio::task::spawn_blocking(move || {
+                    let events = SqliteStore::read_log(&shared, &prefix, from, upto);
+                    match events {
+                        Ok(_) if from < shared.compacted.load(Ordering::SeqCst) => {
+                            Err(StoreError::WatchLagged)
+                        }
+                        other => other,
+                    }
+                })
+                .await
+                .unwrap_or(Err(StoreError::Closed));
+                match events {
+                    Ok(events) => {
+                        self.pending.extend(events);
+                        self.last = upto;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.done = true;
+                        return Some((Err(e), self));
+                    }
+                }
+            }
+            match self.live.recv().await {
+                Ok(group) => {
+                    let last = self.last;
+                    self.pending.extend(
+                        group
+                            .iter()
+                            .filter(|ev| {
+                                ev.revision() > last && has_prefix(&ev.kv.key, &self.prefix)
+                            })
+                            .cloned(),
+                    );
+                    if let Some(ev) = group.last() {
+                        self.last = self.last.max(ev.revision());
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.catch_up_to = Some(self.shared.revision.load(Ordering::SeqCst));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }
 
