@@ -151,7 +151,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(api);
+        .add_service(api)
+        .add_service(tunnels.service());
     let server = tokio::spawn(async move {
         let stop = async {
             let _ = shutdown_rx.await;
