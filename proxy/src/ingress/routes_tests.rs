@@ -6,6 +6,13 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+/// `(host, [(path, pathType, service)])`.
+type Rules<'a> = &'a [(&'a str, &'a [(&'a str, &'a str, &'a str)])];
+type Maps = (
+    BTreeMap<(String, String), Arc<Service>>,
+    BTreeMap<(String, String), Arc<Endpoints>>,
+);
+
 fn backend(svc: &str, port: ServiceBackendPort) -> IngressBackend {
     IngressBackend {
         service: Some(IngressServiceBackend {
@@ -24,12 +31,7 @@ fn num(n: i32) -> ServiceBackendPort {
 }
 
 /// An Ingress created at `age` seconds with rules `(host, [(path, type, service)])`.
-fn ingress(
-    name: &str,
-    age: i64,
-    default: Option<&str>,
-    rules: &[(&str, &[(&str, &str, &str)])],
-) -> Arc<Ingress> {
+fn ingress(name: &str, age: i64, default: Option<&str>, rules: Rules) -> Arc<Ingress> {
     let mut m = meta("default", name);
     m.creation_timestamp = Some(Time(
         jiff::Timestamp::from_second(1_700_000_000 + age).unwrap(),
@@ -62,12 +64,7 @@ fn ingress(
     })
 }
 
-fn cluster(
-    names: &[&str],
-) -> (
-    BTreeMap<(String, String), Arc<Service>>,
-    BTreeMap<(String, String), Arc<Endpoints>>,
-) {
+fn cluster(names: &[&str]) -> Maps {
     let svcs = names
         .iter()
         .map(|n| {

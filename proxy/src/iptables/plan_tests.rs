@@ -70,15 +70,15 @@ fn plan_balances_over_ready_endpoints_like_kube_proxy() {
     }
     let last = text
         .lines()
-        .filter(|l| l.starts_with("-A CORRAL-SERVICES"))
-        .last()
+        .rfind(|l| l.starts_with("-A CORRAL-SERVICES"))
         .unwrap();
     assert!(last.ends_with("-j CORRAL-NODEPORTS"), "{last}");
 }
 
 #[test]
 fn plan_covers_node_ports_and_services_without_endpoints() {
-    let cases: Vec<(&str, Vec<ServicePortInfo>, Vec<&str>, Vec<&str>)> = vec![
+    type Case<'a> = (&'a str, Vec<ServicePortInfo>, Vec<&'a str>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "node port marks for masquerade, then balances",
             ports(&["10.42.0.2"], 30080),
