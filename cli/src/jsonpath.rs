@@ -76,6 +76,16 @@ fn actions(t: &str) -> Result<Vec<(bool, String)>, JsonPathError> {
     Ok(out)
 }
 
+/// The text between matching quotes (`'x'` or `"x"`); unbalanced quotes are kept as text.
+fn unquote(s: &str) -> &str {
+    for q in ['\'', '"'] {
+        if let Some(inner) = s.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    s.trim_start_matches(['\'', '"'])
+}
+
 fn unescape(s: &str) -> String {
     s.replace("\\n", "\n")
         .replace("\\t", "\t")
@@ -142,9 +152,7 @@ fn parse_path(t: &str, p: &str) -> Result<Vec<Step>, JsonPathError> {
                     literal: parse_literal(rhs),
                 });
             } else if inner.starts_with('\'') || inner.starts_with('"') {
-                steps.push(Step::Field(
-                    inner[1..inner.len().saturating_sub(1).max(1)].to_string(),
-                ));
+                steps.push(Step::Field(unquote(inner).to_string()));
             } else {
                 let i = inner
                     .parse::<i64>()
@@ -179,9 +187,7 @@ fn parse(t: &str) -> Result<Vec<Node>, JsonPathError> {
                 .1
                 .push(Node::Range(path, body));
         } else if s.starts_with('"') || s.starts_with('\'') {
-            top.push(Node::Text(unescape(
-                &s[1..s.len().saturating_sub(1).max(1)],
-            )));
+            top.push(Node::Text(unescape(unquote(&s))));
         } else {
             top.push(Node::Path(parse_path(t, &s)?));
         }
@@ -297,6 +303,18 @@ mod tests {
     fn range_filters_and_literals() {
         let t = r#"{range .items[*]}{.metadata.name}{"\t"}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#;
         assert_eq!(render(t, &list()).unwrap(), "a\tTrue\nb\tFalse\n");
+    }
+
+    #[test]
+    fn odd_quotes_and_non_ascii_never_panic() {
+        assert!(render("{\"é}", &list()).is_err());
+        assert_eq!(render("{\"é\"}", &list()).unwrap(), "é");
+        assert!(render("{.metadata['é]}", &list()).is_err());
+        assert_eq!(
+            render("{.items[0].metadata['name']}", &list()).unwrap(),
+            "a"
+        );
+        assert_eq!(render("{\"\\n\"}", &list()).unwrap(), "\n");
     }
 
     #[test]

@@ -26,7 +26,8 @@ const LOAD_BALANCER_WIDTH: usize = 16;
 
 fn clip(s: String, wide: bool) -> String {
     if !wide && s.len() > LOAD_BALANCER_WIDTH {
-        format!("{}...", &s[..LOAD_BALANCER_WIDTH - 3])
+        let head: String = s.chars().take(LOAD_BALANCER_WIDTH - 3).collect();
+        format!("{head}...")
     } else {
         s
     }
