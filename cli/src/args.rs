@@ -367,7 +367,16 @@ pub enum ConfigAction {
 
 /// Parses Go-style durations: `30s`, `5m`, `1h`, `500ms`, `1m30s`, or bare seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
+    // Deadlines are computed as now + timeout; keep that far from overflowing.
+    const MAX: Duration = Duration::from_secs(100 * 365 * 86400);
+    let d = parse_duration_unchecked(s.trim())?;
+    if d > MAX {
+        return Err(format!("invalid duration {s:?}: out of range"));
+    }
+    Ok(d)
+}
+
+fn parse_duration_unchecked(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
@@ -393,7 +402,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" => n * 3600.0,
             _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?}")),
         };
-        total += Duration::from_secs_f64(secs);
+        total = Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(|| format!("invalid duration {s:?}: out of range"))?;
         rest = next;
     }
     Ok(total)
@@ -464,5 +476,7 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("10").is_ok());
         assert!(parse_duration("x").is_err());
+        assert!(parse_duration("99999999999999999999999999h").is_err());
+        assert!(parse_duration("18446744073709551615").is_err());
     }
 }
