@@ -55,6 +55,9 @@ pub enum Command {
     Drain(DrainArgs),
     /// Update the labels on a resource.
     Label(LabelArgs),
+    /// Wait for a condition on one or many resources (`--for=condition=Ready`, `--for=delete`,
+    /// `--for=jsonpath={.status.phase}=Running`).
+    Wait(WaitArgs),
     /// Print the client and server version information.
     Version(VersionArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish).
@@ -312,6 +315,23 @@ pub struct LabelArgs {
     pub selector: Option<String>,
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// KIND/NAME..., or KIND with -l or --all.
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+    /// `delete`, `condition=NAME[=VALUE]` or `jsonpath={PATH}=VALUE`.
+    #[arg(long = "for", required = true)]
+    pub condition: String,
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    #[arg(long)]
+    pub all: bool,
+    /// Give up after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

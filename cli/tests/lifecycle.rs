@@ -398,3 +398,46 @@ async fn rollout_status_follows_the_deployment_until_it_is_rolled_out() {
     );
     assert_eq!(status.exit(20).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_when_the_condition_is_met_or_times_out() {
+    let c = Cluster::start().await;
+    let p = c.client.create(&pod("web", None)).await.unwrap();
+    let mut w = c.spawn(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"]);
+    let mut jp = c.spawn(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Running",
+        "pods",
+        "--all",
+    ]);
+    let mut p: Pod = c.client.get("default", "web").await.unwrap_or(p);
+    p.status = serde_json::from_value(
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+    )
+    .unwrap();
+    c.client.update_status(&p).await.unwrap();
+    assert_eq!(w.line(20).await, "pod/web condition met");
+    assert_eq!(w.exit(20).await, 0);
+    assert_eq!(jp.line(20).await, "pod/web condition met");
+
+    let out = c
+        .corral(&["wait", "--for=delete", "pod/web", "--timeout=1s"])
+        .await;
+    assert_eq!(
+        out.failed(),
+        "error: timed out waiting for the condition on pods/web\n"
+    );
+    let mut gone = c.spawn(&["wait", "--for=delete", "pod/web"]);
+    c.client
+        .delete::<Pod>("default", "web", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(gone.line(20).await, "pod/web deleted");
+    let out = c
+        .corral(&["wait", "--for=condition=Ready", "pod/nope", "--timeout=1s"])
+        .await;
+    assert_eq!(
+        out.failed(),
+        "Error from server (NotFound): pods \"nope\" not found\n"
+    );
+}

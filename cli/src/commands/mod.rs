@@ -13,6 +13,7 @@ mod nodes;
 mod rollout;
 mod scale;
 mod version;
+mod wait;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Uncordon(a) => nodes::cordon(&ctx, &a.node, false).await,
         Command::Drain(a) => nodes::drain(&ctx, &a).await,
         Command::Label(a) => label::run(&ctx, &a).await,
+        Command::Wait(a) => wait::run(&ctx, &a).await,
         Command::Version(a) => version::run(&ctx, a.client).await,
         Command::Completion(_) | Command::Config(_) | Command::ApiResources => Ok(()),
     }
