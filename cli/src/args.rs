@@ -55,6 +55,10 @@ pub enum Command {
     Drain(DrainArgs),
     /// Update the labels on a resource.
     Label(LabelArgs),
+    /// Update fields of a resource with a JSON merge patch.
+    Patch(PatchArgs),
+    /// Set specific features on objects (`set image`).
+    Set(SetArgs),
     /// Wait for a condition on one or many resources (`--for=condition=Ready`, `--for=delete`,
     /// `--for=jsonpath={.status.phase}=Running`).
     Wait(WaitArgs),
@@ -315,6 +319,35 @@ pub struct LabelArgs {
     pub selector: Option<String>,
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PatchArgs {
+    /// KIND NAME or KIND/NAME.
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+    /// The patch, as JSON or YAML.
+    #[arg(short = 'p', long)]
+    pub patch: String,
+    /// `merge` (RFC 7386) or `strategic` (treated as merge: lists are replaced).
+    #[arg(long = "type", default_value = "strategic")]
+    pub patch_type: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    #[command(subcommand)]
+    pub what: SetWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetWhat {
+    /// Update the image of containers: `set image deployment/d c=nginx:1.27` (`*=IMG` for all).
+    Image {
+        /// KIND/NAME followed by CONTAINER=IMAGE pairs.
+        #[arg(required = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -441,3 +441,63 @@ async fn wait_returns_when_the_condition_is_met_or_times_out() {
         "Error from server (NotFound): pods \"nope\" not found\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_and_set_image_change_the_stored_deployment() {
+    let c = Cluster::start().await;
+    c.corral(&["apply", "-f", &common::manifest("mi-deploy.yaml")])
+        .await
+        .ok();
+    assert_eq!(
+        c.corral(&[
+            "set",
+            "image",
+            "deployment/mi-deploy",
+            "workshop-uns=fedek3/workshop-uns:v0.3.0"
+        ])
+        .await
+        .ok(),
+        "deployment.apps/mi-deploy image updated\n"
+    );
+    let d: Deployment = c.client.get("default", "mi-deploy").await.unwrap();
+    assert_eq!(image_of(&d), "fedek3/workshop-uns:v0.3.0");
+    let out = c
+        .corral(&["set", "image", "deployment/mi-deploy", "nope=x"])
+        .await;
+    assert_eq!(
+        out.failed(),
+        "error: unable to find container named \"nope\"\n"
+    );
+
+    let patch = r#"{"spec":{"replicas":2}}"#;
+    assert_eq!(
+        c.corral(&["patch", "deploy", "mi-deploy", "-p", patch])
+            .await
+            .ok(),
+        "deployment.apps/mi-deploy patched\n"
+    );
+    assert_eq!(
+        c.corral(&["patch", "deploy/mi-deploy", "-p", patch])
+            .await
+            .ok(),
+        "deployment.apps/mi-deploy patched (no change)\n"
+    );
+    let d: Deployment = c.client.get("default", "mi-deploy").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(2));
+    let out = c
+        .corral(&["patch", "deploy/mi-deploy", "-p", "{not json"])
+        .await;
+    assert!(
+        out.failed().starts_with("error: unable to parse"),
+        "{out:?}"
+    );
+    let out = c
+        .corral(&[
+            "patch",
+            "deploy/mi-deploy",
+            "-p",
+            r#"{"spec":{"replicas":-3}}"#,
+        ])
+        .await;
+    assert!(out.failed().contains("spec.replicas"), "{out:?}");
+}

@@ -10,6 +10,7 @@ mod get;
 mod label;
 mod logs;
 mod nodes;
+mod patch;
 mod rollout;
 mod scale;
 mod version;
@@ -118,6 +119,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Drain(a) => nodes::drain(&ctx, &a).await,
         Command::Label(a) => label::run(&ctx, &a).await,
         Command::Wait(a) => wait::run(&ctx, &a).await,
+        Command::Patch(a) => patch::run(&ctx, &a).await,
+        Command::Set(a) => match &a.what {
+            crate::args::SetWhat::Image { args } => patch::set_image(&ctx, args).await,
+        },
         Command::Version(a) => version::run(&ctx, a.client).await,
         Command::Completion(_) | Command::Config(_) | Command::ApiResources => Ok(()),
     }
