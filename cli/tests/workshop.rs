@@ -198,6 +198,26 @@ async fn workshop_manifests_apply_list_describe_scale_and_delete() {
         lines[1].starts_with("mi-deploy-ingress   <none>   mi-app.com             80      "),
         "{out:?}"
     );
+    let out = c
+        .corral(&["describe", "ingress", "mi-deploy-ingress"])
+        .await;
+    assert!(
+        out.ok()
+            .contains("/   mi-deploy-svc:80 (10.42.0.10:80,10.42.1.18:80,10.42.2.15:80)\n"),
+        "{}",
+        out.stdout
+    );
+    let out = c.corral(&["describe", "ns", "default"]).await;
+    assert!(
+        out.ok().starts_with("Name:         default\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Status:       Active\n"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(
         c.corral(&["delete", "ingress", "mi-deploy-ingress"])
             .await

@@ -100,6 +100,7 @@ fn render(info: &ResourceInfo, obj: &Value, rel: &Related) -> Result<String> {
         "services" => describe::service(&typed(obj)?, rel, t),
         "ingresses" => describe::ingress(&typed(obj)?, rel, t),
         "nodes" => describe::node(&typed(obj)?, rel, t),
+        "namespaces" => describe::namespace(&typed(obj)?),
         _ => describe::generic(obj, rel, t),
     })
 }
@@ -183,6 +184,17 @@ async fn related(
                 .await
                 .ok()
                 .and_then(|v| serde_json::from_value(v).ok());
+        }
+        "ingresses" => {
+            let (items, _) = ctx
+                .client
+                .list::<corral_api::k8s::api::core::v1::Endpoints>(&ns, &ListParams::default())
+                .await
+                .map_err(|e| ctx.err(&e))?;
+            rel.backends = items
+                .into_iter()
+                .map(|ep| (ep.metadata.name.clone().unwrap_or_default(), ep))
+                .collect();
         }
         "nodes" => {
             let (pods, _) = ctx

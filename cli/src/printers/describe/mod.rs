@@ -5,7 +5,7 @@
 mod others;
 mod workloads;
 
-pub use others::{generic, ingress, node, service};
+pub use others::{generic, ingress, namespace, node, service};
 pub use workloads::{daemonset, deployment, pod, replicaset, statefulset};
 
 use std::collections::BTreeMap;
@@ -32,6 +32,8 @@ pub struct Related {
     pub replicasets: Vec<ReplicaSet>,
     /// The Endpoints of a Service.
     pub endpoints: Option<Endpoints>,
+    /// Endpoints of the Services an Ingress routes to, by Service name.
+    pub backends: BTreeMap<String, Endpoints>,
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

@@ -103,7 +103,11 @@ pub fn ingress(ing: &Ingress, rel: &Related, now: Timestamp) -> String {
                         .unwrap_or_default()
                 })
                 .unwrap_or_default();
-            format!("{}:{port}", s.name)
+            let eps = match rel.backends.get(&s.name) {
+                Some(ep) => format_endpoints(ep),
+                None => format!("<error: endpoints {:?} not found>", s.name),
+            };
+            format!("{}:{port} ({eps})", s.name)
         }
         None => "<resource>".into(),
     };
@@ -127,9 +131,9 @@ pub fn ingress(ing: &Ingress, rel: &Related, now: Timestamp) -> String {
         d.w(1, &format!("{host}\t\n"));
         for p in r.http.iter().flat_map(|h| h.paths.iter()) {
             d.w(
-                1,
+                2,
                 &format!(
-                    "\t{}\t{}\n",
+                    "\t{} \t{}\n",
                     p.path.as_deref().unwrap_or("/"),
                     backend(&p.backend)
                 ),
@@ -331,5 +335,22 @@ pub fn generic(obj: &Value, rel: &Related, now: Timestamp) -> String {
         }
     }
     events(&mut d, &rel.events, now);
+    d.finish()
+}
+
+pub fn namespace(ns: &corral_api::k8s::api::core::v1::Namespace) -> String {
+    let mut d = Doc::default();
+    d.kv(0, "Name", ns.metadata.name.as_deref().unwrap_or(""));
+    d.labels("", "Labels", ns.metadata.labels.as_ref());
+    d.annotations("", ns.metadata.annotations.as_ref());
+    d.kv(
+        0,
+        "Status",
+        ns.status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Active"),
+    );
+    d.0.push_str("\nNo resource quota.\n\nNo LimitRange resource.\n");
     d.finish()
 }
