@@ -56,25 +56,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// runc leaves the parent cgroup directories behind.
-fn remove_cgroups(parent: &str) {
-    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        let Ok(rd) = std::fs::read_dir(root) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let dir = e.path().join(parent);
-            if let Ok(children) = std::fs::read_dir(&dir) {
-                for c in children.flatten().filter(|c| c.path().is_dir()) {
-                    let _ = std::fs::remove_dir(c.path());
-                }
-            }
-            let _ = std::fs::remove_dir(&dir);
-        }
-        let _ = std::fs::remove_dir(std::path::Path::new(root).join(parent));
-    }
-}
-
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -108,7 +89,8 @@ async fn startup_latency_against_raw_containerd() {
     for i in 0..SAMPLES {
         rt.remove(&format!("raw-{i}")).await.unwrap();
     }
-    remove_cgroups("corral-bench");
+    let raw_ids: Vec<String> = (0..SAMPLES).map(|i| format!("raw-{i}")).collect();
+    common::remove_cgroups("corral-bench", &raw_ids);
 
     // Corral: API create + bind until the pod's status (posted by the agent) says running.
     let params = ListParams::fields(format!("spec.nodeName={}", c.name));

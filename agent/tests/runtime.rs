@@ -8,7 +8,7 @@ use std::time::Duration;
 use corral_agent::runtime::{ContainerRuntime, CreateContainer, TaskState};
 use serde_json::json;
 
-fn minimal_spec(args: &[&str]) -> serde_json::Value {
+fn minimal_spec(id: &str, args: &[&str]) -> serde_json::Value {
     json!({
         "ociVersion": "1.0.2-dev",
         "process": {"user": {"uid": 0, "gid": 0}, "args": args, "env": ["PATH=/bin"], "cwd": "/"},
@@ -19,7 +19,7 @@ fn minimal_spec(args: &[&str]) -> serde_json::Value {
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}
         ],
         "linux": {
-            "cgroupsPath": "/corral-test/rt",
+            "cgroupsPath": format!("/corral-test/{id}"),
             "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "network"}],
             "resources": {"devices": [{"allow": false, "access": "rwm"}]}
         }
@@ -53,7 +53,7 @@ async fn imported_image_runs_and_its_output_lands_in_the_log_file() {
     rt.create(&CreateContainer {
         id: "c1".into(),
         image: "corral-test/sleeper:v1".into(),
-        spec: minimal_spec(&["sh", "-c", "echo hello from $(hostname); exit 7"]),
+        spec: minimal_spec("c1", &["sh", "-c", "echo hello from $(hostname); exit 7"]),
         labels: HashMap::from([("corral.pod.uid".to_string(), "u1".to_string())]),
         log_path: log.clone(),
     })
@@ -79,6 +79,7 @@ async fn imported_image_runs_and_its_output_lands_in_the_log_file() {
     rt.remove("c1").await.unwrap();
     assert!(rt.list().await.unwrap().is_empty());
     rt.remove("c1").await.unwrap();
+    common::remove_cgroups("corral-test", &["c1".to_string()]);
 }
 
 #[tokio::test]
@@ -92,7 +93,7 @@ async fn running_task_is_killed_and_removed() {
     rt.create(&CreateContainer {
         id: "c2".into(),
         image: "docker.io/corral-test/sleeper:v1".into(),
-        spec: minimal_spec(&["sleep", "1000"]),
+        spec: minimal_spec("c2", &["sleep", "1000"]),
         labels: HashMap::new(),
         log_path: ctd.path().join("logs/c2.log"),
     })
@@ -111,4 +112,5 @@ async fn running_task_is_killed_and_removed() {
     assert_eq!(exit.exit_code, 137);
     rt.remove("c2").await.unwrap();
     assert!(rt.list().await.unwrap().is_empty());
+    common::remove_cgroups("corral-test", &["c2".to_string()]);
 }

@@ -72,6 +72,7 @@ impl Cluster {
             client,
         };
         c.start_agent();
+        c.wait_node_ready().await;
         c
     }
 
@@ -199,6 +200,16 @@ impl Drop for Cluster {
         // Removes every container (and so the shims) before containerd stops.
         drop(self.ctd.take());
         drop(self.cp.take());
+        // cgroups of pods the agent did not get to clean.
+        let uids: Vec<String> = std::fs::read_dir(self.agent_dir().join("pods"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let pods: Vec<String> = uids.iter().map(|u| format!("pod{u}")).collect();
+        super::remove_cgroups("corral", &pods);
         // Namespaces of pods the agent did not get to clean.
         let results = self.agent_dir().join("cni/results");
         if let Ok(rd) = std::fs::read_dir(&results) {

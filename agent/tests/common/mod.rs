@@ -190,3 +190,19 @@ pub fn image_archive(reference: &str) -> PathBuf {
     images_dir().join(corral_agent::testimages::archive_name(reference))
 }
 pub mod cluster;
+
+/// Removes `parent/child` cgroup directories (and `parent` when empty) under every hierarchy;
+/// runc leaves parents behind. Only empty cgroups can be removed, so nothing running is hit.
+pub fn remove_cgroups(parent: &str, children: &[String]) {
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for root in roots {
+        let dir = root.join(parent.trim_start_matches('/'));
+        for c in children {
+            let _ = std::fs::remove_dir(dir.join(c));
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
