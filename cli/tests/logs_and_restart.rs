@@ -50,7 +50,6 @@ async fn fake_agent(url: &str, node: &str) -> tokio::task::JoinHandle<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "start() does not mount the AgentTunnel service yet (Tunnels::service)"]
 async fn logs_come_from_the_pods_node_through_the_tunnel() {
     let c = Cluster::start().await;
     let n: Node = serde_json::from_value(
