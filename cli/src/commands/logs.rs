@@ -7,7 +7,7 @@ use corral_proto as pb;
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::{errln, kind, out, Ctx};
+use super::{errln, kind, out_bytes, Ctx};
 use crate::args::LogsArgs;
 use crate::error::{local, Result};
 
@@ -120,7 +120,7 @@ pub async fn run(ctx: &Ctx, a: &LogsArgs) -> Result<()> {
         .into_inner();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|s| ctx.err(&s.into()))?;
-        out(&String::from_utf8_lossy(&chunk.data))?;
+        out_bytes(&chunk.data)?;
     }
     Ok(())
 }

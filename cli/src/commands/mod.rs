@@ -140,6 +140,15 @@ pub fn out(text: &str) -> Result<()> {
         .map_err(|_| CliError::Reported)
 }
 
+/// Raw bytes to stdout (container logs need not be UTF-8, nor split on character boundaries).
+pub fn out_bytes(data: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(data)
+        .and_then(|()| stdout.flush())
+        .map_err(|_| CliError::Reported)
+}
+
 pub fn outln(text: &str) -> Result<()> {
     out(&format!("{text}\n"))
 }
