@@ -245,6 +245,10 @@ async fn parent() -> anyhow::Result<()> {
         sync_start.elapsed().as_secs_f64()
     );
     let me = std::process::id().to_string();
+    eprintln!(
+        "bench: scheduler RSS with the cache synced: {}",
+        proc_status(&me, "VmRSS:")
+    );
     let cpu_before = cpu_seconds(&me);
     let cp_cpu_before = cpu_seconds(&cp.pid().to_string());
 

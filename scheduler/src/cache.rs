@@ -26,12 +26,16 @@ pub enum NodeChange {
     Irrelevant,
 }
 
+/// Nodes live in a slab so the scheduling loop walks them by index, without hashing names.
 #[derive(Debug, Default)]
 pub struct Cache {
-    nodes: HashMap<Arc<str>, NodeInfo>,
-    /// Nodes that have a Node object, in a stable order for sampling.
-    order: Vec<Arc<str>>,
-    order_pos: HashMap<Arc<str>, usize>,
+    slots: Vec<Option<NodeInfo>>,
+    free: Vec<usize>,
+    by_name: HashMap<Arc<str>, usize>,
+    /// Slots of nodes that have a Node object, in a stable order for sampling.
+    order: Vec<usize>,
+    /// Position of each slot in `order` (`usize::MAX`: not a candidate).
+    order_pos: Vec<usize>,
     pods: HashMap<String, PodEntry>,
     /// Pods with required anti-affinity terms, which every placement must respect.
     anti_affinity_pods: HashSet<String>,
@@ -53,11 +57,18 @@ impl Cache {
 
     /// The `i`-th node of the sampling order.
     pub fn node_at(&self, i: usize) -> &NodeInfo {
-        &self.nodes[&self.order[i]]
+        self.slots[self.order[i]]
+            .as_ref()
+            .expect("ordered slots are occupied")
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.get(name)
+        self.slots[*self.by_name.get(name)?].as_ref()
+    }
+
+    fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        let i = *self.by_name.get(name)?;
+        self.slots[i].as_mut()
     }
 
     pub fn is_assumed(&self, uid: &str) -> bool {
@@ -71,7 +82,7 @@ impl Cache {
     /// Pods with required anti-affinity and the node each is on.
     pub fn anti_affinity_pods(&self) -> impl Iterator<Item = (&NodeInfo, &Arc<PodInfo>)> {
         self.anti_affinity_pods.iter().filter_map(|uid| {
-            let node = self.nodes.get(&self.pods.get(uid)?.node)?;
+            let node = self.node(&self.pods.get(uid)?.node)?;
             let pod = node.pods.iter().find(|p| p.uid == *uid)?;
             Some((node, pod))
         })
@@ -79,28 +90,66 @@ impl Cache {
 
     /// Every node holding pods, with or without a Node object.
     pub fn all_nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.nodes.values()
+        self.slots.iter().flatten()
+    }
+
+    fn insert_slot(&mut self, info: NodeInfo) -> usize {
+        let name = info.name.clone();
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(info);
+                i
+            }
+            None => {
+                self.slots.push(Some(info));
+                self.order_pos.push(usize::MAX);
+                self.slots.len() - 1
+            }
+        };
+        self.by_name.insert(name, i);
+        i
+    }
+
+    fn remove_slot(&mut self, name: &str) {
+        if let Some(i) = self.by_name.remove(name) {
+            self.unorder(i);
+            self.slots[i] = None;
+            self.free.push(i);
+        }
+    }
+
+    fn push_order(&mut self, slot: usize) {
+        if self.order_pos[slot] == usize::MAX {
+            self.order_pos[slot] = self.order.len();
+            self.order.push(slot);
+        }
+    }
+
+    fn unorder(&mut self, slot: usize) {
+        let pos = std::mem::replace(&mut self.order_pos[slot], usize::MAX);
+        if pos == usize::MAX {
+            return;
+        }
+        self.order.swap_remove(pos);
+        if let Some(&moved) = self.order.get(pos) {
+            self.order_pos[moved] = pos;
+        }
     }
 
     pub fn upsert_node(&mut self, facts: NodeFacts, name: &str) -> NodeChange {
-        if let Some(n) = self.nodes.get_mut(name) {
+        if let Some(&i) = self.by_name.get(name) {
+            let n = self.slots[i].as_mut().expect("named slots are occupied");
             let change = match &n.facts {
                 None => NodeChange::Added,
                 Some(old) if *old == facts => NodeChange::Irrelevant,
                 Some(_) => NodeChange::Relevant,
             };
-            let had_facts = n.facts.is_some();
             n.facts = Some(facts);
-            if !had_facts {
-                let name = n.name.clone();
-                self.push_order(name);
-            }
+            self.push_order(i);
             return change;
         }
-        let name: Arc<str> = name.into();
-        self.nodes
-            .insert(name.clone(), NodeInfo::new(name.clone(), Some(facts)));
-        self.push_order(name);
+        let i = self.insert_slot(NodeInfo::new(name.into(), Some(facts)));
+        self.push_order(i);
         NodeChange::Added
     }
 
@@ -117,25 +166,15 @@ impl Cache {
     }
 
     pub fn remove_node(&mut self, name: &str) {
-        let Some(n) = self.nodes.get_mut(name) else {
+        let Some(&i) = self.by_name.get(name) else {
             return;
         };
+        self.unorder(i);
+        let n = self.slots[i].as_mut().expect("named slots are occupied");
         n.facts = None;
-        let empty = n.pods.is_empty();
-        if let Some(i) = self.order_pos.remove(name) {
-            self.order.swap_remove(i);
-            if let Some(moved) = self.order.get(i) {
-                self.order_pos.insert(moved.clone(), i);
-            }
+        if n.pods.is_empty() {
+            self.remove_slot(name);
         }
-        if empty {
-            self.nodes.remove(name);
-        }
-    }
-
-    fn push_order(&mut self, name: Arc<str>) {
-        self.order_pos.insert(name.clone(), self.order.len());
-        self.order.push(name);
     }
 
     /// Replaces all nodes with a fresh list (after a re-list).
@@ -147,8 +186,9 @@ impl Cache {
         let gone: Vec<Arc<str>> = self
             .order
             .iter()
-            .filter(|n| !keep.contains(&***n))
-            .cloned()
+            .filter_map(|&i| self.slots[i].as_ref())
+            .filter(|n| !keep.contains(&*n.name))
+            .map(|n| n.name.clone())
             .collect();
         for n in gone {
             self.remove_node(&n);
@@ -224,15 +264,11 @@ impl Cache {
     }
 
     fn attach(&mut self, pod: Arc<PodInfo>, node: &str, assumed: bool) {
-        let name: Arc<str> = match self.nodes.get_key_value(node) {
-            Some((k, _)) => k.clone(),
-            None => {
-                let name: Arc<str> = node.into();
-                self.nodes
-                    .insert(name.clone(), NodeInfo::new(name.clone(), None));
-                name
-            }
+        let i = match self.by_name.get(node) {
+            Some(&i) => i,
+            None => self.insert_slot(NodeInfo::new(node.into(), None)),
         };
+        let n = self.slots[i].as_mut().expect("named slots are occupied");
         if !pod.anti_affinity_required.is_empty() {
             self.anti_affinity_pods.insert(pod.uid.clone());
         } else {
@@ -241,21 +277,18 @@ impl Cache {
         self.pods.insert(
             pod.uid.clone(),
             PodEntry {
-                node: name.clone(),
+                node: n.name.clone(),
                 assumed,
             },
         );
-        self.nodes
-            .get_mut(&name)
-            .expect("node inserted above")
-            .add_pod(pod);
+        n.add_pod(pod);
     }
 
     fn detach(&mut self, node: &str, uid: &str) {
-        if let Some(n) = self.nodes.get_mut(node) {
+        if let Some(n) = self.node_mut(node) {
             n.remove_pod(uid);
             if n.facts.is_none() && n.pods.is_empty() {
-                self.nodes.remove(node);
+                self.remove_slot(node);
             }
         }
     }

@@ -297,12 +297,25 @@ impl Shared {
     }
 
     fn on_pod(&self, ev: Event<Pod>) {
+        // Decode outside the lock: the scheduling loop shares it.
+        let ev = match ev {
+            Event::Restarted(pods) => {
+                Event::Restarted(pods.iter().filter_map(Self::pod_info).collect())
+            }
+            Event::Applied(pod) => match Self::pod_info(&pod) {
+                Some(info) => Event::Applied(info),
+                None => return,
+            },
+            Event::Deleted(pod) => match Self::pod_info(&pod) {
+                Some(info) => Event::Deleted(info),
+                None => return,
+            },
+        };
         let now = Instant::now();
         let mut st = self.state.lock();
         let mut freed = false;
         match ev {
-            Event::Restarted(pods) => {
-                let infos: Vec<Arc<PodInfo>> = pods.iter().filter_map(Self::pod_info).collect();
+            Event::Restarted(infos) => {
                 let listed: HashSet<&str> = infos.iter().map(|p| p.uid.as_str()).collect();
                 st.queue.retain(|uid| listed.contains(uid));
                 let (bound, pending): (Vec<_>, Vec<_>) =
@@ -314,10 +327,7 @@ impl Shared {
                 st.pods_synced = true;
                 freed = true;
             }
-            Event::Applied(pod) => {
-                let Some(info) = Self::pod_info(&pod) else {
-                    return;
-                };
+            Event::Applied(info) => {
                 if info.node_name.is_some() {
                     st.queue.remove(&info.uid);
                     freed = st.cache.upsert_pod(info);
@@ -325,10 +335,9 @@ impl Shared {
                     self.pending(&mut st, info, now);
                 }
             }
-            Event::Deleted(pod) => {
-                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-                st.queue.remove(uid);
-                freed = st.cache.remove_pod(uid);
+            Event::Deleted(info) => {
+                st.queue.remove(&info.uid);
+                freed = st.cache.remove_pod(&info.uid);
             }
         }
         if freed {
