@@ -70,6 +70,12 @@ pub enum Command {
     Config(ConfigArgs),
     /// Print the supported API resources on the server.
     ApiResources,
+    /// Manage local multi-node clusters on this machine (k3d-style, no Docker engine).
+    Cluster(crate::commands::cluster::ClusterArgs),
+    /// Stop or start a node of a local cluster (failure drills).
+    Node(crate::commands::cluster::NodeCmdArgs),
+    /// Import image archives onto the nodes of a local cluster.
+    Image(crate::commands::cluster::ImageArgs),
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! forms (`KIND NAME`, `KIND/NAME`), manifest reading, output and waiting helpers.
 
 mod apply;
+pub mod cluster;
 mod config_cmd;
 mod create;
 mod delete;
@@ -97,6 +98,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             return config_cmd::run(&config_path(&cli), &a.action, cli.namespace.as_deref())
         }
         Command::ApiResources => return version::api_resources(),
+        Command::Cluster(a) => return cluster::run(&config_path(&cli), a).await,
+        Command::Node(a) => return cluster::node(a).await,
+        Command::Image(a) => return cluster::image(a).await,
         Command::Create(crate::args::CreateArgs { what: Some(w), .. })
             if create::is_client_dry_run(w) =>
         {
@@ -124,7 +128,12 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             crate::args::SetWhat::Image { args } => patch::set_image(&ctx, args).await,
         },
         Command::Version(a) => version::run(&ctx, a.client).await,
-        Command::Completion(_) | Command::Config(_) | Command::ApiResources => Ok(()),
+        Command::Completion(_)
+        | Command::Config(_)
+        | Command::ApiResources
+        | Command::Cluster(_)
+        | Command::Node(_)
+        | Command::Image(_) => Ok(()),
     }
 }
 
