@@ -95,7 +95,8 @@ async fn main() -> anyhow::Result<()> {
             max: Duration::from_secs_f64(a.backoff_max),
             ..Default::default()
         },
-        lease_every: Duration::from_secs(5),
+        // A quarter of the control plane's default 4 s node grace (Kubernetes: 10 s of 40 s).
+        lease_every: Duration::from_secs(1),
         status_every: Duration::from_secs(10),
     };
     corral_agent::run(cfg).await?;
