@@ -68,7 +68,12 @@ cat > /www/index.html <<EOF
 EOF
 echo ok > /www/healthz
 echo "workshop-uns $APP_VERSION serving on :80 as $HOST"
-exec httpd -f -v -p 80 -h /www
+# As PID 1 the shell only gets SIGTERM with a handler installed: stop httpd and exit at once,
+# as the real app's web server does, instead of waiting out the grace period for SIGKILL.
+httpd -f -v -p 80 -h /www &
+pid=$!
+trap 'kill $pid; wait $pid; exit 0' TERM INT
+wait $pid
 "#;
 
 /// The images the tests and the workshop use.
