@@ -613,7 +613,12 @@ pub async fn import_images(
                 .images_dir()
                 .join(archive.file_name().unwrap_or_default());
             std::fs::create_dir_all(node.images_dir()).map_err(io_err(&node.images_dir()))?;
-            if dest != *archive {
+            // The node's copy may be a hard link to this very file: replace it, never copy
+            // onto it (that would truncate the source).
+            if dest.exists() {
+                std::fs::remove_file(&dest).map_err(io_err(&dest))?;
+            }
+            if std::fs::hard_link(archive, &dest).is_err() {
                 std::fs::copy(archive, &dest).map_err(io_err(archive))?;
             }
             let node = node.clone();

@@ -252,3 +252,69 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Runs the real `corral` CLI against a server; returns (stdout, stderr, success).
+pub fn corral(server: &str, args: &[&str]) -> (String, String, bool) {
+    let home = std::env::temp_dir().join(format!("corral-e2e-home-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&home);
+    let out = Command::new(target_dir().join("corral"))
+        .args(args)
+        .env("CORRAL_SERVER", server)
+        .env("HOME", &home)
+        .current_dir(workspace_dir())
+        .output()
+        .expect("running corral");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// The repository root (examples live there).
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Rows of a kubectl-style table (header skipped), split on runs of spaces.
+pub fn rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+/// A plain HTTP/1.1 GET with a Host header, over a TCP connection to `addr` (a node or pod
+/// address inside a namespace the test created). Returns the body.
+pub async fn http_get(addr: &str, host: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Some((status, body))
+    };
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .ok()
+        .flatten()
+}
