@@ -65,6 +65,8 @@ pub trait Network: Send + Sync + 'static {
     async fn teardown(&self, uid: &str) -> Result<()>;
     /// Pod uids that have network state on this node.
     async fn list(&self) -> Result<Vec<String>>;
+    /// Where the pod's namespace is (or will be) mounted.
+    fn netns_path(&self, uid: &str) -> PathBuf;
 }
 
 #[derive(Debug, Clone)]
@@ -88,10 +90,6 @@ const CNI_VERSION: &str = "1.0.0";
 impl Cni {
     pub fn new(cfg: CniConfig) -> Self {
         Self { cfg }
-    }
-
-    fn netns_path(&self, uid: &str) -> PathBuf {
-        self.cfg.netns_dir.join(format!("corral-{uid}"))
     }
 
     fn result_path(&self, uid: &str) -> PathBuf {
@@ -376,6 +374,10 @@ impl Network for Cni {
         }
         tracing::info!(pod = %uid, "pod network released");
         Ok(())
+    }
+
+    fn netns_path(&self, uid: &str) -> PathBuf {
+        self.cfg.netns_dir.join(format!("corral-{uid}"))
     }
 
     async fn list(&self) -> Result<Vec<String>> {

@@ -90,6 +90,29 @@ pub struct Worker {
 
 const RESYNC: Duration = Duration::from_secs(10);
 
+/// A container record made for the next attempt, not started yet.
+struct Created {
+    id: String,
+    attempt: u32,
+    image_id: String,
+}
+
+/// Why an attempt could not be made: a Kubernetes waiting reason and message.
+struct Failure {
+    reason: &'static str,
+    message: String,
+    image_id: String,
+}
+
+fn wants_pod_ip(c: &Container) -> bool {
+    c.env.iter().flatten().any(|e| {
+        e.value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .is_some_and(|f| f.field_path.starts_with("status.podIP"))
+    })
+}
+
 fn attempt_of(info: &ContainerInfo) -> u32 {
     info.labels
         .get(rt::LABEL_ATTEMPT)
@@ -366,8 +389,47 @@ impl Worker {
 
     async fn sync(&mut self) {
         let now = Timestamp::now();
-        if self.net.is_none() && self.sandbox_retry.is_none_or(|t| t <= now) {
-            match self.setup_sandbox().await {
+        if self.start_time.is_none() {
+            self.start_time = Some(now);
+        }
+        // A pod that finished (as posted before an agent restart) is never started again.
+        let phase = self.pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let finished = matches!(phase, Some("Succeeded") | Some("Failed"));
+        let policy = RestartPolicy::of(&self.pod);
+        let to_start: Vec<Container> = self
+            .containers()
+            .into_iter()
+            .filter(|c| {
+                let rec = self.records.get(&c.name).cloned().unwrap_or_default();
+                !(finished && rec.current.is_none()) && decide(&rec, policy, now) == Decision::Start
+            })
+            .collect();
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let netns = (!host_network).then(|| self.ctx.network.netns_path(&self.uid));
+        if self.net.is_none() {
+            if self.sandbox_retry.is_some_and(|t| t > now) {
+                return self.mark_creating();
+            }
+            // For a new pod, containers are created while CNI runs (their spec only needs
+            // the netns path), unless one wants its own IP in its environment.
+            let overlap = !to_start.is_empty() && !to_start.iter().any(wants_pod_ip);
+            let (net, created) = if overlap {
+                let creates = futures::future::join_all(
+                    to_start
+                        .iter()
+                        .map(|c| self.create_attempt(c, netns.clone(), None)),
+                );
+                let (net, created) = tokio::join!(self.setup_sandbox(), creates);
+                (net, Some(created))
+            } else {
+                (self.setup_sandbox().await, None)
+            };
+            match net {
                 Ok(net) => {
                     self.net = Some(net);
                     self.sandbox_error = None;
@@ -375,43 +437,47 @@ impl Worker {
                 }
                 Err(message) => {
                     warn!(error = %message, "pod sandbox setup failed");
+                    for c in created.into_iter().flatten().flatten() {
+                        let _ = self.ctx.runtime.remove(&c.id).await;
+                    }
                     self.sandbox_error = Some(message);
                     self.sandbox_retry = Some(now + Duration::from_secs(2));
+                    return self.mark_creating();
                 }
             }
-        }
-        if self.start_time.is_none() {
-            self.start_time = Some(now);
-        }
-        let Some(net) = self.net.clone() else {
-            for c in self.containers() {
-                let rec = self.records.entry(c.name.clone()).or_default();
-                if rec.current.is_none() {
-                    rec.waiting = Some((
-                        "ContainerCreating".into(),
-                        self.sandbox_error.clone().unwrap_or_default(),
-                    ));
+            if let Some(created) = created {
+                for (c, r) in to_start.iter().zip(created) {
+                    match r {
+                        Ok(created) => self.launch(c, created).await,
+                        Err(f) => self.record_failure(c, f),
+                    }
                 }
+                return;
             }
-            return;
-        };
-        // A pod that finished (as posted before an agent restart) is never started again.
-        let phase = self.pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        let finished = matches!(phase, Some("Succeeded") | Some("Failed"));
-        let policy = RestartPolicy::of(&self.pod);
+        }
+        let pod_ip = self.net.as_ref().map(|n| n.ip.clone());
+        for c in &to_start {
+            match self.create_attempt(c, netns.clone(), pod_ip.clone()).await {
+                Ok(created) => self.launch(c, created).await,
+                Err(f) => self.record_failure(c, f),
+            }
+        }
+    }
+
+    fn mark_creating(&mut self) {
         for c in self.containers() {
-            let rec = self.records.entry(c.name.clone()).or_default().clone();
-            if finished && rec.current.is_none() {
-                continue;
-            }
-            if decide(&rec, policy, Timestamp::now()) == Decision::Start {
-                self.start_container(&c, &net).await;
+            let rec = self.records.entry(c.name.clone()).or_default();
+            if rec.current.is_none() {
+                rec.waiting = Some((
+                    "ContainerCreating".into(),
+                    self.sandbox_error.clone().unwrap_or_default(),
+                ));
             }
         }
     }
 
     /// Network namespace + CNI, then the files every container mounts.
-    async fn setup_sandbox(&mut self) -> Result<PodNet, String> {
+    async fn setup_sandbox(&self) -> Result<PodNet, String> {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let host_ports: Vec<HostPort> = spec
             .containers
@@ -543,23 +609,26 @@ impl Worker {
         }
     }
 
-    async fn start_container(&mut self, c: &Container, net: &PodNet) {
-        let now = Timestamp::now();
-        let backoff = self.ctx.backoff;
-        let image = match self.ensure_image(c).await {
-            Ok(i) => i,
-            Err((reason, message)) => {
-                let rec = self.records.get_mut(&c.name).expect("record exists");
-                let reason = if reason == "ErrImagePull" && rec.pull_failures > 0 {
-                    "ImagePullBackOff"
-                } else {
-                    reason
-                };
-                rec.pull_failures += 1;
-                warn!(container = %c.name, %reason, %message, "image not available");
-                on_failure(rec, reason, message, now, &backoff);
-                return;
-            }
+    /// Image, spec and container record for the next attempt of `c` (no task yet). Runs
+    /// alongside the network setup for a new pod, so it only needs the netns path.
+    async fn create_attempt(
+        &self,
+        c: &Container,
+        netns: Option<PathBuf>,
+        pod_ip: Option<String>,
+    ) -> Result<Created, Failure> {
+        let image = self
+            .ensure_image(c)
+            .await
+            .map_err(|(reason, message)| Failure {
+                reason,
+                message,
+                image_id: String::new(),
+            })?;
+        let fail = |reason: &'static str, message: String| Failure {
+            reason,
+            message,
+            image_id: image.id.clone(),
         };
         let rec = self.records.get(&c.name).cloned().unwrap_or_default();
         let attempt = if rec.current.is_some() {
@@ -568,42 +637,28 @@ impl Worker {
             rec.attempt
         };
         let id = format!("{}-{}-{}", self.uid, c.name, attempt);
-        let fail = |me: &mut Self, reason: &str, message: String| {
-            warn!(container = %c.name, %reason, %message, "container did not start");
-            let rec = me.records.get_mut(&c.name).expect("record exists");
-            rec.image_id = image.id.clone();
-            on_failure(rec, reason, message, now, &backoff);
-        };
-        let volume_dirs = match self.volume_dirs().await {
-            Ok(v) => v,
-            Err(m) => return fail(self, "CreateContainerConfigError", m),
-        };
+        let volume_dirs = self
+            .volume_dirs()
+            .await
+            .map_err(|m| fail("CreateContainerConfigError", m))?;
         let dir = self.ctx.pod_dir(&self.uid);
-        let host_network = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
         let input = spec::SpecInput {
             pod: &self.pod,
             container: c,
             image: &image.config,
             container_id: &id,
-            netns_path: (!host_network).then(|| net.netns.clone()),
+            netns_path: netns,
             hosts_file: dir.join("hosts"),
             resolv_file: dir.join("resolv.conf"),
             hostname_file: dir.join("hostname"),
             volume_dirs,
-            pod_ip: Some(net.ip.clone()),
+            pod_ip,
             node_name: self.ctx.node_name.clone(),
             host_ip: self.ctx.node_ip.clone(),
             nofile: self.ctx.nofile,
         };
-        let oci = match spec::build(&input) {
-            Ok(s) => s,
-            Err(e) => return fail(self, "CreateContainerConfigError", e.to_string()),
-        };
+        let oci =
+            spec::build(&input).map_err(|e| fail("CreateContainerConfigError", e.to_string()))?;
         let labels = HashMap::from([
             (rt::LABEL_POD_UID.to_string(), self.uid.clone()),
             (
@@ -628,18 +683,62 @@ impl Worker {
             labels,
             log_path: self.ctx.log_path(&self.uid, &c.name, attempt),
         };
-        // A leftover from a crash between create and start would block the id.
-        let _ = self.ctx.runtime.remove(&id).await;
         if let Err(e) = self.ctx.runtime.create(&create).await {
-            return fail(self, "CreateContainerError", e.to_string());
+            // A leftover from a crash between create and start blocks the id: retry once.
+            let _ = self.ctx.runtime.remove(&id).await;
+            self.ctx
+                .runtime
+                .create(&create)
+                .await
+                .map_err(|_| fail("CreateContainerError", e.to_string()))?;
         }
+        Ok(Created {
+            id,
+            attempt,
+            image_id: image.id,
+        })
+    }
+
+    fn record_failure(&mut self, c: &Container, f: Failure) {
+        let now = Timestamp::now();
+        let backoff = self.ctx.backoff;
+        let rec = self.records.entry(c.name.clone()).or_default();
+        let reason = if f.reason == "ErrImagePull" && rec.pull_failures > 0 {
+            "ImagePullBackOff"
+        } else {
+            f.reason
+        };
+        if f.reason == "ErrImagePull" {
+            rec.pull_failures += 1;
+        }
+        if !f.image_id.is_empty() {
+            rec.image_id = f.image_id;
+        }
+        warn!(container = %c.name, %reason, message = %f.message, "container did not start");
+        on_failure(rec, reason, f.message, now, &backoff);
+    }
+
+    /// Starts a created attempt and makes it the container's current one.
+    async fn launch(&mut self, c: &Container, created: Created) {
+        let Created {
+            id,
+            attempt,
+            image_id,
+        } = created;
         let started_at = Timestamp::now();
         if let Err(e) = self.ctx.runtime.start(&id).await {
             let _ = self.ctx.runtime.remove(&id).await;
-            return fail(self, "RunContainerError", e.to_string());
+            return self.record_failure(
+                c,
+                Failure {
+                    reason: "RunContainerError",
+                    message: e.to_string(),
+                    image_id,
+                },
+            );
         }
         info!(container = %c.name, %id, attempt, "container started");
-        let rec = self.records.get_mut(&c.name).expect("record exists");
+        let rec = self.records.entry(c.name.clone()).or_default();
         // The exited attempt becomes lastState; the one before it is removed.
         let stale = rec.last.as_ref().map(|t| t.container_id.clone());
         if let Some(Current::Exited(t)) = rec.current.take() {
@@ -650,7 +749,7 @@ impl Worker {
         rec.current = Some(Current::Running { started_at });
         rec.waiting = None;
         rec.pull_failures = 0;
-        rec.image_id = image.id.clone();
+        rec.image_id = image_id;
         if let Some(stale) = stale.filter(|s| *s != id) {
             let rt = self.ctx.runtime.clone();
             tokio::spawn(async move {
