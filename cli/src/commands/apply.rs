@@ -2,6 +2,7 @@
 
 use corral_api::client::ApplyResult;
 use corral_api::object;
+use futures::StreamExt;
 
 use super::{decode_source, errln, outln, read_sources, report, Ctx};
 use crate::args::ApplyArgs;
@@ -40,6 +41,41 @@ pub fn object_namespace(
     Ok(own.to_string())
 }
 
+/// Requests in flight at once when applying or deleting many objects.
+pub const PARALLEL: usize = 16;
+
+/// Splits objects, in file order, into runs that may be sent concurrently. A cluster-scoped
+/// object (a Namespace the next objects live in) runs alone and before what follows it, and
+/// an object named twice starts a new run, so the file's order still decides.
+pub fn segments<T>(items: Vec<(super::Manifest, T)>) -> Vec<Vec<(super::Manifest, T)>> {
+    let mut out: Vec<Vec<(super::Manifest, T)>> = Vec::new();
+    let mut current: Vec<(super::Manifest, T)> = Vec::new();
+    let key = |m: &super::Manifest| {
+        (
+            m.info.plural,
+            object::namespace(&m.object).to_string(),
+            object::name(&m.object).to_string(),
+        )
+    };
+    for (m, extra) in items {
+        let repeated = current.iter().any(|(c, _)| key(c) == key(&m));
+        if !m.info.namespaced || repeated {
+            if !current.is_empty() {
+                out.push(std::mem::take(&mut current));
+            }
+            if !m.info.namespaced {
+                out.push(vec![(m, extra)]);
+                continue;
+            }
+        }
+        current.push((m, extra));
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 pub async fn run(ctx: &Ctx, a: &ApplyArgs) -> Result<()> {
     let (suffix, dry_run) = dry_run_suffix(&a.dry_run)?;
     let sources = read_sources(&a.files, a.recursive)?;
@@ -57,38 +93,50 @@ pub async fn run(ctx: &Ctx, a: &ApplyArgs) -> Result<()> {
             }
         };
         saw_objects |= !manifests.is_empty();
+        let mut planned = Vec::new();
         for m in manifests {
-            let ns = match object_namespace(ctx, m.info, &m.object) {
-                Ok(ns) => ns,
+            match object_namespace(ctx, m.info, &m.object) {
+                Ok(ns) => planned.push((m, ns)),
                 Err(e) => {
                     report(e);
                     failed = true;
-                    continue;
                 }
-            };
-            let name = object::name(&m.object).to_string();
-            match ctx.client.apply_value(&ns, &m.object, dry_run).await {
-                Ok((result, stored)) => {
-                    let verb = match result {
-                        ApplyResult::Created => "created",
-                        ApplyResult::Configured => "configured",
-                        ApplyResult::Unchanged => "unchanged",
-                    };
-                    let shown = if name.is_empty() {
-                        object::name(&stored).to_string()
-                    } else {
-                        name
-                    };
-                    if a.output.as_deref() == Some("name") {
-                        outln(&format!("{}/{shown}", m.info.qualified()))?;
-                    } else {
-                        outln(&format!("{}/{shown} {verb}{suffix}", m.info.qualified()))?;
+            }
+        }
+        for segment in segments(planned) {
+            // Objects of a segment are independent: send them together (one store commit
+            // can acknowledge many), print the results in file order.
+            let mut results =
+                futures::stream::iter(segment.into_iter().map(|(m, ns)| async move {
+                    let r = ctx.client.apply_value(&ns, &m.object, dry_run).await;
+                    (m, r)
+                }))
+                .buffered(PARALLEL);
+            while let Some((m, r)) = results.next().await {
+                let name = object::name(&m.object).to_string();
+                match r {
+                    Ok((result, stored)) => {
+                        let verb = match result {
+                            ApplyResult::Created => "created",
+                            ApplyResult::Configured => "configured",
+                            ApplyResult::Unchanged => "unchanged",
+                        };
+                        let shown = if name.is_empty() {
+                            object::name(&stored).to_string()
+                        } else {
+                            name
+                        };
+                        if a.output.as_deref() == Some("name") {
+                            outln(&format!("{}/{shown}", m.info.qualified()))?;
+                        } else {
+                            outln(&format!("{}/{shown} {verb}{suffix}", m.info.qualified()))?;
+                        }
                     }
-                }
-                Err(e) => {
-                    let doing = format!("error when applying {:?}", src.name);
-                    report(crate::error::server_doing(&ctx.server, &doing, &e));
-                    failed = true;
+                    Err(e) => {
+                        let doing = format!("error when applying {:?}", src.name);
+                        report(crate::error::server_doing(&ctx.server, &doing, &e));
+                        failed = true;
+                    }
                 }
             }
         }
@@ -100,5 +148,53 @@ pub async fn run(ctx: &Ctx, a: &ApplyArgs) -> Result<()> {
         Err(CliError::Reported)
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_api::kinds;
+    use serde_json::json;
+
+    fn m(info: &'static corral_api::ResourceInfo, name: &str) -> (crate::commands::Manifest, ()) {
+        (
+            crate::commands::Manifest {
+                info,
+                object: json!({"metadata": {"name": name}}),
+            },
+            (),
+        )
+    }
+
+    #[test]
+    fn namespaces_and_repeated_objects_split_the_concurrent_runs() {
+        let items = vec![
+            m(&kinds::NAMESPACES, "ns"),
+            m(&kinds::PODS, "a"),
+            m(&kinds::SERVICES, "a"),
+            m(&kinds::PODS, "b"),
+            m(&kinds::PODS, "a"),
+            m(&kinds::NODES, "n"),
+            m(&kinds::PODS, "c"),
+        ];
+        let names: Vec<Vec<String>> = segments(items)
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|(m, _)| format!("{}/{}", m.info.plural, object::name(&m.object)))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                vec!["namespaces/ns"],
+                vec!["pods/a", "services/a", "pods/b"],
+                vec!["pods/a"],
+                vec!["nodes/n"],
+                vec!["pods/c"],
+            ]
+        );
     }
 }

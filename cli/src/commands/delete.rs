@@ -4,6 +4,9 @@
 use std::time::Duration;
 
 use corral_api::client::PropagationPolicy;
+use futures::StreamExt;
+
+use super::apply::PARALLEL;
 use corral_api::kinds::ResourceInfo;
 use corral_api::{object, DeleteOptions, ListParams};
 
@@ -117,12 +120,17 @@ pub async fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<()> {
     }
 
     let mut waiting = Vec::new();
-    for (info, ns, name) in todo {
-        match ctx
-            .client
-            .delete_value(info, &ns, &name, opts.clone())
-            .await
-        {
+    // Sent concurrently (a store commit can acknowledge many), reported in order.
+    let mut results = futures::stream::iter(todo.into_iter().map(|(info, ns, name)| {
+        let opts = opts.clone();
+        async move {
+            let r = ctx.client.delete_value(info, &ns, &name, opts).await;
+            (info, ns, name, r)
+        }
+    }))
+    .buffered(PARALLEL);
+    while let Some((info, ns, name, r)) = results.next().await {
+        match r {
             Ok((obj, finished)) => {
                 outln(&format!("{} {name:?} deleted", info.qualified()))?;
                 if !finished {
@@ -139,8 +147,14 @@ pub async fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<()> {
 
     if a.wait {
         let deadline = deadline_or(a.timeout, Duration::from_secs(60));
-        for (info, ns, name, uid) in waiting {
-            if !wait_gone(ctx, info, &ns, &name, &uid, deadline).await? {
+        let mut waits =
+            futures::stream::iter(waiting.into_iter().map(|(info, ns, name, uid)| async move {
+                let gone = wait_gone(ctx, info, &ns, &name, &uid, deadline).await;
+                (info, name, gone)
+            }))
+            .buffered(PARALLEL);
+        while let Some((info, name, gone)) = waits.next().await {
+            if !gone? {
                 errln(&format!(
                     "error: timed out waiting for the condition on {}/{name}",
                     crate::error::resource_name(info)
