@@ -298,3 +298,42 @@ async fn apply_reads_directories_and_stdin_with_several_documents() {
     let out = c.corral(&["get", "ns", "uno", "dos", "-o", "name"]).await;
     assert_eq!(out.ok(), "namespace/uno\nnamespace/dos\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_and_many_objects_in_one_file_apply_in_file_order() {
+    let c = Cluster::start().await;
+    let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: taller\n");
+    let mut want = String::from("namespace/taller created\n");
+    for i in 0..40 {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p-{i:02}\n  namespace: taller\nspec:\n  containers:\n  - name: c\n    image: nginx\n"
+        ));
+        want.push_str(&format!("pod/p-{i:02} created\n"));
+    }
+    // The same object twice: the second apply must see the first.
+    text.push_str("---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p-00\n  namespace: taller\n  labels: {again: \"yes\"}\nspec:\n  containers:\n  - name: c\n    image: nginx\n");
+    want.push_str("pod/p-00 configured\n");
+    let f = c.file("many.yaml", &text);
+    assert_eq!(c.corral(&["apply", "-f", &f]).await.ok(), want);
+    let out = c
+        .corral(&[
+            "get",
+            "pods",
+            "-n",
+            "taller",
+            "-l",
+            "again=yes",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(out.ok(), "pod/p-00\n");
+    let out = c.corral(&["delete", "pods", "--all", "-n", "taller"]).await;
+    assert_eq!(out.ok().lines().count(), 40);
+    assert!(
+        out.stdout
+            .starts_with("pod \"p-00\" deleted\npod \"p-01\" deleted\n"),
+        "{}",
+        out.stdout
+    );
+}
