@@ -120,6 +120,7 @@ pub async fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<()> {
     }
 
     let mut waiting = Vec::new();
+    let mut longest_grace: u64 = 0;
     // Sent concurrently (a store commit can acknowledge many), reported in order.
     let mut results = futures::stream::iter(todo.into_iter().map(|(info, ns, name)| {
         let opts = opts.clone();
@@ -134,6 +135,11 @@ pub async fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<()> {
             Ok((obj, finished)) => {
                 outln(&format!("{} {name:?} deleted", info.qualified()))?;
                 if !finished {
+                    let grace = obj
+                        .pointer("/metadata/deletionGracePeriodSeconds")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0);
+                    longest_grace = longest_grace.max(grace.min(24 * 3600));
                     waiting.push((info, ns, name, object::uid(&obj).to_string()));
                 }
             }
@@ -146,7 +152,8 @@ pub async fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<()> {
     }
 
     if a.wait {
-        let deadline = deadline_or(a.timeout, Duration::from_secs(60));
+        // Without --timeout: a minute beyond the longest grace period granted.
+        let deadline = deadline_or(a.timeout, Duration::from_secs(60 + longest_grace));
         let mut waits =
             futures::stream::iter(waiting.into_iter().map(|(info, ns, name, uid)| async move {
                 let gone = wait_gone(ctx, info, &ns, &name, &uid, deadline).await;
