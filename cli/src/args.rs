@@ -55,6 +55,8 @@ pub enum Command {
     Drain(DrainArgs),
     /// Update the labels on a resource.
     Label(LabelArgs),
+    /// Edit a resource in $CORRAL_EDITOR, $EDITOR or vi, then save it back.
+    Edit(EditArgs),
     /// Update fields of a resource with a JSON merge patch.
     Patch(PatchArgs),
     /// Set specific features on objects (`set image`).
@@ -325,6 +327,13 @@ pub struct LabelArgs {
     pub selector: Option<String>,
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// KIND NAME or KIND/NAME.
+    #[arg(required = true)]
+    pub resources: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -501,3 +501,32 @@ async fn patch_and_set_image_change_the_stored_deployment() {
         .await;
     assert!(out.failed().contains("spec.replicas"), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_saves_what_the_editor_changed_and_rejects_typos() {
+    let c = Cluster::start().await;
+    c.corral(&["apply", "-f", &common::manifest("mi-deploy.yaml")])
+        .await
+        .ok();
+    let edit = |editor: &str| {
+        let mut cmd = c.command(&["edit", "deployment/mi-deploy"]);
+        cmd.env("CORRAL_EDITOR", editor);
+        common::run(cmd, None)
+    };
+    let out = edit("sed -i 's/replicas: 3/replicas: 4/'").await;
+    assert_eq!(out.ok(), "deployment.apps/mi-deploy edited\n");
+    let d: Deployment = c.client.get("default", "mi-deploy").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(4));
+
+    let out = edit("true").await;
+    assert_eq!(out.ok(), "");
+    assert_eq!(out.stderr, "Edit cancelled, no changes made.\n");
+
+    let out = edit("sed -i 's/replicas: 4/replicaz: 5/'").await;
+    let err = out.failed();
+    assert!(err.contains("unknown field spec.replicaz"), "{err}");
+    let d: Deployment = c.client.get("default", "mi-deploy").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(4));
+    let out = edit("false").await;
+    assert!(out.failed().contains("exited with"), "{out:?}");
+}

@@ -124,6 +124,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Label(a) => label::run(&ctx, &a).await,
         Command::Wait(a) => wait::run(&ctx, &a).await,
         Command::Patch(a) => patch::run(&ctx, &a).await,
+        Command::Edit(a) => patch::edit(&ctx, &a.resources).await,
         Command::Set(a) => match &a.what {
             crate::args::SetWhat::Image { args } => patch::set_image(&ctx, args).await,
         },

@@ -2,11 +2,12 @@
 //! `corral set image`.
 
 use corral_api::kinds::ResourceInfo;
+use corral_api::object;
 use serde_json::Value;
 
-use super::{outln, single_target, Ctx};
+use super::{errln, outln, single_target, Ctx};
 use crate::args::PatchArgs;
-use crate::error::{local, Result};
+use crate::error::{local, CliError, Result};
 
 /// RFC 7386: objects merge key by key, `null` deletes, anything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
@@ -89,6 +90,69 @@ pub async fn run(ctx: &Ctx, a: &PatchArgs) -> Result<()> {
         "patched (no change)"
     };
     outln(&format!("{}/{name} {note}", info.qualified()))
+}
+
+/// `corral edit`: the object as YAML in an editor; saved back with its resourceVersion, so
+/// a concurrent change is reported as a conflict rather than overwritten.
+pub async fn edit(ctx: &Ctx, args: &[String]) -> Result<()> {
+    let (info, name) = single_target(args)?;
+    let ns = ctx.ns_for(info);
+    let obj = ctx
+        .client
+        .get_value(info, &ns, &name)
+        .await
+        .map_err(|e| ctx.about(info, &name, &e))?;
+    let original = crate::printers::output::yaml(&obj);
+    let dir = std::env::temp_dir().join(format!("corral-edit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| local(format!("creating {}: {e}", dir.display())))?;
+    let path = dir.join(format!("{}-{name}.yaml", info.singular));
+    let result = edit_file(&path, &original);
+    let _ = std::fs::remove_dir_all(&dir);
+    let edited = result?;
+    if edited == original {
+        errln("Edit cancelled, no changes made.");
+        return Ok(());
+    }
+    let src = super::Source {
+        name: path.display().to_string(),
+        text: edited,
+    };
+    let mut manifests =
+        super::decode_source(&src).map_err(|errors| CliError::Message(errors.join("\n")))?;
+    if manifests.len() != 1
+        || manifests[0].info != info
+        || object::name(&manifests[0].object) != name
+    {
+        return Err(local(format!(
+            "the edited file must still hold exactly {}/{name}",
+            info.qualified()
+        )));
+    }
+    let edited = manifests.remove(0).object;
+    ctx.client
+        .update_value(info, &ns, &edited, false)
+        .await
+        .map_err(|e| ctx.about(info, &name, &e))?;
+    outln(&format!("{}/{name} edited", info.qualified()))
+}
+
+fn edit_file(path: &std::path::Path, text: &str) -> Result<String> {
+    std::fs::write(path, text).map_err(|e| local(format!("writing {}: {e}", path.display())))?;
+    let editor = std::env::var("CORRAL_EDITOR")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    // The editor may carry arguments (`code --wait`); run it through the shell as kubectl does.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(path)
+        .status()
+        .map_err(|e| local(format!("running the editor {editor:?}: {e}")))?;
+    if !status.success() {
+        return Err(local(format!("the editor {editor:?} exited with {status}")));
+    }
+    std::fs::read_to_string(path).map_err(|e| local(format!("reading {}: {e}", path.display())))
 }
 
 /// The pod spec inside an object: a Pod's own, or a controller's template.
