@@ -65,7 +65,7 @@ pub fn server(server: &str, e: &ClientError) -> CliError {
         ClientError::Connect { .. } => connection_refused(server),
         ClientError::Api { code, message } if refused(*code, message) => connection_refused(server),
         ClientError::Api { code, message } if invalid(*code, message) => {
-            CliError::Message(format!("The {message}"))
+            CliError::Message(invalid_message(message))
         }
         ClientError::Api { code, message } => {
             CliError::Message(format!("Error from server ({}): {message}", reason(*code)))
@@ -88,6 +88,57 @@ fn refused(code: tonic::Code, message: &str) -> bool {
 /// kubectl prints validation failures as `The Deployment "x" is invalid: ...`.
 fn invalid(code: tonic::Code, message: &str) -> bool {
     code == tonic::Code::InvalidArgument && message.contains(" is invalid: ")
+}
+
+/// Field error kinds, as apimachinery words them.
+const FIELD_ERRORS: &[&str] = &[
+    "Invalid value",
+    "Required value",
+    "Unsupported value",
+    "Forbidden",
+    "Duplicate value",
+    "Not found",
+    "Too long",
+    "Too many",
+    "Internal error",
+];
+
+/// Whether `s` starts with `path: <field error kind>`.
+fn starts_field_error(s: &str) -> bool {
+    let Some((path, rest)) = s.split_once(": ") else {
+        return false;
+    };
+    !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._[]-/".contains(c))
+        && FIELD_ERRORS.iter().any(|k| rest.starts_with(k))
+}
+
+/// `The Deployment "x" is invalid: ...`, one `* path: ...` line per field error when there are
+/// several, as kubectl prints them.
+pub fn invalid_message(message: &str) -> String {
+    let Some((head, errors)) = message.split_once(" is invalid: ") else {
+        return format!("The {message}");
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    let mut start = 0;
+    let mut search = 0;
+    while let Some(i) = errors[search..].find(", ") {
+        let at = search + i;
+        if starts_field_error(&errors[at + 2..]) {
+            parts.push(&errors[start..at]);
+            start = at + 2;
+        }
+        search = at + 2;
+    }
+    parts.push(&errors[start..]);
+    if parts.len() == 1 {
+        format!("The {message}")
+    } else {
+        let bullets: Vec<String> = parts.iter().map(|p| format!("* {p}")).collect();
+        format!("The {head} is invalid: \n{}", bullets.join("\n"))
+    }
 }
 
 /// A server error with what was being done: `Error from server (Invalid): error when
@@ -152,6 +203,20 @@ mod tests {
             about("http://127.0.0.1:7443", &kinds::DEPLOYMENTS, "d", &e).to_string(),
             "Error from server (NotFound): deployments.apps \"d\" not found"
         );
+    }
+
+    #[test]
+    fn several_field_errors_become_kubectls_bullets() {
+        let msg = "ReplicaSet.apps \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain (e.g. 'example.com', regex '[a-z]'), spec.replicas: Invalid value: -1: must be greater than or equal to 0, spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"";
+        assert_eq!(
+            invalid_message(msg),
+            "The ReplicaSet.apps \"Bad_Name\" is invalid: \n\
+             * metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain (e.g. 'example.com', regex '[a-z]')\n\
+             * spec.replicas: Invalid value: -1: must be greater than or equal to 0\n\
+             * spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""
+        );
+        let one = "Deployment \"d\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0";
+        assert_eq!(invalid_message(one), format!("The {one}"));
     }
 
     #[test]
