@@ -70,6 +70,41 @@ pub fn template_for_rollback(rs: &ReplicaSet) -> Value {
     t
 }
 
+/// Annotations the deployment controller owns; a rollback keeps the Deployment's own.
+const CONTROLLER_ANNOTATIONS: &[&str] = &[
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
+/// kubectl's `setDeploymentAnnotationsTo`: the ReplicaSet's annotations (its change-cause)
+/// replace the Deployment's, except those the controller owns.
+pub fn annotations_after_rollback(
+    deployment: Option<&Value>,
+    rs: Option<&std::collections::BTreeMap<String, String>>,
+) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(Value::Object(d)) = deployment {
+        for (k, v) in d {
+            if CONTROLLER_ANNOTATIONS.contains(&k.as_str()) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for (k, v) in rs.into_iter().flatten() {
+        if !CONTROLLER_ANNOTATIONS.contains(&k.as_str()) {
+            out.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    if out.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(out)
+    }
+}
+
 /// A template in canonical form, so that equal templates compare equal however spelled.
 fn canonical_template(t: &Value) -> Value {
     serde_json::from_value::<corral_api::k8s::api::core::v1::PodTemplateSpec>(t.clone())
@@ -407,6 +442,11 @@ async fn undo(ctx: &Ctx, resource: &[String], to_revision: i64) -> Result<()> {
             return Ok(false);
         }
         d["spec"]["template"] = template.clone();
+        let annotations = annotations_after_rollback(
+            d.pointer("/metadata/annotations"),
+            rs.metadata.annotations.as_ref(),
+        );
+        corral_api::object::set_meta(d, "annotations", annotations);
         Ok(true)
     })
     .await?;
@@ -434,6 +474,23 @@ mod tests {
         assert_eq!(
             undo_target(&[1, 2], 7),
             Err("unable to find specified revision 7 in history".to_string())
+        );
+    }
+
+    #[test]
+    fn rollback_takes_the_replicasets_change_cause_and_keeps_the_revision() {
+        let d = json!({"deployment.kubernetes.io/revision": "3", "kubernetes.io/change-cause": "v3", "team": "a"});
+        let rs: std::collections::BTreeMap<String, String> = [
+            (
+                "deployment.kubernetes.io/revision".to_string(),
+                "1".to_string(),
+            ),
+            ("kubernetes.io/change-cause".to_string(), "v1".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            annotations_after_rollback(Some(&d), Some(&rs)),
+            json!({"deployment.kubernetes.io/revision": "3", "kubernetes.io/change-cause": "v1"})
         );
     }
 
