@@ -80,6 +80,7 @@ async fn hollow() -> anyhow::Result<()> {
         client,
         HollowConfig {
             nodes,
+            run_pods: env_usize("BENCH_RUN_PODS", 1) != 0,
             ..Default::default()
         },
     );
@@ -200,11 +201,67 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The scheduling algorithm alone, on an in-memory cache shaped like the hollow cluster:
+/// what the scheduler could place per second if binds cost nothing.
+fn in_memory(nodes: usize, pods: usize, pct: u32) -> anyhow::Result<()> {
+    use corral_scheduler::algorithm::Algorithm;
+    use corral_scheduler::cache::Cache;
+    use corral_scheduler::framework::Framework;
+    use corral_scheduler::nodeinfo::NodeFacts;
+    use corral_scheduler::podinfo::PodInfo;
+
+    let mut cache = Cache::new();
+    for i in 0..nodes {
+        let name = format!("hollow-node-{i}");
+        let node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True"}]}
+        }))?;
+        cache.upsert_node(NodeFacts::from_node(&node)?, &name);
+    }
+    let mut alg = Algorithm::new(Framework::default(), pct);
+    let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
+    let started = Instant::now();
+    for i in 0..pods {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("bench-{i}"), "namespace": "default", "uid": format!("uid-{i}")},
+            "spec": {"containers": [{"name": "app", "image": "pause",
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}
+        }))?;
+        let info = PodInfo::from_pod(&pod)?;
+        let t = Instant::now();
+        let placed = alg
+            .schedule(&info, &cache)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        cache.assume(info, &placed.node);
+        h.record(t.elapsed().as_nanos() as u64)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "in-memory algorithm: {pods} pods on {nodes} nodes in {secs:.2}s = {:.0} pods/s, per pod p50 {:.3} ms, p99 {:.3} ms",
+        pods as f64 / secs,
+        h.value_at_quantile(0.5) as f64 / 1e6,
+        h.value_at_quantile(0.99) as f64 / 1e6
+    );
+    Ok(())
+}
+
 async fn parent() -> anyhow::Result<()> {
     let nodes = env_usize("BENCH_NODES", 5000);
     let pods = env_usize("BENCH_PODS", 10_000);
     let pct = env_usize("BENCH_PERCENTAGE", 0) as u32;
-    eprintln!("bench: {nodes} hollow nodes, {pods} pods");
+    if std::env::var("BENCH_MODE").as_deref() == Ok("algorithm") {
+        return in_memory(nodes, pods, pct);
+    }
+    // e2e: the clock runs from the first create. queued: pods are created while the scheduler
+    // is not leading, then it is made leader and the clock measures placing and binding only.
+    let queued = std::env::var("BENCH_MODE").as_deref() == Ok("queued");
+    let run_pods = env_usize("BENCH_RUN_PODS", 1) != 0;
+    eprintln!(
+        "bench: {nodes} hollow nodes, {pods} pods, mode {}, hollow nodes report pods Running: {run_pods}",
+        if queued { "queued" } else { "e2e" }
+    );
 
     let cp = Kid::spawn("controlplane", &[])?;
     let addr = cp.expect("ADDR ", Duration::from_secs(30))?;
@@ -213,6 +270,7 @@ async fn parent() -> anyhow::Result<()> {
         ("CORRAL_SERVER", server.clone()),
         ("BENCH_NODES", nodes.to_string()),
         ("BENCH_PODS", pods.to_string()),
+        ("BENCH_RUN_PODS", (run_pods as u8).to_string()),
     ];
     let hollow = Kid::spawn("hollow", &envs)?;
     let took = hollow.expect("REGISTERED ", Duration::from_secs(600))?;
@@ -228,7 +286,7 @@ async fn parent() -> anyhow::Result<()> {
         },
     );
     let metrics = scheduler.metrics();
-    let (_leader_tx, leader_rx) = watch::channel(true);
+    let (leader_tx, leader_rx) = watch::channel(!queued);
     let sched = tokio::spawn(scheduler.run(leader_rx));
     let sync_start = Instant::now();
     while !(metrics.synced.load(Ordering::Relaxed)
@@ -249,11 +307,29 @@ async fn parent() -> anyhow::Result<()> {
         "bench: scheduler RSS with the cache synced: {}",
         proc_status(&me, "VmRSS:")
     );
-    let cpu_before = cpu_seconds(&me);
-    let cp_cpu_before = cpu_seconds(&cp.pid().to_string());
+    let mut cpu_before = cpu_seconds(&me);
+    let mut cp_cpu_before = cpu_seconds(&cp.pid().to_string());
 
-    let started = Instant::now();
+    let mut started = Instant::now();
     let creator = Kid::spawn("creator", &envs)?;
+    let mut created = None;
+    if queued {
+        created = Some(creator.expect("CREATED ", Duration::from_secs(600))?);
+        while (metrics.pending.load(Ordering::Relaxed) as usize) < pods {
+            if started.elapsed() > Duration::from_secs(600) {
+                anyhow::bail!("the scheduler did not queue {pods} pods");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!(
+            "bench: {pods} pods created and queued in {:.2}s; scheduling starts",
+            started.elapsed().as_secs_f64()
+        );
+        started = Instant::now();
+        cpu_before = cpu_seconds(&me);
+        cp_cpu_before = cpu_seconds(&cp.pid().to_string());
+        leader_tx.send(true)?;
+    }
     let mut last_report = Instant::now();
     while (metrics.bound() as usize) < pods {
         if started.elapsed() > Duration::from_secs(900) {
@@ -280,7 +356,10 @@ async fn parent() -> anyhow::Result<()> {
     let cp_pid = cp.pid().to_string();
     let cp_cpu = cpu_seconds(&cp_pid) - cp_cpu_before;
     let cp_rss = proc_status(&cp_pid, "VmRSS:");
-    let created = creator.expect("CREATED ", Duration::from_secs(60))?;
+    let created = match created {
+        Some(c) => c,
+        None => creator.expect("CREATED ", Duration::from_secs(60))?,
+    };
     sched.abort();
 
     // Persisted: every pod reads back bound from the API.
@@ -296,11 +375,19 @@ async fn parent() -> anyhow::Result<()> {
         h.lock().value_at_quantile(p) as f64 / 1000.0
     };
     let secs = elapsed.as_secs_f64();
-    println!("corral-scheduler benchmark: {nodes} hollow nodes, {pods} pods");
+    println!(
+        "corral-scheduler benchmark: {nodes} hollow nodes, {pods} pods, mode {}, pods reported Running: {run_pods}",
+        if queued { "queued" } else { "e2e" }
+    );
     println!("  pods created (count, seconds, failures): {created}");
     println!(
-        "  all {pods} bound in {secs:.2}s: {:.0} pods/s (from the first create)",
-        pods as f64 / secs
+        "  all {pods} bound in {secs:.2}s: {:.0} pods/s ({})",
+        pods as f64 / secs,
+        if queued {
+            "pods already queued"
+        } else {
+            "from the first create"
+        }
     );
     println!("  bound pods read back from the API: {bound_listed}/{pods}");
     println!(

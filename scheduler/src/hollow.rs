@@ -33,6 +33,9 @@ pub struct HollowConfig {
     pub lease_duration_seconds: i32,
     /// API calls in flight at once.
     pub concurrency: usize,
+    /// Report bound pods Running (false: only register and heartbeat, to measure binding
+    /// without the status traffic).
+    pub run_pods: bool,
 }
 
 impl Default for HollowConfig {
@@ -46,6 +49,7 @@ impl Default for HollowConfig {
             lease_renew: Duration::from_secs(10),
             lease_duration_seconds: 40,
             concurrency: 64,
+            run_pods: true,
         }
     }
 }
@@ -234,7 +238,7 @@ impl Hollow {
         let status = pod.status.as_ref();
         let phase = status.and_then(|s| s.phase.as_deref());
         let running = phase == Some("Running") && status.is_some_and(|s| s.pod_ip.is_some());
-        if running || matches!(phase, Some("Succeeded" | "Failed")) {
+        if !self.config.run_pods || running || matches!(phase, Some("Succeeded" | "Failed")) {
             return None;
         }
         Some(Action::Run(Box::new(pod.clone()), i))

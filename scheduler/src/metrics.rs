@@ -12,6 +12,8 @@ pub struct Metrics {
     pub synced: AtomicBool,
     /// Nodes in the cache, updated on node events.
     pub nodes: AtomicU64,
+    /// Pods waiting in the scheduling queue (any of its three parts or in flight).
+    pub pending: AtomicU64,
     pub bound: AtomicU64,
     pub unschedulable: AtomicU64,
     pub bind_errors: AtomicU64,
@@ -32,6 +34,7 @@ impl Default for Metrics {
         Metrics {
             synced: AtomicBool::new(false),
             nodes: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
             bound: AtomicU64::new(0),
             unschedulable: AtomicU64::new(0),
             bind_errors: AtomicU64::new(0),

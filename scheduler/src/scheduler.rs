@@ -353,6 +353,9 @@ impl Shared {
             .nodes
             .store(st.cache.num_nodes() as u64, Ordering::Relaxed);
         self.metrics
+            .pending
+            .store(st.queue.len() as u64, Ordering::Relaxed);
+        self.metrics
             .synced
             .store(st.nodes_synced && st.pods_synced, Ordering::Relaxed);
     }

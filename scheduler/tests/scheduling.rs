@@ -263,3 +263,30 @@ async fn host_ports_and_required_anti_affinity_keep_pods_apart() {
     };
     assert_eq!(bound_count, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_pod_frees_room_for_a_waiting_one() {
+    let c = cluster().await;
+    node(&c.client, "only", "1", json!({})).await;
+    let _s = scheduler(&c.client);
+    pod(&c.client, "first", "800m", json!({})).await;
+    assert_eq!(bound(&c.client, "first").await, "only");
+    pod(&c.client, "second", "800m", json!({})).await;
+    let msg = eventually(20, "FailedScheduling for second", || {
+        failed_scheduling_message(&c.client, "second")
+    })
+    .await;
+    assert_eq!(msg, "0/1 nodes are available: 1 Insufficient cpu.");
+    // A bound pod is deleted gracefully; it holds its resources until the node confirms.
+    c.client
+        .delete::<Pod>("default", "first", corral_api::DeleteOptions::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(node_of(&c.client, "second").await, None);
+    c.client
+        .delete::<Pod>("default", "first", corral_api::DeleteOptions::grace(0))
+        .await
+        .unwrap();
+    assert_eq!(bound(&c.client, "second").await, "only");
+}
