@@ -337,3 +337,69 @@ async fn a_namespace_and_many_objects_in_one_file_apply_in_file_order() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_controllers_a_deployment_shows_its_replicaset_pods_and_history() {
+    let c = Cluster::start_with(true).await;
+    c.corral(&["apply", "-f", &manifest("mi-deploy.yaml")])
+        .await
+        .ok();
+    // The deployment controller creates `mi-deploy-<hash>` with 3 pods `mi-deploy-<hash>-xxxxx`.
+    let rs_line = common::eventually(30, "the ReplicaSet with 3 pods", || async {
+        let out = c.corral(&["get", "replicaset"]).await;
+        out.stdout
+            .lines()
+            .nth(1)
+            .map(str::to_string)
+            .filter(|l| cells(l)[1..3] == ["3", "3"])
+    })
+    .await;
+    let rs_name = cells(&rs_line)[0].clone();
+    assert!(rs_name.starts_with("mi-deploy-"), "{rs_line}");
+    let out = c.corral(&["get", "pods", "-l", "app=mi-deploy"]).await;
+    let pods: Vec<String> = out
+        .ok()
+        .lines()
+        .skip(1)
+        .map(|l| cells(l)[0].clone())
+        .collect();
+    assert_eq!(pods.len(), 3, "{}", out.stdout);
+    for p in &pods {
+        assert!(
+            p.starts_with(&format!("{rs_name}-")) && p.len() == rs_name.len() + 6,
+            "{p}"
+        );
+    }
+
+    c.corral(&["apply", "-f", &manifest("mi-deploy-v0.3.0.yaml")])
+        .await
+        .ok();
+    common::eventually(30, "revision 2 in the history", || async {
+        let out = c.corral(&["rollout", "history", "deployment/mi-deploy"]).await;
+        (out.stdout == "deployment.apps/mi-deploy \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        c.corral(&["rollout", "undo", "deployment/mi-deploy"])
+            .await
+            .ok(),
+        "deployment.apps/mi-deploy rolled back\n"
+    );
+    let out = c
+        .corral(&[
+            "get",
+            "deploy",
+            "mi-deploy",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(out.ok(), "fedek3/workshop-uns:v0.2.0");
+    let described = c.corral(&["describe", "deployment", "mi-deploy"]).await;
+    assert!(
+        described.ok().contains("ScalingReplicaSet"),
+        "{}",
+        described.stdout
+    );
+}
