@@ -158,6 +158,18 @@ impl Drop for TestCluster {
     fn drop(&mut self) {
         let opts = self.opts.clone();
         let name = self.name.clone();
+        if std::thread::panicking() {
+            // Keep every component's full log for the post-mortem before the cluster goes.
+            let keep =
+                std::env::temp_dir().join(format!("corral-e2e-logs/{name}-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&keep);
+            if let Ok(entries) = std::fs::read_dir(self.state.layout.dir.join("logs")) {
+                for e in entries.flatten() {
+                    let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
+                }
+            }
+            eprintln!("logs of cluster {name} kept in {}", keep.display());
+        }
         // Drop may run inside a runtime: delete on a thread with its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -249,19 +249,20 @@ async fn the_workshop_chapter_runs_step_by_step() {
         let parts: Vec<&str> = n.split('-').collect();
         parts.len() == 4 && parts[2] == hash && parts[3].len() == 5
     }));
-    let rs_table = ok(&s, &["get", "replicaset"]);
+    let want_row = vec![
+        format!("mi-deploy-{hash}"),
+        "3".to_string(),
+        "3".to_string(),
+        "3".to_string(),
+    ];
+    let rs_table = eventually("get replicaset to show 3 3 3", WAIT, || async {
+        let table = ok(&s, &["get", "replicaset"]);
+        (rows(&table).first().map(|r| r[..4].to_vec()) == Some(want_row.clone())).then_some(table)
+    })
+    .await;
     assert!(
         rs_table.starts_with("NAME                   DESIRED   CURRENT   READY   AGE\n"),
         "{rs_table}"
-    );
-    assert_eq!(
-        rows(&rs_table)[0][..4],
-        [
-            format!("mi-deploy-{hash}"),
-            "3".into(),
-            "3".into(),
-            "3".into()
-        ]
     );
     ok(
         &s,
@@ -275,12 +276,15 @@ async fn the_workshop_chapter_runs_step_by_step() {
     assert!(second
         .iter()
         .all(|p| image(p) == "fedek3/workshop-uns:v0.3.0" && !name(p).contains(&hash)));
-    let rs_rows = rows(&ok(&s, &["get", "replicaset"]));
-    let old = rs_rows
-        .iter()
-        .find(|r| r[0] == format!("mi-deploy-{hash}"))
-        .expect("old replica set kept");
-    assert_eq!(old[1..4], ["0", "0", "0"]);
+    eventually("the old replica set at 0 0 0", WAIT, || async {
+        let rs_rows = rows(&ok(&s, &["get", "replicaset"]));
+        let old = rs_rows
+            .iter()
+            .find(|r| r[0] == format!("mi-deploy-{hash}"))?
+            .clone();
+        (old[1..4] == ["0", "0", "0"]).then_some(())
+    })
+    .await;
 
     // Service: endpoints list the pods; the Ingress answers for mi-app.com from every pod.
     ok(

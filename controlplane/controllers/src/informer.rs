@@ -204,7 +204,11 @@ impl<K: Object> Store<K> {
                     let rv = util::rv(o.metadata());
                     inner.rv = inner.rv.max(rv);
                     let key = ObjectKey::of(&o);
-                    inner.tombstones.remove(&key);
+                    // Remember the deletion's revision: a write this controller made before
+                    // the deletion may still come back (record_write) and must not bring the
+                    // object back to life in the cache.
+                    let dead = inner.tombstones.get(&key).copied().unwrap_or(0).max(rv);
+                    inner.tombstones.insert(key.clone(), dead);
                     match inner.objects.get(&key) {
                         // A newer incarnation (recorded locally) outlives this deletion.
                         Some(cur) if util::rv(cur.metadata()) > rv => None,
@@ -401,6 +405,19 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_late_write_response_does_not_resurrect_a_deleted_object() {
+        let store = Store::<Pod>::new();
+        store.replace(vec![pod("a", 5)], 5);
+        store.apply(WatchEvent::Deleted(pod("a", 9)));
+        // The response of an update made at revision 7, before the deletion, arrives late.
+        store.record_write(pod("a", 7));
+        assert!(store.get(&ObjectKey::new("default", "a")).is_none());
+        // A new incarnation created after the deletion is seen.
+        store.apply(WatchEvent::Added(pod("a", 12)));
+        assert!(store.get(&ObjectKey::new("default", "a")).is_some());
     }
 
     #[test]
