@@ -81,13 +81,20 @@ pub async fn get_once(
     .await?
 }
 
-pub async fn run(target: Target, opts: Options) -> Report {
+/// Runs the load; worker `i` sends to `targets[i % len]` (several targets spread the load the
+/// way a balancer would).
+pub async fn run(targets: &[Target], opts: Options) -> Report {
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + opts.max_duration;
-    let workers: Vec<_> = (0..opts.concurrency.max(1))
-        .map(|_| {
-            let (target, issued) = (target.clone(), issued.clone());
+    let workers: Vec<_> = (0..if targets.is_empty() {
+        0
+    } else {
+        opts.concurrency.max(1)
+    })
+        .map(|i| {
+            let (target, issued) = (targets[i % targets.len()].clone(), issued.clone());
+            // (an empty `targets` spawns no worker: see the range below)
             let max = opts.max_requests;
             tokio::spawn(async move {
                 let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)

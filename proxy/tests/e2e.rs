@@ -8,51 +8,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use corral_api::k8s::api::core::v1::{
-    Container, Endpoints, Node, NodeAddress, NodeCondition, NodeStatus, Pod, PodCondition, PodSpec,
-    PodStatus, Service, ServicePort, ServiceSpec,
-};
-use corral_api::k8s::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, ServiceBackendPort,
-};
-use corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use corral_api::k8s::apimachinery::pkg::util::intstr::IntOrString;
-use corral_api::Client;
+use corral_api::k8s::api::core::v1::Endpoints;
+use corral_api::k8s::api::networking::v1::Ingress;
 use corral_proxy::loadgen::{get_once, Target};
 
 const PODS: &[&str] = &["pod-a", "pod-b", "pod-c"];
 const INGRESS_PORT: u16 = 80;
-
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some("default".into()),
-        ..Default::default()
-    }
-}
-
-fn labels() -> std::collections::BTreeMap<String, String> {
-    [("app".to_string(), "mi-app".to_string())]
-        .into_iter()
-        .collect()
-}
-
-async fn set_ready(client: &Client, name: &str, ip: &str, ready: bool) {
-    let mut p = client.get::<Pod>("default", name).await.unwrap();
-    p.metadata.resource_version = None;
-    p.status = Some(PodStatus {
-        phase: Some("Running".into()),
-        pod_ip: Some(ip.into()),
-        conditions: Some(vec![PodCondition {
-            type_: "Ready".into(),
-            status: if ready { "True" } else { "False" }.into(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    });
-    client.update_status(&p).await.unwrap();
-}
 
 /// Sends `n` requests on fresh connections from the node netns; the answering pod names.
 async fn names(rig: &Rig, target: &Target, n: usize) -> Vec<String> {
@@ -108,114 +69,8 @@ async fn cluster_ip_node_port_and_ingress_reach_ready_pods_only() {
     }
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let mut rig = Rig::new(PODS);
-    let dir = tempfile::tempdir().unwrap();
-    let cp = corral_controlplane::start(corral_controlplane::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        service_cidr: rig.service_cidr.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::connect(&cp.url()).await.unwrap();
-    rig.start_relay(cp.addr);
-
-    // The node (Ready, with its InternalIP) and the pods, Ready with their IPs.
-    let node = client
-        .create(&Node {
-            metadata: ObjectMeta {
-                name: Some("node-1".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut node = node;
-    node.status = Some(NodeStatus {
-        addresses: Some(vec![NodeAddress {
-            type_: "InternalIP".into(),
-            address: rig.node_ip.to_string(),
-        }]),
-        conditions: Some(vec![NodeCondition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    });
-    node.metadata.resource_version = None;
-    client.update_status(&node).await.unwrap();
-    for p in &rig.pods {
-        let mut m = meta(&p.name);
-        m.labels = Some(labels());
-        client
-            .create(&Pod {
-                metadata: m,
-                spec: Some(PodSpec {
-                    containers: vec![Container {
-                        name: "app".into(),
-                        image: Some("fedek3/workshop-uns:v0.2.0".into()),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        set_ready(&client, &p.name, &p.ip.to_string(), true).await;
-    }
-    let svc = client
-        .create(&Service {
-            metadata: meta("mi-app-svc"),
-            spec: Some(ServiceSpec {
-                type_: Some("NodePort".into()),
-                selector: Some(labels()),
-                ports: Some(vec![ServicePort {
-                    name: Some("http".into()),
-                    port: 80,
-                    target_port: Some(IntOrString::Int(80)),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let spec = svc.spec.unwrap();
-    let cluster_ip: std::net::Ipv4Addr = spec.cluster_ip.unwrap().parse().unwrap();
-    let node_port = spec.ports.unwrap()[0].node_port.unwrap() as u16;
-    client
-        .create(&Ingress {
-            metadata: meta("mi-app-ingress"),
-            spec: Some(IngressSpec {
-                rules: Some(vec![IngressRule {
-                    host: Some("mi-app.com".into()),
-                    http: Some(HTTPIngressRuleValue {
-                        paths: vec![HTTPIngressPath {
-                            path: Some("/".into()),
-                            path_type: "Prefix".into(),
-                            backend: IngressBackend {
-                                service: Some(IngressServiceBackend {
-                                    name: "mi-app-svc".into(),
-                                    port: Some(ServiceBackendPort {
-                                        number: Some(80),
-                                        ..Default::default()
-                                    }),
-                                }),
-                                ..Default::default()
-                            },
-                        }],
-                    }),
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let d = deploy(&mut rig).await;
+    let (client, cluster_ip, node_port) = (d.client.clone(), d.cluster_ip, d.node_port);
     rig.start_proxy(INGRESS_PORT);
 
     let via_cluster_ip = target(SocketAddr::from((cluster_ip, 80)), "mi-app-svc");

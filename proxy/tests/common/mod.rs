@@ -13,6 +13,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use corral_api::k8s::api::core::v1::{
+    Container, Node, NodeAddress, NodeCondition, NodeStatus, Pod, PodCondition, PodSpec, PodStatus,
+    Service, ServicePort, ServiceSpec,
+};
+use corral_api::k8s::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use corral_api::k8s::apimachinery::pkg::util::intstr::IntOrString;
+use corral_api::Client;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -201,7 +212,7 @@ pub async fn relay(
     }
 }
 
-pub struct Pod {
+pub struct PodNs {
     pub name: String,
     pub ip: Ipv4Addr,
     pub rt: NsRuntime,
@@ -213,7 +224,7 @@ pub struct Rig {
     pub proxy: Option<Child>,
     pub relay_rt: NsRuntime,
     pub node_rt: NsRuntime,
-    pub pods: Vec<Pod>,
+    pub pods: Vec<PodNs>,
     pub node: Netns,
     pub node_ip: Ipv4Addr,
     pub pod_cidr: String,
@@ -346,7 +357,7 @@ impl Rig {
                     .expect("bind pod port");
                 name_server(l, name_s).await
             });
-            out.push(Pod {
+            out.push(PodNs {
                 name: name.to_string(),
                 ip,
                 rt,
@@ -448,6 +459,167 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         self.kill_proxy();
+    }
+}
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some("default".into()),
+        ..Default::default()
+    }
+}
+
+fn labels() -> std::collections::BTreeMap<String, String> {
+    [("app".to_string(), "mi-app".to_string())]
+        .into_iter()
+        .collect()
+}
+
+pub async fn set_ready(client: &Client, name: &str, ip: &str, ready: bool) {
+    let mut p = client.get::<Pod>("default", name).await.unwrap();
+    p.metadata.resource_version = None;
+    p.status = Some(PodStatus {
+        phase: Some("Running".into()),
+        pod_ip: Some(ip.into()),
+        conditions: Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    client.update_status(&p).await.unwrap();
+}
+
+/// The cluster state the proxy serves: a Ready node, the rig's pods (Ready, with their IPs,
+/// labelled `app=mi-app`), NodePort Service `mi-app-svc` (80 → 80) and Ingress
+/// `mi-app-ingress` (`mi-app.com/` → the service). The control plane runs its controllers, so
+/// the Endpoints come from the Endpoints controller.
+pub struct Deployed {
+    pub client: Client,
+    pub cluster_ip: Ipv4Addr,
+    pub node_port: u16,
+    _cp: corral_controlplane::Running,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn deploy(rig: &mut Rig) -> Deployed {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = corral_controlplane::start(corral_controlplane::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        service_cidr: rig.service_cidr.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = Client::connect(&cp.url()).await.unwrap();
+    rig.start_relay(cp.addr);
+
+    // The node (Ready, with its InternalIP) and the pods, Ready with their IPs.
+    let node = client
+        .create(&Node {
+            metadata: ObjectMeta {
+                name: Some("node-1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut node = node;
+    node.status = Some(NodeStatus {
+        addresses: Some(vec![NodeAddress {
+            type_: "InternalIP".into(),
+            address: rig.node_ip.to_string(),
+        }]),
+        conditions: Some(vec![NodeCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    node.metadata.resource_version = None;
+    client.update_status(&node).await.unwrap();
+    for p in &rig.pods {
+        let mut m = meta(&p.name);
+        m.labels = Some(labels());
+        client
+            .create(&Pod {
+                metadata: m,
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "app".into(),
+                        image: Some("fedek3/workshop-uns:v0.2.0".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        set_ready(&client, &p.name, &p.ip.to_string(), true).await;
+    }
+    let svc = client
+        .create(&Service {
+            metadata: meta("mi-app-svc"),
+            spec: Some(ServiceSpec {
+                type_: Some("NodePort".into()),
+                selector: Some(labels()),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    target_port: Some(IntOrString::Int(80)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let spec = svc.spec.unwrap();
+    let cluster_ip: std::net::Ipv4Addr = spec.cluster_ip.unwrap().parse().unwrap();
+    let node_port = spec.ports.unwrap()[0].node_port.unwrap() as u16;
+    client
+        .create(&Ingress {
+            metadata: meta("mi-app-ingress"),
+            spec: Some(IngressSpec {
+                rules: Some(vec![IngressRule {
+                    host: Some("mi-app.com".into()),
+                    http: Some(HTTPIngressRuleValue {
+                        paths: vec![HTTPIngressPath {
+                            path: Some("/".into()),
+                            path_type: "Prefix".into(),
+                            backend: IngressBackend {
+                                service: Some(IngressServiceBackend {
+                                    name: "mi-app-svc".into(),
+                                    port: Some(ServiceBackendPort {
+                                        number: Some(80),
+                                        ..Default::default()
+                                    }),
+                                }),
+                                ..Default::default()
+                            },
+                        }],
+                    }),
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let spec_ = (cluster_ip, node_port);
+    Deployed {
+        client,
+        cluster_ip: spec_.0,
+        node_port: spec_.1,
+        _cp: cp,
+        _dir: dir,
     }
 }
 
