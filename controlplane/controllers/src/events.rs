@@ -13,6 +13,10 @@ use parking_lot::Mutex;
 use crate::util;
 
 type Key = (String, String, String);
+
+/// client-go's spam filter: per involved object, a burst of 25 events, then one per 5 minutes.
+const SPAM_BURST: f64 = 25.0;
+const SPAM_REFILL_PER_SEC: f64 = 1.0 / 300.0;
 /// Event namespace/name, count, first timestamp.
 type Seen = (String, i32, Time);
 
@@ -22,6 +26,21 @@ pub struct Recorder {
     component: &'static str,
     /// (involved uid, reason, message) → (event namespace/name, count, first timestamp)
     seen: Arc<Mutex<HashMap<Key, Seen>>>,
+    /// Token buckets per involved object uid: (tokens, last refill).
+    buckets: Arc<Mutex<HashMap<String, (f64, std::time::Instant)>>>,
+}
+
+/// Takes a token from `bucket` (refilled since `last`); false when the object is spamming.
+pub fn spam_allows(bucket: &mut (f64, std::time::Instant), now: std::time::Instant) -> bool {
+    let elapsed = now.duration_since(bucket.1).as_secs_f64();
+    bucket.0 = (bucket.0 + elapsed * SPAM_REFILL_PER_SEC).min(SPAM_BURST);
+    bucket.1 = now;
+    if bucket.0 >= 1.0 {
+        bucket.0 -= 1.0;
+        true
+    } else {
+        false
+    }
 }
 
 pub const NORMAL: &str = "Normal";
@@ -78,6 +97,7 @@ impl Recorder {
             client,
             component,
             seen: Arc::new(Mutex::new(HashMap::new())),
+            buckets: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -96,6 +116,20 @@ impl Recorder {
             reason.to_string(),
             message.clone(),
         );
+        {
+            let mut buckets = self.buckets.lock();
+            if buckets.len() > 4096 {
+                buckets.clear();
+            }
+            let instant = std::time::Instant::now();
+            let bucket = buckets
+                .entry(key.0.clone())
+                .or_insert((SPAM_BURST, instant));
+            if !spam_allows(bucket, instant) {
+                tracing::trace!(reason, %message, "event dropped by the spam filter");
+                return;
+            }
+        }
         let event = new_event(object, self.component, type_, reason, &message, now.clone());
         let repeat = {
             let mut seen = self.seen.lock();
@@ -147,5 +181,21 @@ impl Recorder {
                 tracing::debug!(error = %e, "cannot record event");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn spam_filter_allows_a_burst_then_one_per_five_minutes() {
+        let t0 = Instant::now();
+        let mut bucket = (SPAM_BURST, t0);
+        let allowed = (0..100).filter(|_| spam_allows(&mut bucket, t0)).count();
+        assert_eq!(allowed, 25);
+        assert!(!spam_allows(&mut bucket, t0 + Duration::from_secs(100)));
+        assert!(spam_allows(&mut bucket, t0 + Duration::from_secs(301)));
     }
 }
