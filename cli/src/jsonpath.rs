@@ -261,6 +261,23 @@ fn exec(nodes: &[Node], root: &Value, out: &mut String) {
     }
 }
 
+/// The values a bare path (`.spec.containers[*].image`, leading dot optional) selects.
+pub fn values(path: &str, root: &Value) -> Result<Vec<Value>, JsonPathError> {
+    let p = path.trim().trim_start_matches('{').trim_end_matches('}');
+    let p = if p.starts_with('.') || p.starts_with('[') || p.starts_with('$') || p.starts_with('@')
+    {
+        p.to_string()
+    } else {
+        format!(".{p}")
+    };
+    Ok(eval(&parse_path(path, &p)?, root))
+}
+
+/// A value as printed in a cell.
+pub fn show_value(v: &Value) -> String {
+    show(v)
+}
+
 /// Renders a template against an object (or a `List`).
 pub fn render(template: &str, root: &Value) -> Result<String, JsonPathError> {
     let nodes = parse(template)?;

@@ -264,11 +264,24 @@ async fn describe_pod_without_a_name_describes_every_pod_for_grep() {
         ]
     );
     assert!(out.stdout.contains("Name:         a\n"), "{}", out.stdout);
-    assert!(
-        out.stdout.contains("Events:       <none>\n") || out.stdout.contains("Events:"),
-        "{}",
-        out.stdout
+    let cols = c
+        .corral(&[
+            "get",
+            "pods",
+            "-o",
+            "custom-columns=NAME:.metadata.name,IMAGE:.spec.containers[*].image,IP:.status.podIP",
+        ])
+        .await;
+    assert_eq!(
+        cols.ok(),
+        "NAME   IMAGE                        IP\na      fedek3/workshop-uns:v0.2.0   10.42.0.5\nb      fedek3/workshop-uns:v0.3.0   10.42.0.5\n"
     );
+    let no_events = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Events:") && l.ends_with("<none>"))
+        .count();
+    assert_eq!(no_events, 2, "{}", out.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,44 @@ pub enum Output {
     Json,
     Name,
     JsonPath(String),
+    /// `custom-columns=HEADER:PATH,...`
+    CustomColumns(Vec<(String, String)>),
+}
+
+/// Parses `NAME:.metadata.name,IMAGE:.spec.containers[*].image`.
+pub fn parse_custom_columns(spec: &str) -> Result<Vec<(String, String)>> {
+    let mut cols = Vec::new();
+    for part in spec.split(',').filter(|p| !p.is_empty()) {
+        let Some((header, path)) = part.split_once(':') else {
+            return Err(local(format!(
+                "custom-columns format must be HEADER:PATH[,HEADER:PATH...], got {part:?}"
+            )));
+        };
+        // Checked now, so a bad path fails before anything is fetched.
+        crate::jsonpath::values(path, &Value::Null).map_err(local)?;
+        cols.push((header.to_string(), path.to_string()));
+    }
+    if cols.is_empty() {
+        return Err(local("custom-columns format must name at least one column"));
+    }
+    Ok(cols)
+}
+
+/// One custom-columns row: values joined by commas, `<none>` when nothing matches.
+pub fn custom_row(cols: &[(String, String)], obj: &Value) -> Vec<String> {
+    cols.iter()
+        .map(|(_, path)| {
+            let vals = crate::jsonpath::values(path, obj).unwrap_or_default();
+            if vals.is_empty() {
+                "<none>".to_string()
+            } else {
+                vals.iter()
+                    .map(crate::jsonpath::show_value)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+        })
+        .collect()
 }
 
 pub fn parse_output(o: Option<&str>) -> Result<Output> {
@@ -31,9 +69,10 @@ pub fn parse_output(o: Option<&str>) -> Result<Output> {
         Some("name") => Output::Name,
         Some(other) => match other.split_once('=') {
             Some(("jsonpath", t)) => Output::JsonPath(t.to_string()),
+            Some(("custom-columns", spec)) => Output::CustomColumns(parse_custom_columns(spec)?),
             _ => {
                 return Err(local(format!(
-                    "unable to match a printer suitable for the output format {other:?}, allowed formats are: json,jsonpath,name,wide,yaml"
+                    "unable to match a printer suitable for the output format {other:?}, allowed formats are: custom-columns,json,jsonpath,name,wide,yaml"
                 )))
             }
         },
@@ -167,6 +206,13 @@ pub async fn run(ctx: &Ctx, a: &GetArgs) -> Result<()> {
                 out(&table.render(!a.no_headers))?;
             }
         }
+        Output::CustomColumns(cols) => {
+            let mut t = printers::Table::new(cols.iter().map(|(h, _)| h.clone()));
+            for f in &fetched {
+                t.rows.extend(f.objects.iter().map(|o| custom_row(cols, o)));
+            }
+            out(&t.render(!a.no_headers))?;
+        }
         Output::Name => {
             for f in &fetched {
                 for o in &f.objects {
@@ -244,7 +290,10 @@ async fn watch(ctx: &Ctx, a: &GetArgs, targets: &Targets, output: &Output) -> Re
         with_kind: a.show_kind,
         now: now(),
     };
-    let header = printers::headers(info, &opts);
+    let header = match output {
+        Output::CustomColumns(cols) => cols.iter().map(|(h, _)| h.clone()).collect(),
+        _ => printers::headers(info, &opts),
+    };
     let mut widths = Widths::default();
     let mut header_printed = false;
 
@@ -269,7 +318,13 @@ async fn watch(ctx: &Ctx, a: &GetArgs, targets: &Targets, output: &Output) -> Re
         if objects.is_empty() {
             errln(&no_resources(info.namespaced, &ns));
         } else {
-            let table = printers::table(info, &objects, &opts).map_err(local)?;
+            let table = match output {
+                Output::CustomColumns(cols) => printers::Table {
+                    header: header.clone(),
+                    rows: objects.iter().map(|o| custom_row(cols, o)).collect(),
+                },
+                _ => printers::table(info, &objects, &opts).map_err(local)?,
+            };
             widths = table.widths(!a.no_headers);
             out(&table.render(!a.no_headers))?;
             header_printed = true;
@@ -305,12 +360,17 @@ async fn watch(ctx: &Ctx, a: &GetArgs, targets: &Targets, output: &Output) -> Re
             };
             rv = rv.max(corral_api::object::resource_version(&obj));
             let line = match output {
-                Output::Table | Output::Wide => {
-                    let opts = PrintOptions {
-                        now: now(),
-                        ..opts.clone()
+                Output::Table | Output::Wide | Output::CustomColumns(_) => {
+                    let cells = match output {
+                        Output::CustomColumns(cols) => custom_row(cols, &obj),
+                        _ => {
+                            let opts = PrintOptions {
+                                now: now(),
+                                ..opts.clone()
+                            };
+                            printers::row(info, &obj, &opts).map_err(local)?
+                        }
                     };
-                    let cells = printers::row(info, &obj, &opts).map_err(local)?;
                     let mut text = String::new();
                     if !header_printed && !a.no_headers {
                         widths.fit(&header);
@@ -342,9 +402,23 @@ mod tests {
             parse_output(Some("jsonpath={.metadata.name}")).unwrap(),
             Output::JsonPath("{.metadata.name}".into())
         );
+        let cols = parse_output(Some(
+            "custom-columns=NAME:.metadata.name,IMAGES:spec.containers[*].image",
+        ))
+        .unwrap();
+        let Output::CustomColumns(cols) = cols else {
+            panic!("{cols:?}")
+        };
+        let pod = serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"image": "a"}, {"image": "b"}]}});
+        assert_eq!(custom_row(&cols, &pod), ["p", "a,b"]);
+        assert_eq!(
+            custom_row(&[("X".into(), ".status.podIP".into())], &pod),
+            ["<none>"]
+        );
+        assert!(parse_output(Some("custom-columns=NAME")).is_err());
         let err = parse_output(Some("xml")).unwrap_err().to_string();
         assert!(
-            err.contains("allowed formats are: json,jsonpath,name,wide,yaml"),
+            err.contains("allowed formats are: custom-columns,json,jsonpath,name,wide,yaml"),
             "{err}"
         );
     }
