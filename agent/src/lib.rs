@@ -38,6 +38,7 @@ pub struct Config {
     pub netns_dir: PathBuf,
     pub bridge: String,
     pub max_pods: u32,
+    pub registries: runtime::containerd::Registries,
     pub backoff: BackoffPolicy,
     pub lease_every: Duration,
     pub status_every: Duration,
@@ -96,7 +97,8 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
             &cfg.snapshotter,
             cfg.data_dir.join("tmp"),
         )
-        .await?,
+        .await?
+        .with_registries(cfg.registries.clone()),
     );
     if let Some(dir) = &cfg.images_dir {
         import_images_dir(runtime.as_ref(), dir).await;

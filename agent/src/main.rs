@@ -46,6 +46,12 @@ struct Args {
     bridge: String,
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// Registry `host[:port]` pulled from over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Only pull from these registries `host[:port]` (repeatable; default: any).
+    #[arg(long = "allowed-registry")]
+    allowed_registries: Vec<String>,
     /// First container restart back-off in seconds (Kubernetes: 10).
     #[arg(long, default_value_t = 10.0)]
     backoff_initial: f64,
@@ -90,6 +96,10 @@ async fn main() -> anyhow::Result<()> {
         netns_dir: a.netns_dir,
         bridge: a.bridge,
         max_pods: a.max_pods,
+        registries: corral_agent::runtime::containerd::Registries {
+            insecure: a.insecure_registries,
+            allowed: a.allowed_registries,
+        },
         backoff: corral_agent::pod::state::BackoffPolicy {
             initial: Duration::from_secs_f64(a.backoff_initial),
             max: Duration::from_secs_f64(a.backoff_max),

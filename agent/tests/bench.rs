@@ -126,6 +126,9 @@ async fn startup_latency_against_raw_containerd() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = rss_kib(c.agent.as_ref().unwrap().id());
 
+    if std::env::var_os("CORRAL_BENCH_AGENT_LOG").is_some() {
+        println!("{}", c.agent_log());
+    }
     println!("pod startup latency, {SAMPLES} sequential pods, image present");
     println!(
         "  raw containerd (create+start): p50 {:.1} ms  p99 {:.1} ms",

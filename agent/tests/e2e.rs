@@ -243,6 +243,7 @@ async fn unknown_image_gives_err_image_pull_then_image_pull_back_off() {
         .clone()
         .unwrap();
     assert!(msg.contains("corral-test/does-not-exist:v9"), "{msg}");
+    assert!(msg.contains("allowed registries"), "{msg}");
     c.wait_pod("ghost", "ImagePullBackOff", |p| {
         waiting_reason(p).as_deref() == Some("ImagePullBackOff")
     })
@@ -312,4 +313,104 @@ async fn agent_restart_keeps_pods_running_with_restart_count_unchanged() {
         app_status(&before).unwrap().container_id
     );
     assert_eq!(rt.list().await.unwrap().len(), 1);
+}
+
+/// A `docker-registry` on loopback with its storage in a temp dir; killed on drop.
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Option<Self> {
+        if !std::path::Path::new("/usr/bin/docker-registry").exists() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "registry did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_pulled_from_a_local_registry_runs() {
+    skip_unless_runnable!();
+    let Some(reg) = Registry::start() else {
+        eprintln!("SKIPPED: docker-registry is not installed");
+        return;
+    };
+    let image = format!("{}/corral/pulled:v1", reg.addr);
+    let pushed = std::process::Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+        .arg(format!(
+            "oci-archive:{}",
+            common::image_archive("docker.io/fedek3/workshop-uns:v0.3.0").display()
+        ))
+        .arg(format!("docker://{image}"))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        pushed.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+
+    let c = Cluster::start_with(vec!["--insecure-registry".into(), reg.addr.clone()]).await;
+    c.create_pod("pulled", &image, None).await;
+    let p = c
+        .wait_pod("pulled", "Running", |p| phase(p) == "Running")
+        .await;
+    let ip = p.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let start = Instant::now();
+    loop {
+        match http_get(&ip, 80) {
+            Ok(b) if b.contains("version: v0.3.0") => break,
+            other => {
+                assert!(start.elapsed() < DEADLINE, "no answer from {ip}: {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(app_status(&p).unwrap().image_id.starts_with("sha256:"));
 }

@@ -424,7 +424,18 @@ impl Worker {
                         .iter()
                         .map(|c| self.create_attempt(c, netns.clone(), None)),
                 );
-                let (net, created) = tokio::join!(self.setup_sandbox(), creates);
+                let t0 = std::time::Instant::now();
+                let net = async {
+                    let r = self.setup_sandbox().await;
+                    debug!(ms = t0.elapsed().as_millis() as u64, "sandbox ready");
+                    r
+                };
+                let creates = async {
+                    let r = creates.await;
+                    debug!(ms = t0.elapsed().as_millis() as u64, "containers created");
+                    r
+                };
+                let (net, created) = tokio::join!(net, creates);
                 (net, Some(created))
             } else {
                 (self.setup_sandbox().await, None)
@@ -737,7 +748,7 @@ impl Worker {
                 },
             );
         }
-        info!(container = %c.name, %id, attempt, "container started");
+        info!(container = %c.name, %id, attempt, start_ms = (Timestamp::now().duration_since(started_at).as_millis()) as u64, "container started");
         let rec = self.records.entry(c.name.clone()).or_default();
         // The exited attempt becomes lastState; the one before it is removed.
         let stale = rec.last.as_ref().map(|t| t.container_id.clone());
@@ -781,7 +792,7 @@ impl Worker {
         pod.status = Some(status.clone());
         match self.ctx.client.update_status(&pod).await {
             Ok(_) => {
-                debug!(phase = ?status.phase, "status posted");
+                debug!(phase = ?status.phase, since_start = ?self.start_time.map(|t| Timestamp::now().duration_since(t)), "status posted");
                 self.last_posted = Some(status);
             }
             Err(e) if e.is_not_found() => {}

@@ -39,6 +39,16 @@ pub struct Containerd {
     pub(crate) tmp_dir: PathBuf,
     /// manifest digest → (config, chain id of the top layer)
     image_cache: Arc<Mutex<HashMap<String, (ImageInfo, String)>>>,
+    pub(crate) registries: Registries,
+}
+
+/// Which registries pulls may reach, and which of them speak plain HTTP.
+#[derive(Debug, Clone, Default)]
+pub struct Registries {
+    /// `host[:port]` reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// When non-empty, only these `host[:port]` are pulled from.
+    pub allowed: Vec<String>,
 }
 
 impl Containerd {
@@ -61,7 +71,13 @@ impl Containerd {
             snapshotter: snapshotter.to_string(),
             tmp_dir,
             image_cache: Default::default(),
+            registries: Registries::default(),
         })
+    }
+
+    pub fn with_registries(mut self, registries: Registries) -> Self {
+        self.registries = registries;
+        self
     }
 
     /// The gRPC channel to containerd, for callers that need another service.

@@ -25,6 +25,8 @@ pub struct Cluster {
     bridge: String,
     pub cidr: String,
     pub client: Client,
+    /// Extra flags for the agent.
+    pub agent_args: Vec<String>,
 }
 
 fn ip(args: &[&str]) -> bool {
@@ -39,6 +41,10 @@ fn ip(args: &[&str]) -> bool {
 
 impl Cluster {
     pub async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    pub async fn start_with(agent_args: Vec<String>) -> Self {
         let ctd = super::ContainerdFixture::start();
         let dir = tempfile::Builder::new()
             .prefix("e2e")
@@ -70,6 +76,7 @@ impl Cluster {
             bridge,
             cidr,
             client,
+            agent_args,
         };
         c.start_agent();
         c.wait_node_ready().await;
@@ -97,6 +104,9 @@ impl Cluster {
             .arg("--images-dir")
             .arg(super::images_dir())
             .args(["--backoff-initial", "1", "--backoff-max", "4"])
+            // Pulls never leave the machine: only loopback registries are allowed.
+            .args(["--allowed-registry", "127.0.0.1"])
+            .args(&self.agent_args)
             .env("RUST_LOG", "info,corral_agent=debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
