@@ -27,7 +27,7 @@ enum State {
     },
     Watching {
         rv: i64,
-        stream: tonic::codec::Streaming<pb::WatchEvent>,
+        stream: Box<tonic::codec::Streaming<pb::WatchEvent>>,
     },
 }
 
@@ -118,7 +118,12 @@ impl<K: Object> Reflector<K> {
             },
             State::InitWatch { rv } => {
                 match self.watch(rv).await {
-                    Ok(stream) => self.state = State::Watching { rv, stream },
+                    Ok(stream) => {
+                        self.state = State::Watching {
+                            rv,
+                            stream: Box::new(stream),
+                        }
+                    }
                     Err(e) if e.is_gone() => {}
                     Err(e) => {
                         tracing::warn!(kind, error = %e, "watch failed");
