@@ -414,3 +414,100 @@ async fn image_pulled_from_a_local_registry_runs() {
     }
     assert!(app_status(&p).unwrap().image_id.starts_with("sha256:"));
 }
+
+async fn read_logs(c: &Cluster, req: corral_proto::LogsRequest) -> Result<String, tonic::Status> {
+    let mut stream = c.client.raw().logs(req).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        out.extend(chunk.data);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_travel_through_the_agent_tunnel_with_tail_previous_and_follow() {
+    skip_unless_runnable!();
+    let c = Cluster::start().await;
+    c.create_pod(
+        "talk",
+        "corral-test/sleeper:v1",
+        Some(vec!["sh", "-c", "echo one; echo two; echo three; exit 1"]),
+    )
+    .await;
+    c.wait_pod("talk", "a restart", |p| {
+        app_status(p).is_some_and(|s| s.restart_count >= 1)
+    })
+    .await;
+    let req = |previous: bool, tail: i64| corral_proto::LogsRequest {
+        namespace: "default".into(),
+        pod: "talk".into(),
+        container: String::new(),
+        follow: false,
+        previous,
+        tail_lines: tail,
+    };
+    // The tunnel may still be connecting right after start.
+    let start = Instant::now();
+    let all = loop {
+        match read_logs(&c, req(false, -1)).await {
+            Ok(s) if s.contains("three") => break s,
+            other => {
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "logs: {other:?}\n{}",
+                    c.agent_log()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(all, "one\ntwo\nthree\n");
+    assert_eq!(read_logs(&c, req(false, 1)).await.unwrap(), "three\n");
+    assert_eq!(read_logs(&c, req(true, 2)).await.unwrap(), "two\nthree\n");
+    let err = read_logs(
+        &c,
+        corral_proto::LogsRequest {
+            container: "nope".into(),
+            ..req(false, -1)
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.message().contains("nope"), "{err:?}");
+
+    // Follow: new output arrives on an open stream.
+    c.create_pod(
+        "ticker",
+        "corral-test/sleeper:v1",
+        Some(vec![
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+        ]),
+    )
+    .await;
+    c.wait_pod("ticker", "Running", |p| phase(p) == "Running")
+        .await;
+    let mut stream = c
+        .client
+        .raw()
+        .logs(corral_proto::LogsRequest {
+            pod: "ticker".into(),
+            follow: true,
+            ..req(false, -1)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = String::new();
+    let followed = tokio::time::timeout(DEADLINE, async {
+        while let Some(chunk) = stream.message().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk.data));
+            if seen.contains("tick 8") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(followed.is_ok(), "follow saw only {seen:?}");
+}
