@@ -128,6 +128,9 @@ pub struct GetArgs {
     /// Print names as kind/name.
     #[arg(long)]
     pub show_kind: bool,
+    /// Sort by the value at a JSONPath (`.metadata.creationTimestamp`, `.lastTimestamp`).
+    #[arg(long)]
+    pub sort_by: Option<String>,
 }
 
 #[derive(Debug, Args)]

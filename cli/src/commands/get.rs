@@ -24,6 +24,25 @@ pub enum Output {
     CustomColumns(Vec<(String, String)>),
 }
 
+/// `--sort-by`: numbers compare as numbers, everything else as text; missing values first.
+pub fn sort_by_path(objects: &mut [Value], path: &str) {
+    let key = |o: &Value| {
+        crate::jsonpath::values(path, o)
+            .ok()
+            .and_then(|v| v.into_iter().next())
+    };
+    objects.sort_by(|a, b| match (key(a), key(b)) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal),
+        (x, y) => {
+            let text = |v: Option<Value>| v.map(|v| crate::jsonpath::show_value(&v));
+            text(x).cmp(&text(y))
+        }
+    });
+}
+
 /// Parses `NAME:.metadata.name,IMAGE:.spec.containers[*].image`.
 pub fn parse_custom_columns(spec: &str) -> Result<Vec<(String, String)>> {
     let mut cols = Vec::new();
@@ -166,6 +185,12 @@ pub async fn run(ctx: &Ctx, a: &GetArgs) -> Result<()> {
         }
     }
 
+    if let Some(path) = &a.sort_by {
+        crate::jsonpath::values(path, &Value::Null).map_err(local)?;
+        for f in &mut fetched {
+            sort_by_path(&mut f.objects, path);
+        }
+    }
     let total: usize = fetched.iter().map(|f| f.objects.len()).sum();
     if total == 0 && !by_name {
         if matches!(output, Output::Yaml | Output::Json) {
@@ -416,6 +441,25 @@ mod tests {
             ["<none>"]
         );
         assert!(parse_output(Some("custom-columns=NAME")).is_err());
+        let mut objs = vec![
+            serde_json::json!({"n": "b", "c": 10}),
+            serde_json::json!({"n": "a", "c": 9}),
+            serde_json::json!({"n": "c"}),
+        ];
+        sort_by_path(&mut objs, ".c");
+        assert_eq!(
+            objs.iter()
+                .map(|o| o["n"].as_str().unwrap())
+                .collect::<String>(),
+            "cab"
+        );
+        sort_by_path(&mut objs, "{.n}");
+        assert_eq!(
+            objs.iter()
+                .map(|o| o["n"].as_str().unwrap())
+                .collect::<String>(),
+            "abc"
+        );
         let err = parse_output(Some("xml")).unwrap_err().to_string();
         assert!(
             err.contains("allowed formats are: custom-columns,json,jsonpath,name,wide,yaml"),
