@@ -32,9 +32,17 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         services.on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
     }
     {
-        // Someone else editing or deleting an Endpoints we manage gets it repaired.
+        // Someone else editing or deleting an Endpoints of a Service gets it repaired; an
+        // Endpoints without a Service (written by hand, maybe before its selector-less
+        // Service) is not ours to delete. Deleted Services are queued by their own event.
         let q = queue.clone();
-        endpoints.on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
+        let svcs = services.clone();
+        endpoints.on_change(move |c| {
+            let key = ObjectKey::of(c.object().as_ref());
+            if svcs.get(&key).is_some() {
+                q.add(key);
+            }
+        });
     }
     {
         let q = queue.clone();
@@ -376,7 +384,7 @@ mod tests {
                 namespace: Some("default".into()),
                 uid: Some(format!("uid-{}", p.name)),
                 labels: Some(labels(p.labels)),
-                deletion_timestamp: p.terminating.then(|| Time(jiff::Timestamp::UNIX_EPOCH)),
+                deletion_timestamp: p.terminating.then_some(Time(jiff::Timestamp::UNIX_EPOCH)),
                 ..Default::default()
             },
             spec: Some(PodSpec {
@@ -573,13 +581,14 @@ mod tests {
         // The server may hand back empty lists where the plan has none.
         let mut stored_empty = plan(&svc, &[]).unwrap();
         stored_empty.subsets = Some(vec![]);
-        let cases: Vec<(
-            &str,
+        type Case<'a> = (
+            &'a str,
             bool,
             Option<Endpoints>,
-            Option<&Endpoints>,
-            Option<&str>,
-        )> = vec![
+            Option<&'a Endpoints>,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "missing is created",
                 true,

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use corral_api::k8s::api::core::v1::{
-    Container, ContainerPort, Endpoints, Pod, PodCondition, PodSpec, PodStatus, Service,
-    ServicePort, ServiceSpec,
+    Container, ContainerPort, EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Pod,
+    PodCondition, PodSpec, PodStatus, Service, ServicePort, ServiceSpec,
 };
 use corral_api::k8s::apimachinery::pkg::util::intstr::IntOrString;
 use corral_api::{Client, DeleteOptions, WatchEvent};
@@ -217,7 +217,7 @@ async fn endpoints_follow_matching_pods_and_their_readiness() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endpoints_removed_by_hand_are_recreated() {
+async fn endpoints_removed_by_hand_are_recreated_and_hand_written_ones_left_alone() {
     let c = start(Default::default()).await;
     let client = c.client.clone();
     pod(&client, "front-a", FRONTEND, "10.42.0.2", true).await;
@@ -238,4 +238,44 @@ async fn endpoints_removed_by_hand_are_recreated() {
     .await;
     let (r1, r2): (i64, i64) = (first.3.parse().unwrap(), again.3.parse().unwrap());
     assert!(r2 > r1, "a recreated object has a newer revision");
+
+    // Endpoints written by hand without a Service are left alone, and so are those of a
+    // Service without selector.
+    let mut manual = Endpoints {
+        metadata: meta("default", "external-db"),
+        subsets: Some(vec![EndpointSubset {
+            addresses: Some(vec![EndpointAddress {
+                ip: "192.168.1.10".into(),
+                ..Default::default()
+            }]),
+            ports: Some(vec![EndpointPort {
+                port: 5432,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }]),
+    };
+    manual = client.create(&manual).await.unwrap();
+    let mut no_selector = service();
+    no_selector.metadata = meta("default", "external-db");
+    no_selector.spec.as_mut().unwrap().selector = None;
+    client.create(&no_selector).await.unwrap();
+    // A later change the controller does make proves it has processed the events above.
+    client
+        .delete::<Pod>("default", "front-a", DeleteOptions::default())
+        .await
+        .unwrap();
+    eventually(10, "front-a removed", || {
+        let client = client.clone();
+        async move { summary(&client).await.filter(|s| s.0.is_empty()) }
+    })
+    .await;
+    let still = client
+        .get::<Endpoints>("default", "external-db")
+        .await
+        .unwrap();
+    assert_eq!(
+        still.metadata.resource_version,
+        manual.metadata.resource_version
+    );
 }
