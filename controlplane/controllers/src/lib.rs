@@ -21,6 +21,7 @@ pub mod pods;
 pub mod queue;
 pub mod replicaset;
 pub mod scheduling;
+pub mod statefulset;
 pub mod util;
 
 #[cfg(test)]
@@ -157,6 +158,9 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     }
     if ctx.config.enabled("daemonset") {
         handles.extend(daemonset::start(ctx.clone()));
+    }
+    if ctx.config.enabled("statefulset") {
+        handles.extend(statefulset::start(ctx.clone()));
     }
     if ctx.config.enabled("nodelifecycle") {
         handles.extend(nodelifecycle::start(ctx.clone()));
