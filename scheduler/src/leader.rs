@@ -63,7 +63,7 @@ impl LeaderElector {
 
     /// Campaigns, then renews; `tx` carries whether we lead. Returns only when leadership
     /// was held and then lost (the caller should stop, as kube-scheduler exits).
-    pub async fn run(mut self, tx: watch::Sender<bool>) -> Error {
+    pub async fn run(&mut self, tx: watch::Sender<bool>) -> Error {
         let mut leading = false;
         let mut last_renew = Instant::now();
         loop {
@@ -174,6 +174,33 @@ impl LeaderElector {
                 Ok(Ok(()))
             }
             Err(e) if e.is_conflict() => Ok(Err(holder)),
+            Err(e) => Err(Error::api(what(), e)),
+        }
+    }
+
+    /// Gives the lease up if we hold it, so a standby takes over at once instead of after a
+    /// lease duration (client-go's ReleaseOnCancel).
+    pub async fn release(&self) -> Result<()> {
+        let c = &self.config;
+        let what = || format!("lease {}/{}", c.namespace, c.name);
+        let Some(mut lease) = self
+            .client
+            .get_opt::<Lease>(&c.namespace, &c.name)
+            .await
+            .map_err(|e| Error::api(what(), e))?
+        else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        if spec.holder_identity.as_deref() != Some(c.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+        match self.client.update(&lease).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_conflict() => Ok(()),
             Err(e) => Err(Error::api(what(), e)),
         }
     }

@@ -58,6 +58,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     metrics: Arc<Metrics>,
+    recorder: Arc<Recorder>,
     wake: Notify,
     scheduler_names: Vec<String>,
 }
@@ -92,6 +93,7 @@ impl Scheduler {
             }),
             wake: Notify::new(),
             metrics: metrics.clone(),
+            recorder: Recorder::new(client.clone(), &config.identity),
             scheduler_names: config.scheduler_names.clone(),
         });
         Scheduler {
@@ -126,7 +128,7 @@ impl Scheduler {
         });
         let _tasks = Tasks(vec![node_task, pod_task]);
 
-        let recorder = Recorder::new(self.client.clone(), &self.config.identity);
+        let recorder = self.shared.recorder.clone();
         let binds = Arc::new(Semaphore::new(self.config.max_binds_in_flight.max(1)));
         let mut algorithm = Algorithm::new(
             Framework::default(),
@@ -336,6 +338,7 @@ impl Shared {
                 }
             }
             Event::Deleted(info) => {
+                self.recorder.forget(&info.uid);
                 st.queue.remove(&info.uid);
                 freed = st.cache.remove_pod(&info.uid);
             }

@@ -121,7 +121,7 @@ fn candidate(c: &Cluster, identity: &str) -> (Aborting, Arc<corral_scheduler::me
     );
     let metrics = s.metrics();
     let (tx, rx) = watch::channel(false);
-    let e = elector(c, identity);
+    let mut e = elector(c, identity);
     let task = tokio::spawn(async move {
         tokio::select! {
             _ = s.run(rx) => {}
@@ -185,4 +185,21 @@ async fn two_candidates_racing_for_a_free_lease_elect_exactly_one() {
         assert!(winner.try_acquire_or_renew().await.unwrap().is_ok());
         assert!(loser.try_acquire_or_renew().await.unwrap().is_err());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_is_taken_over_at_once() {
+    let c = cluster().await;
+    let mut a = elector(&c, "a");
+    let mut b = elector(&c, "b");
+    assert!(a.try_acquire_or_renew().await.unwrap().is_ok());
+    assert!(b.try_acquire_or_renew().await.unwrap().is_err());
+    a.release().await.unwrap();
+    assert!(b.try_acquire_or_renew().await.unwrap().is_ok());
+    let l: Lease = c
+        .client
+        .get("kube-system", "corral-scheduler")
+        .await
+        .unwrap();
+    assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("b"));
 }

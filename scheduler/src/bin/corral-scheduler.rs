@@ -55,12 +55,18 @@ async fn main() -> anyhow::Result<()> {
     let run = scheduler.run(rx);
     tokio::pin!(run);
     let outcome = if args.leader_elect {
-        let elector = LeaderElector::new(client, LeaderConfig::new(&identity));
-        tokio::select! {
+        let mut elector = LeaderElector::new(client, LeaderConfig::new(&identity));
+        let outcome = tokio::select! {
             _ = &mut run => Ok(()),
             lost = elector.run(tx) => Err(anyhow::Error::new(lost)),
             _ = tokio::signal::ctrl_c() => Ok(()),
+        };
+        if outcome.is_ok() {
+            if let Err(e) = elector.release().await {
+                tracing::warn!(error = %e, "releasing the lease");
+            }
         }
+        outcome
     } else {
         tokio::select! {
             _ = &mut run => Ok(()),
