@@ -34,7 +34,7 @@ corral get ingress
 
 echo "==> the page through the Ingress (Host: mi-app.com), on every node"
 for ip in $(corral get nodes -o jsonpath='{.items[*].status.addresses[0].address}'); do
-  for i in 1 2; do
+  for i in 1 2 3; do
     page=$(curl -fsS --max-time 5 -H 'Host: mi-app.com' "http://$ip/" || echo "(no answer)")
     echo "node $ip: $(echo "$page" | tr -s ' \n' ' ' | sed -e 's/<[^>]*>/ /g' | tr -s ' ' | cut -c1-120)"
   done
