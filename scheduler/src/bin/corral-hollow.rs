@@ -27,6 +27,11 @@ struct Args {
     /// API calls in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// How often each node renews its Lease. Must stay well under the control plane's
+    /// --node-monitor-grace-seconds (4 s by default); for thousands of nodes raise both, as
+    /// kubemark does (10 s renewals, 40 s grace), or lease renewals dominate the API load.
+    #[arg(long, default_value_t = 2000)]
+    lease_renew_ms: u64,
 }
 
 #[tokio::main]
@@ -48,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
             memory: args.memory,
             pods: args.pods,
             concurrency: args.concurrency,
+            lease_renew: std::time::Duration::from_millis(args.lease_renew_ms.max(100)),
             ..Default::default()
         },
     );
