@@ -90,6 +90,8 @@ struct Hollow {
     bound_at: Mutex<BTreeMap<String, Instant>>,
     ready_at: Mutex<BTreeMap<String, Instant>>,
     created_at: Mutex<BTreeMap<String, Instant>>,
+    /// When each node's lease was last renewed.
+    renewed_at: Mutex<BTreeMap<String, Instant>>,
     binding: AtomicBool,
 }
 
@@ -242,6 +244,7 @@ async fn main() {
         bound_at: Mutex::new(BTreeMap::new()),
         ready_at: Mutex::new(BTreeMap::new()),
         created_at: Mutex::new(BTreeMap::new()),
+        renewed_at: Mutex::new(BTreeMap::new()),
         binding: AtomicBool::new(true),
     });
     tokio::spawn(hollow_nodes(client.clone(), hollow.clone()));
@@ -255,6 +258,7 @@ async fn main() {
                     let name = format!("hollow-{i}");
                     if !dead.contains(&name) {
                         renew(&client, &name).await;
+                        hollow.renewed_at.lock().insert(name, Instant::now());
                     }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -15,6 +15,7 @@ mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod informer;
+pub mod localpath;
 pub mod nodelifecycle;
 pub mod ops;
 pub mod pods;
@@ -38,10 +39,12 @@ pub struct Config {
     /// Default toleration seconds for `node.kubernetes.io/unreachable` / `not-ready` taints.
     pub pod_eviction_timeout: Duration,
     /// Controllers not to start, by name (`replicaset`, `deployment`, `daemonset`,
-    /// `statefulset`, `garbagecollector`, `nodelifecycle`).
+    /// `statefulset`, `garbagecollector`, `nodelifecycle`, `localpath`, `endpoints`).
     pub disabled: BTreeSet<String>,
     /// Parallel reconciles per controller.
     pub workers: usize,
+    /// Where the local-path provisioner puts volumes on nodes.
+    pub local_path_root: String,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             pod_eviction_timeout: Duration::from_secs(1),
             disabled: BTreeSet::new(),
             workers: 4,
+            local_path_root: "/var/lib/corral/storage".into(),
         }
     }
 }
@@ -144,6 +148,7 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
         nodes: informer::Store::new(),
         leases: informer::Store::new(),
         pvcs: informer::Store::new(),
+        pvs: informer::Store::new(),
     });
     let mut handles = Vec::new();
     // Handlers are registered before the informers start, so no event is missed.
@@ -162,6 +167,9 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     if ctx.config.enabled("statefulset") {
         handles.extend(statefulset::start(ctx.clone()));
     }
+    if ctx.config.enabled("localpath") {
+        handles.extend(localpath::start(ctx.clone()));
+    }
     if ctx.config.enabled("nodelifecycle") {
         handles.extend(nodelifecycle::start(ctx.clone()));
     }
@@ -177,6 +185,7 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     handles.push(run_informer(&ctx, &ctx.nodes));
     handles.push(run_informer(&ctx, &ctx.leases));
     handles.push(run_informer(&ctx, &ctx.pvcs));
+    handles.push(run_informer(&ctx, &ctx.pvs));
     handles
 }
 
@@ -202,4 +211,5 @@ pub struct Context {
     pub nodes: ops::Shared<k8s_openapi::api::core::v1::Node>,
     pub leases: ops::Shared<k8s_openapi::api::coordination::v1::Lease>,
     pub pvcs: ops::Shared<k8s_openapi::api::core::v1::PersistentVolumeClaim>,
+    pub pvs: ops::Shared<k8s_openapi::api::core::v1::PersistentVolume>,
 }

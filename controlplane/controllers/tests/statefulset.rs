@@ -8,8 +8,8 @@ use std::sync::Arc;
 use common::*;
 use corral_api::k8s::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use corral_api::k8s::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, PodSpec, PodTemplateSpec,
-    VolumeResourceRequirements,
+    Container, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, PodSpec,
+    PodTemplateSpec, VolumeResourceRequirements,
 };
 use corral_api::k8s::apimachinery::pkg::api::resource::Quantity;
 use corral_api::k8s::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -126,6 +126,48 @@ async fn ordered_ready_creates_pods_in_order_with_their_claims_and_keeps_identit
         .collect();
     names.sort();
     assert_eq!(names, vec!["data-db-0", "data-db-1", "data-db-2"]);
+    // The local-path provisioner binds each claim to a hostPath volume on the pod's node.
+    let volumes = eventually(10, "claims bound", || async {
+        let claims = c
+            .client
+            .list::<PersistentVolumeClaim>("default", &ListParams::default())
+            .await
+            .ok()?
+            .0;
+        let bound = claims
+            .iter()
+            .all(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"));
+        let pvs = c
+            .client
+            .list::<PersistentVolume>("", &ListParams::default())
+            .await
+            .ok()?
+            .0;
+        (bound && pvs.len() == 3).then_some(pvs)
+    })
+    .await;
+    for pv in &volumes {
+        let spec = pv.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.host_path.as_ref().unwrap().type_.as_deref(),
+            Some("DirectoryOrCreate")
+        );
+        let term = &spec
+            .node_affinity
+            .as_ref()
+            .unwrap()
+            .required
+            .as_ref()
+            .unwrap()
+            .node_selector_terms[0];
+        assert_eq!(
+            term.match_expressions.as_ref().unwrap()[0]
+                .values
+                .as_ref()
+                .unwrap(),
+            &vec!["node-1".to_string()]
+        );
+    }
     let p1: Pod = c.client.get("default", "db-1").await.unwrap();
     let claim = p1
         .spec
