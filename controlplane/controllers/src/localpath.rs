@@ -268,12 +268,13 @@ mod tests {
     #[test]
     fn claims_are_provisioned_on_the_node_of_their_first_pod() {
         let root = "/var/lib/corral/storage";
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             Vec<Arc<PersistentVolumeClaim>>,
             Vec<Arc<Pod>>,
             Vec<String>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 "unused claim waits",
                 vec![claim("a", None, None)],
