@@ -185,9 +185,16 @@ async fn replica_set_adopts_matching_orphans_and_releases_relabelled_pods() {
     })
     .await;
     // Relabel the orphan: released (owner reference gone) and replaced.
-    let mut p: Pod = c.client.get("default", "orphan").await.unwrap();
-    p.metadata.labels = Some(labels(&[("app", "debug")]));
-    c.client.update(&p).await.unwrap();
+    // The simulated kubelet writes the pod too: retry on conflicts.
+    loop {
+        let mut p: Pod = c.client.get("default", "orphan").await.unwrap();
+        p.metadata.labels = Some(labels(&[("app", "debug")]));
+        match c.client.update(&p).await {
+            Ok(_) => break,
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
     eventually(10, "released and replaced", || async {
         let p: Pod = c.client.get("default", "orphan").await.ok()?;
         let released = p
@@ -213,10 +220,22 @@ async fn failed_pods_are_replaced_and_template_changes_only_affect_new_pods() {
     })
     .await;
     // Change the template: the running pod keeps its image.
-    let mut rs: ReplicaSet = c.client.get("default", "fail").await.unwrap();
-    rs.spec.as_mut().unwrap().template.as_mut().unwrap().spec =
-        Some(pod_spec("fedek3/workshop-uns:v0.3.0"));
-    c.client.update(&rs).await.unwrap();
+    loop {
+        let mut rs: ReplicaSet = c.client.get("default", "fail").await.unwrap();
+        rs.spec.as_mut().unwrap().template.as_mut().unwrap().spec =
+            Some(pod_spec("fedek3/workshop-uns:v0.3.0"));
+        match c.client.update(&rs).await {
+            Ok(_) => break,
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Wait until the controller has seen the new template before the pod fails.
+    eventually(10, "new template observed", || async {
+        let rs: ReplicaSet = c.client.get("default", "fail").await.ok()?;
+        (rs.status?.observed_generation == rs.metadata.generation).then_some(())
+    })
+    .await;
     let mut failed = first.clone();
     failed.status.as_mut().unwrap().phase = Some("Failed".into());
     failed.metadata.resource_version = None;
