@@ -69,15 +69,27 @@ fn watch_event(
     fields: &FieldSelector,
 ) -> Option<pb::WatchEvent> {
     use pb::watch_event::Type;
+    let filtered = !labels.is_everything() || !fields.is_everything();
+    if !filtered {
+        // The common case (informers): no parse, the revision is spliced into the stored bytes.
+        let typ = match (ev.kind, &ev.prev) {
+            (EventType::Delete, _) => Type::Deleted,
+            (EventType::Put, None) => Type::Added,
+            (EventType::Put, Some(_)) => Type::Modified,
+        };
+        return Some(pb::WatchEvent {
+            r#type: typ as i32,
+            object: registry::encode_kv(&ev.kv),
+            resource_version: ev.revision(),
+        });
+    }
     let cur = registry::decode_kv(&ev.kv);
     let matches = |v: &Value| labels.matches_object(v) && fields.matches(v);
-    let filtered = !labels.is_everything() || !fields.is_everything();
     let now = matches(&cur);
     let typ = match ev.kind {
         EventType::Delete => now.then_some(Type::Deleted),
         EventType::Put => match &ev.prev {
             None => now.then_some(Type::Added),
-            Some(_) if !filtered => Some(Type::Modified),
             Some(prev) => match (matches(&registry::decode_kv(prev)), now) {
                 (true, true) => Some(Type::Modified),
                 (false, true) => Some(Type::Added),
@@ -127,6 +139,13 @@ impl pb::api_server::Api for ApiService {
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
+        if labels.is_everything() && fields.is_everything() {
+            let (items, rev) = self.registry.list_raw(info, &req.namespace).await?;
+            return Ok(Response::new(pb::ListResponse {
+                items,
+                resource_version: rev,
+            }));
+        }
         let (items, rev) = self
             .registry
             .list(info, &req.namespace, &labels, &fields)

@@ -101,27 +101,102 @@ pub fn decode_kv(kv: &KeyValue) -> Value {
     v
 }
 
-fn encode(object: &Value) -> Vec<u8> {
-    let mut v = object.clone();
-    object::set_meta(&mut v, "resourceVersion", Value::Null);
-    serde_json::to_vec(&v).expect("JSON values serialize")
+/// The stored form: the object without its resourceVersion (the store's revision is it).
+fn encode(object: &mut Value) -> Vec<u8> {
+    object::set_meta(object, "resourceVersion", Value::Null);
+    serde_json::to_vec(object).expect("JSON values serialize")
 }
 
-/// The object without its resourceVersion, for "did anything change" comparisons.
-fn comparable(object: &Value) -> Value {
-    let mut v = object.clone();
-    object::set_meta(&mut v, "resourceVersion", Value::Null);
-    v
+/// Stamps the store's revision on an object that was just written.
+fn stamped(mut object: Value, kv: &KeyValue) -> Value {
+    object::set_meta(
+        &mut object,
+        "resourceVersion",
+        Value::from(kv.mod_revision.to_string()),
+    );
+    object
 }
 
-fn without(object: &Value, fields: &[&str]) -> Value {
-    let mut v = object.clone();
-    if let Some(m) = v.as_object_mut() {
-        for f in fields {
-            m.remove(*f);
+/// A stored value as Kubernetes JSON with its resourceVersion, without parsing it: the field
+/// is spliced in after the top-level `"metadata":{`. Falls back to a parse when the bytes do
+/// not have that shape.
+pub fn encode_kv(kv: &KeyValue) -> Vec<u8> {
+    match metadata_body_offset(&kv.value) {
+        Some(at) => {
+            let field = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
+            let empty = kv.value.get(at) == Some(&b'}');
+            let mut out = Vec::with_capacity(kv.value.len() + field.len() + 1);
+            out.extend_from_slice(&kv.value[..at]);
+            out.extend_from_slice(field.as_bytes());
+            if !empty {
+                out.push(b',');
+            }
+            out.extend_from_slice(&kv.value[at..]);
+            out
+        }
+        None => serde_json::to_vec(&decode_kv(kv)).expect("JSON values serialize"),
+    }
+}
+
+/// Offset just past the `{` that opens the top-level `metadata` object of compact JSON.
+fn metadata_body_offset(json: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_str, mut escaped, mut start) = (0usize, false, false, 0usize);
+    let mut i = 0;
+    while i < json.len() {
+        let c = json[i];
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_str = false;
+                if depth == 1 && &json[start..i] == b"metadata" && json.get(i + 1) == Some(&b':') {
+                    return (json.get(i + 2) == Some(&b'{')).then_some(i + 3);
+                }
+            }
+        } else {
+            match c {
+                b'"' => {
+                    in_str = true;
+                    start = i + 1;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth = depth.checked_sub(1)?,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Equal apart from the top-level fields in `skip` and `metadata.resourceVersion`, without
+/// copying either object.
+fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let keys = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| !skip.contains(&k.as_str()));
+    for k in keys {
+        let (x, y) = (a.get(k), b.get(k));
+        let equal = if k == "metadata" {
+            same_except(
+                x.unwrap_or(&Value::Null),
+                y.unwrap_or(&Value::Null),
+                &["resourceVersion"],
+            )
+        } else {
+            x == y
+        };
+        if !equal {
+            return false;
         }
     }
-    v
+    true
 }
 
 impl Registry {
@@ -185,6 +260,16 @@ impl Registry {
             .filter(|v| labels.matches_object(v) && fields.matches(v))
             .collect();
         Ok((items, rev))
+    }
+
+    /// Every object of a kind as Kubernetes JSON, without parsing them.
+    pub async fn list_raw(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+    ) -> Result<(Vec<Vec<u8>>, Revision)> {
+        let (kvs, rev) = self.store.list(&prefix(info, namespace)).await?;
+        Ok((kvs.iter().map(encode_kv).collect(), rev))
     }
 
     pub async fn watch(
@@ -330,12 +415,12 @@ impl Registry {
         }
         match self
             .store
-            .create(&key(info, &ns, &name), encode(&object))
+            .create(&key(info, &ns, &name), encode(&mut object))
             .await
         {
             Ok(kv) => {
                 debug!(resource = info.plural, namespace = %ns, name = %name, rev = kv.mod_revision, "created");
-                Ok(decode_kv(&kv))
+                Ok(stamped(object, &kv))
             }
             Err(StoreError::AlreadyExists { .. }) => Err(ApiError::AlreadyExists {
                 what: what(info, &name),
@@ -402,9 +487,7 @@ impl Registry {
                 return Err(conflict(info, name));
             }
             let mut updated = change(&current)?;
-            if without(&comparable(&updated), &["metadata", "status"])
-                != without(&comparable(&current), &["metadata", "status"])
-            {
+            if !same_except(&updated, &current, &["metadata", "status"]) {
                 let generation = current
                     .pointer("/metadata/generation")
                     .and_then(Value::as_i64)
@@ -413,21 +496,23 @@ impl Registry {
                     object::set_meta(&mut updated, "generation", Value::from(generation + 1));
                 }
             }
-            if comparable(&updated) == comparable(&current) {
+            if same_except(&updated, &current, &[]) {
                 return Ok(current);
             }
             if dry_run {
                 return Ok(updated);
             }
-            let result = if deletion_complete(info, &updated) {
+            let deleting = deletion_complete(info, &updated);
+            let result = if deleting {
                 self.store.delete(&key, Some(kv.mod_revision)).await
             } else {
                 self.store
-                    .update(&key, encode(&updated), kv.mod_revision)
+                    .update(&key, encode(&mut updated), kv.mod_revision)
                     .await
             };
             match result {
-                Ok(kv) => return Ok(decode_kv(&kv)),
+                Ok(kv) if deleting => return Ok(decode_kv(&kv)),
+                Ok(kv) => return Ok(stamped(updated, &kv)),
                 Err(StoreError::Conflict { .. }) if precondition == 0 => continue,
                 Err(StoreError::Conflict { .. }) => return Err(conflict(info, name)),
                 Err(StoreError::NotFound { .. }) => {
@@ -525,8 +610,9 @@ impl Registry {
             let result = match &plan {
                 DeletePlan::Remove => self.store.delete(&key, Some(kv.mod_revision)).await,
                 DeletePlan::Mark(updated) => {
+                    let mut updated = updated.clone();
                     self.store
-                        .update(&key, encode(updated), kv.mod_revision)
+                        .update(&key, encode(&mut updated), kv.mod_revision)
                         .await
                 }
                 DeletePlan::AlreadyMarked => return Ok((current, false)),
@@ -607,14 +693,17 @@ impl Registry {
         let before = std::sync::Mutex::new(None);
         let result = self
             .write_loop(info, &ns, &name, 0, dry_run, |current| {
-                *before.lock().expect("not poisoned") = Some(comparable(current));
+                *before.lock().expect("not poisoned") = Some(current.clone());
                 let merged = apply::merge(current, &object, &applied);
                 let admitted = self.admit(info, merged)?;
                 self.merge_main(info, current, &admitted)
             })
             .await?;
         let before = before.into_inner().expect("not poisoned");
-        let outcome = if before.as_ref() == Some(&comparable(&result)) {
+        let outcome = if before
+            .as_ref()
+            .is_some_and(|b| same_except(b, &result, &[]))
+        {
             Applied::Unchanged
         } else {
             Applied::Configured
@@ -873,4 +962,44 @@ pub fn set_condition(object: &mut Value, kind: &str, status: &str, reason: Optio
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resource_version_is_spliced_into_stored_json() {
+        let cases = [
+            (
+                r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{}}"#,
+                7,
+            ),
+            (r#"{"metadata":{},"kind":"X"}"#, 12),
+            (
+                r#"{"a":{"metadata":{"x":1}},"s":"\"metadata\":{","metadata":{"name":"q"}}"#,
+                3,
+            ),
+        ];
+        for (json, rev) in cases {
+            let kv = KeyValue {
+                key: "/k".into(),
+                value: json.as_bytes().into(),
+                create_revision: 1,
+                mod_revision: rev,
+            };
+            let spliced: Value = serde_json::from_slice(&encode_kv(&kv)).expect("valid JSON");
+            assert_eq!(spliced, decode_kv(&kv), "{json}");
+        }
+    }
+
+    #[test]
+    fn comparisons_ignore_only_the_resource_version_and_skipped_fields() {
+        let a = json!({"metadata": {"name": "a", "resourceVersion": "1"}, "spec": {"x": 1}, "status": {"y": 1}});
+        let b = json!({"metadata": {"name": "a", "resourceVersion": "2"}, "spec": {"x": 1}, "status": {"y": 2}});
+        assert!(!same_except(&a, &b, &[]));
+        assert!(same_except(&a, &b, &["status"]));
+        assert!(!same_except(
+            &a,
+            &json!({"metadata": {"name": "b"}, "spec": {"x": 1}}),
+            &["status"]
+        ));
+    }
+}

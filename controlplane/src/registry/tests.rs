@@ -1,1 +1,0 @@
-// Registry behaviour is covered over real gRPC in controlplane/tests/api.rs.
