@@ -15,6 +15,7 @@ mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod informer;
+pub mod leader;
 pub mod localpath;
 pub mod nodelifecycle;
 pub mod ops;
@@ -45,6 +46,10 @@ pub struct Config {
     pub workers: usize,
     /// Where the local-path provisioner puts volumes on nodes.
     pub local_path_root: String,
+    /// Run the controllers only while holding the leader Lease (several control planes).
+    pub leader_election: bool,
+    /// How long a leader's Lease lasts without renewal.
+    pub leader_lease: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +60,8 @@ impl Default for Config {
             disabled: BTreeSet::new(),
             workers: 4,
             local_path_root: "/var/lib/corral/storage".into(),
+            leader_election: true,
+            leader_lease: Duration::from_secs(8),
         }
     }
 }
@@ -133,8 +140,47 @@ where
         .collect()
 }
 
-/// Starts every controller against the API server reached by `client`.
+/// Aborts the tasks it holds when dropped (when the task owning it is aborted).
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Starts every controller against the API server reached by `client` — behind the leader
+/// election unless `config.leader_election` is off. Aborting the returned handles stops them.
 pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
+    if !config.leader_election {
+        return spawn_controllers(client, config);
+    }
+    vec![tokio::spawn(async move {
+        let election = leader::Election::new(client.clone(), config.leader_lease);
+        loop {
+            while !election.try_acquire_or_renew().await {
+                tokio::time::sleep(election.renew_every).await;
+            }
+            tracing::info!(identity = %election.identity, "became the controllers' leader");
+            let _running = AbortOnDrop(spawn_controllers(client.clone(), config.clone()));
+            let mut last_renewed = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(election.renew_every).await;
+                if election.try_acquire_or_renew().await {
+                    last_renewed = tokio::time::Instant::now();
+                } else if last_renewed.elapsed() >= election.duration * 3 / 4 {
+                    // Stop before anyone else may take the lease, so two never overlap.
+                    tracing::warn!(identity = %election.identity, "lost the leader lease, stopping the controllers");
+                    break;
+                }
+            }
+        }
+    })]
+}
+
+fn spawn_controllers(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     let ctx = Arc::new(Context {
         recorder: events::Recorder::new(client.clone(), "corral-controller-manager"),
         client,

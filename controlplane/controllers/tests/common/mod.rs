@@ -22,6 +22,7 @@ pub struct Cluster {
     pub nodes: Arc<Mutex<BTreeMap<String, NodeSim>>>,
     /// When false the simulated kubelets leave pods not ready.
     pub auto_ready: Arc<AtomicBool>,
+    controllers: Vec<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
@@ -34,7 +35,7 @@ pub struct NodeSim {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.controllers) {
             t.abort();
         }
     }
@@ -61,7 +62,8 @@ pub async fn start(config: corral_controllers::Config) -> Cluster {
     .await
     .unwrap();
     let client = Client::connect(&running.url()).await.unwrap();
-    let mut tasks = corral_controllers::spawn(client.clone(), config);
+    let controllers = corral_controllers::spawn(client.clone(), config);
+    let mut tasks = Vec::new();
     let nodes = Arc::new(Mutex::new(BTreeMap::new()));
     let auto_ready = Arc::new(AtomicBool::new(true));
     tasks.push(tokio::spawn(kubelets(
@@ -74,6 +76,7 @@ pub async fn start(config: corral_controllers::Config) -> Cluster {
         running,
         nodes,
         auto_ready,
+        controllers,
         tasks,
         _dir: dir,
     }
@@ -120,6 +123,13 @@ impl Cluster {
             .lock()
             .insert(name.to_string(), NodeSim::default());
         renew_lease(&self.client, name).await;
+    }
+
+    /// Stops the controllers this cluster started (another instance may take over).
+    pub fn stop_controllers(&mut self) {
+        for t in self.controllers.drain(..) {
+            t.abort();
+        }
     }
 
     pub fn kill_node(&self, name: &str) {
