@@ -5,6 +5,7 @@ pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod runtime;
 pub mod spec;
 pub mod testimages;

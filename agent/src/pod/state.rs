@@ -77,6 +77,10 @@ pub struct ContainerRecord {
     pub image_id: String,
     /// Consecutive image pull failures (ErrImagePull first, then ImagePullBackOff).
     pub pull_failures: u32,
+    /// Readiness probe result of the running attempt; `None` when it has no readiness probe.
+    pub probe_ready: Option<bool>,
+    /// Startup probe result of the running attempt; `None` when it has no startup probe.
+    pub probe_started: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +242,7 @@ pub fn container_status(
         }
     };
     let running = matches!(rec.current, Some(Current::Running { .. }));
+    let started = running && rec.probe_started.unwrap_or(true);
     ContainerStatus {
         name: name.to_string(),
         image: image.to_string(),
@@ -247,8 +252,8 @@ pub fn container_status(
             .as_ref()
             .filter(|_| rec.current.is_some())
             .map(|id| format!("containerd://{id}")),
-        ready: running,
-        started: Some(running),
+        ready: started && rec.probe_ready.unwrap_or(true),
+        started: Some(started),
         restart_count: rec.attempt as i32,
         state: Some(state),
         last_state: Some(last.unwrap_or_default()),

@@ -21,6 +21,8 @@ use crate::network::{HostPort, Network, PodNet, PodNetRequest};
 use crate::runtime::{self as rt, ContainerInfo, ContainerRuntime, CreateContainer, TaskState};
 use crate::spec;
 
+mod probes;
+
 /// Shared by every worker of the node.
 pub struct NodeContext {
     pub client: corral_api::Client,
@@ -72,6 +74,12 @@ pub enum Event {
     },
     /// The runtime's containers of this pod, from the periodic relist.
     Relist(Vec<ContainerInfo>),
+    /// A probe result of a container attempt changed.
+    Probe {
+        name: String,
+        id: String,
+        update: crate::probe::ProbeUpdate,
+    },
 }
 
 pub struct Worker {
@@ -86,6 +94,7 @@ pub struct Worker {
     last_posted: Option<PodStatus>,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
+    probers: probes::Probers,
 }
 
 const RESYNC: Duration = Duration::from_secs(10);
@@ -169,6 +178,7 @@ impl Worker {
             last_posted: None,
             events_tx: events_tx.clone(),
             events,
+            probers: probes::Probers::default(),
         };
         let name = format!(
             "{}/{}",
@@ -231,6 +241,9 @@ impl Worker {
                         started_at: label_time(&newest, rt::LABEL_STARTED_AT),
                     });
                     self.spawn_waiter(name.clone(), newest.id.clone());
+                    if let Some(c) = self.containers().into_iter().find(|c| c.name == name) {
+                        self.start_probers(&c, &newest.id);
+                    }
                 }
                 TaskState::Exited {
                     exit_code,
@@ -297,6 +310,7 @@ impl Worker {
     fn handle(&mut self, ev: Event) {
         let policy = RestartPolicy::of(&self.pod);
         match ev {
+            Event::Probe { name, id, update } => self.on_probe(name, id, update),
             Event::Exited { name, id, exit } => {
                 let Some(rec) = self.records.get_mut(&name) else {
                     return;
@@ -308,6 +322,7 @@ impl Worker {
                     Some(Current::Running { started_at }) => *started_at,
                     _ => return,
                 };
+                self.probers.stop(&name);
                 let reason = Terminated::reason_for(exit.exit_code, exit.oom_killed);
                 info!(container = %name, id = %id, exit_code = exit.exit_code, %reason, "container exited");
                 let t = Terminated {
@@ -767,6 +782,7 @@ impl Worker {
                 let _ = rt.remove(&stale).await;
             });
         }
+        self.start_probers(c, &id);
         self.spawn_waiter(c.name.clone(), id);
     }
 

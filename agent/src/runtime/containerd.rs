@@ -592,6 +592,10 @@ impl ContainerRuntime for Containerd {
         not_found_ok(r).map_err(RuntimeError::grpc("remove snapshot", id))
     }
 
+    async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<i32> {
+        crate::probe::exec::exec(self, id, command, timeout).await
+    }
+
     async fn list(&self) -> Result<Vec<ContainerInfo>> {
         let containers = self
             .containers()

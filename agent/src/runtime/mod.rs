@@ -146,6 +146,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<()>;
     /// Every container in the runtime's namespace, with its task state.
     async fn list(&self) -> Result<Vec<ContainerInfo>>;
+    /// Runs a command in the running container (exec probes); returns its exit code.
+    async fn exec(&self, id: &str, command: &[String], timeout: std::time::Duration)
+        -> Result<i32>;
 }
 
 /// Kubernetes' image name normalisation: `nginx` → `docker.io/library/nginx:latest`.

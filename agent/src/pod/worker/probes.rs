@@ -1,0 +1,128 @@
+//! The pod worker's side of the probes: one prober per running container attempt, started at
+//! launch (and on adoption), stopped when the attempt exits; its updates set the container's
+//! readiness and started flags, and a failed liveness or startup probe kills the attempt so
+//! that the usual exit path restarts it with back-off.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Container;
+use tokio::task::AbortHandle;
+use tracing::{info, warn};
+
+use super::{Event, Worker};
+use crate::probe::{self, ProbeUpdate, Target};
+
+/// Running probers by container name; dropping it (the worker ends) stops them all.
+#[derive(Default)]
+pub struct Probers(HashMap<String, AbortHandle>);
+
+impl Probers {
+    pub fn stop(&mut self, name: &str) {
+        if let Some(h) = self.0.remove(name) {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for Probers {
+    fn drop(&mut self) {
+        for h in self.0.values() {
+            h.abort();
+        }
+    }
+}
+
+impl Worker {
+    fn pod_ip(&self) -> String {
+        self.net
+            .as_ref()
+            .map(|n| n.ip.clone())
+            .or_else(|| self.pod.status.as_ref().and_then(|s| s.pod_ip.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Starts probing a container attempt that has just started running.
+    pub(super) fn start_probers(&mut self, c: &Container, id: &str) {
+        self.probers.stop(&c.name);
+        let Some(rec) = self.records.get_mut(&c.name) else {
+            return;
+        };
+        rec.probe_ready = c.readiness_probe.as_ref().map(|_| false);
+        rec.probe_started = c.startup_probe.as_ref().map(|_| false);
+        let probes = match probe::probes_of(c) {
+            Ok(p) if p.is_empty() => return,
+            Ok(p) => p,
+            Err(e) => {
+                // The container can never be probed: it stays not ready.
+                warn!(error = %e, "invalid probe");
+                rec.probe_ready = Some(false);
+                return;
+            }
+        };
+        let target = Target {
+            container: c.name.clone(),
+            id: id.to_string(),
+            pod_ip: self.pod_ip(),
+            runtime: self.ctx.runtime.clone(),
+        };
+        let (name, id) = (c.name.clone(), id.to_string());
+        let handle = probe::spawn(probes, target, self.events_tx.clone(), move |update| {
+            Event::Probe {
+                name: name.clone(),
+                id: id.clone(),
+                update,
+            }
+        });
+        self.probers.0.insert(c.name.clone(), handle);
+    }
+
+    pub(super) fn on_probe(&mut self, name: String, id: String, update: ProbeUpdate) {
+        let grace_default = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        let Some(rec) = self.records.get_mut(&name) else {
+            return;
+        };
+        if rec.id.as_deref() != Some(id.as_str()) {
+            return;
+        }
+        match update {
+            ProbeUpdate::Started => rec.probe_started = Some(true),
+            ProbeUpdate::Ready(ready) => {
+                if rec.probe_ready.is_some() {
+                    rec.probe_ready = Some(ready);
+                }
+            }
+            ProbeUpdate::Unhealthy {
+                kind,
+                message,
+                grace,
+            } => {
+                info!(container = %name, %id, probe = kind.field(), %message, "container failed its probe, killing it");
+                if rec.probe_ready.is_some() {
+                    rec.probe_ready = Some(false);
+                }
+                let grace = Duration::from_secs(grace.unwrap_or(grace_default).max(0) as u64);
+                let runtime = self.ctx.runtime.clone();
+                // The waiter sees the exit; on_exit restarts it with the back-off.
+                tokio::spawn(async move {
+                    let term = nix::sys::signal::Signal::SIGTERM as i32;
+                    let kill = nix::sys::signal::Signal::SIGKILL as i32;
+                    if !grace.is_zero() {
+                        let _ = runtime.kill(&id, term).await;
+                        if let Ok(Ok(_)) = tokio::time::timeout(grace, runtime.wait(&id)).await {
+                            return;
+                        }
+                    }
+                    if let Err(e) = runtime.kill(&id, kill).await {
+                        warn!(%id, error = %e, "killing unhealthy container failed");
+                    }
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! End to end: probes run by the real agent against real containers. A readiness httpGet on
+//! a path that answers 404 keeps the pod not Ready while one on `/healthz` makes it Ready; a
+//! liveness exec probe running `false` inside the container gets it killed and restarted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::Cluster;
+use corral_api::k8s::api::core::v1::{Container, ExecAction, HTTPGetAction, Pod, PodSpec, Probe};
+use corral_api::k8s::apimachinery::pkg::util::intstr::IntOrString;
+
+fn http_probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(80),
+            ..Default::default()
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(1),
+        ..Default::default()
+    }
+}
+
+async fn create(c: &Cluster, name: &str, readiness: Option<Probe>, liveness: Option<Probe>) {
+    let mut p = Pod::default();
+    p.metadata.name = Some(name.into());
+    p.metadata.namespace = Some("default".into());
+    p.spec = Some(PodSpec {
+        containers: vec![Container {
+            name: "app".into(),
+            image: Some("fedek3/workshop-uns:v0.2.0".into()),
+            readiness_probe: readiness,
+            liveness_probe: liveness,
+            ..Default::default()
+        }],
+        termination_grace_period_seconds: Some(1),
+        ..Default::default()
+    });
+    let p = c.client.create(&p).await.unwrap();
+    let uid = p.metadata.uid.clone().unwrap();
+    c.client.bind("default", name, &uid, &c.name).await.unwrap();
+}
+
+fn condition(p: &Pod, type_: &str) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
+}
+
+fn app(p: &Pod) -> Option<&corral_api::k8s::api::core::v1::ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first()
+}
+
+fn running_for(p: &Pod) -> Option<Duration> {
+    let started = app(p)?
+        .state
+        .as_ref()?
+        .running
+        .as_ref()?
+        .started_at
+        .as_ref()?
+        .0;
+    let d = jiff::Timestamp::now().duration_since(started);
+    Duration::try_from(d).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_liveness_probes_drive_ready_and_restarts() {
+    skip_unless_runnable!();
+    let c = Cluster::start().await;
+    c.wait_node_ready().await;
+    create(&c, "ready-ok", Some(http_probe("/healthz")), None).await;
+    create(&c, "ready-404", Some(http_probe("/nope")), None).await;
+    let live = Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["false".into()]),
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(2),
+        ..Default::default()
+    };
+    create(&c, "live-false", None, Some(live)).await;
+
+    // The probe on /healthz passes: Ready and ContainersReady become True.
+    c.wait_pod("ready-ok", "Ready=True", |p| {
+        condition(p, "Ready") == "True" && condition(p, "ContainersReady") == "True"
+    })
+    .await;
+
+    // The probe on a 404 path fails: running for several probe periods, never ready.
+    let p = c
+        .wait_pod("ready-404", "running for 4s", |p| {
+            assert_ne!(
+                condition(p, "Ready"),
+                "True",
+                "404 probe made the pod ready"
+            );
+            running_for(p).is_some_and(|d| d >= Duration::from_secs(4))
+        })
+        .await;
+    assert_eq!(condition(&p, "Ready"), "False");
+    assert_eq!(condition(&p, "ContainersReady"), "False");
+    let st = app(&p).unwrap();
+    assert!(!st.ready);
+    assert_eq!(st.started, Some(true));
+    assert_eq!(st.restart_count, 0, "readiness must not restart");
+
+    // `false` as a liveness exec probe: the container is killed and restarted, twice.
+    let p = c
+        .wait_pod("live-false", "restartCount >= 2", |p| {
+            app(p).is_some_and(|s| s.restart_count >= 2)
+        })
+        .await;
+    let last = app(&p)
+        .unwrap()
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.clone())
+        .expect("lastState shows the killed attempt");
+    // The workshop app exits on SIGTERM (code 0), inside the grace period.
+    assert!(last.finished_at.is_some(), "{last:?}");
+    assert_ne!(
+        last.container_id,
+        app(&p).unwrap().container_id,
+        "lastState is the previous attempt"
+    );
+    let log = c.agent_log();
+    assert!(
+        log.contains("container failed its probe, killing it"),
+        "agent log:\n{log}"
+    );
+}
