@@ -8,6 +8,7 @@ pub mod pod;
 pub mod probe;
 pub mod runtime;
 pub mod spec;
+pub mod svcenv;
 pub mod testimages;
 
 use std::path::PathBuf;

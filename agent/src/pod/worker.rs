@@ -663,6 +663,13 @@ impl Worker {
             rec.attempt
         };
         let id = format!("{}-{}-{}", self.uid, c.name, attempt);
+        // Service variables of the services that exist now; the pod's own env wins over them.
+        let mut config = image.config.clone();
+        config.env.extend(
+            crate::svcenv::for_pod(&self.ctx.client, &self.pod)
+                .await
+                .map_err(|m| fail("CreateContainerConfigError", m))?,
+        );
         let volume_dirs = self
             .volume_dirs()
             .await
@@ -671,7 +678,7 @@ impl Worker {
         let input = spec::SpecInput {
             pod: &self.pod,
             container: c,
-            image: &image.config,
+            image: &config,
             container_id: &id,
             netns_path: netns,
             hosts_file: dir.join("hosts"),
