@@ -511,3 +511,53 @@ async fn logs_travel_through_the_agent_tunnel_with_tail_previous_and_follow() {
     .await;
     assert!(followed.is_ok(), "follow saw only {seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_breach_is_reported_as_oom_killed() {
+    skip_unless_runnable!();
+    let c = Cluster::start().await;
+    let mut p = Pod::default();
+    p.metadata.name = Some("hog".into());
+    p.metadata.namespace = Some("default".into());
+    p.spec = Some(PodSpec {
+        restart_policy: Some("Never".into()),
+        containers: vec![Container {
+            name: "app".into(),
+            image: Some("corral-test/sleeper:v1".into()),
+            // tail keeps everything until a newline, which /dev/zero never sends.
+            command: Some(vec!["tail".into(), "/dev/zero".into()]),
+            resources: Some(corral_api::k8s::api::core::v1::ResourceRequirements {
+                limits: Some(
+                    [(
+                        "memory".to_string(),
+                        corral_api::k8s::apimachinery::pkg::api::resource::Quantity("16Mi".into()),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let p = c.client.create(&p).await.unwrap();
+    c.client
+        .bind(
+            "default",
+            "hog",
+            p.metadata.uid.as_deref().unwrap(),
+            &c.name,
+        )
+        .await
+        .unwrap();
+    let p = c.wait_pod("hog", "Failed", |p| phase(p) == "Failed").await;
+    let t = app_status(&p)
+        .unwrap()
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+}

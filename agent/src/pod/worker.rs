@@ -664,12 +664,12 @@ impl Worker {
         };
         let id = format!("{}-{}-{}", self.uid, c.name, attempt);
         // Service variables of the services that exist now; the pod's own env wins over them.
+        // An unreachable API server must not keep a crashed container from restarting.
         let mut config = image.config.clone();
-        config.env.extend(
-            crate::svcenv::for_pod(&self.ctx.client, &self.pod)
-                .await
-                .map_err(|m| fail("CreateContainerConfigError", m))?,
-        );
+        match crate::svcenv::for_pod(&self.ctx.client, &self.pod).await {
+            Ok(vars) => config.env.extend(vars),
+            Err(e) => warn!(container = %c.name, error = %e, "starting without service variables"),
+        }
         let volume_dirs = self
             .volume_dirs()
             .await
