@@ -92,7 +92,14 @@ pub fn from_services(services: &[&Service]) -> Vec<(String, String)> {
 
 /// The variables for a container of `pod` starting now, as `NAME=value` entries placed after
 /// the image's environment (the pod's own `env` is applied on top, so it wins).
+/// Gives up after 5 s so that a hung API server does not hold a container start.
 pub async fn for_pod(client: &corral_api::Client, pod: &Pod) -> Result<Vec<String>, String> {
+    tokio::time::timeout(std::time::Duration::from_secs(5), fetch(client, pod))
+        .await
+        .map_err(|_| "listing services: timed out after 5s".to_string())?
+}
+
+async fn fetch(client: &corral_api::Client, pod: &Pod) -> Result<Vec<String>, String> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let links = pod
         .spec

@@ -130,6 +130,16 @@ async fn pod_runs_answers_http_and_delete_releases_everything() {
         snaps.iter().all(|k| !k.contains(&uid)),
         "snapshots left: {snaps:?}"
     );
+    let cgroup = PathBuf::from(format!("/sys/fs/cgroup/memory/corral/pod{uid}"));
+    let start = Instant::now();
+    while cgroup.exists() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "pod cgroup left: {}",
+            cgroup.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn snapshot_keys(rt: &Containerd) -> Vec<String> {

@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::Cluster;
-use corral_api::k8s::api::core::v1::{Container, ExecAction, HTTPGetAction, Pod, PodSpec, Probe};
+use corral_api::k8s::api::core::v1::{
+    Container, ContainerPort, ExecAction, HTTPGetAction, Pod, PodSpec, Probe, TCPSocketAction,
+};
 use corral_api::k8s::apimachinery::pkg::util::intstr::IntOrString;
 
 fn http_probe(path: &str) -> Probe {
@@ -24,6 +26,16 @@ fn http_probe(path: &str) -> Probe {
 }
 
 async fn create(c: &Cluster, name: &str, readiness: Option<Probe>, liveness: Option<Probe>) {
+    create_with(c, name, readiness, liveness, None).await
+}
+
+async fn create_with(
+    c: &Cluster,
+    name: &str,
+    readiness: Option<Probe>,
+    liveness: Option<Probe>,
+    startup: Option<Probe>,
+) {
     let mut p = Pod::default();
     p.metadata.name = Some(name.into());
     p.metadata.namespace = Some("default".into());
@@ -31,8 +43,14 @@ async fn create(c: &Cluster, name: &str, readiness: Option<Probe>, liveness: Opt
         containers: vec![Container {
             name: "app".into(),
             image: Some("fedek3/workshop-uns:v0.2.0".into()),
+            ports: Some(vec![ContainerPort {
+                name: Some("web".into()),
+                container_port: 80,
+                ..Default::default()
+            }]),
             readiness_probe: readiness,
             liveness_probe: liveness,
+            startup_probe: startup,
             ..Default::default()
         }],
         termination_grace_period_seconds: Some(1),
@@ -130,8 +148,73 @@ async fn readiness_and_liveness_probes_drive_ready_and_restarts() {
         "lastState is the previous attempt"
     );
     let log = c.agent_log();
+    assert!(log.contains("livenessProbe"), "agent log:\n{log}");
+
     assert!(
         log.contains("container failed its probe, killing it"),
         "agent log:\n{log}"
     );
+}
+
+fn exec_probe(command: &[&str], failure_threshold: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(command.iter().map(|s| s.to_string()).collect()),
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(failure_threshold),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_probe_gates_readiness_and_a_failing_one_restarts_the_container() {
+    skip_unless_runnable!();
+    let c = Cluster::start().await;
+    c.wait_node_ready().await;
+    // Startup passes (exec in the container), then a tcpSocket probe on a named port.
+    let tcp = Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("web".into()),
+            host: None,
+        }),
+        period_seconds: Some(1),
+        ..Default::default()
+    };
+    create_with(
+        &c,
+        "starts",
+        Some(tcp),
+        None,
+        Some(exec_probe(&["cat", "/www/healthz"], 3)),
+    )
+    .await;
+    // Startup never passes: killed after failureThreshold, restarted, never started.
+    create_with(
+        &c,
+        "never-starts",
+        Some(http_probe("/healthz")),
+        None,
+        Some(exec_probe(&["cat", "/nope"], 2)),
+    )
+    .await;
+
+    let p = c
+        .wait_pod("starts", "Ready=True", |p| condition(p, "Ready") == "True")
+        .await;
+    assert_eq!(app(&p).unwrap().started, Some(true));
+
+    let p = c
+        .wait_pod("never-starts", "restartCount >= 1", |p| {
+            assert_ne!(
+                condition(p, "Ready"),
+                "True",
+                "gated by a failing startup probe"
+            );
+            app(p).is_some_and(|s| s.restart_count >= 1)
+        })
+        .await;
+    assert_ne!(app(&p).unwrap().started, Some(true));
+    let log = c.agent_log();
+    assert!(log.contains("startupProbe"), "agent log:\n{log}");
 }

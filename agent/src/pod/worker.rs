@@ -926,15 +926,39 @@ pub async fn release_pod_resources(ctx: &NodeContext, uid: &str) {
         }
     }
     let _ = tokio::fs::remove_dir_all(ctx.pod_dir(uid)).await;
-    // runc removes each container's cgroup but not the pod's parent.
-    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        let _ = tokio::fs::remove_dir(format!("{root}/corral/pod{uid}")).await;
-    }
+    // runc removes each container's cgroup but not the pod's parent, and the shim may still
+    // be tearing the children down: retry for a while in the background.
+    let uid = uid.to_string();
+    tokio::spawn(async move {
+        for _ in 0..60 {
+            if remove_pod_cgroups(&uid).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        debug!(pod = %uid, "pod cgroup directories still busy");
+    });
+}
+
+/// Removes `corral/pod<uid>` in every cgroup hierarchy; true when none is left.
+async fn remove_pod_cgroups(uid: &str) -> bool {
+    let mut left = false;
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
     if let Ok(mut rd) = tokio::fs::read_dir("/sys/fs/cgroup").await {
         while let Ok(Some(e)) = rd.next_entry().await {
-            let _ = tokio::fs::remove_dir(e.path().join(format!("corral/pod{uid}"))).await;
+            roots.push(e.path());
         }
     }
+    for root in roots {
+        let dir = root.join("corral").join(format!("pod{uid}"));
+        match tokio::fs::remove_dir(&dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.raw_os_error() == Some(20) => {} // ENOTDIR: a controller file
+            Err(_) => left = true,
+        }
+    }
+    !left
 }
 
 #[cfg(test)]
