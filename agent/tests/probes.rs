@@ -218,3 +218,34 @@ async fn startup_probe_gates_readiness_and_a_failing_one_restarts_the_container(
     let log = c.agent_log();
     assert!(log.contains("startupProbe"), "agent log:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_commands_inside_the_container_and_returns_their_exit_code() {
+    use corral_agent::runtime::ContainerRuntime;
+    skip_unless_runnable!();
+    let c = Cluster::start().await;
+    c.wait_node_ready().await;
+    create(&c, "execs", None, None).await;
+    let p = c
+        .wait_pod("execs", "running", |p| running_for(p).is_some())
+        .await;
+    let id = app(&p)
+        .unwrap()
+        .container_id
+        .clone()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_string();
+    let rt = c.runtime().await;
+    let run = |cmd: &[&str]| {
+        let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        let rt = &rt;
+        let id = id.clone();
+        async move { rt.exec(&id, &cmd, Duration::from_secs(5)).await.unwrap() }
+    };
+    assert_eq!(run(&["true"]).await, 0);
+    assert_eq!(run(&["false"]).await, 1);
+    assert_eq!(run(&["sh", "-c", "exit 3"]).await, 3);
+    assert_eq!(run(&["sh", "-c", "test -f /www/healthz"]).await, 0);
+    assert_eq!(run(&["cat", "/www/healthz"]).await, 0);
+}

@@ -42,6 +42,10 @@ pub async fn exec(c: &Containerd, id: &str, command: &[String], timeout: Duratio
             cs::ExecProcessRequest {
                 container_id: id.to_string(),
                 exec_id: exec_id.clone(),
+                // With no stdio at all the process gets closed descriptors and a plain
+                // `cat` fails writing its output.
+                stdout: "file:///dev/null".into(),
+                stderr: "file:///dev/null".into(),
                 terminal: false,
                 spec: Some(prost_types::Any {
                     type_url: PROCESS_TYPE_URL.to_string(),
