@@ -33,6 +33,7 @@ fn run_ok(args: &[&str]) -> Result<(), Error> {
         Err(Error::Command { stderr, .. })
             if stderr.contains("File exists")
                 || stderr.contains("already exists")
+                || stderr.contains("already assigned")
                 || stderr.contains("Cannot find device")
                 || stderr.contains("No such file")
                 || stderr.contains("No such process") =>

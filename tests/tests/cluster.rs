@@ -44,6 +44,32 @@ async fn a_cluster_comes_up_ready_and_delete_leaves_nothing_behind() {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        // Stop and start: the objects come back from the store and the pods run again.
+        let pod: corral_api::k8s::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "survivor", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "fedek3/workshop-uns:v0.2.0"}]}
+        }))
+        .unwrap();
+        client.create(&pod).await.unwrap();
+        let running = || async {
+            let c = cluster.client().await;
+            let p: Option<corral_api::k8s::api::core::v1::Pod> =
+                c.get_opt("default", "survivor").await.ok().flatten();
+            (p?.status?.phase.as_deref() == Some("Running")).then_some(())
+        };
+        corral_tests::eventually("the pod running", Duration::from_secs(60), running).await;
+        corral_cluster::stop(&cluster.opts, "lifecycle", &|_| {})
+            .await
+            .unwrap();
+        corral_cluster::start(&cluster.opts, "lifecycle", Duration::from_secs(60), &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        corral_tests::eventually(
+            "the pod running after a restart",
+            Duration::from_secs(60),
+            running,
+        )
+        .await;
     }
     let after = HostSnapshot::take();
     assert_eq!(before.netns, after.netns, "network namespaces left behind");
