@@ -154,7 +154,30 @@ impl Drop for ContainerdFixture {
             let _ = child.kill();
             let _ = child.wait();
         }
+        kill_shims_of(&self.socket);
         unmount_under(self.path());
+    }
+}
+
+/// Kills the containerd shims (and so their containers) still bound to `socket`: a shim whose
+/// task was not deleted outlives its containerd and would be left running after the test.
+pub fn kill_shims_of(socket: &Path) {
+    let needle = format!("-address {}", socket.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("containerd-shim") && cmdline.contains(&needle) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
