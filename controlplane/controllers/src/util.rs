@@ -138,6 +138,48 @@ pub fn selector_of(
     Ok(expr)
 }
 
+/// The controllers of kind `kind` that a pod change concerns: the pod's controller owner before
+/// and after the change, or, for an orphan that still exists, every controller of that kind in
+/// its namespace whose selector matches it (a candidate for adoption).
+pub fn owners_of_pod_change<K: Object>(
+    change: &crate::informer::Change<k8s_openapi::api::core::v1::Pod>,
+    kind: &str,
+    candidates_in: impl Fn(&str) -> Vec<std::sync::Arc<K>>,
+    selector: impl Fn(&K) -> Option<&LabelSelector>,
+) -> Vec<crate::informer::ObjectKey> {
+    use crate::informer::{Change, ObjectKey};
+    let mut keys = Vec::new();
+    let mut versions = vec![change.object().as_ref()];
+    if let Change::Updated { old, .. } = change {
+        versions.push(old.as_ref());
+    }
+    let mut orphan = false;
+    for pod in &versions {
+        match controller_of(&pod.metadata) {
+            Some(o) if o.kind == kind => {
+                keys.push(ObjectKey::new(namespace(&pod.metadata), o.name.clone()))
+            }
+            Some(_) => {}
+            None => orphan = true,
+        }
+    }
+    if orphan && !matches!(change, Change::Deleted(_)) {
+        let pod = change.object();
+        let pod_labels = labels(&pod.metadata);
+        let lower = kind.to_ascii_lowercase();
+        for owner in candidates_in(namespace(&pod.metadata)) {
+            if selector_of(&lower, owner.metadata(), selector(&owner))
+                .is_ok_and(|e| e.matches(&pod_labels))
+            {
+                keys.push(ObjectKey::of(owner.as_ref()));
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use corral_api::DeleteOptions;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::Pod;
 use tokio::task::JoinHandle;
 
 use crate::informer::{Change, ObjectKey};
@@ -30,7 +29,12 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         let q = queue.clone();
         let dss = ctx.daemonsets.clone();
         ctx.pods.on_change(move |c| {
-            for key in owners_of_pod_change(c, |ns| dss.list_ns(ns)) {
+            for key in util::owners_of_pod_change(
+                c,
+                "DaemonSet",
+                |ns| dss.list_ns(ns),
+                |o: &DaemonSet| o.spec.as_ref().map(|s| &s.selector),
+            ) {
                 q.add(key);
             }
         });
@@ -77,39 +81,6 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         });
         futures::future::join_all(workers).await;
     })]
-}
-
-fn owners_of_pod_change(
-    change: &Change<Pod>,
-    daemonsets_in: impl Fn(&str) -> Vec<Arc<DaemonSet>>,
-) -> Vec<ObjectKey> {
-    let mut keys = Vec::new();
-    let mut versions: Vec<&Pod> = vec![change.object()];
-    if let Change::Updated { old, .. } = change {
-        versions.push(old);
-    }
-    let mut orphan = false;
-    for pod in &versions {
-        let ns = util::namespace(&pod.metadata);
-        match util::controller_of(&pod.metadata) {
-            Some(o) if o.kind == "DaemonSet" => keys.push(ObjectKey::new(ns, o.name.clone())),
-            Some(_) => {}
-            None => orphan = true,
-        }
-    }
-    if orphan && !matches!(change, Change::Deleted(_)) {
-        let pod = change.object();
-        let labels = util::labels(&pod.metadata);
-        for ds in daemonsets_in(util::namespace(&pod.metadata)) {
-            let sel = ds.spec.as_ref().map(|s| &s.selector);
-            if util::selector_of("daemonset", &ds.metadata, sel).is_ok_and(|e| e.matches(&labels)) {
-                keys.push(ObjectKey::of(ds.as_ref()));
-            }
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys
 }
 
 #[tracing::instrument(skip(ctx), fields(controller = NAME, key = %key))]

@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::task::JoinHandle;
 
-use crate::informer::{Change, ObjectKey};
+use crate::informer::ObjectKey;
 use crate::queue::WorkQueue;
 use crate::{ops, pods, util, Context, Error};
 use plan::Action;
@@ -31,7 +31,12 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         let q = queue.clone();
         let rss = ctx.replicasets.clone();
         ctx.pods.on_change(move |c| {
-            for key in owners_of_pod_change(c, |ns| rss.list_ns(ns)) {
+            for key in util::owners_of_pod_change(
+                c,
+                "ReplicaSet",
+                |ns| rss.list_ns(ns),
+                |o: &ReplicaSet| o.spec.as_ref().map(|s| &s.selector),
+            ) {
                 q.add(key);
             }
         });
@@ -50,43 +55,6 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         futures::future::join_all(workers).await;
     }));
     handles
-}
-
-/// The ReplicaSets a pod change concerns: its controller (old and new), and for orphans every
-/// ReplicaSet whose selector matches (it may adopt them).
-pub fn owners_of_pod_change(
-    change: &Change<Pod>,
-    replicasets_in: impl Fn(&str) -> Vec<Arc<ReplicaSet>>,
-) -> Vec<ObjectKey> {
-    let mut keys = Vec::new();
-    let mut versions: Vec<&Pod> = vec![change.object()];
-    if let Change::Updated { old, .. } = change {
-        versions.push(old);
-    }
-    let mut orphan = false;
-    for pod in &versions {
-        let ns = util::namespace(&pod.metadata);
-        match util::controller_of(&pod.metadata) {
-            Some(o) if o.kind == "ReplicaSet" => keys.push(ObjectKey::new(ns, o.name.clone())),
-            Some(_) => {}
-            None => orphan = true,
-        }
-    }
-    let pod = change.object();
-    if orphan && !matches!(change, Change::Deleted(_)) {
-        let labels = util::labels(&pod.metadata);
-        for rs in replicasets_in(util::namespace(&pod.metadata)) {
-            let sel = rs.spec.as_ref().map(|s| &s.selector);
-            if let Ok(expr) = util::selector_of("replicaset", &rs.metadata, sel) {
-                if expr.matches(&labels) {
-                    keys.push(ObjectKey::of(rs.as_ref()));
-                }
-            }
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys
 }
 
 #[tracing::instrument(skip(ctx), fields(controller = NAME, key = %key))]
