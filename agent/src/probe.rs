@@ -7,15 +7,15 @@ pub mod exec;
 mod task;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-pub use action::run_action;
+pub use action::{run_action, run_hook_action};
 pub use task::{spawn, ProbeUpdate, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,33 @@ fn resolve_port(c: &Container, port: &IntOrString, field: &str) -> Result<u16, P
     }
 }
 
+/// An httpGet action (probe or lifecycle hook) with Kubernetes' defaults; `field` is the
+/// path of the `httpGet` object, for errors.
+pub(crate) fn http_action(
+    c: &Container,
+    h: &HTTPGetAction,
+    field: &str,
+) -> Result<Action, ProbeError> {
+    let scheme = h.scheme.clone().unwrap_or_else(|| "HTTP".into());
+    let path = h.path.clone().unwrap_or_else(|| "/".into());
+    Ok(Action::Http {
+        host: h.host.clone().filter(|h| !h.is_empty()),
+        port: resolve_port(c, &h.port, &format!("{field}.port"))?,
+        path: if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        },
+        scheme: scheme.to_uppercase(),
+        headers: h
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect(),
+    })
+}
+
 impl ProbeSpec {
     pub fn from_probe(c: &Container, kind: Kind, p: &Probe) -> Result<Self, ProbeError> {
         let field = kind.field();
@@ -113,24 +140,7 @@ impl ProbeSpec {
             message: message.to_string(),
         };
         let action = if let Some(h) = &p.http_get {
-            let scheme = h.scheme.clone().unwrap_or_else(|| "HTTP".into());
-            let path = h.path.clone().unwrap_or_else(|| "/".into());
-            Action::Http {
-                host: h.host.clone().filter(|h| !h.is_empty()),
-                port: resolve_port(c, &h.port, &format!("{field}.httpGet.port"))?,
-                path: if path.starts_with('/') {
-                    path
-                } else {
-                    format!("/{path}")
-                },
-                scheme: scheme.to_uppercase(),
-                headers: h
-                    .http_headers
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone()))
-                    .collect(),
-            }
+            http_action(c, h, &format!("{field}.httpGet"))?
         } else if let Some(t) = &p.tcp_socket {
             Action::Tcp {
                 host: t.host.clone().filter(|h| !h.is_empty()),

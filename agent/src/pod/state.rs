@@ -81,6 +81,16 @@ pub struct ContainerRecord {
     pub probe_ready: Option<bool>,
     /// Startup probe result of the running attempt; `None` when it has no startup probe.
     pub probe_started: Option<bool>,
+    /// The running attempt's postStart hook has not finished: as in kubelet, the container
+    /// is not shown Running (nor started, nor ready) until it has.
+    pub post_start_pending: bool,
+}
+
+impl ContainerRecord {
+    /// Running, and past its postStart hook.
+    fn shown_running(&self) -> bool {
+        matches!(self.current, Some(Current::Running { .. })) && !self.post_start_pending
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +170,7 @@ pub fn on_exit(
         }
     }
     rec.current = Some(Current::Exited(t));
+    rec.post_start_pending = false;
 }
 
 /// Records a failed start/pull and when to retry.
@@ -214,6 +225,10 @@ pub fn container_status(
         ..Default::default()
     };
     let (state, last) = match (&rec.current, decide(rec, policy, now)) {
+        (Some(Current::Running { .. }), _) if rec.post_start_pending => (
+            waiting("ContainerCreating", ""),
+            rec.last.as_ref().map(terminated_state),
+        ),
         (Some(Current::Running { started_at }), _) => (
             ContainerState {
                 running: Some(ContainerStateRunning {
@@ -241,8 +256,7 @@ pub fn container_status(
             (waiting(&r, &m), rec.last.as_ref().map(terminated_state))
         }
     };
-    let running = matches!(rec.current, Some(Current::Running { .. }));
-    let started = running && rec.probe_started.unwrap_or(true);
+    let started = rec.shown_running() && rec.probe_started.unwrap_or(true);
     ContainerStatus {
         name: name.to_string(),
         image: image.to_string(),
@@ -268,13 +282,11 @@ pub fn phase(records: &[&ContainerRecord], policy: RestartPolicy) -> &'static st
     }
     let never_ran = records
         .iter()
-        .any(|r| r.current.is_none() && r.last.is_none());
+        .any(|r| (r.current.is_none() || r.post_start_pending) && r.last.is_none());
     if never_ran {
         return "Pending";
     }
-    let running = records
-        .iter()
-        .any(|r| matches!(r.current, Some(Current::Running { .. })));
+    let running = records.iter().any(|r| r.shown_running());
     if running {
         return "Running";
     }

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn, Instrument};
 
+use super::lifecycle;
 use super::state::{
     self, decide, on_exit, on_failure, BackoffPolicy, ContainerRecord, Current, Decision, PodFacts,
     RestartPolicy, Terminated,
@@ -21,6 +22,7 @@ use crate::network::{HostPort, Network, PodNet, PodNetRequest};
 use crate::runtime::{self as rt, ContainerInfo, ContainerRuntime, CreateContainer, TaskState};
 use crate::spec;
 
+mod hooks;
 mod probes;
 
 /// Shared by every worker of the node.
@@ -80,6 +82,12 @@ pub enum Event {
         id: String,
         update: crate::probe::ProbeUpdate,
     },
+    /// The postStart hook of a container attempt finished.
+    PostStart {
+        name: String,
+        id: String,
+        result: Result<(), String>,
+    },
 }
 
 pub struct Worker {
@@ -94,7 +102,9 @@ pub struct Worker {
     last_posted: Option<PodStatus>,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
-    probers: probes::Probers,
+    probers: probes::Tasks,
+    /// postStart hooks still running, by container name.
+    post_starts: probes::Tasks,
 }
 
 const RESYNC: Duration = Duration::from_secs(10);
@@ -178,7 +188,8 @@ impl Worker {
             last_posted: None,
             events_tx: events_tx.clone(),
             events,
-            probers: probes::Probers::default(),
+            probers: probes::Tasks::default(),
+            post_starts: probes::Tasks::default(),
         };
         let name = format!(
             "{}/{}",
@@ -311,6 +322,7 @@ impl Worker {
         let policy = RestartPolicy::of(&self.pod);
         match ev {
             Event::Probe { name, id, update } => self.on_probe(name, id, update),
+            Event::PostStart { name, id, result } => self.on_post_start(name, id, result),
             Event::Exited { name, id, exit } => {
                 let Some(rec) = self.records.get_mut(&name) else {
                     return;
@@ -323,6 +335,7 @@ impl Worker {
                     _ => return,
                 };
                 self.probers.stop(&name);
+                self.post_starts.stop(&name);
                 let reason = Terminated::reason_for(exit.exit_code, exit.oom_killed);
                 info!(container = %name, id = %id, exit_code = exit.exit_code, %reason, "container exited");
                 let t = Terminated {
@@ -789,7 +802,10 @@ impl Worker {
                 let _ = rt.remove(&stale).await;
             });
         }
-        self.start_probers(c, &id);
+        // Probes start once the postStart hook has passed.
+        if !self.start_post_start(c, &id) {
+            self.start_probers(c, &id);
+        }
         self.spawn_waiter(c.name.clone(), id);
     }
 
@@ -846,21 +862,39 @@ impl Worker {
                 .filter_map(|(n, r)| r.id.clone().map(|id| (n.clone(), id)))
                 .collect()
         };
-        let sigterm = nix::sys::signal::Signal::SIGTERM as i32;
-        for (name, id) in running(self) {
-            if let Err(e) = self.ctx.runtime.kill(&id, sigterm).await {
-                warn!(container = %name, error = %e, "SIGTERM failed");
-            }
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
-        while !running(self).is_empty() {
+        // kubelet acts on no probe result and runs no postStart once a pod is terminating.
+        self.probers = probes::Tasks::default();
+        self.post_starts = probes::Tasks::default();
+        // Each container: preStop hook, SIGTERM, SIGKILL, side by side, within the grace.
+        let grace = Duration::from_secs(grace);
+        let stops: Vec<_> = running(self)
+            .into_iter()
+            .map(|(name, id)| self.stopper(&name, &id, grace))
+            .collect();
+        let stops = futures::future::join_all(stops);
+        tokio::pin!(stops);
+        // Only if the runtime does not answer: every stop ends by grace + 2 s.
+        let give_up = tokio::time::Instant::now() + grace + lifecycle::MIN_TERM_WINDOW * 2;
+        loop {
             tokio::select! {
-                Some(ev) = self.events.recv() => self.handle(ev),
-                _ = tokio::time::sleep_until(deadline) => break,
-                // A shorter grace period (e.g. a forced delete) arrives as a new desired state.
+                _ = &mut stops => break,
+                Some(ev) = self.events.recv() => {
+                    if matches!(ev, Event::Exited { .. }) {
+                        self.handle(ev);
+                    }
+                }
+                _ = tokio::time::sleep_until(give_up) => {
+                    warn!("containers did not stop in time, removing them");
+                    break;
+                }
+                // A forced delete arrives as a new desired state: grace 0, or the pod gone
+                // from the API while it was being stopped gracefully.
                 Ok(()) = desired.changed() => {
                     let d = desired.borrow_and_update().clone();
-                    if d.pod.metadata.deletion_grace_period_seconds == Some(0) {
+                    let forced = d.pod.metadata.deletion_grace_period_seconds == Some(0)
+                        || (how == Terminate::Graceful && d.terminate == Terminate::Gone);
+                    if forced {
+                        info!("forced deletion: stopping at once");
                         break;
                     }
                 }

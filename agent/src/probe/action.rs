@@ -1,5 +1,6 @@
-//! One probe attempt: an HTTP GET (200..399 is success), a TCP connect, or a command run
-//! inside the container through containerd's task exec (exit code 0 is success).
+//! One probe attempt or lifecycle hook handler: an HTTP GET (200..399 is success for a probe,
+//! any response for a hook, as kubelet does), a TCP connect, or a command run inside the
+//! container through containerd's task exec (exit code 0 is success).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +11,75 @@ use tokio::net::TcpStream;
 use super::Action;
 use crate::runtime::ContainerRuntime;
 
-/// Runs the action once; `Err` carries why it failed (for the log and events).
+/// Who runs an action: they differ in the User-Agent and in which HTTP answers pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Probe,
+    Hook,
+}
+
+impl Purpose {
+    fn user_agent(self) -> &'static str {
+        match self {
+            Purpose::Probe => "kube-probe/1.31",
+            Purpose::Hook => "kube-lifecycle/1.31",
+        }
+    }
+
+    /// kubelet's lifecycle hooks only fail when no HTTP answer comes back at all.
+    fn accepts(self, code: u16) -> bool {
+        match self {
+            Purpose::Probe => (200..400).contains(&code),
+            Purpose::Hook => true,
+        }
+    }
+}
+
+/// Runs the probe action once; `Err` carries why it failed (for the log and events).
 pub async fn run_action(
     action: &Action,
     pod_ip: &str,
     container_id: &str,
     runtime: &Arc<dyn ContainerRuntime>,
     timeout: Duration,
+) -> Result<(), String> {
+    perform(
+        action,
+        pod_ip,
+        container_id,
+        runtime,
+        timeout,
+        Purpose::Probe,
+    )
+    .await
+}
+
+/// Runs a lifecycle hook's exec or httpGet handler once.
+pub async fn run_hook_action(
+    action: &Action,
+    pod_ip: &str,
+    container_id: &str,
+    runtime: &Arc<dyn ContainerRuntime>,
+    timeout: Duration,
+) -> Result<(), String> {
+    perform(
+        action,
+        pod_ip,
+        container_id,
+        runtime,
+        timeout,
+        Purpose::Hook,
+    )
+    .await
+}
+
+async fn perform(
+    action: &Action,
+    pod_ip: &str,
+    container_id: &str,
+    runtime: &Arc<dyn ContainerRuntime>,
+    timeout: Duration,
+    purpose: Purpose,
 ) -> Result<(), String> {
     let attempt = async {
         match action {
@@ -31,7 +94,15 @@ pub async fn run_action(
                     return Err(format!("scheme {scheme} is not supported by this agent"));
                 }
                 let host = host.as_deref().unwrap_or(pod_ip);
-                http_get(host, *port, path, headers).await
+                let code = http_get(host, *port, path, headers, purpose.user_agent()).await?;
+                if purpose.accepts(code) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "GET http://{}{path}: HTTP probe failed with statuscode: {code}",
+                        addr(host, *port)
+                    ))
+                }
             }
             Action::Tcp { host, port } => {
                 let host = host.as_deref().unwrap_or(pod_ip);
@@ -66,7 +137,8 @@ async fn http_get(
     port: u16,
     path: &str,
     headers: &[(String, String)],
-) -> Result<(), String> {
+    user_agent: &str,
+) -> Result<u16, String> {
     let target = addr(host, port);
     let mut stream = TcpStream::connect(&target)
         .await
@@ -77,7 +149,7 @@ async fn http_get(
         req.push_str(&format!("Host: {target}\r\n"));
     }
     if !has("user-agent") {
-        req.push_str("User-Agent: kube-probe/1.31\r\n");
+        req.push_str(&format!("User-Agent: {user_agent}\r\n"));
     }
     if !has("accept") {
         req.push_str("Accept: */*\r\n");
@@ -104,15 +176,7 @@ async fn http_get(
         buf.extend_from_slice(&chunk[..n]);
     }
     let line = String::from_utf8_lossy(&buf);
-    let code = status_code(&line)
-        .ok_or_else(|| format!("GET http://{target}{path}: malformed response"))?;
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!(
-            "GET http://{target}{path}: HTTP probe failed with statuscode: {code}"
-        ))
-    }
+    status_code(&line).ok_or_else(|| format!("GET http://{target}{path}: malformed response"))
 }
 
 /// The status code of an HTTP/1.x status line.

@@ -274,7 +274,7 @@ async fn serve(status: &'static str) -> u16 {
     port
 }
 
-struct NoRuntime;
+pub(crate) struct NoRuntime;
 
 #[async_trait::async_trait]
 impl crate::runtime::ContainerRuntime for NoRuntime {
@@ -365,6 +365,41 @@ async fn actions_succeed_on_2xx_3xx_open_ports_and_exit_zero() {
         let r = run_action(&action, "127.0.0.1", "c1", &rt, Duration::from_secs(2)).await;
         assert_eq!(r.is_ok(), ok, "case {i}: {r:?}");
     }
+}
+
+/// kubelet's lifecycle httpGet only fails without an answer; a probe needs 2xx/3xx.
+#[tokio::test]
+async fn hook_http_handlers_pass_on_any_answer() {
+    let rt: Arc<dyn crate::runtime::ContainerRuntime> = Arc::new(NoRuntime);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let http = |port: u16| Action::Http {
+        host: None,
+        port,
+        path: "/stop".into(),
+        scheme: "HTTP".into(),
+        headers: vec![],
+    };
+    let t = Duration::from_secs(2);
+    let failing = http(serve("500 Internal Server Error").await);
+    assert!(run_action(&failing, "127.0.0.1", "c1", &rt, t)
+        .await
+        .is_err());
+    assert_eq!(
+        run_hook_action(&failing, "127.0.0.1", "c1", &rt, t).await,
+        Ok(())
+    );
+    assert!(run_hook_action(&http(closed), "127.0.0.1", "c1", &rt, t)
+        .await
+        .is_err());
+    let exec = Action::Exec {
+        command: vec!["false".into()],
+    };
+    assert!(run_hook_action(&exec, "127.0.0.1", "c1", &rt, t)
+        .await
+        .is_err());
 }
 
 #[tokio::test]

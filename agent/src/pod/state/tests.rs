@@ -180,3 +180,28 @@ fn failed_pulls_wait_before_retrying() {
         Some("ImagePullBackOff")
     );
 }
+
+#[test]
+fn a_container_in_its_post_start_hook_is_not_shown_running_until_it_finishes() {
+    let mut rec = ContainerRecord {
+        id: Some("c1".into()),
+        current: Some(Current::Running { started_at: t(0) }),
+        post_start_pending: true,
+        ..Default::default()
+    };
+    let p = pod("Always", &["app"]);
+    let s = container_status("app", "img:1", &rec, RestartPolicy::Always, t(1));
+    let waiting = s.state.as_ref().and_then(|s| s.waiting.as_ref()).unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+    assert_eq!((s.ready, s.started), (false, Some(false)));
+    assert_eq!(phase(&[&rec], RestartPolicy::Always), "Pending");
+    let records = BTreeMap::from([("app".to_string(), rec.clone())]);
+    let st = pod_status(&p, &records, &PodFacts::default(), None, t(1));
+    assert_eq!(st.phase.as_deref(), Some("Pending"));
+
+    rec.post_start_pending = false;
+    let s = container_status("app", "img:1", &rec, RestartPolicy::Always, t(1));
+    assert!(s.state.unwrap().running.is_some());
+    assert_eq!((s.ready, s.started), (true, Some(true)));
+    assert_eq!(phase(&[&rec], RestartPolicy::Always), "Running");
+}

@@ -13,11 +13,19 @@ use tracing::{info, warn};
 use super::{Event, Worker};
 use crate::probe::{self, ProbeUpdate, Target};
 
-/// Running probers by container name; dropping it (the worker ends) stops them all.
+/// Background tasks (probers, postStart hooks) by container name; dropping it (the worker
+/// ends) stops them all.
 #[derive(Default)]
-pub struct Probers(HashMap<String, AbortHandle>);
+pub struct Tasks(HashMap<String, AbortHandle>);
 
-impl Probers {
+impl Tasks {
+    /// Keeps `handle` as the container's task, stopping the one it replaces.
+    pub fn insert(&mut self, name: &str, handle: AbortHandle) {
+        if let Some(old) = self.0.insert(name.to_string(), handle) {
+            old.abort();
+        }
+    }
+
     pub fn stop(&mut self, name: &str) {
         if let Some(h) = self.0.remove(name) {
             h.abort();
@@ -25,7 +33,7 @@ impl Probers {
     }
 }
 
-impl Drop for Probers {
+impl Drop for Tasks {
     fn drop(&mut self) {
         for h in self.0.values() {
             h.abort();
@@ -34,7 +42,7 @@ impl Drop for Probers {
 }
 
 impl Worker {
-    fn pod_ip(&self) -> String {
+    pub(super) fn pod_ip(&self) -> String {
         self.net
             .as_ref()
             .map(|n| n.ip.clone())
@@ -74,7 +82,7 @@ impl Worker {
                 update,
             }
         });
-        self.probers.0.insert(c.name.clone(), handle);
+        self.probers.insert(&c.name, handle);
     }
 
     pub(super) fn on_probe(&mut self, name: String, id: String, update: ProbeUpdate) {
@@ -107,21 +115,9 @@ impl Worker {
                     rec.probe_ready = Some(false);
                 }
                 let grace = Duration::from_secs(grace.unwrap_or(grace_default).max(0) as u64);
-                let runtime = self.ctx.runtime.clone();
-                // The waiter sees the exit; on_exit restarts it with the back-off.
-                tokio::spawn(async move {
-                    let term = nix::sys::signal::Signal::SIGTERM as i32;
-                    let kill = nix::sys::signal::Signal::SIGKILL as i32;
-                    if !grace.is_zero() {
-                        let _ = runtime.kill(&id, term).await;
-                        if let Ok(Ok(_)) = tokio::time::timeout(grace, runtime.wait(&id)).await {
-                            return;
-                        }
-                    }
-                    if let Err(e) = runtime.kill(&id, kill).await {
-                        warn!(%id, error = %e, "killing unhealthy container failed");
-                    }
-                });
+                // As kubelet's killContainer: preStop hook first. The waiter sees the exit
+                // and on_exit restarts the container with the back-off.
+                self.kill_in_background(&name, &id, grace);
             }
         }
     }

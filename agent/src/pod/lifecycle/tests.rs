@@ -1,0 +1,341 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, Pod,
+    SleepAction, TCPSocketAction,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::*;
+use crate::runtime::{self as rt, ContainerRuntime};
+
+fn container(pre_stop: Option<LifecycleHandler>) -> Container {
+    Container {
+        name: "app".into(),
+        ports: Some(vec![ContainerPort {
+            name: Some("web".into()),
+            container_port: 8080,
+            ..Default::default()
+        }]),
+        lifecycle: Some(Lifecycle {
+            pre_stop,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn exec(cmd: &[&str]) -> Option<ExecAction> {
+    Some(ExecAction {
+        command: Some(cmd.iter().map(|s| s.to_string()).collect()),
+    })
+}
+
+fn http(port: IntOrString) -> Option<HTTPGetAction> {
+    Some(HTTPGetAction {
+        port,
+        ..Default::default()
+    })
+}
+
+type Want = Result<Option<Handler>, &'static str>;
+
+#[test]
+fn hooks_have_exactly_one_supported_handler() {
+    let sleep = |s| Some(SleepAction { seconds: s });
+    let h = LifecycleHandler::default;
+    let cases: Vec<(Option<LifecycleHandler>, Want)> = vec![
+        (None, Ok(None)),
+        (
+            Some(LifecycleHandler {
+                exec: exec(&["sh", "-c", "echo bye"]),
+                ..h()
+            }),
+            Ok(Some(Handler::Action(Action::Exec {
+                command: vec!["sh".into(), "-c".into(), "echo bye".into()],
+            }))),
+        ),
+        (
+            Some(LifecycleHandler {
+                http_get: http(IntOrString::String("web".into())),
+                ..h()
+            }),
+            Ok(Some(Handler::Action(Action::Http {
+                host: None,
+                port: 8080,
+                path: "/".into(),
+                scheme: "HTTP".into(),
+                headers: vec![],
+            }))),
+        ),
+        (
+            Some(LifecycleHandler {
+                sleep: sleep(5),
+                ..h()
+            }),
+            Ok(Some(Handler::Sleep(Duration::from_secs(5)))),
+        ),
+        (
+            Some(LifecycleHandler {
+                sleep: sleep(0),
+                ..h()
+            }),
+            Ok(Some(Handler::Sleep(Duration::ZERO))),
+        ),
+        (
+            Some(h()),
+            Err("container \"app\": lifecycle.preStop: must specify a handler type"),
+        ),
+        (
+            Some(LifecycleHandler {
+                exec: exec(&["true"]),
+                sleep: sleep(1),
+                ..h()
+            }),
+            Err("container \"app\": lifecycle.preStop: may not specify more than 1 handler type"),
+        ),
+        (
+            Some(LifecycleHandler {
+                exec: exec(&[]),
+                ..h()
+            }),
+            Err("container \"app\": lifecycle.preStop.exec.command: must not be empty"),
+        ),
+        (
+            Some(LifecycleHandler {
+                http_get: http(IntOrString::String("nope".into())),
+                ..h()
+            }),
+            Err("container \"app\": lifecycle.preStop.httpGet.port: no container port named \"nope\""),
+        ),
+        (
+            Some(LifecycleHandler {
+                sleep: sleep(-1),
+                ..h()
+            }),
+            Err("container \"app\": lifecycle.preStop.sleep.seconds: must be non-negative"),
+        ),
+        (
+            Some(LifecycleHandler {
+                tcp_socket: Some(TCPSocketAction {
+                    port: IntOrString::Int(80),
+                    host: None,
+                }),
+                ..h()
+            }),
+            Err("container \"app\": lifecycle.preStop.tcpSocket: tcpSocket is not a supported lifecycle handler"),
+        ),
+    ];
+    for (i, (handler, want)) in cases.into_iter().enumerate() {
+        let c = container(handler);
+        let got = handler_of(&c, Hook::PreStop).map_err(|e| e.to_string());
+        assert_eq!(got, want.map_err(String::from), "case {i}");
+        assert_eq!(handler_of(&c, Hook::PostStart), Ok(None), "case {i}");
+    }
+}
+
+#[test]
+fn sigterm_window_is_the_rest_of_the_grace_period_and_at_least_2s_after_a_hook() {
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    let cases = [
+        // (grace, hook ran, hook took) -> window
+        (s(30), false, s(0), s(30)),
+        (s(30), true, s(2), s(28)),
+        (s(30), true, ms(29_500), s(2)),
+        (s(5), true, s(5), s(2)),
+        (s(5), true, s(9), s(2)),
+        (s(1), false, s(0), s(1)),
+        (s(0), false, s(0), s(0)),
+    ];
+    for (i, (grace, ran, took, want)) in cases.into_iter().enumerate() {
+        assert_eq!(term_window(grace, ran, took), want, "case {i}");
+    }
+}
+
+/// A runtime that records exec and kill calls and whose container exits on SIGTERM only if
+/// `exits_on_term`.
+struct Recorder {
+    calls: Mutex<Vec<(String, Instant)>>,
+    exits_on_term: bool,
+    exited: Notify,
+    exec_takes: Duration,
+}
+
+impl Recorder {
+    fn new(exits_on_term: bool, exec_takes: Duration) -> Arc<Self> {
+        Arc::new(Recorder {
+            calls: Mutex::new(Vec::new()),
+            exits_on_term,
+            exited: Notify::new(),
+            exec_takes,
+        })
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().iter().map(|(c, _)| c.clone()).collect()
+    }
+    fn at(&self, call: &str) -> Instant {
+        self.calls
+            .lock()
+            .iter()
+            .find(|(c, _)| c == call)
+            .map(|(_, t)| *t)
+            .unwrap_or_else(|| panic!("no {call} in {:?}", self.calls()))
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for Recorder {
+    async fn image(&self, r: &str) -> rt::Result<Option<rt::ImageInfo>> {
+        crate::probe::tests::NoRuntime.image(r).await
+    }
+    async fn pull(&self, r: &str) -> rt::Result<rt::ImageInfo> {
+        crate::probe::tests::NoRuntime.pull(r).await
+    }
+    async fn import_archive(&self, p: &std::path::Path) -> rt::Result<Vec<String>> {
+        crate::probe::tests::NoRuntime.import_archive(p).await
+    }
+    async fn create(&self, c: &rt::CreateContainer) -> rt::Result<()> {
+        crate::probe::tests::NoRuntime.create(c).await
+    }
+    async fn start(&self, id: &str) -> rt::Result<u32> {
+        crate::probe::tests::NoRuntime.start(id).await
+    }
+    async fn wait(&self, _: &str) -> rt::Result<rt::ExitInfo> {
+        self.exited.notified().await;
+        Ok(rt::ExitInfo {
+            exit_code: 0,
+            finished_at: jiff::Timestamp::now(),
+            oom_killed: false,
+        })
+    }
+    async fn kill(&self, _: &str, signal: i32) -> rt::Result<()> {
+        self.calls
+            .lock()
+            .push((format!("kill {signal}"), Instant::now()));
+        if self.exits_on_term {
+            self.exited.notify_waiters();
+            self.exited.notify_one();
+        }
+        Ok(())
+    }
+    async fn remove(&self, _: &str) -> rt::Result<()> {
+        Ok(())
+    }
+    async fn list(&self) -> rt::Result<Vec<rt::ContainerInfo>> {
+        Ok(vec![])
+    }
+    async fn exec(&self, _: &str, cmd: &[String], timeout: Duration) -> rt::Result<i32> {
+        self.calls
+            .lock()
+            .push((format!("exec {}", cmd.join(" ")), Instant::now()));
+        tokio::time::sleep(self.exec_takes.min(timeout)).await;
+        Ok(if cmd.first().map(String::as_str) == Some("true") {
+            0
+        } else {
+            1
+        })
+    }
+}
+
+fn target(rt: Arc<Recorder>) -> Target {
+    Target {
+        container: "app".into(),
+        id: "c1".into(),
+        pod_ip: "127.0.0.1".into(),
+        runtime: rt,
+    }
+}
+
+fn events() -> PodEvents {
+    // Nothing listens there: recording fails and is only logged.
+    let client = corral_api::Client::connect_lazy("http://127.0.0.1:9").unwrap();
+    PodEvents::new(client, "node-1", &Pod::default())
+}
+
+fn exec_handler(cmd: &str) -> Option<Result<Handler, ProbeError>> {
+    Some(Ok(Handler::Action(Action::Exec {
+        command: vec![cmd.into()],
+    })))
+}
+
+const TERM: &str = "kill 15";
+const KILL: &str = "kill 9";
+
+#[tokio::test]
+async fn pre_stop_runs_before_sigterm_and_a_container_that_exits_is_not_killed() {
+    let rt = Recorder::new(true, Duration::ZERO);
+    stop(
+        &target(rt.clone()),
+        exec_handler("true"),
+        Duration::from_secs(5),
+        &events(),
+    )
+    .await;
+    assert_eq!(rt.calls(), vec!["exec true", TERM]);
+
+    // A failing hook does not keep the container from stopping.
+    let rt = Recorder::new(true, Duration::ZERO);
+    stop(
+        &target(rt.clone()),
+        exec_handler("false"),
+        Duration::from_secs(5),
+        &events(),
+    )
+    .await;
+    assert_eq!(rt.calls(), vec!["exec false", TERM]);
+
+    // No hook at all with a zero grace period: straight to SIGKILL.
+    let rt = Recorder::new(false, Duration::ZERO);
+    stop(
+        &target(rt.clone()),
+        exec_handler("true"),
+        Duration::ZERO,
+        &events(),
+    )
+    .await;
+    assert_eq!(rt.calls(), vec![TERM, KILL]);
+}
+
+#[tokio::test]
+async fn a_hook_longer_than_the_grace_period_is_cut_and_sigkill_follows_2s_after() {
+    let rt = Recorder::new(false, Duration::from_secs(60));
+    let t0 = Instant::now();
+    stop(
+        &target(rt.clone()),
+        exec_handler("sleep"),
+        Duration::from_secs(1),
+        &events(),
+    )
+    .await;
+    assert_eq!(rt.calls(), vec!["exec sleep", TERM, KILL]);
+    let term = rt.at(TERM).duration_since(t0);
+    let kill = rt.at(KILL).duration_since(rt.at(TERM));
+    assert!(
+        term >= Duration::from_secs(1) && term < Duration::from_millis(1500),
+        "SIGTERM at {term:?}"
+    );
+    assert!(
+        kill >= MIN_TERM_WINDOW && kill < MIN_TERM_WINDOW + Duration::from_millis(500),
+        "SIGKILL {kill:?} after SIGTERM"
+    );
+}
+
+#[tokio::test]
+async fn sleep_handler_delays_sigterm() {
+    let rt = Recorder::new(true, Duration::ZERO);
+    let t0 = Instant::now();
+    let sleep = Some(Ok(Handler::Sleep(Duration::from_millis(300))));
+    stop(
+        &target(rt.clone()),
+        sleep,
+        Duration::from_secs(5),
+        &events(),
+    )
+    .await;
+    assert_eq!(rt.calls(), vec![TERM]);
+    assert!(rt.at(TERM).duration_since(t0) >= Duration::from_millis(300));
+}
