@@ -147,7 +147,10 @@ pub fn layout(
 
 /// The cluster-wide ranges that get blackhole routes on the host, so that a packet for a pod
 /// or service address without a more specific route is dropped here instead of leaving.
-pub const BLACKHOLES: &[&str] = &["10.42.0.0/16", "10.43.0.0/16"];
+pub const BLACKHOLES: &[&str] = &["10.42.0.0/16", SERVICE_CIDR];
+
+/// The control plane's default service range (ClusterIPs).
+pub const SERVICE_CIDR: &str = "10.43.0.0/16";
 
 /// containerd's configuration for one node: its own root, state and socket.
 pub fn containerd_config(node: &NodeLayout) -> String {

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::layout::{Layout, NodeLayout, BLACKHOLES};
+use crate::layout::{Layout, NodeLayout, BLACKHOLES, SERVICE_CIDR};
 use crate::Error;
 
 fn run(args: &[&str]) -> Result<String, Error> {
@@ -143,6 +143,19 @@ fn ensure_node(l: &Layout, node: &NodeLayout) -> Result<(), Error> {
     ])?;
     run(&["ip", "-n", &node.netns, "link", "set", "eth0", "up"])?;
     run(&["ip", "-n", &node.netns, "link", "set", "lo", "up"])?;
+    // A connection from the node itself to a ClusterIP is routed before the proxy's OUTPUT
+    // DNAT rewrites it: without a route it fails with "network unreachable". The route leads
+    // to the host, whose blackhole drops a service address that has no rule.
+    run(&[
+        "ip",
+        "-n",
+        &node.netns,
+        "route",
+        "replace",
+        SERVICE_CIDR,
+        "via",
+        &l.bridge_ip,
+    ])?;
     // A new namespace does not forward; the node routes between its pods and the others.
     run(&[
         "nsenter",

@@ -330,3 +330,56 @@ pub async fn http_get(addr: &str, host: &str) -> Option<(u16, String)> {
         .ok()
         .flatten()
 }
+
+/// A blocking HTTP/1.1 GET on a fresh connection (as `curl` in a loop would do), sent from
+/// inside network namespace `netns` (a node the test created) or from the host when None.
+/// Returns the status and body, or what went wrong.
+pub fn netns_http_get(
+    netns: Option<&str>,
+    addr: &str,
+    host: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let Some(ns) = netns else {
+        return blocking_get(addr, host, timeout);
+    };
+    let path = Path::new("/run/netns").join(ns);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // setns changes only this thread's namespace; the thread ends with the request.
+            let file =
+                std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("entering {}: {e}", path.display()))?;
+            blocking_get(addr, host, timeout)
+        })
+        .join()
+        .unwrap_or_else(|_| Err("request thread panicked".to_string()))
+    })
+}
+
+fn blocking_get(addr: &str, host: &str, timeout: Duration) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, timeout)
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout)).ok();
+    s.set_write_timeout(Some(timeout)).ok();
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP status from {addr}: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

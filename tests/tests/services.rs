@@ -1,0 +1,464 @@
+//! Services on the multi-node rig: ClusterIP (from every node), NodePort (on every node) and
+//! the Ingress reach every ready replica wherever it runs; a pod failing its readiness probe
+//! leaves the endpoints and gets no traffic; and clients looping through a rolling update from
+//! v0.2.0 to v0.3.0 see no failed request.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_api::k8s::api::core::v1::{Endpoints, Pod, Service};
+use corral_api::{Client, ListParams};
+use corral_tests::{corral, eventually, netns_http_get, rows, skip_unless_e2e, TestCluster};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn ok(server: &str, args: &[&str]) -> String {
+    let (out, err, success) = corral(server, args);
+    assert!(success, "corral {} failed:\n{out}\n{err}", args.join(" "));
+    out
+}
+
+/// The workshop's Deployment as a Kubernetes user would write it for zero-downtime updates:
+/// a readiness probe so that a new pod gets traffic only once it serves, and a preStop pause
+/// so that proxies drop a terminating pod before its server stops.
+fn deployment(version: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: mi-deploy
+  labels:
+    app: mi-deploy
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: mi-deploy
+  template:
+    metadata:
+      labels:
+        app: mi-deploy
+    spec:
+      containers:
+      - name: workshop-uns
+        image: fedek3/workshop-uns:{version}
+        ports:
+        - name: http
+          containerPort: 80
+        readinessProbe:
+          httpGet:
+            path: /healthz
+            port: http
+          periodSeconds: 1
+        lifecycle:
+          preStop:
+            sleep:
+              seconds: 2
+"#
+    )
+}
+
+const SERVICES: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: mi-deploy-svc
+spec:
+  type: NodePort
+  selector:
+    app: mi-deploy
+  ports:
+  - port: 80
+    targetPort: http
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: mi-deploy-ingress
+spec:
+  rules:
+  - host: mi-app.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: mi-deploy-svc
+            port:
+              number: 80
+"#;
+
+/// A pod the Service selects whose readiness the test controls with a file on the host.
+fn canary(flag_dir: &Path) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: mi-deploy-canary
+  labels:
+    app: mi-deploy
+spec:
+  containers:
+  - name: workshop-uns
+    image: fedek3/workshop-uns:v0.2.0
+    ports:
+    - name: http
+      containerPort: 80
+    readinessProbe:
+      exec:
+        command: ["test", "-f", "/flag/ready"]
+      periodSeconds: 1
+      failureThreshold: 1
+    volumeMounts:
+    - name: flag
+      mountPath: /flag
+  volumes:
+  - name: flag
+    hostPath:
+      path: {}
+"#,
+        flag_dir.display()
+    )
+}
+
+fn apply(server: &str, dir: &Path, file: &str, yaml: &str) -> String {
+    let path = dir.join(file);
+    std::fs::write(&path, yaml).unwrap();
+    ok(server, &["apply", "-f", path.to_str().unwrap()])
+}
+
+async fn pods(client: &Client) -> Vec<Pod> {
+    client
+        .list::<Pod>("default", &ListParams::labels("app=mi-deploy"))
+        .await
+        .map(|(p, _)| p)
+        .unwrap_or_default()
+}
+
+fn ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn image(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.containers[0].image.clone())
+        .unwrap_or_default()
+}
+
+/// Waits until exactly the Deployment's 3 pods run `version`, all Ready, none terminating.
+async fn wait_replicas(client: &Client, version: &str, cluster: &TestCluster) -> Vec<Pod> {
+    let want = format!("fedek3/workshop-uns:{version}");
+    let what = format!("3 ready pods of mi-deploy on {version}");
+    let found = tokio::time::timeout(
+        WAIT,
+        eventually(&what, WAIT, || async {
+            let all: Vec<Pod> = pods(client)
+                .await
+                .into_iter()
+                .filter(|p| p.metadata.name.as_deref() != Some("mi-deploy-canary"))
+                .collect();
+            (all.len() == 3 && all.iter().all(|p| ready(p) && image(p) == want)).then_some(all)
+        }),
+    )
+    .await;
+    found.unwrap_or_else(|_| panic!("timed out waiting for {what}\n{}", cluster.logs()))
+}
+
+/// Ready and not-ready addresses of an Endpoints object.
+async fn endpoint_ips(client: &Client) -> (BTreeSet<String>, BTreeSet<String>) {
+    let ep: Option<Endpoints> = client
+        .get_opt("default", "mi-deploy-svc")
+        .await
+        .ok()
+        .flatten();
+    let subsets = ep.and_then(|e| e.subsets).unwrap_or_default();
+    let ips = |f: fn(&_) -> Option<Vec<corral_api::k8s::api::core::v1::EndpointAddress>>| {
+        subsets
+            .iter()
+            .flat_map(|s| f(s).unwrap_or_default())
+            .map(|a| a.ip)
+            .collect::<BTreeSet<String>>()
+    };
+    (
+        ips(|s| s.addresses.clone()),
+        ips(|s| s.not_ready_addresses.clone()),
+    )
+}
+
+fn pod_ips(ps: &[Pod]) -> BTreeSet<String> {
+    ps.iter()
+        .filter_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
+        .collect()
+}
+
+/// Where a client stands and what it dials.
+#[derive(Clone, Debug)]
+struct Path3 {
+    label: String,
+    /// Network namespace to send from (None: the host).
+    netns: Option<String>,
+    addr: String,
+    host: &'static str,
+}
+
+/// The page names the pod's hostname (its name) and the app version.
+fn answered_by(body: &str) -> Option<(String, String)> {
+    let host = body.split("Hello from ").nth(1)?.split('<').next()?.trim();
+    let version = body.split("version: ").nth(1)?.split('<').next()?.trim();
+    Some((host.to_string(), version.to_string()))
+}
+
+/// One request; Ok((pod, version)) or a description of the failure.
+fn request(p: &Path3) -> Result<(String, String), String> {
+    match netns_http_get(p.netns.as_deref(), &p.addr, p.host, Duration::from_secs(3)) {
+        Ok((200, body)) => answered_by(&body).ok_or_else(|| format!("unexpected page: {body}")),
+        Ok((status, body)) => Err(format!("status {status}: {body}")),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends requests until every one of `names` has answered on `path`.
+async fn reaches_all(path: &Path3, names: &BTreeSet<String>) {
+    let (p, names) = (path.clone(), names.clone());
+    let what = format!("{} to reach {names:?}", p.label);
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut seen = BTreeSet::new();
+        let mut last = String::new();
+        while !names.is_subset(&seen) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {what}; seen {seen:?}, last {last}"
+            );
+            match request(&p) {
+                Ok((pod, _)) => {
+                    seen.insert(pod);
+                }
+                Err(e) => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// A client looping on one path until told to stop: answers per version, and failures.
+fn spawn_loop(
+    p: Path3,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(BTreeMap<String, usize>, Vec<String>)> {
+    std::thread::spawn(move || {
+        let mut versions = BTreeMap::new();
+        let mut failures = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            match request(&p) {
+                Ok((_, v)) => *versions.entry(v).or_default() += 1,
+                Err(e) => failures.push(format!("{} at {at}: {e}", p.label)),
+            }
+        }
+        (versions, failures)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_reach_ready_pods_on_every_node_and_survive_a_rolling_update() {
+    skip_unless_e2e!();
+    let cluster = TestCluster::create("services", 3).await;
+    let s = cluster.server();
+    let client = cluster.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster.state.layout.nodes.clone();
+
+    apply(&s, dir.path(), "deploy.yaml", &deployment("v0.2.0"));
+    apply(&s, dir.path(), "services.yaml", SERVICES);
+    let first = wait_replicas(&client, "v0.2.0", &cluster).await;
+    let names: BTreeSet<String> = first
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    let spread: BTreeSet<String> = first
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    assert!(spread.len() > 1, "replicas spread over nodes: {spread:?}");
+
+    // `get ep` lists the three pod IPs with the named target port resolved.
+    let want: BTreeSet<String> = pod_ips(&first)
+        .iter()
+        .map(|ip| format!("{ip}:80"))
+        .collect();
+    eventually("get ep to list the 3 pods", WAIT, || async {
+        let ep = ok(&s, &["get", "ep", "mi-deploy-svc"]);
+        let listed: BTreeSet<String> = rows(&ep)
+            .first()?
+            .get(1)?
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        (listed == want).then_some(())
+    })
+    .await;
+
+    let svc: Service = client.get("default", "mi-deploy-svc").await.unwrap();
+    let spec = svc.spec.unwrap();
+    let cluster_ip = spec.cluster_ip.unwrap();
+    let node_port = spec.ports.unwrap()[0].node_port.expect("a node port");
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+
+    // Every path, from or on every node, reaches all three pods (most of them on other nodes).
+    let mut paths = Vec::new();
+    for n in &nodes {
+        paths.push(Path3 {
+            label: format!("ClusterIP from {}", n.name),
+            netns: Some(n.netns.clone()),
+            addr: format!("{cluster_ip}:80"),
+            host: "mi-deploy-svc",
+        });
+        paths.push(Path3 {
+            label: format!("NodePort on {}", n.name),
+            netns: None,
+            addr: format!("{}:{node_port}", n.ip),
+            host: "mi-deploy-svc",
+        });
+        paths.push(Path3 {
+            label: format!("Ingress on {}", n.name),
+            netns: None,
+            addr: format!("{}:80", n.ip),
+            host: "mi-app.com",
+        });
+    }
+    for p in &paths {
+        reaches_all(p, &names).await;
+    }
+
+    // Readiness: the canary gets traffic while ready, and none once its probe fails.
+    let flag = dir.path().join("flag");
+    std::fs::create_dir_all(&flag).unwrap();
+    std::fs::write(flag.join("ready"), "").unwrap();
+    apply(&s, dir.path(), "canary.yaml", &canary(&flag));
+    let canary_ip = eventually("the canary in the ready endpoints", WAIT, || async {
+        let pod: Pod = client.get_opt("default", "mi-deploy-canary").await.ok()??;
+        let ip = pod.status?.pod_ip?;
+        endpoint_ips(&client).await.0.contains(&ip).then_some(ip)
+    })
+    .await;
+    let with_canary: BTreeSet<String> = names
+        .iter()
+        .cloned()
+        .chain(["mi-deploy-canary".to_string()])
+        .collect();
+    let probe_paths = [&paths[0], &paths[4], &paths[8]];
+    for p in probe_paths {
+        reaches_all(p, &with_canary).await;
+    }
+    std::fs::remove_file(flag.join("ready")).unwrap();
+    eventually("the canary in notReadyAddresses", WAIT, || async {
+        let (ready, not_ready) = endpoint_ips(&client).await;
+        (!ready.contains(&canary_ip) && not_ready.contains(&canary_ip)).then_some(())
+    })
+    .await;
+    let table = ok(&s, &["get", "pods", "mi-deploy-canary"]);
+    assert!(
+        rows(&table)[0][1] == "0/1",
+        "READY shows the failing probe:\n{table}"
+    );
+    for p in probe_paths {
+        let p = p.clone();
+        tokio::task::spawn_blocking(move || {
+            // Proxies follow the endpoint change: once a few answers in a row come from
+            // others, none of the next 40 comes from the canary.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let mut clean = 0;
+            while clean < 5 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} still sends to the canary",
+                    p.label
+                );
+                match request(&p) {
+                    Ok((pod, _)) if pod == "mi-deploy-canary" => clean = 0,
+                    Ok(_) => clean += 1,
+                    Err(e) => panic!("{}: {e}", p.label),
+                }
+            }
+            for _ in 0..40 {
+                let (pod, _) = request(&p).unwrap_or_else(|e| panic!("{}: {e}", p.label));
+                assert_ne!(
+                    pod, "mi-deploy-canary",
+                    "{} sent traffic to a not-ready pod",
+                    p.label
+                );
+            }
+        })
+        .await
+        .unwrap();
+    }
+    ok(&s, &["delete", "pod", "mi-deploy-canary"]);
+    eventually("the canary gone from the endpoints", WAIT, || async {
+        let (ready, not_ready) = endpoint_ips(&client).await;
+        (!ready.contains(&canary_ip) && !not_ready.contains(&canary_ip)).then_some(())
+    })
+    .await;
+
+    // Rolling update under load: one client per path kind, each on a different node.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loops: Vec<_> = [&paths[0], &paths[4], &paths[8]]
+        .into_iter()
+        .map(|p| spawn_loop(p.clone(), stop.clone()))
+        .collect();
+    apply(&s, dir.path(), "deploy.yaml", &deployment("v0.3.0"));
+    ok(
+        &s,
+        &[
+            "rollout",
+            "status",
+            "deployment/mi-deploy",
+            "--timeout=120s",
+        ],
+    );
+    let second = wait_replicas(&client, "v0.3.0", &cluster).await;
+    // The old pods are gone from the API only once their containers stopped.
+    eventually("only the new pods left", WAIT, || async {
+        (pods(&client).await.len() == 3).then_some(())
+    })
+    .await;
+    let new_ips = pod_ips(&second);
+    eventually("endpoints to list only the new pods", WAIT, || async {
+        (endpoint_ips(&client).await == (new_ips.clone(), BTreeSet::new())).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for (l, p) in loops.into_iter().zip([&paths[0], &paths[4], &paths[8]]) {
+        let (versions, failed) = l.join().unwrap();
+        eprintln!("{}: {versions:?}, {} failed", p.label, failed.len());
+        assert!(
+            versions.contains_key("v0.2.0") && versions.contains_key("v0.3.0"),
+            "{} saw both versions during the update: {versions:?}",
+            p.label
+        );
+        failures.extend(failed);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed requests during the rolling update:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        cluster.logs()
+    );
+}
