@@ -21,75 +21,22 @@ fn ok(server: &str, args: &[&str]) -> String {
     out
 }
 
-/// The workshop's Deployment as a Kubernetes user would write it for zero-downtime updates:
-/// a readiness probe so that a new pod gets traffic only once it serves, and a preStop pause
-/// so that proxies drop a terminating pod before its server stops.
+/// The workshop's Deployment as a Kubernetes user would write it for zero-downtime updates
+/// (examples/zero-downtime): a readiness probe so that a new pod gets traffic only once it
+/// serves, and a preStop pause so that proxies drop a terminating pod before it stops.
 fn deployment(version: &str) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: mi-deploy
-  labels:
-    app: mi-deploy
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: mi-deploy
-  template:
-    metadata:
-      labels:
-        app: mi-deploy
-    spec:
-      containers:
-      - name: workshop-uns
-        image: fedek3/workshop-uns:{version}
-        ports:
-        - name: http
-          containerPort: 80
-        readinessProbe:
-          httpGet:
-            path: /healthz
-            port: http
-          periodSeconds: 1
-        lifecycle:
-          preStop:
-            sleep:
-              seconds: 2
-"#
+    example("mi-deploy.yaml").replace(
+        "fedek3/workshop-uns:v0.3.0",
+        &format!("fedek3/workshop-uns:{version}"),
     )
 }
 
-const SERVICES: &str = r#"apiVersion: v1
-kind: Service
-metadata:
-  name: mi-deploy-svc
-spec:
-  type: NodePort
-  selector:
-    app: mi-deploy
-  ports:
-  - port: 80
-    targetPort: http
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: mi-deploy-ingress
-spec:
-  rules:
-  - host: mi-app.com
-    http:
-      paths:
-      - path: /
-        pathType: Prefix
-        backend:
-          service:
-            name: mi-deploy-svc
-            port:
-              number: 80
-"#;
+fn example(file: &str) -> String {
+    let path = corral_tests::workspace_dir()
+        .join("examples/zero-downtime")
+        .join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
 
 /// A pod the Service selects whose readiness the test controls with a file on the host.
 fn canary(flag_dir: &Path) -> String {
@@ -285,7 +232,12 @@ async fn services_reach_ready_pods_on_every_node_and_survive_a_rolling_update() 
     let nodes = cluster.state.layout.nodes.clone();
 
     apply(&s, dir.path(), "deploy.yaml", &deployment("v0.2.0"));
-    apply(&s, dir.path(), "services.yaml", SERVICES);
+    apply(
+        &s,
+        dir.path(),
+        "services.yaml",
+        &example("mi-deploy-svc-ingress.yaml"),
+    );
     let first = wait_replicas(&client, "v0.2.0", &cluster).await;
     let names: BTreeSet<String> = first
         .iter()
