@@ -551,6 +551,7 @@ fn validate_pod_spec(spec: &PodSpec, path: &str, errs: &mut Errors) {
             if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
                 errs.required(format!("{p}.image"));
             }
+            lifecycle::validate(c, &p, group, spec, errs);
             if let Some(policy) = c.image_pull_policy.as_deref() {
                 if !["Always", "IfNotPresent", "Never"].contains(&policy) {
                     errs.unsupported(
@@ -704,6 +705,8 @@ fn validate_ingress(ing: &Ingress, errs: &mut Errors) {
         }
     }
 }
+
+mod lifecycle;
 
 #[cfg(test)]
 mod tests;
