@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::informer::{self, Change, ObjectKey};
 use crate::queue::WorkQueue;
-use crate::{ops, util, Context, Error};
+use crate::{ops, util, wiring, Context, Error};
 
 const NAME: &str = "endpoints";
 
@@ -27,10 +27,7 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
     let services = informer::Store::<Service>::new();
     let endpoints = informer::Store::<Endpoints>::new();
     let queue = WorkQueue::<ObjectKey>::new();
-    {
-        let q = queue.clone();
-        services.on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
-    }
+    wiring::enqueue_changes(&services, &queue);
     {
         // Someone else editing or deleting an Endpoints of a Service gets it repaired; an
         // Endpoints without a Service (written by hand, maybe before its selector-less
@@ -57,16 +54,23 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         tokio::spawn(informer::Informer::new(ctx.client.clone(), services.clone()).run()),
         tokio::spawn(informer::Informer::new(ctx.client.clone(), endpoints.clone()).run()),
     ];
-    handles.push(tokio::spawn(async move {
-        services.wait_synced().await;
-        endpoints.wait_synced().await;
-        ctx.pods.wait_synced().await;
-        let workers = crate::run_workers(NAME, queue, ctx.config.workers, move |key| {
+    let (c, s, e) = (ctx.clone(), services.clone(), endpoints.clone());
+    let synced = async move {
+        s.wait_synced().await;
+        e.wait_synced().await;
+        c.pods.wait_synced().await;
+    };
+    let workers = ctx.config.workers;
+    handles.push(wiring::spawn_workers(
+        NAME,
+        queue,
+        workers,
+        synced,
+        move |key| {
             let (ctx, services, endpoints) = (ctx.clone(), services.clone(), endpoints.clone());
             async move { reconcile(&ctx, &services, &endpoints, &key).await }
-        });
-        futures::future::join_all(workers).await;
-    }));
+        },
+    ));
     handles
 }
 

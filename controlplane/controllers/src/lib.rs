@@ -25,6 +25,7 @@ pub mod replicaset;
 pub mod scheduling;
 pub mod statefulset;
 pub mod util;
+mod wiring;
 
 #[cfg(test)]
 mod testutil;

@@ -13,18 +13,14 @@ use tokio::task::JoinHandle;
 
 use crate::informer::{Change, ObjectKey};
 use crate::queue::WorkQueue;
-use crate::{ops, util, Context, Error};
+use crate::{ops, util, wiring, Context, Error};
 use plan::Action;
 
 const NAME: &str = "daemonset";
 
 pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
     let queue = WorkQueue::<ObjectKey>::new();
-    {
-        let q = queue.clone();
-        ctx.daemonsets
-            .on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
-    }
+    wiring::enqueue_changes(&ctx.daemonsets, &queue);
     {
         let q = queue.clone();
         let dss = ctx.daemonsets.clone();
@@ -59,28 +55,25 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
             }
         });
     }
-    {
-        let q = queue.clone();
-        ctx.revisions.on_change(move |c| {
-            let r = c.object();
-            if let Some(o) = util::controller_of(&r.metadata).filter(|o| o.kind == "DaemonSet") {
-                q.add(ObjectKey::new(util::namespace(&r.metadata), o.name.clone()));
-            }
-        });
-    }
+    wiring::enqueue_controller(&ctx.revisions, "DaemonSet", &queue);
     let c = ctx.clone();
-    vec![tokio::spawn(async move {
+    let synced = async move {
         c.daemonsets.wait_synced().await;
         c.pods.wait_synced().await;
         c.nodes.wait_synced().await;
         c.revisions.wait_synced().await;
-        let ctx = c.clone();
-        let workers = crate::run_workers(NAME, queue, c.config.workers, move |key| {
+    };
+    let workers = ctx.config.workers;
+    vec![wiring::spawn_workers(
+        NAME,
+        queue,
+        workers,
+        synced,
+        move |key| {
             let ctx = ctx.clone();
             async move { reconcile(&ctx, &key).await }
-        });
-        futures::future::join_all(workers).await;
-    })]
+        },
+    )]
 }
 
 #[tracing::instrument(skip(ctx), fields(controller = NAME, key = %key))]

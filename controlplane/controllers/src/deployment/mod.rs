@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::informer::{Change, ObjectKey};
 use crate::queue::WorkQueue;
-use crate::{ops, util, Context, Error};
+use crate::{ops, util, wiring, Context, Error};
 use plan::Action;
 
 const NAME: &str = "deployment";
@@ -56,17 +56,22 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         });
     }
     let c = ctx.clone();
-    vec![tokio::spawn(async move {
+    let synced = async move {
         c.deployments.wait_synced().await;
         c.replicasets.wait_synced().await;
         c.pods.wait_synced().await;
-        let ctx = c.clone();
-        let workers = crate::run_workers(NAME, queue, c.config.workers, move |key| {
+    };
+    let workers = ctx.config.workers;
+    vec![wiring::spawn_workers(
+        NAME,
+        queue,
+        workers,
+        synced,
+        move |key| {
             let ctx = ctx.clone();
             async move { reconcile(&ctx, &key).await }
-        });
-        futures::future::join_all(workers).await;
-    })]
+        },
+    )]
 }
 
 fn owners_of_rs_change(

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::informer::ObjectKey;
 use crate::queue::WorkQueue;
-use crate::{ops, pods, util, Context, Error};
+use crate::{ops, pods, util, wiring, Context, Error};
 use plan::Action;
 
 const NAME: &str = "replicaset";
@@ -22,11 +22,7 @@ const NAME: &str = "replicaset";
 /// Registers the event handlers and returns the worker tasks (they wait for the caches).
 pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
     let queue = WorkQueue::<ObjectKey>::new();
-    {
-        let q = queue.clone();
-        ctx.replicasets
-            .on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
-    }
+    wiring::enqueue_changes(&ctx.replicasets, &queue);
     {
         let q = queue.clone();
         let rss = ctx.replicasets.clone();
@@ -42,19 +38,21 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         });
     }
     let c = ctx.clone();
-    let mut handles = vec![];
-    let q = queue.clone();
-    handles.push(tokio::spawn(async move {
+    let synced = async move {
         c.replicasets.wait_synced().await;
         c.pods.wait_synced().await;
-        let ctx = c.clone();
-        let workers = crate::run_workers(NAME, q, c.config.workers, move |key| {
+    };
+    let workers = ctx.config.workers;
+    vec![wiring::spawn_workers(
+        NAME,
+        queue,
+        workers,
+        synced,
+        move |key| {
             let ctx = ctx.clone();
             async move { reconcile(&ctx, &key).await }
-        });
-        futures::future::join_all(workers).await;
-    }));
-    handles
+        },
+    )]
 }
 
 #[tracing::instrument(skip(ctx), fields(controller = NAME, key = %key))]
