@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_api::client::Object;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use tokio::task::JoinHandle;
 
 use crate::informer::{ObjectKey, Store};
@@ -27,6 +29,23 @@ pub fn enqueue_controller<K: Object>(store: &Store<K>, kind: &'static str, queue
         let meta = c.object().metadata();
         if let Some(o) = util::controller_of(meta).filter(|o| o.kind == kind) {
             q.add(ObjectKey::new(util::namespace(meta), o.name.clone()));
+        }
+    });
+}
+
+/// Queues the owners of kind `kind` that a pod change concerns (see
+/// [`util::owners_of_pod_change`]): the pod's controller, or the controllers that would adopt it.
+pub fn enqueue_pod_owners<O: Object + Sync + 'static>(
+    pods: &Store<Pod>,
+    owners: &Arc<Store<O>>,
+    kind: &'static str,
+    selector: fn(&O) -> Option<&LabelSelector>,
+    queue: &Queue,
+) {
+    let (q, owners) = (queue.clone(), owners.clone());
+    pods.on_change(move |c| {
+        for key in util::owners_of_pod_change(c, kind, |ns| owners.list_ns(ns), selector) {
+            q.add(key);
         }
     });
 }

@@ -21,20 +21,13 @@ const NAME: &str = "daemonset";
 pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
     let queue = WorkQueue::<ObjectKey>::new();
     wiring::enqueue_changes(&ctx.daemonsets, &queue);
-    {
-        let q = queue.clone();
-        let dss = ctx.daemonsets.clone();
-        ctx.pods.on_change(move |c| {
-            for key in util::owners_of_pod_change(
-                c,
-                "DaemonSet",
-                |ns| dss.list_ns(ns),
-                |o: &DaemonSet| o.spec.as_ref().map(|s| &s.selector),
-            ) {
-                q.add(key);
-            }
-        });
-    }
+    wiring::enqueue_pod_owners(
+        &ctx.pods,
+        &ctx.daemonsets,
+        "DaemonSet",
+        |o: &DaemonSet| o.spec.as_ref().map(|s| &s.selector),
+        &queue,
+    );
     {
         // Any node change (new, removed, relabelled, tainted) concerns every DaemonSet.
         let q = queue.clone();

@@ -23,20 +23,13 @@ const NAME: &str = "replicaset";
 pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
     let queue = WorkQueue::<ObjectKey>::new();
     wiring::enqueue_changes(&ctx.replicasets, &queue);
-    {
-        let q = queue.clone();
-        let rss = ctx.replicasets.clone();
-        ctx.pods.on_change(move |c| {
-            for key in util::owners_of_pod_change(
-                c,
-                "ReplicaSet",
-                |ns| rss.list_ns(ns),
-                |o: &ReplicaSet| o.spec.as_ref().map(|s| &s.selector),
-            ) {
-                q.add(key);
-            }
-        });
-    }
+    wiring::enqueue_pod_owners(
+        &ctx.pods,
+        &ctx.replicasets,
+        "ReplicaSet",
+        |o: &ReplicaSet| o.spec.as_ref().map(|s| &s.selector),
+        &queue,
+    );
     let c = ctx.clone();
     let synced = async move {
         c.replicasets.wait_synced().await;
