@@ -1,7 +1,7 @@
 //! End to end: container lifecycle hooks run by the real agent against real containers. A
 //! preStop sleep delays the SIGTERM, a preStop exec runs inside the container before its
 //! SIGTERM handler, a hook longer than the grace period is cut (SIGKILL 2 s after the grace),
-//! a forced delete cuts a hook short, and a failing postStart restarts the container.
+//! a forced delete cuts a hook short (or skips it), and a failing postStart restarts the container.
 //!
 //! The few fixed sleeps here prove that something has NOT happened yet (the container still
 //! runs while its hook does); everything that must happen is waited for with a deadline.
@@ -294,6 +294,29 @@ async fn forced_delete_cuts_a_pre_stop_hook_short() {
         forced.elapsed()
     );
     assert!(c.agent_log().contains("forced deletion"));
+
+    // Deleted by force straight away: the hooks do not run at all.
+    let spec = PodSpec {
+        containers: vec![app("a", None, pre_stop(sleep_hook(25)))],
+        ..Default::default()
+    };
+    create(&c, "forced-now", 30, spec).await;
+    wait_running(&c, "forced-now").await;
+    delete(&c, "forced-now", Some(0)).await;
+    let forced = Instant::now();
+    while !rt.list().await.unwrap().is_empty() {
+        assert!(
+            forced.elapsed() < Duration::from_secs(10),
+            "containers still there {:?} after a forced delete\n{}",
+            forced.elapsed(),
+            c.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "forced delete alone: containers gone {:?} after it",
+        forced.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +327,8 @@ async fn post_start_gates_running_and_a_failing_one_restarts_the_container() {
         containers: vec![app("app", None, post_start(sleep_hook(2)))],
         ..Default::default()
     };
-    create(&c, "slow-start", 1, ok).await;
+    // The sleep must fit in the grace period (API validation).
+    create(&c, "slow-start", 3, ok).await;
     let failing = PodSpec {
         containers: vec![app(
             "app",

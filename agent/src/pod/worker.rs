@@ -866,10 +866,12 @@ impl Worker {
         self.probers = probes::Tasks::default();
         self.post_starts = probes::Tasks::default();
         // Each container: preStop hook, SIGTERM, SIGKILL, side by side, within the grace.
+        // A pod already gone from the API was deleted by force: no hooks then.
         let grace = Duration::from_secs(grace);
+        let hooks = how == Terminate::Graceful;
         let stops: Vec<_> = running(self)
             .into_iter()
-            .map(|(name, id)| self.stopper(&name, &id, grace))
+            .map(|(name, id)| self.stopper(&name, &id, grace, hooks))
             .collect();
         let stops = futures::future::join_all(stops);
         tokio::pin!(stops);
