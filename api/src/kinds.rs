@@ -124,6 +124,7 @@ pub const CONFIGMAPS: ResourceInfo = info(
     false,
     false,
 );
+pub const SECRETS: ResourceInfo = info("Secret", "", "secrets", "secret", &[], true, false, false);
 pub const REPLICASETS: ResourceInfo = info(
     "ReplicaSet",
     "apps",
@@ -206,6 +207,7 @@ pub const ALL: &[ResourceInfo] = &[
     PVS,
     EVENTS,
     CONFIGMAPS,
+    SECRETS,
     REPLICASETS,
     DEPLOYMENTS,
     DAEMONSETS,

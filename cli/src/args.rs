@@ -209,6 +209,76 @@ pub enum CreateWhat {
     /// Create a namespace with the specified name.
     #[command(alias = "ns")]
     Namespace(CreateNamespaceArgs),
+    /// Create a config map from a local file, directory or literal value.
+    #[command(alias = "cm")]
+    Configmap(CreateConfigMapArgs),
+    /// Create a secret (generic or tls).
+    Secret {
+        #[command(subcommand)]
+        what: CreateSecretWhat,
+    },
+}
+
+/// Where the keys of a ConfigMap or Secret come from, as kubectl takes them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DataSources {
+    /// Key file (key is the file name), KEY=FILE, or a directory (each regular file).
+    #[arg(long = "from-file")]
+    pub from_file: Vec<String>,
+    /// A KEY=VALUE pair.
+    #[arg(long = "from-literal")]
+    pub from_literal: Vec<String>,
+    /// A file of KEY=VALUE lines (blank lines and lines starting with # are skipped).
+    #[arg(long = "from-env-file")]
+    pub from_env_file: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateConfigMapArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub sources: DataSources,
+    #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateSecretWhat {
+    /// Create a secret from a local file, directory or literal value.
+    Generic(CreateSecretGenericArgs),
+    /// Create a TLS secret from a certificate and key file.
+    Tls(CreateSecretTlsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSecretGenericArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub sources: DataSources,
+    /// The type of secret to create.
+    #[arg(long = "type")]
+    pub type_: Option<String>,
+    #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSecretTlsArgs {
+    pub name: String,
+    /// Path to a PEM encoded public key certificate.
+    #[arg(long, required = true)]
+    pub cert: String,
+    /// Path to the private key associated with the certificate.
+    #[arg(long, required = true)]
+    pub key: String,
+    #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
 }
 
 #[derive(Debug, Args)]

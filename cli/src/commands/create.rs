@@ -1,13 +1,14 @@
 //! `corral create -f`, `create deployment` (kubectl's generated object, `--dry-run=client -o yaml`)
-//! and `create namespace`.
+//! `create namespace`, `create configmap` and `create secret generic|tls`.
 
 use corral_api::kinds;
 use corral_api::object;
 use serde_json::Value;
 
 use super::apply::{dry_run_suffix, object_namespace};
+use super::create_data;
 use super::{decode_source, errln, out, outln, read_sources, report, Ctx};
-use crate::args::{CreateArgs, CreateWhat};
+use crate::args::{CreateArgs, CreateSecretWhat, CreateWhat};
 use crate::error::{local, CliError, Result};
 use crate::printers::output;
 
@@ -33,6 +34,32 @@ fn build(w: &CreateWhat) -> Result<(&'static corral_api::ResourceInfo, Value, &s
             n.dry_run.as_str(),
             n.output.as_deref(),
         )),
+        CreateWhat::Configmap(c) => {
+            let g = create_data::gather(&c.sources, "ConfigMap", &c.name)?;
+            Ok((
+                &kinds::CONFIGMAPS,
+                create_data::configmap(&c.name, &g),
+                c.dry_run.as_str(),
+                c.output.as_deref(),
+            ))
+        }
+        CreateWhat::Secret { what } => match what {
+            CreateSecretWhat::Generic(s) => {
+                let g = create_data::gather(&s.sources, "Secret", &s.name)?;
+                Ok((
+                    &kinds::SECRETS,
+                    create_data::secret(&s.name, &g, s.type_.as_deref()),
+                    s.dry_run.as_str(),
+                    s.output.as_deref(),
+                ))
+            }
+            CreateSecretWhat::Tls(t) => Ok((
+                &kinds::SECRETS,
+                create_data::tls_secret(&t.name, &t.cert, &t.key)?,
+                t.dry_run.as_str(),
+                t.output.as_deref(),
+            )),
+        },
     }
 }
 
@@ -40,6 +67,11 @@ pub fn is_client_dry_run(w: &CreateWhat) -> bool {
     let mode = match w {
         CreateWhat::Deployment(d) => &d.dry_run,
         CreateWhat::Namespace(n) => &n.dry_run,
+        CreateWhat::Configmap(c) => &c.dry_run,
+        CreateWhat::Secret { what } => match what {
+            CreateSecretWhat::Generic(s) => &s.dry_run,
+            CreateSecretWhat::Tls(t) => &t.dry_run,
+        },
     };
     mode == "client" || mode == "true"
 }
@@ -81,7 +113,7 @@ pub async fn run(ctx: &Ctx, a: &CreateArgs) -> Result<()> {
     }
     if a.files.is_empty() {
         return Err(local(
-            "must specify one of -f or a kind to create (deployment, namespace)",
+            "must specify one of -f or a kind to create (deployment, namespace, configmap, secret)",
         ));
     }
     let mut failed = false;

@@ -5,6 +5,7 @@ mod apply;
 pub mod cluster;
 mod config_cmd;
 mod create;
+mod create_data;
 mod delete;
 mod describe;
 mod get;

@@ -1,11 +1,11 @@
 //! Rows for cluster and bookkeeping kinds: Node, Namespace, Event, PersistentVolumeClaim,
-//! PersistentVolume, Lease and ConfigMap.
+//! PersistentVolume, Lease, ConfigMap and Secret.
 
 use std::collections::BTreeSet;
 
 use corral_api::k8s::api::coordination::v1::Lease;
 use corral_api::k8s::api::core::v1::{
-    ConfigMap, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim,
+    ConfigMap, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Secret,
 };
 use jiff::Timestamp;
 
@@ -59,6 +59,7 @@ pub const PV_HEADERS: &[&str] = &[
 ];
 pub const LEASE_HEADERS: &[&str] = &["NAME", "HOLDER", "AGE"];
 pub const CONFIGMAP_HEADERS: &[&str] = &["NAME", "DATA", "AGE"];
+pub const SECRET_HEADERS: &[&str] = &["NAME", "TYPE", "DATA", "AGE"];
 
 /// `Ready`, `NotReady`, `Unknown`, with `,SchedulingDisabled` for a cordoned node.
 pub fn node_status(node: &Node) -> String {
@@ -344,6 +345,15 @@ pub fn lease_row(lease: &Lease, opts: &PrintOptions) -> Vec<String> {
             .and_then(|s| s.holder_identity.clone())
             .unwrap_or_default(),
         age(opts.now, lease.metadata.creation_timestamp.as_ref()),
+    ]
+}
+
+pub fn secret_row(s: &Secret, opts: &PrintOptions) -> Vec<String> {
+    vec![
+        s.metadata.name.clone().unwrap_or_default(),
+        s.type_.clone().unwrap_or_default(),
+        s.data.as_ref().map_or(0, |d| d.len()).to_string(),
+        age(opts.now, s.metadata.creation_timestamp.as_ref()),
     ]
 }
 

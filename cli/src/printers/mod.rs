@@ -154,6 +154,11 @@ fn printer_for(info: &ResourceInfo) -> (&'static [&'static str], &'static [&'sta
             &[],
             row_fn!(core::ConfigMap, cluster::configmap_row),
         ),
+        "secrets" => (
+            cluster::SECRET_HEADERS,
+            &[],
+            row_fn!(core::Secret, cluster::secret_row),
+        ),
         _ => (&["NAME", "AGE"], &[], generic_row),
     }
 }
