@@ -177,6 +177,7 @@ pub fn check_schema(info: &ResourceInfo, object: &Value) -> Result<Value, Decode
         "persistentvolumes" => roundtrip_as::<core::PersistentVolume>(&what, object)?,
         "events" => roundtrip_as::<core::Event>(&what, object)?,
         "configmaps" => roundtrip_as::<core::ConfigMap>(&what, object)?,
+        "secrets" => roundtrip_as::<core::Secret>(&what, object)?,
         "replicasets" => roundtrip_as::<apps::ReplicaSet>(&what, object)?,
         "deployments" => roundtrip_as::<apps::Deployment>(&what, object)?,
         "daemonsets" => roundtrip_as::<apps::DaemonSet>(&what, object)?,

@@ -168,6 +168,11 @@ pub fn apply_defaults(info: &ResourceInfo, object: &mut Value, defaults: &Defaul
             }
             *object = untyped(&svc);
         }
+        "secrets" => {
+            let mut secret: k8s_openapi::api::core::v1::Secret = typed(object);
+            configdata::default_secret(&mut secret);
+            *object = untyped(&secret);
+        }
         "namespaces" => {
             object["status"]["phase"] = Value::from("Active");
         }
@@ -342,6 +347,8 @@ pub fn validate(info: &ResourceInfo, object: &Value) -> Vec<FieldError> {
         }
         "services" => validate_service(&typed(object), &mut errs),
         "ingresses" => validate_ingress(&typed(object), &mut errs),
+        "configmaps" => configdata::validate_configmap(&typed(object), &mut errs),
+        "secrets" => configdata::validate_secret(&typed(object), &mut errs),
         _ => {}
     }
     errs.0
@@ -706,6 +713,7 @@ fn validate_ingress(ing: &Ingress, errs: &mut Errors) {
     }
 }
 
+mod configdata;
 mod lifecycle;
 
 #[cfg(test)]
