@@ -47,6 +47,28 @@ async fn configmaps_and_secrets_are_created_listed_and_stored_as_kubernetes_does
         secrets.ok()
     );
 
+    let cm = c.corral(&["describe", "configmap", "mi-config"]).await;
+    let text = cm.ok();
+    assert!(
+        text.starts_with("Name:         mi-config\nNamespace:    default\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nData\n====\nMODE:\n----\nprod\nWORKERS:\n----\n4\n\nBinaryData\n====\n\nEvents:  <none>\n"),
+        "{text}"
+    );
+    let sec = c.corral(&["describe", "secret", "mi-secret"]).await;
+    assert!(
+        sec.ok()
+            .ends_with("\nType:  Opaque\n\nData\n====\npass:  6 bytes\nuser:  5 bytes\n"),
+        "{}",
+        sec.ok()
+    );
+    assert!(
+        !sec.ok().contains("s3cr3t"),
+        "describe never shows a secret's values"
+    );
+
     // stringData is written into data (base64 on the wire) and not stored itself.
     let f = c.file(
         "secret.yaml",

@@ -101,6 +101,8 @@ fn render(info: &ResourceInfo, obj: &Value, rel: &Related) -> Result<String> {
         "ingresses" => describe::ingress(&typed(obj)?, rel, t),
         "nodes" => describe::node(&typed(obj)?, rel, t),
         "namespaces" => describe::namespace(&typed(obj)?),
+        "configmaps" => describe::configmap(&typed(obj)?, rel, t),
+        "secrets" => describe::secret(&typed(obj)?),
         _ => describe::generic(obj, rel, t),
     })
 }

@@ -5,7 +5,7 @@
 mod others;
 mod workloads;
 
-pub use others::{generic, ingress, namespace, node, service};
+pub use others::{configmap, generic, ingress, namespace, node, secret, service};
 pub use workloads::{daemonset, deployment, pod, replicaset, statefulset};
 
 use std::collections::BTreeMap;

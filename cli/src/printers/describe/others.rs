@@ -1,6 +1,6 @@
 //! Describers for Service, Ingress, Node and, for every other kind, a generic layout.
 
-use corral_api::k8s::api::core::v1::{Node, Pod, Service};
+use corral_api::k8s::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
 use corral_api::k8s::api::networking::v1::Ingress;
 use corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use jiff::Timestamp;
@@ -352,5 +352,39 @@ pub fn namespace(ns: &corral_api::k8s::api::core::v1::Namespace) -> String {
             .unwrap_or("Active"),
     );
     d.0.push_str("\nNo resource quota.\n\nNo LimitRange resource.\n");
+    d.finish()
+}
+
+/// kubectl's ConfigMap description: every key with its value, binary keys with their size.
+pub fn configmap(cm: &ConfigMap, rel: &Related, now: Timestamp) -> String {
+    let mut d = Doc::default();
+    header(&mut d, &cm.metadata, false);
+    d.labels("", "Labels", cm.metadata.labels.as_ref());
+    d.annotations("", cm.metadata.annotations.as_ref());
+    d.0.push_str("\nData\n====\n");
+    for (k, v) in cm.data.iter().flatten() {
+        d.0.push_str(&format!("{k}:\n----\n{v}\n"));
+    }
+    d.0.push_str("\nBinaryData\n====\n");
+    for (k, v) in cm.binary_data.iter().flatten() {
+        d.0.push_str(&format!("{k}: {} bytes\n", v.0.len()));
+    }
+    d.0.push('\n');
+    events(&mut d, &rel.events, now);
+    d.finish()
+}
+
+/// kubectl's Secret description: the type and each key's size, never the values.
+pub fn secret(s: &Secret) -> String {
+    let mut d = Doc::default();
+    header(&mut d, &s.metadata, false);
+    d.labels("", "Labels", s.metadata.labels.as_ref());
+    d.annotations("", s.metadata.annotations.as_ref());
+    d.0.push('\n');
+    d.kv(0, "Type", s.type_.as_deref().unwrap_or(""));
+    d.0.push_str("\nData\n====\n");
+    for (k, v) in s.data.iter().flatten() {
+        d.kv(0, k, format!("{} bytes", v.0.len()));
+    }
     d.finish()
 }
