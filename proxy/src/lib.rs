@@ -59,6 +59,9 @@ pub struct Config {
     pub ingress_listen: SocketAddr,
     /// Full resync (repairs rules removed behind our back).
     pub resync: Duration,
+    /// Ingress worker threads, each with its own single-threaded runtime and listening
+    /// socket (SO_REUSEPORT); 0 means one per CPU, as nginx's `worker_processes auto`.
+    pub ingress_threads: usize,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             node_name: String::new(),
             ingress_listen: "0.0.0.0:80".parse().expect("valid address"),
             resync: Duration::from_secs(30),
+            ingress_threads: 0,
         }
     }
 }
@@ -107,21 +111,29 @@ pub async fn run(
     let endpoints = Cache::<Endpoints>::new(changed.clone());
     let ingresses = Cache::<Ingress>::new(changed.clone());
     let nodes = Cache::<Node>::new(changed.clone());
-    let mut tasks = vec![
+    let tasks = vec![
         tokio::spawn(services.clone().run(client.clone())),
         tokio::spawn(endpoints.clone().run(client.clone())),
         tokio::spawn(ingresses.clone().run(client.clone())),
         tokio::spawn(nodes.clone().run(client.clone())),
     ];
-    let listener = tokio::net::TcpListener::bind(config.ingress_listen)
-        .await
-        .map_err(|source| Error::Bind {
+    let threads = match config.ingress_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let listeners =
+        ingress::bind(config.ingress_listen, threads).map_err(|source| Error::Bind {
             addr: config.ingress_listen,
             source,
         })?;
     let routes: ingress::SharedRoutes = Arc::new(RwLock::new(Arc::new(RouteTable::default())));
-    tasks.push(tokio::spawn(ingress::serve(listener, routes.clone())));
-    tracing::info!(node = %config.node_name, ingress = %config.ingress_listen, server = %config.server, "proxy started");
+    // Dropped when `run` returns, which stops the Ingress workers.
+    let (_stop_ingress, stop_rx) = watch::channel(false);
+    ingress::spawn_workers(listeners, routes.clone(), stop_rx).map_err(|source| Error::Bind {
+        addr: config.ingress_listen,
+        source,
+    })?;
+    tracing::info!(node = %config.node_name, ingress = %config.ingress_listen, ingress_threads = threads, server = %config.server, "proxy started");
 
     let mut syncer = Syncer::new(ipt.clone());
     tokio::pin!(shutdown);

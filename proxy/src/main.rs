@@ -23,10 +23,22 @@ struct Args {
     /// Address the Ingress reverse proxy listens on.
     #[arg(long, default_value = "0.0.0.0")]
     ingress_address: IpAddr,
+    /// Ingress worker threads, each a single-threaded event loop with its own listening
+    /// socket (like nginx's workers with `reuseport`); 0 = one per CPU.
+    #[arg(long, env = "CORRAL_INGRESS_THREADS", default_value_t = 0)]
+    ingress_threads: usize,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The watches and the sync loop are light: one thread runs them; the Ingress gets its
+    // own worker threads.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -37,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         server: args.server,
         node_name: args.node_name,
         ingress_listen: SocketAddr::new(args.ingress_address, args.ingress_port),
+        ingress_threads: args.ingress_threads,
         ..Default::default()
     };
     let shutdown = async {

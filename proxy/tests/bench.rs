@@ -22,6 +22,27 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    sh(&["getconf", "CLK_TCK"])
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -34,7 +55,7 @@ async fn data_path_throughput_and_latency() {
         eprintln!("skipping the data path benchmark: {why}");
         return;
     }
-    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let rounds: usize = env_or("BENCH_ROUNDS", 5);
     let secs: u64 = env_or("BENCH_SECS", 3);
     let concurrency: usize = env_or("BENCH_CONNS", 16);
     let max_requests: u64 = env_or("BENCH_MAX_REQUESTS", 2_000_000);
@@ -80,6 +101,11 @@ async fn data_path_throughput_and_latency() {
         ("Ingress (corral-proxy)", &ingress),
     ];
     let mut results: Vec<Vec<Report>> = vec![vec![]; modes.len()];
+    // CPU µs per successful request: the proxy process, and this process (load generator,
+    // pods, control plane), per mode.
+    let mut cpu: Vec<Vec<(f64, f64)>> = vec![vec![]; modes.len()];
+    let proxy_pid = rig.proxy.as_ref().expect("proxy started").id();
+    let me = std::process::id();
     for round in 0..=rounds {
         for (i, (name, targets)) in modes.iter().enumerate() {
             let targets = (*targets).clone();
@@ -88,34 +114,45 @@ async fn data_path_throughput_and_latency() {
                 max_requests,
                 max_duration: Duration::from_secs(if round == 0 { 1 } else { secs }),
             };
+            let (p0, m0) = (cpu_secs(proxy_pid), cpu_secs(me));
             let r = rig
                 .node_rt
                 .run(async move { loadgen::run(&targets, opts).await })
                 .await;
+            let per_req = |d: f64| 1e6 * d / r.requests.max(1) as f64;
+            let (p, m) = (
+                per_req(cpu_secs(proxy_pid) - p0),
+                per_req(cpu_secs(me) - m0),
+            );
             // Round 0 warms up connections, caches and the pool.
             if round > 0 {
                 println!(
-                    "round {round} {name:<24} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {}",
+                    "round {round} {name:<24} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {}  CPU/req: proxy {p:.1} µs, rest {m:.1} µs",
                     r.rps(),
                     r.p50_ms(),
                     r.p99_ms(),
                     r.errors
                 );
                 results[i].push(r);
+                cpu[i].push((p, m));
             }
         }
     }
     let direct_rps = median(results[0].iter().map(|r| r.rps()).collect());
     println!();
-    println!("| path | req/s (median of {rounds}) | p50 ms | p99 ms | vs direct | errors |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| path | req/s (median of {rounds}) | p50 ms | p99 ms | vs direct | errors | CPU µs/req proxy | CPU µs/req rest |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for (i, (name, _)) in modes.iter().enumerate() {
         let rps = median(results[i].iter().map(|r| r.rps()).collect());
         let p50 = median(results[i].iter().map(|r| r.p50_ms()).collect());
         let p99 = median(results[i].iter().map(|r| r.p99_ms()).collect());
         let errors: u64 = results[i].iter().map(|r| r.errors).sum();
+        let proxy_cpu = median(cpu[i].iter().map(|c| c.0).collect());
+        let rest_cpu = median(cpu[i].iter().map(|c| c.1).collect());
         println!(
-            "| {name} | {rps:.0} | {p50:.3} | {p99:.3} | {:.0}% | {errors} |",
+            "| {name} | {rps:.0} | {p50:.3} | {p99:.3} | {:.0}% | {errors} | {proxy_cpu:.1} | {rest_cpu:.1} |",
             100.0 * rps / direct_rps
         );
         assert!(

@@ -5,7 +5,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
 
 use common::*;
 use corral_api::k8s::api::core::v1::Endpoints;
@@ -198,4 +202,187 @@ async fn cluster_ip_node_port_and_ingress_reach_ready_pods_only() {
     );
     assert!(rig.stop_proxy());
     assert!(!rig.iptables_save().contains("CORRAL-"));
+}
+
+/// Keep-alive GET loops through the Ingress until `stop`: answers by pod name, failures
+/// (non-200 statuses and connection errors) as text.
+struct Looper {
+    ok: Arc<AtomicU64>,
+    failures: Arc<parking_lot::Mutex<Vec<String>>>,
+    answers: Arc<parking_lot::Mutex<Vec<String>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Looper {
+    fn start(rig: &Rig, target: &Target, workers: usize) -> Looper {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(parking_lot::Mutex::new(vec![]));
+        let answers = Arc::new(parking_lot::Mutex::new(vec![]));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (t, stopped) = (target.clone(), stopped.clone());
+                let (ok, failures, answers) = (ok.clone(), failures.clone(), answers.clone());
+                rig.node_rt.handle.spawn(async move {
+                    let mut sender = None;
+                    while !*stopped.borrow() {
+                        if sender.is_none() {
+                            match tokio::net::TcpStream::connect(t.addr).await {
+                                Ok(s) => {
+                                    let io = hyper_util::rt::TokioIo::new(s);
+                                    match hyper::client::conn::http1::handshake(io).await {
+                                        Ok((s, conn)) => {
+                                            tokio::spawn(conn);
+                                            sender = Some(s);
+                                        }
+                                        Err(e) => failures.lock().push(format!("handshake: {e}")),
+                                    }
+                                }
+                                Err(e) => failures.lock().push(format!("connect: {e}")),
+                            }
+                            continue;
+                        }
+                        let s: &mut hyper::client::conn::http1::SendRequest<
+                            http_body_util::Empty<bytes::Bytes>,
+                        > = sender.as_mut().unwrap();
+                        let req = http::Request::get("/")
+                            .header(http::header::HOST, t.host.as_str())
+                            .body(http_body_util::Empty::new())
+                            .unwrap();
+                        let res = async {
+                            let resp = s.send_request(req).await?;
+                            let status = resp.status().as_u16();
+                            let body = resp.into_body().collect().await?.to_bytes();
+                            Ok::<_, hyper::Error>((
+                                status,
+                                String::from_utf8_lossy(&body).trim().to_string(),
+                            ))
+                        }
+                        .await;
+                        match res {
+                            Ok((200, name)) => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                                answers.lock().push(name);
+                            }
+                            Ok((status, body)) => failures.lock().push(format!("{status} {body}")),
+                            Err(e) => {
+                                failures.lock().push(format!("request: {e}"));
+                                sender = None;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Looper {
+            ok,
+            failures,
+            answers,
+            stop,
+            tasks,
+        }
+    }
+
+    async fn wait_for(&self, n: u64, what: &str) {
+        let ok = self.ok.clone();
+        let failures = self.failures.clone();
+        eventually(20, what, || {
+            let done = ok.load(Ordering::SeqCst) >= n || !failures.lock().is_empty();
+            async move { done.then_some(()) }
+        })
+        .await;
+    }
+
+    async fn finish(self) -> (u64, Vec<String>) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let failures = self.failures.lock().clone();
+        (self.ok.load(Ordering::SeqCst), failures)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_gets_survive_a_listed_pod_whose_server_is_gone() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping the corral-proxy end-to-end test: {why}");
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let mut rig = Rig::new(PODS);
+    let d = deploy(&mut rig).await;
+    rig.start_proxy(INGRESS_PORT);
+    let via_ingress = target(SocketAddr::from((rig.node_ip, INGRESS_PORT)), "mi-app.com");
+    reaches_all(&rig, &via_ingress, PODS, "the Ingress reaching all pods").await;
+
+    // Clients loop on keep-alive connections, so the proxy holds pooled connections to every
+    // pod; then pod-c's server dies while the Endpoints still list it (as a pod does between
+    // its process exiting and the endpoint update): its pooled connections are closed and new
+    // ones are refused.
+    let looper = Looper::start(&rig, &via_ingress, 4);
+    looper.wait_for(300, "GETs through the ingress").await;
+    let before = looper.answers.lock().len();
+    let c = rig.pods.len() - 1;
+    let ns = rig.pods[c].netns.0.clone();
+    drop(std::mem::replace(
+        &mut rig.pods[c].rt,
+        NsRuntime::new(&ns, 1),
+    ));
+    let after = looper.ok.load(Ordering::SeqCst);
+    looper
+        .wait_for(after + 1000, "GETs after pod-c's server died")
+        .await;
+    let answers: Vec<String> = looper.answers.lock()[before..].to_vec();
+    let (ok, failures) = looper.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} failed GETs: {failures:?}",
+        failures.len()
+    );
+    assert!(ok > after + 1000);
+    // pod-c stays listed, and requests that went its way were answered by the others.
+    let ep = d
+        .client
+        .get::<Endpoints>("default", "mi-app-svc")
+        .await
+        .unwrap();
+    let listed: Vec<String> = ep.subsets.unwrap()[0]
+        .addresses
+        .iter()
+        .flatten()
+        .map(|a| a.ip.clone())
+        .collect();
+    assert!(listed.contains(&rig.pods[c].ip.to_string()), "{listed:?}");
+    let last: BTreeSet<&String> = answers[answers.len() - 300..].iter().collect();
+    assert!(!last.contains(&"pod-c".to_string()), "{last:?}");
+    assert_eq!(last.len(), 2, "both live pods keep answering: {last:?}");
+
+    // A POST with a body to the dead pod never left the proxy either: it goes elsewhere too.
+    let posts = rig
+        .node_rt
+        .run(async move {
+            let mut out = vec![];
+            for _ in 0..6 {
+                let s = tokio::net::TcpStream::connect(via_ingress.addr)
+                    .await
+                    .unwrap();
+                let (mut s, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                let req = http::Request::post("/")
+                    .header(http::header::HOST, "mi-app.com")
+                    .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x=1")))
+                    .unwrap();
+                let resp = s.send_request(req).await.unwrap();
+                out.push(resp.status().as_u16());
+            }
+            out
+        })
+        .await;
+    assert!(posts.iter().all(|s| *s == 200), "{posts:?}");
+    assert!(rig.stop_proxy());
 }

@@ -1,9 +1,16 @@
 //! The Ingress data path: an HTTP/1.1 reverse proxy that looks each request up in the current
-//! route table and forwards it straight to a ready pod (round robin), over pooled keep-alive
-//! connections. 404 when no rule matches, 503 when the backend has no ready endpoint, 502
-//! when the pod cannot be reached.
+//! route table and forwards it straight to a ready pod (round robin), over keep-alive
+//! connections pooled per worker thread. 404 when no rule matches, 503 when the backend has
+//! no ready endpoint, 502 when no endpoint could answer (after retrying the next endpoints
+//! where `retry` allows it).
+//!
+//! Workers are threads with a single-threaded Tokio runtime each, accepting from the same
+//! listening socket: a request's server, client and connection tasks then run on one thread,
+//! with no cross-thread wake-ups, no work stealing and no shared pool lock.
 
+pub mod retry;
 pub mod routes;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,35 +19,35 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use parking_lot::RwLock;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
 
+use retry::Failure;
 use routes::RouteTable;
+use upstream::{Pool, ProxyBody, UpBody};
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
-
-/// The route table the server reads; the sync loop swaps in a new one on every change.
+/// The route table the workers read; the sync loop swaps in a new one on every change.
 pub type SharedRoutes = Arc<RwLock<Arc<RouteTable>>>;
 
-struct State {
+/// Attempts per request, each on the next endpoint of the rotation.
+const MAX_ATTEMPTS: usize = 3;
+/// How often a worker drops idle upstream connections (idle timeout: one to two periods).
+const POOL_SWEEP: Duration = Duration::from_secs(30);
+
+struct Worker {
     routes: SharedRoutes,
-    client: Client<HttpConnector, Body>,
+    pool: Arc<Pool>,
 }
 
-fn full(status: StatusCode, text: &str) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(format!("{text}\n")))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+fn local(status: StatusCode, text: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::Local(Full::new(text.into())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -49,46 +56,111 @@ fn full(status: StatusCode, text: &str) -> Response<Body> {
     r
 }
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
-    for h in HOP_BY_HOP {
-        headers.remove(*h);
+    for h in HOP_BY_HOP.iter() {
+        headers.remove(h);
     }
 }
 
-/// Serves until the listener task is dropped.
-pub async fn serve(listener: TcpListener, routes: SharedRoutes) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector);
-    let state = Arc::new(State { routes, client });
+/// `n` listening sockets on `addr` sharing the port (SO_REUSEPORT), so that the kernel spreads
+/// connections evenly over the workers; ingress-nginx enables `reuseport` for the same reason.
+/// Must be called inside a Tokio runtime; the sockets are handed over deregistered.
+pub fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    (0..n.max(1))
+        .map(|_| {
+            let socket = match addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            socket.set_reuseport(true)?;
+            socket.set_nodelay(true)?;
+            socket.bind(addr)?;
+            socket.listen(1024)?.into_std()
+        })
+        .collect()
+}
+
+/// One worker thread per listener, each with its own single-threaded runtime and upstream
+/// pool, serving until `stop` turns true (or its sender is dropped).
+pub fn spawn_workers(
+    listeners: Vec<std::net::TcpListener>,
+    routes: SharedRoutes,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            let (routes, stop) = (routes.clone(), stop.clone());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("ingress-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        match TcpListener::from_std(listener) {
+                            Ok(l) => serve(l, routes, stop).await,
+                            Err(e) => tracing::error!(error = %e, "ingress worker cannot listen"),
+                        }
+                    })
+                })
+        })
+        .collect()
+}
+
+/// Serves on the current runtime until `stop` turns true (or its sender is dropped).
+pub async fn serve(listener: TcpListener, routes: SharedRoutes, mut stop: watch::Receiver<bool>) {
+    let pool = Arc::new(Pool::default());
+    let sweeper = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(POOL_SWEEP);
+            loop {
+                every.tick().await;
+                pool.sweep();
+            }
+        })
+    };
+    let worker = Arc::new(Worker { routes, pool });
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            r = stop.wait_for(|s| *s) => {
+                let _ = r;
+                break;
+            }
+        };
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "ingress accept failed");
@@ -97,11 +169,14 @@ pub async fn serve(listener: TcpListener, routes: SharedRoutes) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
+        let worker = worker.clone();
         tokio::spawn(async move {
+            // Computed once per connection, not per request.
+            let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+                .expect("an IP address is a valid header value");
             let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+                let (worker, peer_ip) = (worker.clone(), peer_ip.clone());
+                async move { Ok::<_, Infallible>(handle(&worker, req, peer_ip).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -111,112 +186,126 @@ pub async fn serve(listener: TcpListener, routes: SharedRoutes) {
             }
         });
     }
+    sweeper.abort();
 }
 
-async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let host = req
-        .headers()
-        .get(header::HOST)
+async fn handle(w: &Worker, req: Request<Incoming>, peer_ip: HeaderValue) -> Response<ProxyBody> {
+    let host_header = req.headers().get(header::HOST);
+    let host = host_header
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().host().map(str::to_string))
+        .or_else(|| req.uri().host())
         .unwrap_or_default();
-    let table = state.routes.read().clone();
-    let Some(backend) = table.route(&host, req.uri().path()).cloned() else {
-        return full(
+    let backend = w.routes.read().route(host, req.uri().path()).cloned();
+    let Some(backend) = backend else {
+        return local(
             StatusCode::NOT_FOUND,
-            "404 page not found: no ingress rule matches",
+            "404 page not found: no ingress rule matches\n",
         );
     };
-    if backend.endpoints.is_empty() {
-        return full(
+    let Some(first) = backend.turn() else {
+        return local(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!(
-                "503 service unavailable: {} has no ready endpoint",
+            format!(
+                "503 service unavailable: {} has no ready endpoint\n",
                 backend.name
             ),
         );
-    }
+    };
+    let forwarded_host = match host_header {
+        Some(h) => Some(h.clone()),
+        None => HeaderValue::from_str(host).ok(),
+    };
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let fwd = HeaderName::from_static("x-forwarded-for");
-    let prior = parts
+    let chain = match parts.headers.get(X_FORWARDED_FOR) {
+        Some(prior) => {
+            let mut v = prior.as_bytes().to_vec();
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer_ip.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or(peer_ip)
+        }
+        None => peer_ip,
+    };
+    parts.headers.insert(X_FORWARDED_FOR, chain);
+    if let Some(h) = forwarded_host {
+        parts.headers.insert(X_FORWARDED_HOST, h);
+    }
+    parts
         .headers
-        .get(&fwd)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let chain = match prior {
-        Some(p) => format!("{p}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        parts.headers.insert(fwd, v);
+        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    // Pods get origin-form targets over HTTP/1.1 (keep-alive), whatever the client spoke.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(pq);
     }
-    if let Ok(v) = HeaderValue::from_str(&host) {
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-forwarded-host"), v);
-    }
-    parts.headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    );
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    // Requests without a body can go to another pod when a connection cannot be made (a pod
-    // that just went away); others are sent once.
-    let retriable = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
-        && !has_body_parts(&parts.headers);
-    let attempts = if retriable {
-        backend.endpoints.len().min(3)
+    parts.version = Version::HTTP_11;
+
+    let has_body = !body.is_end_stream();
+    let method = parts.method.clone();
+    // A copy of the head, to replay a request without body that was written to a connection
+    // that then failed. Requests with a body are only re-sent when hyper hands them back.
+    let replayable = (!has_body && retry::idempotent(&method)).then(|| parts.clone());
+    let body: UpBody = if has_body {
+        Either::Left(body)
     } else {
-        1
+        Either::Right(Empty::new())
     };
-    let mut body = Some(body.boxed());
-    let mut last_err = None;
-    for _ in 0..attempts {
-        let Some(ep) = backend.pick() else { break };
-        let uri: Uri = match format!("http://{ep}{path}").parse() {
-            Ok(u) => u,
-            Err(_) => return full(StatusCode::BAD_REQUEST, "400 bad request: invalid path"),
+    let mut next = Some(Request::from_parts(parts, body));
+    let n = backend.endpoints.len();
+    let mut last_err = String::new();
+    for attempt in 0..MAX_ATTEMPTS {
+        let Some(req) = next.take().or_else(|| {
+            replayable
+                .clone()
+                .map(|p| Request::from_parts(p, Either::Right(Empty::new())))
+        }) else {
+            break;
         };
-        let mut out = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
-        *out.uri_mut() = uri;
-        match state.client.request(out).await {
-            Ok(resp) => {
-                let (mut rparts, rbody) = resp.into_parts();
-                strip_hop_by_hop(&mut rparts.headers);
-                return Response::from_parts(rparts, rbody.boxed());
-            }
+        let ep = backend.endpoints[(first + attempt) % n];
+        let failure = match w.pool.get(ep).await {
             Err(e) => {
-                tracing::debug!(backend = %backend.name, endpoint = %ep, error = %e, "backend request failed");
-                let connect = e.is_connect();
-                last_err = Some(e);
-                if !connect {
-                    break;
-                }
+                last_err = e.to_string();
+                next = Some(req);
+                Failure::Connect
             }
+            Ok((mut sender, _reused)) => match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let (mut rparts, rbody) = resp.into_parts();
+                    strip_hop_by_hop(&mut rparts.headers);
+                    let body = ProxyBody::upstream(rbody, w.pool.clone(), ep, sender);
+                    return Response::from_parts(rparts, body);
+                }
+                Err(mut e) => {
+                    let unsent = e.take_message();
+                    let failure = if unsent.is_some() {
+                        Failure::NotSent
+                    } else {
+                        retry::classify(e.error())
+                    };
+                    last_err = format!("{ep}: {}", e.error());
+                    next = unsent;
+                    failure
+                }
+            },
+        };
+        tracing::debug!(backend = %backend.name, endpoint = %ep, attempt, ?failure, error = %last_err, "backend request failed");
+        // A stale pooled connection is worth a fresh one to the same endpoint; an endpoint
+        // that refused a connection is not worth another.
+        let untried_left = attempt + 1 < n;
+        if !retry::may_retry(&method, has_body, failure)
+            || (failure == Failure::Connect && !untried_left)
+        {
+            break;
         }
     }
-    let detail = last_err.map(|e| e.to_string()).unwrap_or_default();
-    full(
+    local(
         StatusCode::BAD_GATEWAY,
-        &format!("502 bad gateway: {}: {detail}", backend.name),
+        format!("502 bad gateway: {}: {last_err}\n", backend.name),
     )
-}
-
-fn has_body_parts(h: &HeaderMap) -> bool {
-    h.contains_key(header::TRANSFER_ENCODING)
-        || h.get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0")
-}
-
-fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 #[cfg(test)]

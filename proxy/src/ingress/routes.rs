@@ -4,7 +4,9 @@
 //! rules without host; within them the longest path wins, Exact before Prefix; Prefix matches
 //! whole path elements. Building and matching are pure.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,13 +26,31 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// The next endpoint, round robin; `None` when the service has no ready endpoint.
-    pub fn pick(&self) -> Option<SocketAddrV4> {
+    pub fn new(name: String, endpoints: Vec<SocketAddrV4>) -> Backend {
+        // Every table (and every node's proxy) starts the rotation at a random endpoint, so
+        // that rebuilt tables and several nodes' Ingresses do not all pile onto the first.
+        let start = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as usize;
+        Backend {
+            name,
+            endpoints,
+            next: AtomicUsize::new(start),
+        }
+    }
+
+    /// Where this request's round-robin turn starts: an index into `endpoints` (taken modulo
+    /// its length); a retry moves on to the following ones. `None` when there is no endpoint.
+    pub fn turn(&self) -> Option<usize> {
         if self.endpoints.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(self.endpoints[i % self.endpoints.len()])
+        Some(self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len())
+    }
+
+    /// The next endpoint, round robin; `None` when the service has no ready endpoint.
+    pub fn pick(&self) -> Option<SocketAddrV4> {
+        self.turn().map(|i| self.endpoints[i])
     }
 }
 
@@ -73,8 +93,8 @@ pub struct RouteTable {
     pub warnings: Vec<String>,
 }
 
-/// Host header without port, lower case.
-pub fn host_of(header: &str) -> String {
+/// Host header without port, lower case (borrowed unless it had upper-case letters).
+pub fn host_of(header: &str) -> Cow<'_, str> {
     let h = header.trim();
     let h = if let Some(rest) = h.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
@@ -83,14 +103,18 @@ pub fn host_of(header: &str) -> String {
             .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
             .map_or(h, |(host, _)| host)
     };
-    h.to_ascii_lowercase()
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
 }
 
 impl RouteTable {
     /// The backend for a request, `None` for a 404.
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Backend>> {
         let host = host_of(host);
-        let rules = self.exact.get(&host).or_else(|| {
+        let rules = self.exact.get(host.as_ref()).or_else(|| {
             host.split_once('.')
                 .filter(|(first, _)| !first.is_empty())
                 .and_then(|(_, rest)| self.wildcard.get(rest))
@@ -166,11 +190,7 @@ impl RouteTable {
                     let eps = sp
                         .map(|sp| ready_endpoints(&sp, endpoints.get(&key).map(|e| e.as_ref())))
                         .unwrap_or_default();
-                    Arc::new(Backend {
-                        name,
-                        endpoints: eps,
-                        next: AtomicUsize::new(0),
-                    })
+                    Arc::new(Backend::new(name, eps))
                 });
                 Some(backend.clone())
             };
