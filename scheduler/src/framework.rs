@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::cache::Cache;
 use crate::nodeinfo::NodeInfo;
-use crate::plugins::{self, anti_affinity::AntiAffinityState};
+use crate::plugins::{self, anti_affinity::AntiAffinityState, pod_affinity::AffinityState};
 use crate::podinfo::PodInfo;
 
 /// A filter's verdict on one node.
@@ -45,6 +45,7 @@ impl Status {
 #[derive(Debug, Default)]
 pub struct CycleState {
     pub anti_affinity: AntiAffinityState,
+    pub affinity: AffinityState,
 }
 
 pub trait FilterPlugin: Send + Sync {
@@ -80,6 +81,7 @@ impl Framework {
     pub fn prepare(&self, pod: &PodInfo, cache: &Cache) -> CycleState {
         CycleState {
             anti_affinity: AntiAffinityState::compute(pod, cache),
+            affinity: AffinityState::compute(pod, cache),
         }
     }
 

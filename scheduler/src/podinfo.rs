@@ -7,6 +7,7 @@ use std::sync::Arc;
 use corral_api::selector::LabelSelectorExpr;
 use k8s_openapi::api::core::v1::{
     Container, NodeSelectorTerm, Pod, PodAffinityTerm, PreferredSchedulingTerm, Toleration,
+    WeightedPodAffinityTerm,
 };
 
 use crate::{quantity, Error, Result};
@@ -103,6 +104,9 @@ pub struct PodInfo {
     pub owner: Option<String>,
     pub anti_affinity_required: Vec<AffinityTerm>,
     pub anti_affinity_preferred: Vec<(i32, AffinityTerm)>,
+    /// Required pod affinity terms (ANDed): the pod goes where matching pods already run.
+    pub affinity_required: Vec<AffinityTerm>,
+    pub affinity_preferred: Vec<(i32, AffinityTerm)>,
 }
 
 impl PodInfo {
@@ -169,37 +173,33 @@ impl PodInfo {
             .unwrap_or_default();
 
         let anti = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
-        let mut anti_affinity_required = Vec::new();
-        for (i, t) in anti
-            .and_then(|a| {
+        let (anti_affinity_required, anti_affinity_preferred) = compile_terms(
+            anti.and_then(|a| {
                 a.required_during_scheduling_ignored_during_execution
                     .as_ref()
-            })
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let field = format!(
-                "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[{i}]"
-            );
-            anti_affinity_required.push(compile_term(t, &namespace, &object, &field)?);
-        }
-        let mut anti_affinity_preferred = Vec::new();
-        for (i, t) in anti
-            .and_then(|a| {
+            }),
+            anti.and_then(|a| {
                 a.preferred_during_scheduling_ignored_during_execution
                     .as_ref()
-            })
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let field = format!(
-                "spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
-            );
-            let term = compile_term(&t.pod_affinity_term, &namespace, &object, &field)?;
-            anti_affinity_preferred.push((t.weight, term));
-        }
+            }),
+            "spec.affinity.podAntiAffinity",
+            &namespace,
+            &object,
+        )?;
+        let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let (affinity_required, affinity_preferred) = compile_terms(
+            pod_affinity.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
+            pod_affinity.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
+            "spec.affinity.podAffinity",
+            &namespace,
+            &object,
+        )?;
 
         Ok(Arc::new(PodInfo {
             uid: meta.uid.clone().unwrap_or_default(),
@@ -226,8 +226,36 @@ impl PodInfo {
                 .map(|o| o.uid.clone()),
             anti_affinity_required,
             anti_affinity_preferred,
+            affinity_required,
+            affinity_preferred,
         }))
     }
+}
+
+type CompiledTerms = (Vec<AffinityTerm>, Vec<(i32, AffinityTerm)>);
+
+/// Compiles the required and preferred terms of `podAffinity` or `podAntiAffinity` (`field`).
+fn compile_terms(
+    required: Option<&Vec<PodAffinityTerm>>,
+    preferred: Option<&Vec<WeightedPodAffinityTerm>>,
+    field: &str,
+    namespace: &str,
+    object: &str,
+) -> Result<CompiledTerms> {
+    let mut req = Vec::new();
+    for (i, t) in required.into_iter().flatten().enumerate() {
+        let path = format!("{field}.requiredDuringSchedulingIgnoredDuringExecution[{i}]");
+        req.push(compile_term(t, namespace, object, &path)?);
+    }
+    let mut pref = Vec::new();
+    for (i, t) in preferred.into_iter().flatten().enumerate() {
+        let path = format!("{field}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
+        pref.push((
+            t.weight,
+            compile_term(&t.pod_affinity_term, namespace, object, &path)?,
+        ));
+    }
+    Ok((req, pref))
 }
 
 fn compile_term(

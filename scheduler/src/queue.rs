@@ -273,6 +273,14 @@ impl SchedulingQueue {
         }
     }
 
+    /// Whether a parked pod satisfies `f` (to move them only for events that concern them).
+    pub fn any_unschedulable(&self, f: impl Fn(&PodInfo) -> bool) -> bool {
+        self.unschedulable
+            .iter()
+            .filter_map(|uid| self.entries.get(uid))
+            .any(|e| f(&e.pod.info))
+    }
+
     /// Retries pods parked longer than the timeout, in case an event was missed.
     pub fn flush_unschedulable_leftover(&mut self, now: Instant) {
         let timeout = self.config.unschedulable_timeout;
@@ -303,6 +311,8 @@ fn same_scheduling_inputs(a: &PodInfo, b: &PodInfo) -> bool {
         && a.priority == b.priority
         && a.anti_affinity_required.len() == b.anti_affinity_required.len()
         && a.anti_affinity_preferred.len() == b.anti_affinity_preferred.len()
+        && a.affinity_required.len() == b.affinity_required.len()
+        && a.affinity_preferred.len() == b.affinity_preferred.len()
 }
 
 #[cfg(test)]

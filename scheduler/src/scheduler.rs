@@ -332,7 +332,15 @@ impl Shared {
             Event::Applied(info) => {
                 if info.node_name.is_some() {
                     st.queue.remove(&info.uid);
+                    // A pod newly bound (or confirmed) on a node can be what a parked pod's
+                    // required pod affinity waits for.
+                    let landed =
+                        st.cache.node_of(&info.uid).is_none() || st.cache.is_assumed(&info.uid);
                     freed = st.cache.upsert_pod(info);
+                    freed |= landed
+                        && st
+                            .queue
+                            .any_unschedulable(|p| !p.affinity_required.is_empty());
                 } else {
                     self.pending(&mut st, info, now);
                 }

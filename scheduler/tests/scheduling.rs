@@ -290,3 +290,34 @@ async fn deleting_a_pod_frees_room_for_a_waiting_one() {
         .unwrap();
     assert_eq!(bound(&c.client, "second").await, "only");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_pod_affinity_waits_for_a_matching_pod_and_joins_its_node() {
+    let c = cluster().await;
+    for n in ["a", "b", "c"] {
+        node(&c.client, n, "8", json!({})).await;
+    }
+    let _s = scheduler(&c.client);
+    let near_cache = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"affinity": {"podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "cache"}},
+            "topologyKey": "kubernetes.io/hostname"}]}}}});
+    pod(&c.client, "web", "10m", near_cache).await;
+    let msg = eventually(20, "FailedScheduling for web", || {
+        failed_scheduling_message(&c.client, "web")
+    })
+    .await;
+    assert_eq!(
+        msg,
+        "0/3 nodes are available: 3 node(s) didn't match pod affinity rules."
+    );
+    // The cache pod arriving is the event that brings the parked web pod back.
+    pod(
+        &c.client,
+        "cache",
+        "10m",
+        json!({"metadata": {"labels": {"app": "cache"}}}),
+    )
+    .await;
+    let cache_node = bound(&c.client, "cache").await;
+    assert_eq!(bound(&c.client, "web").await, cache_node);
+}

@@ -125,13 +125,7 @@ impl ScorePlugin for PodAntiAffinity {
     }
     /// Min-max scaling, as kube-scheduler's InterPodAffinity.
     fn normalize(&self, scores: &mut [i64]) {
-        let (min, max) = scores
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
-        let diff = max - min;
-        for s in scores.iter_mut() {
-            *s = if diff > 0 { 100 * (*s - min) / diff } else { 0 };
-        }
+        super::min_max_normalize(scores);
     }
 }
 

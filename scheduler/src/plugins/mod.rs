@@ -9,6 +9,7 @@ pub mod anti_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_state;
+pub mod pod_affinity;
 pub mod ports;
 pub mod resources;
 pub mod spread;
@@ -28,6 +29,7 @@ pub fn default_framework() -> Framework {
             Box::new(ports::NodePorts),
             Box::new(resources::NodeResourcesFit),
             Box::new(anti_affinity::PodAntiAffinity),
+            Box::new(pod_affinity::PodAffinity),
         ],
         scores: vec![
             Box::new(resources::LeastAllocated),
@@ -35,6 +37,7 @@ pub fn default_framework() -> Framework {
             Box::new(taints::TaintToleration),
             Box::new(node_affinity::NodeAffinity),
             Box::new(anti_affinity::PodAntiAffinity),
+            Box::new(pod_affinity::PodAffinity),
         ],
     }
 }
@@ -70,6 +73,17 @@ pub fn topology_value<'a>(node: &'a NodeInfo, key: &str) -> Option<&'a str> {
         Some(v) => Some(v),
         None if key == HOSTNAME_LABEL => Some(&node.name),
         None => None,
+    }
+}
+
+/// Scales raw scores into 0..=100 between their minimum and maximum (all 0 when equal).
+pub fn min_max_normalize(scores: &mut [i64]) {
+    let (min, max) = scores
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+    let diff = max - min;
+    for s in scores.iter_mut() {
+        *s = if diff > 0 { 100 * (*s - min) / diff } else { 0 };
     }
 }
 
