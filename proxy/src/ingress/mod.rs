@@ -257,6 +257,8 @@ async fn handle(w: &Worker, req: Request<Incoming>, peer_ip: HeaderValue) -> Res
     let mut next = Some(Request::from_parts(parts, body));
     let n = backend.endpoints.len();
     let mut last_err = String::new();
+    // Position in the rotation (from `first`) of the next endpoint to consider.
+    let mut pos = 0;
     for attempt in 0..MAX_ATTEMPTS {
         let Some(req) = next.take().or_else(|| {
             replayable
@@ -265,9 +267,16 @@ async fn handle(w: &Worker, req: Request<Incoming>, peer_ip: HeaderValue) -> Res
         }) else {
             break;
         };
-        let ep = backend.endpoints[(first + attempt) % n];
+        // Endpoints that refused a connection lately are passed over while others remain.
+        let at = |k: usize| backend.endpoints[(first + k) % n];
+        let k = (pos..pos + n)
+            .find(|&k| !w.pool.is_down(at(k)))
+            .unwrap_or(pos);
+        let ep = at(k);
+        pos = k + 1;
         let failure = match w.pool.get(ep).await {
             Err(e) => {
+                w.pool.mark_down(ep);
                 last_err = e.to_string();
                 next = Some(req);
                 Failure::Connect
@@ -295,7 +304,7 @@ async fn handle(w: &Worker, req: Request<Incoming>, peer_ip: HeaderValue) -> Res
         tracing::debug!(backend = %backend.name, endpoint = %ep, attempt, ?failure, error = %last_err, "backend request failed");
         // A stale pooled connection is worth a fresh one to the same endpoint; an endpoint
         // that refused a connection is not worth another.
-        let untried_left = attempt + 1 < n;
+        let untried_left = pos < n;
         if !retry::may_retry(&method, has_body, failure)
             || (failure == Failure::Connect && !untried_left)
         {

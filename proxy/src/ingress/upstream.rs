@@ -1,15 +1,16 @@
 //! Keep-alive HTTP/1.1 connections to pods, per endpoint, owned by one Ingress worker thread.
 //! A connection goes back to the pool when the response body it carried has been read to its
 //! end (done in the body's `Drop`, so no task is spawned per request); idle connections are
-//! dropped after one to two sweep periods, closed ones at checkout or sweep.
+//! dropped after one to two sweep periods, closed ones at checkout or sweep. An endpoint that
+//! refused a connection is passed over for `FAIL_TIMEOUT` while others are available.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{Either, Empty, Full};
@@ -28,6 +29,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const READY_TIMEOUT: Duration = Duration::from_millis(500);
 /// Idle connections kept per endpoint; more are closed.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
+/// How long an endpoint that refused a connection is passed over (nginx's `fail_timeout`).
+const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Idle {
     sender: Sender,
@@ -39,6 +42,10 @@ pub struct Pool {
     idle: Mutex<HashMap<SocketAddrV4, Vec<Idle>>>,
     /// Bumped by every sweep; an idle connection older than the previous epoch is closed.
     epoch: AtomicU32,
+    /// Endpoints that failed to connect, until when they are passed over; `down_count`
+    /// keeps the usual case (none) to one atomic load per request.
+    down: Mutex<HashMap<SocketAddrV4, Instant>>,
+    down_count: AtomicUsize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +82,40 @@ impl Pool {
                 return Ok((idle, true));
             }
         }
-        Ok((connect(ep).await?, false))
+        let sender = connect(ep).await?;
+        self.mark_up(ep);
+        Ok((sender, false))
+    }
+
+    /// Whether `ep` refused a connection less than `FAIL_TIMEOUT` ago.
+    pub fn is_down(&self, ep: SocketAddrV4) -> bool {
+        if self.down_count.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let mut down = self.down.lock();
+        match down.get(&ep) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                down.remove(&ep);
+                self.down_count.store(down.len(), Ordering::Relaxed);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn mark_down(&self, ep: SocketAddrV4) {
+        let mut down = self.down.lock();
+        down.insert(ep, Instant::now() + FAIL_TIMEOUT);
+        self.down_count.store(down.len(), Ordering::Relaxed);
+    }
+
+    fn mark_up(&self, ep: SocketAddrV4) {
+        if self.down_count.load(Ordering::Relaxed) > 0 {
+            let mut down = self.down.lock();
+            down.remove(&ep);
+            self.down_count.store(down.len(), Ordering::Relaxed);
+        }
     }
 
     fn take(&self, ep: SocketAddrV4) -> Option<Sender> {
@@ -107,6 +147,11 @@ impl Pool {
             list.retain(|i| !i.sender.is_closed() && now.wrapping_sub(i.epoch) <= 1);
         }
         idle.retain(|_, list| !list.is_empty());
+        drop(idle);
+        let mut down = self.down.lock();
+        let now = Instant::now();
+        down.retain(|_, until| *until > now);
+        self.down_count.store(down.len(), Ordering::Relaxed);
     }
 
     #[cfg(test)]
@@ -293,5 +338,16 @@ mod tests {
         drop(l);
         let pool = Pool::default();
         assert!(matches!(pool.get(ep).await, Err(ConnectError::Io { .. })));
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_marked_down_is_up_again_once_a_connection_succeeds() {
+        let (ep, _) = server().await;
+        let pool = Arc::new(Pool::default());
+        assert!(!pool.is_down(ep));
+        pool.mark_down(ep);
+        assert!(pool.is_down(ep));
+        pool.get(ep).await.unwrap();
+        assert!(!pool.is_down(ep));
     }
 }
