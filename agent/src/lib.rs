@@ -1,6 +1,7 @@
 //! Corral's node agent (a mini-kubelet): registers the node, runs the pods bound to it as
 //! containerd containers with CNI networking, reports their status and serves their logs.
 
+pub mod configdata;
 pub mod logs;
 pub mod network;
 pub mod node;

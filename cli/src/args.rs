@@ -41,7 +41,7 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Set a new size for a ReplicaSet, Deployment or StatefulSet.
     Scale(ScaleArgs),
-    /// Create a resource from a file or from stdin, or a deployment or namespace by name.
+    /// Create a resource from a file or from stdin, or a deployment, namespace, configmap or secret by name.
     Create(CreateArgs),
     /// Print the logs for a container in a pod.
     Logs(LogsArgs),
