@@ -11,6 +11,7 @@ pub mod runtime;
 pub mod spec;
 pub mod svcenv;
 pub mod testimages;
+pub mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
