@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
-use crate::registry::{self, ApiError, Applied, DeleteOptions, Propagation, Registry};
+use crate::registry::{self, ApiError, Applied, DeleteOptions, Filter, Propagation, Registry};
 use crate::store::{Event, EventType};
 use crate::tunnel::Tunnels;
 
@@ -62,45 +62,25 @@ fn object_ref(r: Option<pb::ObjectRef>) -> Result<(pb::ObjectRef, &'static Resou
     Ok((r, info))
 }
 
-/// Turns a store event into what a filtered watcher sees, if anything.
-fn watch_event(
-    ev: &Event,
-    labels: &LabelSelectorExpr,
-    fields: &FieldSelector,
-) -> Option<pb::WatchEvent> {
+/// Turns a store event into what a filtered watcher sees, if anything. Only the fields the
+/// selectors read are parsed; the object is sent as its stored bytes.
+fn watch_event(ev: &Event, filter: &Filter) -> Option<pb::WatchEvent> {
     use pb::watch_event::Type;
-    let filtered = !labels.is_everything() || !fields.is_everything();
-    if !filtered {
-        // The common case (informers): no parse, the revision is spliced into the stored bytes.
-        let typ = match (ev.kind, &ev.prev) {
-            (EventType::Delete, _) => Type::Deleted,
-            (EventType::Put, None) => Type::Added,
-            (EventType::Put, Some(_)) => Type::Modified,
-        };
-        return Some(pb::WatchEvent {
-            r#type: typ as i32,
-            object: registry::encode_kv(&ev.kv),
-            resource_version: ev.revision(),
-        });
-    }
-    let cur = registry::decode_kv(&ev.kv);
-    let matches = |v: &Value| labels.matches_object(v) && fields.matches(v);
-    let now = matches(&cur);
-    let typ = match ev.kind {
-        EventType::Delete => now.then_some(Type::Deleted),
-        EventType::Put => match &ev.prev {
-            None => now.then_some(Type::Added),
-            Some(prev) => match (matches(&registry::decode_kv(prev)), now) {
-                (true, true) => Some(Type::Modified),
-                (false, true) => Some(Type::Added),
-                (true, false) => Some(Type::Deleted),
-                (false, false) => None,
-            },
+    let now = filter.matches(&ev.kv);
+    let typ = match (ev.kind, &ev.prev) {
+        (EventType::Delete, _) => now.then_some(Type::Deleted),
+        (EventType::Put, None) => now.then_some(Type::Added),
+        (EventType::Put, Some(_)) if filter.is_everything() => Some(Type::Modified),
+        (EventType::Put, Some(prev)) => match (filter.matches(prev), now) {
+            (true, true) => Some(Type::Modified),
+            (false, true) => Some(Type::Added),
+            (true, false) => Some(Type::Deleted),
+            (false, false) => None,
         },
     }?;
     Some(pb::WatchEvent {
         r#type: typ as i32,
-        object: to_bytes(&cur),
+        object: registry::encode_kv(&ev.kv),
         resource_version: ev.revision(),
     })
 }
@@ -128,8 +108,8 @@ impl pb::api_server::Api for ApiService {
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
         let (r, info) = object_ref(req.into_inner().r#ref)?;
-        let v = self.registry.get(info, &r.namespace, &r.name).await?;
-        Ok(Response::new(pb::Object { json: to_bytes(&v) }))
+        let json = self.registry.get_json(info, &r.namespace, &r.name).await?;
+        Ok(Response::new(pb::Object { json }))
     }
 
     async fn list(
@@ -139,19 +119,12 @@ impl pb::api_server::Api for ApiService {
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
-        if labels.is_everything() && fields.is_everything() {
-            let (items, rev) = self.registry.list_raw(info, &req.namespace).await?;
-            return Ok(Response::new(pb::ListResponse {
-                items,
-                resource_version: rev,
-            }));
-        }
         let (items, rev) = self
             .registry
-            .list(info, &req.namespace, &labels, &fields)
+            .list_raw(info, &req.namespace, &labels, &fields)
             .await?;
         Ok(Response::new(pb::ListResponse {
-            items: items.iter().map(to_bytes).collect(),
+            items,
             resource_version: rev,
         }))
     }
@@ -163,6 +136,7 @@ impl pb::api_server::Api for ApiService {
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
+        let filter = Filter::new(&labels, &fields);
         let mut events = self
             .registry
             .watch(info, &req.namespace, req.resource_version)
@@ -192,7 +166,7 @@ impl pb::api_server::Api for ApiService {
                         }
                         Some(Ok(ev)) => {
                             last = ev.revision();
-                            if let Some(out) = watch_event(&ev, &labels, &fields) {
+                            if let Some(out) = watch_event(&ev, &filter) {
                                 if tx.send(Ok(out)).await.is_err() {
                                     return;
                                 }
@@ -222,11 +196,11 @@ impl pb::api_server::Api for ApiService {
     ) -> Result<Response<pb::Object>, Status> {
         let req = req.into_inner();
         let info = resource(&req.resource)?;
-        let v = self
+        let written = self
             .registry
             .create(info, &req.namespace, parse_json(&req.json)?, req.dry_run)
             .await?;
-        Ok(Response::new(pb::Object { json: to_bytes(&v) }))
+        Ok(Response::new(pb::Object { json: written.json }))
     }
 
     async fn update(
@@ -236,7 +210,7 @@ impl pb::api_server::Api for ApiService {
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         let status = req.subresource == pb::Subresource::Status as i32;
-        let v = self
+        let written = self
             .registry
             .update(
                 info,
@@ -246,7 +220,7 @@ impl pb::api_server::Api for ApiService {
                 req.dry_run,
             )
             .await?;
-        Ok(Response::new(pb::Object { json: to_bytes(&v) }))
+        Ok(Response::new(pb::Object { json: written.json }))
     }
 
     async fn scale(
@@ -309,7 +283,7 @@ impl pb::api_server::Api for ApiService {
         };
         Ok(Response::new(pb::ApplyResponse {
             result: result as i32,
-            object: to_bytes(&v),
+            object: v.json,
         }))
     }
 
@@ -320,11 +294,11 @@ impl pb::api_server::Api for ApiService {
         } else {
             &req.namespace
         };
-        let v = self
+        let json = self
             .registry
             .bind(ns, &req.name, &req.uid, &req.node_name)
             .await?;
-        Ok(Response::new(pb::Object { json: to_bytes(&v) }))
+        Ok(Response::new(pb::Object { json }))
     }
 
     async fn logs(

@@ -309,6 +309,7 @@ async fn parent() -> anyhow::Result<()> {
     );
     let mut cpu_before = cpu_seconds(&me);
     let mut cp_cpu_before = cpu_seconds(&cp.pid().to_string());
+    let mut hollow_cpu_before = cpu_seconds(&hollow.pid().to_string());
 
     let mut started = Instant::now();
     let creator = Kid::spawn("creator", &envs)?;
@@ -328,6 +329,7 @@ async fn parent() -> anyhow::Result<()> {
         started = Instant::now();
         cpu_before = cpu_seconds(&me);
         cp_cpu_before = cpu_seconds(&cp.pid().to_string());
+        hollow_cpu_before = cpu_seconds(&hollow.pid().to_string());
         leader_tx.send(true)?;
     }
     let mut last_report = Instant::now();
@@ -356,6 +358,8 @@ async fn parent() -> anyhow::Result<()> {
     let cp_pid = cp.pid().to_string();
     let cp_cpu = cpu_seconds(&cp_pid) - cp_cpu_before;
     let cp_rss = proc_status(&cp_pid, "VmRSS:");
+    let hollow_cpu = cpu_seconds(&hollow.pid().to_string()) - hollow_cpu_before;
+    let creator_cpu = cpu_seconds(&creator.pid().to_string());
     let created = match created {
         Some(c) => c,
         None => creator.expect("CREATED ", Duration::from_secs(60))?,
@@ -407,6 +411,14 @@ async fn parent() -> anyhow::Result<()> {
     );
     println!("  scheduler process RSS {rss} (peak {hwm}), CPU {sched_cpu:.2}s during the run");
     println!("  control plane RSS {cp_rss}, CPU {cp_cpu:.2}s during the run");
+    println!(
+        "  hollow nodes CPU {hollow_cpu:.2}s during the run, pod creator CPU {creator_cpu:.2}s{}",
+        if queued {
+            " (creating, before the clock)"
+        } else {
+            ""
+        }
+    );
     println!("  {}", metrics.summary());
     drop(hollow);
     drop(cp);

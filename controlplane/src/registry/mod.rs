@@ -16,13 +16,39 @@ use crate::validate::{self, Defaults};
 
 mod alloc;
 mod apply;
+mod bind;
 mod error;
+pub mod raw;
 
 pub use alloc::ServiceAllocator;
 pub use error::{ApiError, Result};
 
 const WRITE_RETRIES: usize = 8;
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-node-lease", "kube-public"];
+
+/// An object just written (or, for a no-op or a dry run, the object as it stands): the tree
+/// the write produced and its JSON as clients get it, with the resourceVersion.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub object: Value,
+    pub json: Vec<u8>,
+}
+
+impl Written {
+    /// After a store write: the JSON is the stored bytes with the revision spliced in.
+    fn stored(object: Value, kv: &KeyValue) -> Self {
+        Self {
+            object: stamped(object, kv),
+            json: encode_kv(kv),
+        }
+    }
+
+    /// Not written (a dry run): the JSON is serialised from the tree.
+    fn unwritten(object: Value) -> Self {
+        let json = serde_json::to_vec(&object).expect("JSON values serialize");
+        Self { object, json }
+    }
+}
 
 /// Outcome of an apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +125,54 @@ pub fn decode_kv(kv: &KeyValue) -> Value {
         Value::from(kv.mod_revision.to_string()),
     );
     v
+}
+
+/// Label and field selectors over stored objects: only the fields they read are parsed.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    labels: LabelSelectorExpr,
+    fields: FieldSelector,
+    paths: raw::Paths,
+}
+
+impl Filter {
+    pub fn new(labels: &LabelSelectorExpr, fields: &FieldSelector) -> Self {
+        let mut paths = raw::Paths::default();
+        if !labels.is_everything() {
+            paths.add(["metadata", "labels"]);
+        }
+        for (path, _, _) in &fields.terms {
+            // The keys of the JSON pointer `FieldSelector::matches` builds from the path.
+            let pointer = path.replace('.', "/");
+            paths.add(
+                pointer
+                    .split('/')
+                    .map(|token| token.replace("~1", "/").replace("~0", "~")),
+            );
+        }
+        Self {
+            labels: labels.clone(),
+            fields: fields.clone(),
+            paths,
+        }
+    }
+
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_everything() && self.fields.is_everything()
+    }
+
+    pub fn matches(&self, kv: &KeyValue) -> bool {
+        if self.is_everything() {
+            return true;
+        }
+        let mut v = self.paths.project(&kv.value).unwrap_or(Value::Null);
+        object::set_meta(
+            &mut v,
+            "resourceVersion",
+            Value::from(kv.mod_revision.to_string()),
+        );
+        self.labels.matches_object(&v) && self.fields.matches(&v)
+    }
 }
 
 /// The stored form: the object without its resourceVersion (the store's revision is it).
@@ -229,6 +303,23 @@ impl Registry {
         Ok(v)
     }
 
+    /// An object as Kubernetes JSON, without parsing it.
+    pub async fn get_json(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<u8>> {
+        let kv = self
+            .store
+            .get(&key(info, namespace, name))
+            .await?
+            .ok_or_else(|| ApiError::NotFound {
+                what: what(info, name),
+            })?;
+        Ok(encode_kv(&kv))
+    }
+
     async fn get_kv(
         &self,
         info: &ResourceInfo,
@@ -262,14 +353,24 @@ impl Registry {
         Ok((items, rev))
     }
 
-    /// Every object of a kind as Kubernetes JSON, without parsing them.
+    /// The objects of a kind that match the selectors, as Kubernetes JSON. Objects are not
+    /// parsed beyond the fields the selectors read, and are served from their stored bytes.
     pub async fn list_raw(
         &self,
         info: &ResourceInfo,
         namespace: &str,
+        labels: &LabelSelectorExpr,
+        fields: &FieldSelector,
     ) -> Result<(Vec<Vec<u8>>, Revision)> {
         let (kvs, rev) = self.store.list(&prefix(info, namespace)).await?;
-        Ok((kvs.iter().map(encode_kv).collect(), rev))
+        let filter = Filter::new(labels, fields);
+        Ok((
+            kvs.iter()
+                .filter(|kv| filter.matches(kv))
+                .map(encode_kv)
+                .collect(),
+            rev,
+        ))
     }
 
     pub async fn watch(
@@ -346,7 +447,7 @@ impl Registry {
         namespace: &str,
         object: Value,
         dry_run: bool,
-    ) -> Result<Value> {
+    ) -> Result<Written> {
         let mut object = object;
         if !object.is_object() {
             return Err(ApiError::BadRequest(format!(
@@ -411,7 +512,7 @@ impl Registry {
             None
         };
         if dry_run {
-            return Ok(object);
+            return Ok(Written::unwritten(object));
         }
         match self
             .store
@@ -420,7 +521,7 @@ impl Registry {
         {
             Ok(kv) => {
                 debug!(resource = info.plural, namespace = %ns, name = %name, rev = kv.mod_revision, "created");
-                Ok(stamped(object, &kv))
+                Ok(Written::stored(object, &kv))
             }
             Err(StoreError::AlreadyExists { .. }) => Err(ApiError::AlreadyExists {
                 what: what(info, &name),
@@ -438,7 +539,7 @@ impl Registry {
         object: Value,
         status: bool,
         dry_run: bool,
-    ) -> Result<Value> {
+    ) -> Result<Written> {
         let mut object = object;
         let ns = Self::resolve_namespace(info, namespace, &mut object)?;
         let name = object::name(&object).to_string();
@@ -476,7 +577,7 @@ impl Registry {
         precondition: Revision,
         dry_run: bool,
         change: F,
-    ) -> Result<Value>
+    ) -> Result<Written>
     where
         F: Fn(&Value) -> Result<Value>,
     {
@@ -497,10 +598,13 @@ impl Registry {
                 }
             }
             if same_except(&updated, &current, &[]) {
-                return Ok(current);
+                return Ok(Written {
+                    object: current,
+                    json: encode_kv(&kv),
+                });
             }
             if dry_run {
-                return Ok(updated);
+                return Ok(Written::unwritten(updated));
             }
             let deleting = deletion_complete(info, &updated);
             let result = if deleting {
@@ -511,8 +615,13 @@ impl Registry {
                     .await
             };
             match result {
-                Ok(kv) if deleting => return Ok(decode_kv(&kv)),
-                Ok(kv) => return Ok(stamped(updated, &kv)),
+                Ok(kv) if deleting => {
+                    return Ok(Written {
+                        object: decode_kv(&kv),
+                        json: encode_kv(&kv),
+                    })
+                }
+                Ok(kv) => return Ok(Written::stored(updated, &kv)),
                 Err(StoreError::Conflict { .. }) if precondition == 0 => continue,
                 Err(StoreError::Conflict { .. }) => return Err(conflict(info, name)),
                 Err(StoreError::NotFound { .. }) => {
@@ -663,7 +772,7 @@ impl Registry {
         namespace: &str,
         object: Value,
         dry_run: bool,
-    ) -> Result<(Applied, Value)> {
+    ) -> Result<(Applied, Written)> {
         let info = decode::kind_of(&object)?;
         let mut object = object;
         let ns = Self::resolve_namespace(info, namespace, &mut object)?;
@@ -702,7 +811,7 @@ impl Registry {
         let before = before.into_inner().expect("not poisoned");
         let outcome = if before
             .as_ref()
-            .is_some_and(|b| same_except(b, &result, &[]))
+            .is_some_and(|b| same_except(b, &result.object, &[]))
         {
             Applied::Unchanged
         } else {
@@ -711,8 +820,15 @@ impl Registry {
         Ok((outcome, result))
     }
 
-    /// Binds a pod to a node: once, and only to a node that exists.
-    pub async fn bind(&self, namespace: &str, name: &str, uid: &str, node: &str) -> Result<Value> {
+    /// Binds a pod to a node: once, and only to a node that exists. The pod's stored JSON is
+    /// edited in place (see `bind.rs`); the tree path handles pods of unusual shape.
+    pub async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+    ) -> Result<Vec<u8>> {
         if node.is_empty() {
             return Err(ApiError::BadRequest(format!(
                 "binding pods {name:?}: target node name is required"
@@ -728,26 +844,52 @@ impl Registry {
                 what: what(&kinds::NODES, node),
             });
         }
+        let key = key(&kinds::PODS, namespace, name);
+        let now = serde_json::to_value(object::now()).unwrap_or_default();
+        for _ in 0..WRITE_RETRIES {
+            let kv = self
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| ApiError::NotFound {
+                    what: what(&kinds::PODS, name),
+                })?;
+            let Some(patched) = bind::patch(&kv.value, name, uid, node, &now) else {
+                return Ok(self.bind_tree(namespace, name, uid, node).await?.json);
+            };
+            match self.store.update(&key, patched?, kv.mod_revision).await {
+                Ok(kv) => {
+                    debug!(namespace, pod = name, node, rev = kv.mod_revision, "bound");
+                    return Ok(encode_kv(&kv));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(ApiError::NotFound {
+                        what: what(&kinds::PODS, name),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict(&kinds::PODS, name))
+    }
+
+    /// A bind on the parsed tree, for stored pods the byte edit does not handle.
+    async fn bind_tree(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+    ) -> Result<Written> {
         self.write_loop(&kinds::PODS, namespace, name, 0, false, |current| {
-            if !uid.is_empty() && object::uid(current) != uid {
-                return Err(ApiError::Conflict {
-                    what: what(&kinds::PODS, name),
-                    reason: "the pod's UID changed: it was deleted and recreated".into(),
-                });
-            }
-            if current.pointer("/metadata/deletionTimestamp").is_some() {
-                return Err(ApiError::Conflict {
-                    what: what(&kinds::PODS, name),
-                    reason: "the pod is being deleted".into(),
-                });
-            }
-            if let Some(bound) = object::str_at(current, "/spec/nodeName").filter(|n| !n.is_empty())
-            {
-                return Err(ApiError::Conflict {
-                    what: what(&kinds::PODS, name),
-                    reason: format!("pod {name} is already assigned to node {bound:?}"),
-                });
-            }
+            bind::check(
+                name,
+                uid,
+                object::uid(current),
+                current.pointer("/metadata/deletionTimestamp").is_some(),
+                object::str_at(current, "/spec/nodeName"),
+            )?;
             let mut updated = current.clone();
             updated["spec"]["nodeName"] = Value::from(node);
             set_condition(&mut updated, "PodScheduled", "True", None);
@@ -935,6 +1077,17 @@ fn plan_delete(info: &ResourceInfo, current: &Value, opts: &DeleteOptions) -> De
 /// Sets a condition in `status.conditions` (pods), keeping the transition time when unchanged.
 pub fn set_condition(object: &mut Value, kind: &str, status: &str, reason: Option<&str>) {
     let now = serde_json::to_value(object::now()).unwrap_or_default();
+    set_condition_at(object, kind, status, reason, now);
+}
+
+/// [`set_condition`] with the transition time given.
+fn set_condition_at(
+    object: &mut Value,
+    kind: &str,
+    status: &str,
+    reason: Option<&str>,
+    now: Value,
+) {
     if !object.get("status").is_some_and(Value::is_object) {
         object["status"] = json!({});
     }
