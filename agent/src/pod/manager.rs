@@ -232,6 +232,7 @@ impl Manager {
 
     /// Reports runtime state to workers and removes what belongs to no known pod.
     async fn relist(&mut self) {
+        let taken_at = jiff::Timestamp::now();
         let list = match self.ctx.runtime.list().await {
             Ok(l) => l,
             Err(e) => {
@@ -242,7 +243,10 @@ impl Manager {
         let mut grouped = by_pod(list);
         for (uid, h) in &self.workers {
             let mine = grouped.remove(uid).unwrap_or_default();
-            let _ = h.events.try_send(Event::Relist(mine));
+            let _ = h.events.try_send(Event::Relist {
+                containers: mine,
+                taken_at,
+            });
         }
         for (uid, containers) in grouped {
             if self.known.contains(&uid) {

@@ -191,6 +191,83 @@ pub fn on_failure(
     rec.waiting = Some((reason.to_string(), message));
 }
 
+/// How kubelet reports an attempt whose runtime state vanished (containerd or the node
+/// restarted): exited with code 255, reason "Unknown".
+pub const LOST_EXIT_CODE: i32 = 255;
+pub const LOST_REASON: &str = "Unknown";
+
+fn from_api_terminated(t: &ContainerStateTerminated, now: Timestamp) -> Terminated {
+    Terminated {
+        container_id: strip_runtime(t.container_id.as_deref().unwrap_or("")).to_string(),
+        exit_code: t.exit_code,
+        reason: t
+            .reason
+            .clone()
+            .unwrap_or_else(|| Terminated::reason_for(t.exit_code, false).to_string()),
+        started_at: t.started_at.as_ref().map_or(now, |s| s.0),
+        finished_at: t.finished_at.as_ref().map_or(now, |s| s.0),
+    }
+}
+
+/// `containerd://abc` → `abc`.
+pub fn strip_runtime(id: &str) -> &str {
+    id.split_once("://").map_or(id, |(_, rest)| rest)
+}
+
+/// The newest attempt the API last showed for a container, as an exit: one shown running
+/// whose task is gone now exited "Unknown" (255) as kubelet reports it; one shown terminated
+/// keeps its exit. None when the API shows no started attempt.
+pub fn lost_attempt(status: &ContainerStatus, now: Timestamp) -> Option<Terminated> {
+    let state = status.state.as_ref()?;
+    if let Some(r) = &state.running {
+        return Some(Terminated {
+            container_id: strip_runtime(status.container_id.as_deref().unwrap_or("")).to_string(),
+            exit_code: LOST_EXIT_CODE,
+            reason: LOST_REASON.into(),
+            started_at: r.started_at.as_ref().map_or(now, |s| s.0),
+            finished_at: now,
+        });
+    }
+    state
+        .terminated
+        .as_ref()
+        .map(|t| from_api_terminated(t, now))
+}
+
+/// The record of a container the runtime has nothing of any more (its containers were lost
+/// with containerd's state), rebuilt from its last API status so that the restart count goes
+/// on: the next attempt is `restartCount + 1` with the lost one as lastState. None for a
+/// container that never started, which starts as attempt 0.
+pub fn record_from_status(
+    status: &ContainerStatus,
+    policy: RestartPolicy,
+    backoff: &BackoffPolicy,
+    now: Timestamp,
+) -> Option<ContainerRecord> {
+    let last = status
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| from_api_terminated(t, now));
+    let mut rec = ContainerRecord {
+        attempt: status.restart_count.max(0) as u32,
+        image_id: status.image_id.clone(),
+        ..Default::default()
+    };
+    // Shown running or terminated: that attempt is the exit. Shown waiting after an exit
+    // (back-off): the lastState exit is the newest attempt.
+    let newest = match lost_attempt(status, now) {
+        Some(t) => {
+            rec.last = last;
+            t
+        }
+        None => last?,
+    };
+    rec.id = Some(newest.container_id.clone()).filter(|id| !id.is_empty());
+    on_exit(&mut rec, newest, policy, backoff);
+    Some(rec)
+}
+
 fn time(t: Timestamp) -> Time {
     Time(t)
 }

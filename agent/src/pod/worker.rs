@@ -75,7 +75,11 @@ pub enum Event {
         exit: rt::ExitInfo,
     },
     /// The runtime's containers of this pod, from the periodic relist.
-    Relist(Vec<ContainerInfo>),
+    Relist {
+        containers: Vec<ContainerInfo>,
+        /// When the list was asked for: attempts started later may be missing from it.
+        taken_at: Timestamp,
+    },
     /// A probe result of a container attempt changed.
     Probe {
         name: String,
@@ -114,6 +118,9 @@ struct Created {
     id: String,
     attempt: u32,
     image_id: String,
+    /// The task made alongside the network setup (or why making it failed); None when
+    /// `launch` makes it.
+    task: Option<Result<(), rt::RuntimeError>>,
 }
 
 /// Why an attempt could not be made: a Kubernetes waiting reason and message.
@@ -223,6 +230,7 @@ impl Worker {
         let policy = RestartPolicy::of(&self.pod);
         for (name, mut list) in by_name {
             let Some(newest) = list.pop() else { continue };
+            let api_status = self.api_status(&name);
             let rec = self.records.entry(name.clone()).or_default();
             rec.attempt = attempt_of(&newest);
             // Keep the attempt before the newest (lastState, logs --previous), drop older ones.
@@ -271,11 +279,52 @@ impl Worker {
                     on_exit(rec, t, policy, &self.ctx.backoff);
                 }
                 TaskState::Created => {
-                    // Created but never started (crash in between): start it afresh.
-                    let _ = self.ctx.runtime.remove(&newest.id).await;
+                    let lost = api_status
+                        .filter(|s| {
+                            s.container_id.as_deref().map(state::strip_runtime)
+                                == Some(newest.id.as_str())
+                        })
+                        .and_then(|s| state::lost_attempt(&s, Timestamp::now()));
+                    if let Some(t) = lost {
+                        // The API saw it start: its task was lost with containerd's state
+                        // (node or containerd restart), which counts as an exit.
+                        info!(container = %name, id = %newest.id, "container lost its task");
+                        rec.id = Some(newest.id.clone());
+                        on_exit(rec, t, policy, &self.ctx.backoff);
+                    } else {
+                        // Created but never started (crash in between): start it afresh.
+                        let _ = self.ctx.runtime.remove(&newest.id).await;
+                    }
                 }
             }
         }
+        // Containers the API saw start that the runtime no longer has at all: the restart
+        // count goes on from the API status, as kubelet's does after a reboot.
+        for c in self.containers() {
+            if self.records.contains_key(&c.name) {
+                continue;
+            }
+            let Some(status) = self.api_status(&c.name) else {
+                continue;
+            };
+            let now = Timestamp::now();
+            if let Some(rec) = state::record_from_status(&status, policy, &self.ctx.backoff, now) {
+                info!(container = %c.name, restarts = rec.attempt, "container lost with the runtime's state; restarting it");
+                self.records.insert(c.name.clone(), rec);
+            }
+        }
+    }
+
+    /// The container's status as the API last showed it (before this worker started).
+    fn api_status(&self, name: &str) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+        self.pod
+            .status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
     }
 
     async fn run(&mut self, mut desired: watch::Receiver<Desired>) {
@@ -347,14 +396,21 @@ impl Worker {
                 };
                 on_exit(rec, t, policy, &self.ctx.backoff);
             }
-            Event::Relist(infos) => {
+            Event::Relist {
+                containers,
+                taken_at,
+            } => {
                 let ids: HashMap<&str, &ContainerInfo> =
-                    infos.iter().map(|i| (i.id.as_str(), i)).collect();
+                    containers.iter().map(|i| (i.id.as_str(), i)).collect();
                 for (name, rec) in self.records.iter_mut() {
                     let Some(id) = rec.id.clone() else { continue };
                     let Some(Current::Running { started_at }) = rec.current.clone() else {
                         continue;
                     };
+                    if started_at >= taken_at {
+                        // Started after the list was taken: its absence means nothing.
+                        continue;
+                    }
                     let gone = match ids.get(id.as_str()) {
                         None => Some((137, Timestamp::now())),
                         Some(i) => match i.state {
@@ -447,10 +503,12 @@ impl Worker {
             // the netns path), unless one wants its own IP in its environment.
             let overlap = !to_start.is_empty() && !to_start.iter().any(wants_pod_ip);
             let (net, created) = if overlap {
+                // The tasks too: `runc create` joins the namespace and waits; nothing of the
+                // image runs before `launch` starts it, after the network is up.
                 let creates = futures::future::join_all(
                     to_start
                         .iter()
-                        .map(|c| self.create_attempt(c, netns.clone(), None)),
+                        .map(|c| self.create_attempt(c, netns.clone(), None, true)),
                 );
                 let t0 = std::time::Instant::now();
                 let net = async {
@@ -496,7 +554,10 @@ impl Worker {
         }
         let pod_ip = self.net.as_ref().map(|n| n.ip.clone());
         for c in &to_start {
-            match self.create_attempt(c, netns.clone(), pod_ip.clone()).await {
+            match self
+                .create_attempt(c, netns.clone(), pod_ip.clone(), false)
+                .await
+            {
                 Ok(created) => self.launch(c, created).await,
                 Err(f) => self.record_failure(c, f),
             }
@@ -648,22 +709,28 @@ impl Worker {
         }
     }
 
-    /// Image, spec and container record for the next attempt of `c` (no task yet). Runs
-    /// alongside the network setup for a new pod, so it only needs the netns path.
+    /// Image, spec and container record for the next attempt of `c`, and its (unstarted) task
+    /// when `with_task`. Runs alongside the network setup for a new pod, so it only needs the
+    /// netns path.
     async fn create_attempt(
         &self,
         c: &Container,
         netns: Option<PathBuf>,
         pod_ip: Option<String>,
+        with_task: bool,
     ) -> Result<Created, Failure> {
-        let image = self
-            .ensure_image(c)
-            .await
-            .map_err(|(reason, message)| Failure {
-                reason,
-                message,
-                image_id: String::new(),
-            })?;
+        // Service variables of the services that exist now, fetched while the image is looked
+        // up; the pod's own env wins over them. An unreachable API server must not keep a
+        // crashed container from restarting.
+        let (image, service_vars) = tokio::join!(
+            self.ensure_image(c),
+            crate::svcenv::for_pod(&self.ctx.client, &self.pod)
+        );
+        let image = image.map_err(|(reason, message)| Failure {
+            reason,
+            message,
+            image_id: String::new(),
+        })?;
         let fail = |reason: &'static str, message: String| Failure {
             reason,
             message,
@@ -676,10 +743,8 @@ impl Worker {
             rec.attempt
         };
         let id = format!("{}-{}-{}", self.uid, c.name, attempt);
-        // Service variables of the services that exist now; the pod's own env wins over them.
-        // An unreachable API server must not keep a crashed container from restarting.
         let mut config = image.config.clone();
-        match crate::svcenv::for_pod(&self.ctx.client, &self.pod).await {
+        match service_vars {
             Ok(vars) => config.env.extend(vars),
             Err(e) => warn!(container = %c.name, error = %e, "starting without service variables"),
         }
@@ -738,10 +803,16 @@ impl Worker {
                 .await
                 .map_err(|_| fail("CreateContainerError", e.to_string()))?;
         }
+        let task = if with_task {
+            Some(self.ctx.runtime.create_task(&id).await)
+        } else {
+            None
+        };
         Ok(Created {
             id,
             attempt,
             image_id: image.id,
+            task,
         })
     }
 
@@ -770,9 +841,15 @@ impl Worker {
             id,
             attempt,
             image_id,
+            task,
         } = created;
         let started_at = Timestamp::now();
-        if let Err(e) = self.ctx.runtime.start(&id).await {
+        let started = match task {
+            None => self.ctx.runtime.start(&id).await,
+            Some(Ok(())) => self.ctx.runtime.start_task(&id).await,
+            Some(Err(e)) => Err(e),
+        };
+        if let Err(e) = started {
             let _ = self.ctx.runtime.remove(&id).await;
             return self.record_failure(
                 c,

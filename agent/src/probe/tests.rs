@@ -290,7 +290,10 @@ impl crate::runtime::ContainerRuntime for NoRuntime {
     async fn create(&self, _: &crate::runtime::CreateContainer) -> crate::runtime::Result<()> {
         Ok(())
     }
-    async fn start(&self, _: &str) -> crate::runtime::Result<u32> {
+    async fn create_task(&self, _: &str) -> crate::runtime::Result<()> {
+        Ok(())
+    }
+    async fn start_task(&self, _: &str) -> crate::runtime::Result<u32> {
         Ok(1)
     }
     async fn wait(&self, _: &str) -> crate::runtime::Result<crate::runtime::ExitInfo> {

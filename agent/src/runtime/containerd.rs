@@ -29,6 +29,9 @@ const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/S
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// Rootfs mounts and stdio URI of a task to create.
+type TaskInputs = (Vec<Mount>, String);
+
 /// containerd over its socket, in one namespace.
 #[derive(Clone)]
 pub struct Containerd {
@@ -39,6 +42,9 @@ pub struct Containerd {
     pub(crate) tmp_dir: PathBuf,
     /// manifest digest → (config, chain id of the top layer)
     image_cache: Arc<Mutex<HashMap<String, (ImageInfo, String)>>>,
+    /// Rootfs mounts and log URI of containers this process created whose task is not made
+    /// yet: what `create_task` would otherwise fetch with two more round trips.
+    pending_tasks: Arc<Mutex<HashMap<String, TaskInputs>>>,
     pub(crate) registries: Registries,
 }
 
@@ -71,6 +77,7 @@ impl Containerd {
             snapshotter: snapshotter.to_string(),
             tmp_dir,
             image_cache: Default::default(),
+            pending_tasks: Default::default(),
             registries: Registries::default(),
         })
     }
@@ -259,6 +266,37 @@ impl Containerd {
         Ok(Some((info, chain)))
     }
 
+    /// Rootfs mounts and log URI of a container, read back from containerd.
+    async fn task_inputs(&self, id: &str) -> Result<TaskInputs> {
+        let container = self
+            .containers()
+            .get(self.req(cs::GetContainerRequest { id: id.to_string() }, None))
+            .await
+            .map_err(RuntimeError::grpc("get container", id))?
+            .into_inner()
+            .container
+            .unwrap_or_default();
+        let log = container
+            .labels
+            .get(super::LABEL_LOG_PATH)
+            .cloned()
+            .unwrap_or_else(|| "/dev/null".into());
+        let mounts: Vec<Mount> = self
+            .snapshots()
+            .mounts(self.req(
+                ss::MountsRequest {
+                    snapshotter: self.snapshotter.clone(),
+                    key: id.to_string(),
+                },
+                None,
+            ))
+            .await
+            .map_err(RuntimeError::grpc("snapshot mounts", id))?
+            .into_inner()
+            .mounts;
+        Ok((mounts, format!("file://{log}")))
+    }
+
     async fn task(&self, id: &str) -> Result<Option<containerd_client::types::v1::Process>> {
         match self
             .tasks()
@@ -432,8 +470,15 @@ impl ContainerRuntime for Containerd {
                 None,
             ))
             .await;
-        if let Err(s) = prepared {
-            if s.code() != tonic::Code::AlreadyExists {
+        match prepared {
+            Ok(r) => {
+                let uri = format!("file://{}", c.log_path.display());
+                self.pending_tasks
+                    .lock()
+                    .insert(c.id.clone(), (r.into_inner().mounts, uri));
+            }
+            Err(s) if s.code() == tonic::Code::AlreadyExists => {}
+            Err(s) => {
                 let _ = self.remove(&c.id).await;
                 return Err(RuntimeError::grpc("prepare snapshot", &c.id)(s));
             }
@@ -446,34 +491,12 @@ impl ContainerRuntime for Containerd {
         Ok(())
     }
 
-    async fn start(&self, id: &str) -> Result<u32> {
-        let container = self
-            .containers()
-            .get(self.req(cs::GetContainerRequest { id: id.to_string() }, None))
-            .await
-            .map_err(RuntimeError::grpc("get container", id))?
-            .into_inner()
-            .container
-            .unwrap_or_default();
-        let log = container
-            .labels
-            .get(super::LABEL_LOG_PATH)
-            .cloned()
-            .unwrap_or_else(|| "/dev/null".into());
-        let mounts: Vec<Mount> = self
-            .snapshots()
-            .mounts(self.req(
-                ss::MountsRequest {
-                    snapshotter: self.snapshotter.clone(),
-                    key: id.to_string(),
-                },
-                None,
-            ))
-            .await
-            .map_err(RuntimeError::grpc("snapshot mounts", id))?
-            .into_inner()
-            .mounts;
-        let uri = format!("file://{log}");
+    async fn create_task(&self, id: &str) -> Result<()> {
+        let pending = self.pending_tasks.lock().remove(id);
+        let (mounts, uri) = match pending {
+            Some(p) => p,
+            None => self.task_inputs(id).await?,
+        };
         self.tasks()
             .create(self.req(
                 cs::CreateTaskRequest {
@@ -487,6 +510,10 @@ impl ContainerRuntime for Containerd {
             ))
             .await
             .map_err(RuntimeError::grpc("create task", id))?;
+        Ok(())
+    }
+
+    async fn start_task(&self, id: &str) -> Result<u32> {
         let started = self
             .tasks()
             .start(self.req(
@@ -555,6 +582,7 @@ impl ContainerRuntime for Containerd {
     }
 
     async fn remove(&self, id: &str) -> Result<()> {
+        self.pending_tasks.lock().remove(id);
         if let Some(task) = self.task(id).await? {
             if task.status != ProcStatus::Stopped as i32 {
                 self.kill(id, libc_sigkill()).await?;

@@ -136,8 +136,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn import_archive(&self, path: &Path) -> Result<Vec<String>>;
     /// Creates the container (its rootfs snapshot and record), no task yet.
     async fn create(&self, c: &CreateContainer) -> Result<()>;
-    /// Starts the container's task; returns when the process runs.
-    async fn start(&self, id: &str) -> Result<u32>;
+    /// Creates the container's task: the shim and `runc create` set up its namespaces, mounts
+    /// and cgroup, and its process waits to be started (nothing of the image runs yet).
+    async fn create_task(&self, id: &str) -> Result<()>;
+    /// Runs the process of a task made by `create_task`; returns its pid. A task that cannot
+    /// start is deleted, so that the container can get a new one.
+    async fn start_task(&self, id: &str) -> Result<u32>;
+    /// Creates and starts the container's task; returns when the process runs.
+    async fn start(&self, id: &str) -> Result<u32> {
+        self.create_task(id).await?;
+        self.start_task(id).await
+    }
     /// Waits for the task to exit.
     async fn wait(&self, id: &str) -> Result<ExitInfo>;
     /// Sends a signal to every process of the container.

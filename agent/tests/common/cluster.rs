@@ -94,7 +94,10 @@ impl Cluster {
             .open(self.dir.path().join("agent.log"))
             .unwrap();
         let cp = self.cp.as_ref().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_corral-agent"))
+        // CORRAL_AGENT_BIN runs another build of the agent (A/B benchmark runs).
+        let bin = std::env::var_os("CORRAL_AGENT_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_corral-agent").into());
+        let child = Command::new(bin)
             .args(["--server", &cp.url(), "--node-name", &self.name])
             .arg("--containerd-socket")
             .arg(&self.ctd.as_ref().unwrap().socket)
@@ -120,6 +123,28 @@ impl Cluster {
             let _ = a.kill();
             let _ = a.wait();
         }
+    }
+
+    /// Uids of the pods the agent has directories for.
+    pub fn pod_uids(&self) -> Vec<String> {
+        std::fs::read_dir(self.agent_dir().join("pods"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A node reboot as containerd sees it, with the agent stopped: containerd, shims and
+    /// containers killed, containerd's state directory gone, its container records kept.
+    pub fn reboot_containerd(&mut self) {
+        self.stop_agent();
+        let pods: Vec<String> = self.pod_uids().iter().map(|u| format!("pod{u}")).collect();
+        self.ctd
+            .as_mut()
+            .unwrap()
+            .crash_and_restart(|| super::kill_cgroup_processes("corral", &pods));
     }
 
     pub fn agent_log(&self) -> String {
@@ -211,13 +236,7 @@ impl Drop for Cluster {
         drop(self.ctd.take());
         drop(self.cp.take());
         // cgroups of pods the agent did not get to clean.
-        let uids: Vec<String> = std::fs::read_dir(self.agent_dir().join("pods"))
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let uids = self.pod_uids();
         let pods: Vec<String> = uids.iter().map(|u| format!("pod{u}")).collect();
         super::remove_cgroups("corral", &pods);
         // Namespaces of pods the agent did not get to clean.

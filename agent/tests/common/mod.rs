@@ -72,7 +72,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             opt = d.join("opt").display(),
         );
         std::fs::write(d.join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let mut f = Self {
+            dir,
+            socket,
+            child: None,
+        };
+        f.spawn();
+        f
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("containerd.log"))
+            .unwrap();
         let child = Command::new("containerd")
             .arg("--config")
             .arg(d.join("config.toml"))
@@ -80,20 +95,35 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .stderr(log)
             .spawn()
             .expect("containerd starts");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
+        while !self.socket.exists() {
             assert!(
                 Instant::now() < deadline,
                 "containerd did not create {}",
-                socket.display()
+                self.socket.display()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self {
-            dir,
-            socket,
-            child: Some(child),
+    }
+
+    /// What a node reboot does to containerd: it and its shims die with SIGKILL (the
+    /// containers' processes are killed by the caller), its state directory (a tmpfs under
+    /// /run on a real node) is gone, its root with the container records survives. Then it
+    /// starts again on the same root.
+    pub fn crash_and_restart(&mut self, kill_containers: impl FnOnce()) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+        kill_shims_of(&self.socket);
+        kill_containers();
+        let state = self.path().join("state");
+        unmount_under(&state);
+        let _ = std::fs::remove_dir_all(&state);
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(self.path().join("c.sock.ttrpc"));
+        self.spawn();
     }
 
     pub fn path(&self) -> &Path {
@@ -177,6 +207,33 @@ pub fn kill_shims_of(socket: &Path) {
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
+        }
+    }
+}
+
+/// SIGKILLs every process in the `parent/child` cgroups of every hierarchy (what a reboot
+/// does to the containers whose shims are gone).
+pub fn kill_cgroup_processes(parent: &str, children: &[String]) {
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for root in roots {
+        for c in children {
+            let Ok(rd) = std::fs::read_dir(root.join(parent).join(c)) else {
+                continue;
+            };
+            for leaf in rd.flatten().filter(|e| e.path().is_dir()) {
+                let procs = std::fs::read_to_string(leaf.path().join("cgroup.procs"));
+                for pid in procs.unwrap_or_default().lines() {
+                    if let Ok(pid) = pid.trim().parse::<i32>() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
         }
     }
 }

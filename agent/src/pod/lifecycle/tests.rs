@@ -201,8 +201,11 @@ impl ContainerRuntime for Recorder {
     async fn create(&self, c: &rt::CreateContainer) -> rt::Result<()> {
         crate::probe::tests::NoRuntime.create(c).await
     }
-    async fn start(&self, id: &str) -> rt::Result<u32> {
-        crate::probe::tests::NoRuntime.start(id).await
+    async fn create_task(&self, id: &str) -> rt::Result<()> {
+        crate::probe::tests::NoRuntime.create_task(id).await
+    }
+    async fn start_task(&self, id: &str) -> rt::Result<u32> {
+        crate::probe::tests::NoRuntime.start_task(id).await
     }
     async fn wait(&self, _: &str) -> rt::Result<rt::ExitInfo> {
         self.exited.notified().await;

@@ -205,3 +205,158 @@ fn a_container_in_its_post_start_hook_is_not_shown_running_until_it_finishes() {
     assert_eq!((s.ready, s.started), (true, Some(true)));
     assert_eq!(phase(&[&rec], RestartPolicy::Always), "Running");
 }
+
+fn api_status(
+    restarts: i32,
+    id: &str,
+    state: ContainerState,
+    last: Option<ContainerStateTerminated>,
+) -> ContainerStatus {
+    ContainerStatus {
+        name: "app".into(),
+        restart_count: restarts,
+        container_id: Some(format!("containerd://{id}")).filter(|_| !id.is_empty()),
+        state: Some(state),
+        last_state: Some(ContainerState {
+            terminated: last,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn api_exit(id: &str, code: i32, reason: &str) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        container_id: Some(format!("containerd://{id}")),
+        exit_code: code,
+        reason: Some(reason.into()),
+        started_at: Some(time(t(0))),
+        finished_at: Some(time(t(5))),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn containers_lost_with_the_runtime_state_go_on_from_their_api_status() {
+    use RestartPolicy::*;
+    let b = BackoffPolicy::default();
+    let now = t(100);
+    let waiting = |reason: &str| ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message: None,
+        }),
+        ..Default::default()
+    };
+    let running = ContainerState {
+        running: Some(ContainerStateRunning {
+            started_at: Some(time(t(10))),
+        }),
+        ..Default::default()
+    };
+    let terminated = ContainerState {
+        terminated: Some(api_exit("u-app-0", 0, "Completed")),
+        ..Default::default()
+    };
+    // (status, policy) → None (never started: attempt 0, no restart counted), or
+    // (restartCount now, the lost attempt's exit and reason, lastState kept, decision).
+    type Want = Option<(u32, i32, &'static str, bool, Decision)>;
+    let cases: Vec<(&str, ContainerStatus, RestartPolicy, Want)> = vec![
+        (
+            "never started",
+            api_status(0, "", waiting("ContainerCreating"), None),
+            Always,
+            None,
+        ),
+        (
+            "image never pulled",
+            api_status(0, "", waiting("ErrImagePull"), None),
+            Always,
+            None,
+        ),
+        (
+            "running: lost as Unknown 255, restarted",
+            api_status(
+                2,
+                "u-app-2",
+                running.clone(),
+                Some(api_exit("u-app-1", 1, "Error")),
+            ),
+            Always,
+            Some((2, 255, "Unknown", true, Decision::Start)),
+        ),
+        (
+            "running with restartPolicy Never: lost, not restarted",
+            api_status(0, "u-app-0", running, None),
+            Never,
+            Some((0, 255, "Unknown", false, Decision::Keep)),
+        ),
+        (
+            "completed with Never: stays completed",
+            api_status(0, "u-app-0", terminated, None),
+            Never,
+            Some((0, 0, "Completed", false, Decision::Keep)),
+        ),
+        (
+            "in back-off: the lastState exit is the newest attempt",
+            api_status(
+                3,
+                "",
+                waiting("CrashLoopBackOff"),
+                Some(api_exit("u-app-3", 1, "Error")),
+            ),
+            Always,
+            Some((3, 1, "Error", false, Decision::Start)),
+        ),
+    ];
+    for (what, status, policy, want) in cases {
+        let got = record_from_status(&status, policy, &b, now);
+        let got = got.map(|r| {
+            let Some(Current::Exited(t)) = &r.current else {
+                panic!("{what}: not exited: {r:?}");
+            };
+            (
+                r.attempt,
+                t.exit_code,
+                match t.reason.as_str() {
+                    "Unknown" => "Unknown",
+                    "Completed" => "Completed",
+                    "Error" => "Error",
+                    other => panic!("{what}: reason {other}"),
+                },
+                r.last.is_some(),
+                decide(&r, policy, now),
+            )
+        });
+        assert_eq!(got, want, "{what}");
+    }
+}
+
+#[test]
+fn a_lost_running_attempt_shows_as_last_state_with_its_container_id() {
+    let b = BackoffPolicy::default();
+    let running = ContainerState {
+        running: Some(ContainerStateRunning {
+            started_at: Some(time(t(10))),
+        }),
+        ..Default::default()
+    };
+    let rec = record_from_status(
+        &api_status(0, "u-app-0", running, None),
+        RestartPolicy::Always,
+        &b,
+        t(100),
+    )
+    .unwrap();
+    assert_eq!(rec.id.as_deref(), Some("u-app-0"));
+    let s = container_status("app", "img:1", &rec, RestartPolicy::Always, t(100));
+    assert_eq!(s.restart_count, 0);
+    let last = s.last_state.unwrap().terminated.unwrap();
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (255, Some("Unknown"))
+    );
+    assert_eq!(last.container_id.as_deref(), Some("containerd://u-app-0"));
+    assert_eq!(last.started_at, Some(time(t(10))));
+    assert_eq!(last.finished_at, Some(time(t(100))));
+}
