@@ -2,6 +2,7 @@
 //! Watches are filtered here (label and field selectors, with an object that stops matching
 //! delivered as DELETED, as Kubernetes does).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use corral_api::kinds::{self, ResourceInfo};
 use corral_api::object;
 use corral_api::selector::{FieldSelector, LabelSelectorExpr};
 use corral_proto as pb;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,7 +18,7 @@ use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::registry::{self, ApiError, Applied, DeleteOptions, Filter, Propagation, Registry};
-use crate::store::{Event, EventType};
+use crate::store::{Event, EventType, Revision};
 use crate::tunnel::Tunnels;
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
@@ -85,7 +86,54 @@ fn watch_event(ev: &Event, filter: &Filter) -> Option<pb::WatchEvent> {
     })
 }
 
-type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+/// One watch as the client sees it: store events through the filter, and bookmarks.
+struct WatchState {
+    events: crate::store::WatchStream,
+    filter: Filter,
+    bookmarks: Option<tokio::time::Interval>,
+    last: Revision,
+    done: bool,
+}
+
+impl WatchState {
+    async fn next(mut self) -> Option<(Result<pb::WatchEvent, Status>, Self)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let bookmark = async {
+                match self.bookmarks.as_mut() {
+                    Some(b) => b.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = self.events.next() => match ev? {
+                    Err(e) => {
+                        self.done = true;
+                        return Some((Err(ApiError::from(e).into()), self));
+                    }
+                    Ok(ev) => {
+                        self.last = ev.revision();
+                        if let Some(out) = watch_event(&ev, &self.filter) {
+                            return Some((Ok(out), self));
+                        }
+                    }
+                },
+                _ = bookmark => {
+                    let ev = pb::WatchEvent {
+                        r#type: pb::watch_event::Type::Bookmark as i32,
+                        object: Vec::new(),
+                        resource_version: self.last,
+                    };
+                    return Some((Ok(ev), self));
+                }
+            }
+        }
+    }
+}
 type LogStream = ReceiverStream<Result<pb::LogChunk, Status>>;
 
 #[tonic::async_trait]
@@ -137,7 +185,7 @@ impl pb::api_server::Api for ApiService {
         let info = resource(&req.resource)?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
         let filter = Filter::new(&labels, &fields);
-        let mut events = self
+        let events = self
             .registry
             .watch(info, &req.namespace, req.resource_version)
             .await?;
@@ -150,44 +198,23 @@ impl pb::api_server::Api for ApiService {
                 .await
                 .map_err(ApiError::from)?
         };
-        let (tx, rx) = mpsc::channel(256);
         debug!(resource = info.plural, namespace = %req.namespace, from = start, "watch opened");
-        tokio::spawn(async move {
-            let mut last = start;
-            let mut bookmarks = tokio::time::interval(BOOKMARK_EVERY);
-            bookmarks.tick().await;
-            loop {
-                tokio::select! {
-                    ev = events.next() => match ev {
-                        None => return,
-                        Some(Err(e)) => {
-                            let _ = tx.send(Err(ApiError::from(e).into())).await;
-                            return;
-                        }
-                        Some(Ok(ev)) => {
-                            last = ev.revision();
-                            if let Some(out) = watch_event(&ev, &filter) {
-                                if tx.send(Ok(out)).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    },
-                    _ = bookmarks.tick(), if req.allow_bookmarks => {
-                        let ev = pb::WatchEvent {
-                            r#type: pb::watch_event::Type::Bookmark as i32,
-                            object: Vec::new(),
-                            resource_version: last,
-                        };
-                        if tx.send(Ok(ev)).await.is_err() {
-                            return;
-                        }
-                    }
-                    _ = tx.closed() => return,
-                }
-            }
+        // Polled by tonic as it sends: no relay task and channel hop per event. Dropping the
+        // response (the client went away) drops the store watch.
+        let bookmarks = req.allow_bookmarks.then(|| {
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY)
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let state = WatchState {
+            events,
+            filter,
+            bookmarks,
+            last: start,
+            done: false,
+        };
+        Ok(Response::new(Box::pin(futures::stream::unfold(
+            state,
+            WatchState::next,
+        ))))
     }
 
     async fn create(
@@ -210,7 +237,7 @@ impl pb::api_server::Api for ApiService {
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         let status = req.subresource == pb::Subresource::Status as i32;
-        let written = self
+        let json = self
             .registry
             .update(
                 info,
@@ -220,7 +247,7 @@ impl pb::api_server::Api for ApiService {
                 req.dry_run,
             )
             .await?;
-        Ok(Response::new(pb::Object { json: written.json }))
+        Ok(Response::new(pb::Object { json }))
     }
 
     async fn scale(

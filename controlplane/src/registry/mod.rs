@@ -19,6 +19,7 @@ mod apply;
 mod bind;
 mod error;
 pub mod raw;
+mod status;
 
 pub use alloc::ServiceAllocator;
 pub use error::{ApiError, Result};
@@ -487,7 +488,12 @@ impl Registry {
         object::set_meta(
             &mut object,
             "uid",
-            Value::from(uuid::Uuid::new_v4().to_string()),
+            // From the thread's CSPRNG: `new_v4` makes a getrandom system call per uid.
+            Value::from(
+                uuid::Builder::from_random_bytes(rand::random())
+                    .into_uuid()
+                    .to_string(),
+            ),
         );
         object::set_meta(
             &mut object,
@@ -539,7 +545,7 @@ impl Registry {
         object: Value,
         status: bool,
         dry_run: bool,
-    ) -> Result<Written> {
+    ) -> Result<Vec<u8>> {
         let mut object = object;
         let ns = Self::resolve_namespace(info, namespace, &mut object)?;
         let name = object::name(&object).to_string();
@@ -553,19 +559,27 @@ impl Registry {
             });
         }
         let precondition = object::resource_version(&object);
-        let admitted = if status {
-            decode::check_schema(info, &with_kind(info, object))?
-        } else {
-            self.admit(info, object)?
-        };
-        self.write_loop(info, &ns, &name, precondition, dry_run, |current| {
-            if status {
-                Ok(merge_status(current, &admitted))
-            } else {
-                self.merge_main(info, current, &admitted)
+        if status {
+            let admitted = decode::check_schema(info, &with_kind(info, object))?;
+            if !dry_run {
+                return self
+                    .write_status(info, &ns, &name, precondition, &admitted)
+                    .await;
             }
-        })
-        .await
+            let written = self
+                .write_loop(info, &ns, &name, precondition, dry_run, |current| {
+                    Ok(merge_status(current, &admitted))
+                })
+                .await?;
+            return Ok(written.json);
+        }
+        let admitted = self.admit(info, object)?;
+        let written = self
+            .write_loop(info, &ns, &name, precondition, dry_run, |current| {
+                self.merge_main(info, current, &admitted)
+            })
+            .await?;
+        Ok(written.json)
     }
 
     /// Read-modify-write with compare-and-swap; `change` maps the current object to the new one.

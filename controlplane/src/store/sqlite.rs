@@ -398,11 +398,11 @@ fn commit_group(
             }
         }
         if rev != start_rev {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO meta (name, value) VALUES ('revision', ?1)
                  ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                [rev],
-            )?;
+            )?
+            .execute([rev])?;
         }
     }
     tx.commit()?;
