@@ -160,42 +160,132 @@ impl ServiceAllocator {
         Ok(())
     }
 
-    /// An update keeps the addresses the service was given.
-    pub fn keep_allocations(&self, current: &Value, updated: &mut Value) {
-        for field in ["clusterIP", "clusterIPs"] {
-            if let Some(v) = current.pointer(&format!("/spec/{field}")) {
-                if updated
-                    .pointer(&format!("/spec/{field}"))
-                    .is_none_or(|u| u.is_null() || u == "")
-                {
-                    updated["spec"][field] = v.clone();
-                }
+    /// An update keeps the addresses the service was given, as Kubernetes' service REST does:
+    /// an omitted clusterIP or nodePort keeps the old one, a changed clusterIP is refused, a
+    /// type that no longer needs node ports drops the ones the server gave, a type that needs
+    /// them gets new ones, and a port another service holds is refused. `others` are the
+    /// other stored services. Caller holds `lock()`.
+    pub fn update_allocations(
+        &self,
+        current: &Value,
+        updated: &mut Value,
+        others: &[Value],
+    ) -> Result<(), FieldError> {
+        let type_of = |v: &Value| {
+            v.pointer("/spec/type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP")
+                .to_string()
+        };
+        let (old_type, new_type) = (type_of(current), type_of(updated));
+        if new_type == "ExternalName" {
+            if let Some(spec) = updated.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("clusterIP");
+                spec.remove("clusterIPs");
             }
+            strip_node_ports(updated);
+            return Ok(());
         }
+        let old_ip = current
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let wanted = updated
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if old_type == "ExternalName" || old_ip.is_empty() {
+            // Nothing was allocated: allocate as for a new service.
+            return self.allocate(updated, Some(current), others);
+        }
+        if !wanted.is_empty() && wanted != old_ip {
+            return Err(FieldError {
+                path: "spec.clusterIPs[0]".into(),
+                detail: format!("Invalid value: [{wanted:?}]: may not change once set"),
+            });
+        }
+        updated["spec"]["clusterIP"] = Value::from(old_ip.clone());
+        updated["spec"]["clusterIPs"] = serde_json::json!([old_ip]);
+
         let old_ports = current
             .pointer("/spec/ports")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        if let Some(ports) = updated
+        let old_port_of = |port: &Value| -> Option<i64> {
+            old_ports
+                .iter()
+                .find(|o| {
+                    o.get("port") == port.get("port")
+                        && o.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                            == port
+                                .get("protocol")
+                                .and_then(Value::as_str)
+                                .unwrap_or("TCP")
+                })
+                .and_then(|o| o.get("nodePort").and_then(Value::as_i64))
+                .filter(|p| *p != 0)
+        };
+        let needs_ports = new_type == "NodePort" || new_type == "LoadBalancer";
+        let mut used: BTreeSet<i64> = others
+            .iter()
+            .flat_map(|s| {
+                s.pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+            .collect();
+        let Some(ports) = updated
             .pointer_mut("/spec/ports")
             .and_then(Value::as_array_mut)
-        {
-            for port in ports.iter_mut() {
-                if port
-                    .get("nodePort")
-                    .is_some_and(|p| p.as_i64().unwrap_or(0) != 0)
-                {
-                    continue;
+        else {
+            return Ok(());
+        };
+        for (i, port) in ports.iter_mut().enumerate() {
+            let given = port
+                .get("nodePort")
+                .and_then(Value::as_i64)
+                .filter(|p| *p != 0);
+            let old = old_port_of(port);
+            if !needs_ports {
+                // The server's own node port goes with the type; one the user set stays for
+                // validation to refuse.
+                if given.is_none() || given == old {
+                    if let Some(m) = port.as_object_mut() {
+                        m.remove("nodePort");
+                    }
                 }
-                let same = old_ports.iter().find(|o| {
-                    o.get("port") == port.get("port") && o.get("protocol") == port.get("protocol")
-                });
-                if let Some(np) = same.and_then(|o| o.get("nodePort")) {
-                    port["nodePort"] = np.clone();
-                }
+                continue;
             }
+            let chosen = match given.or(old) {
+                Some(p) if used.contains(&p) => {
+                    return Err(FieldError {
+                        path: format!("spec.ports[{i}].nodePort"),
+                        detail: format!("Invalid value: {p}: provided port is already allocated"),
+                    })
+                }
+                Some(p) => p,
+                None => NODE_PORT_RANGE
+                    .clone()
+                    .find(|p| {
+                        !used.contains(p)
+                            && !old_ports
+                                .iter()
+                                .any(|o| o.get("nodePort").and_then(Value::as_i64) == Some(*p))
+                    })
+                    .ok_or_else(|| FieldError {
+                        path: format!("spec.ports[{i}].nodePort"),
+                        detail: "Internal error: range is full".into(),
+                    })?,
+            };
+            used.insert(chosen);
+            port["nodePort"] = Value::from(chosen);
         }
+        Ok(())
     }
 
     fn next_free_ip(&self, used: &BTreeSet<String>) -> Option<String> {
@@ -203,6 +293,19 @@ impl ServiceAllocator {
         (2..self.size - 1)
             .map(|off| Ipv4Addr::from(self.base + off).to_string())
             .find(|ip| !used.contains(ip))
+    }
+}
+
+fn strip_node_ports(service: &mut Value) {
+    if let Some(ports) = service
+        .pointer_mut("/spec/ports")
+        .and_then(Value::as_array_mut)
+    {
+        for p in ports {
+            if let Some(m) = p.as_object_mut() {
+                m.remove("nodePort");
+            }
+        }
     }
 }
 
@@ -233,5 +336,60 @@ mod tests {
             .contains("already allocated"));
         let mut outside = json!({"spec": {"clusterIP": "192.0.2.1", "ports": [{"port": 80}]}});
         assert!(a.allocate(&mut outside, None, &[]).is_err());
+    }
+
+    #[test]
+    fn updates_keep_change_or_drop_allocations_as_kubernetes_does() {
+        let a = ServiceAllocator::new("10.43.0.0/16").unwrap();
+        let mut np =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
+        a.allocate(&mut np, None, &[]).unwrap();
+        let port = np["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+        let mut other = json!({"spec": {"type": "NodePort", "ports": [{"port": 81}]}});
+        a.allocate(&mut other, None, std::slice::from_ref(&np))
+            .unwrap();
+        let others = [other.clone()];
+
+        // An apply that omits the allocated fields keeps them.
+        let mut same =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
+        a.update_allocations(&np, &mut same, &others).unwrap();
+        assert_eq!(same["spec"]["clusterIP"], np["spec"]["clusterIP"]);
+        assert_eq!(same["spec"]["ports"][0]["nodePort"], port);
+
+        // NodePort -> ClusterIP drops the server-given node port.
+        let mut cip = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP", "nodePort": port}]}});
+        a.update_allocations(&np, &mut cip, &others).unwrap();
+        assert!(cip["spec"]["ports"][0].get("nodePort").is_none(), "{cip}");
+
+        // ClusterIP -> NodePort allocates one.
+        let mut back =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
+        a.update_allocations(&cip, &mut back, &others).unwrap();
+        let new_port = back["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+        assert!(NODE_PORT_RANGE.contains(&new_port));
+        assert_ne!(
+            Some(new_port),
+            other["spec"]["ports"][0]["nodePort"].as_i64()
+        );
+
+        // Taking another service's port or changing the cluster IP is refused.
+        let taken = other["spec"]["ports"][0]["nodePort"].clone();
+        let mut steal =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": taken}]}});
+        let err = a.update_allocations(&np, &mut steal, &others).unwrap_err();
+        assert_eq!(err.path, "spec.ports[0].nodePort");
+        assert!(
+            err.detail.ends_with("provided port is already allocated"),
+            "{}",
+            err.detail
+        );
+        let mut moved = json!({"spec": {"type": "NodePort", "clusterIP": "10.43.0.3", "ports": [{"port": 80}]}});
+        let err = a.update_allocations(&np, &mut moved, &others).unwrap_err();
+        assert_eq!(err.path, "spec.clusterIPs[0]");
+        assert_eq!(
+            err.detail,
+            "Invalid value: [\"10.43.0.3\"]: may not change once set"
+        );
     }
 }

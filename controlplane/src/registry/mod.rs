@@ -574,9 +574,10 @@ impl Registry {
             return Ok(written.json);
         }
         let admitted = self.admit(info, object)?;
+        let (_guard, others) = self.other_services(info, &ns, &name).await?;
         let written = self
             .write_loop(info, &ns, &name, precondition, dry_run, |current| {
-                self.merge_main(info, current, &admitted)
+                self.merge_main(info, current, &admitted, &others)
             })
             .await?;
         Ok(written.json)
@@ -651,7 +652,13 @@ impl Registry {
 
     /// The new object of a main update: spec and metadata from the request, server-owned
     /// metadata and (for kinds with a status subresource) status from the stored object.
-    fn merge_main(&self, info: &ResourceInfo, current: &Value, requested: &Value) -> Result<Value> {
+    fn merge_main(
+        &self,
+        info: &ResourceInfo,
+        current: &Value,
+        requested: &Value,
+        other_services: &[Value],
+    ) -> Result<Value> {
         let mut updated = requested.clone();
         for field in [
             "uid",
@@ -692,9 +699,43 @@ impl Registry {
             }
         }
         if info.plural == "services" {
-            self.services.keep_allocations(current, &mut updated);
+            self.services
+                .update_allocations(current, &mut updated, other_services)
+                .map_err(|e| ApiError::Invalid {
+                    what: kind_what(info, object::name(current)),
+                    errors: vec![e],
+                })?;
+            // What the allocation decided must still be a valid service (a node port the
+            // user kept on a ClusterIP service, say).
+            let errors = validate::validate(info, &updated);
+            if !errors.is_empty() {
+                return Err(ApiError::Invalid {
+                    what: kind_what(info, object::name(current)),
+                    errors,
+                });
+            }
         }
         Ok(updated)
+    }
+
+    /// For a service write: the allocation lock and every other stored service.
+    async fn other_services(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> Result<(Option<tokio::sync::MutexGuard<'_, ()>>, Vec<Value>)> {
+        if info.plural != "services" {
+            return Ok((None, Vec::new()));
+        }
+        let guard = self.services.lock().await;
+        let (all, _) = self.store.list(&prefix(&kinds::SERVICES, "")).await?;
+        let others = all
+            .iter()
+            .map(decode_kv)
+            .filter(|s| !(object::namespace(s) == ns && object::name(s) == name))
+            .collect();
+        Ok((Some(guard), others))
     }
 
     pub async fn delete(
@@ -814,12 +855,13 @@ impl Registry {
             };
         }
         let before = std::sync::Mutex::new(None);
+        let (_guard, others) = self.other_services(info, &ns, &name).await?;
         let result = self
             .write_loop(info, &ns, &name, 0, dry_run, |current| {
                 *before.lock().expect("not poisoned") = Some(current.clone());
                 let merged = apply::merge(current, &object, &applied);
                 let admitted = self.admit(info, merged)?;
-                self.merge_main(info, current, &admitted)
+                self.merge_main(info, current, &admitted, &others)
             })
             .await?;
         let before = before.into_inner().expect("not poisoned");

@@ -162,6 +162,22 @@ pub fn apply_defaults(info: &ResourceInfo, object: &mut Value, defaults: &Defaul
             let spec = svc.spec.get_or_insert_with(Default::default);
             spec.type_.get_or_insert_with(|| "ClusterIP".into());
             spec.session_affinity.get_or_insert_with(|| "None".into());
+            if spec.session_affinity.as_deref() == Some("ClientIP") {
+                let cfg = spec
+                    .session_affinity_config
+                    .get_or_insert_with(Default::default);
+                let ip = cfg.client_ip.get_or_insert_with(Default::default);
+                ip.timeout_seconds.get_or_insert(10800);
+            }
+            let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
+            if kind == "NodePort" || kind == "LoadBalancer" {
+                spec.external_traffic_policy
+                    .get_or_insert_with(|| "Cluster".into());
+            }
+            if kind != "ExternalName" {
+                spec.internal_traffic_policy
+                    .get_or_insert_with(|| "Cluster".into());
+            }
             for port in spec.ports.iter_mut().flatten() {
                 port.protocol.get_or_insert_with(|| "TCP".into());
                 port.target_port.get_or_insert(IntOrString::Int(port.port));
@@ -622,10 +638,53 @@ fn validate_service(svc: &Service, errs: &mut Errors) {
     if ports.is_empty() && kind != "ExternalName" && spec.cluster_ip.as_deref() != Some("None") {
         errs.required("spec.ports");
     }
+    if let Some(a) = spec.session_affinity.as_deref() {
+        if !["ClientIP", "None"].contains(&a) {
+            errs.unsupported("spec.sessionAffinity", a, &["ClientIP", "None"]);
+        }
+    }
+    for (field, value) in [
+        (
+            "spec.externalTrafficPolicy",
+            spec.external_traffic_policy.as_deref(),
+        ),
+        (
+            "spec.internalTrafficPolicy",
+            spec.internal_traffic_policy.as_deref(),
+        ),
+    ] {
+        if let Some(v) = value.filter(|v| !["Cluster", "Local"].contains(v)) {
+            errs.unsupported(field, v, &["Cluster", "Local"]);
+        }
+    }
+    if spec.cluster_ip.as_deref() == Some("None") && (kind == "NodePort" || kind == "LoadBalancer")
+    {
+        errs.invalid(
+            "spec.clusterIPs[0]",
+            "\"None\"",
+            &format!("may not be set to 'None' for {kind} services"),
+        );
+    }
     let mut names = BTreeSet::new();
+    let mut port_protocols = BTreeSet::new();
     for (i, p) in ports.iter().enumerate() {
         let pp = format!("spec.ports[{i}]");
         validate_port_number(p.port, format!("{pp}.port"), errs);
+        let proto = p.protocol.as_deref().unwrap_or("TCP");
+        if !port_protocols.insert((p.port, proto)) {
+            errs.duplicate(pp.clone(), &format!("{}/{proto}", p.port));
+        }
+        if let Some(n) = p
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty() && !is_dns1123_label(n))
+        {
+            errs.invalid(
+                format!("{pp}.name"),
+                format!("{n:?}"),
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+            );
+        }
         if ports.len() > 1 && p.name.as_deref().is_none_or(str::is_empty) {
             errs.required(format!("{pp}.name"));
         }
@@ -644,12 +703,11 @@ fn validate_service(svc: &Service, errs: &mut Errors) {
             _ => {}
         }
         if let Some(np) = p.node_port.filter(|np| *np != 0) {
-            if kind == "ClusterIP" {
-                errs.invalid(
-                    format!("{pp}.nodePort"),
-                    np,
-                    "may not be used when `type` is 'ClusterIP'",
-                );
+            if kind == "ClusterIP" || kind == "ExternalName" {
+                errs.0.push(FieldError {
+                    path: format!("{pp}.nodePort"),
+                    detail: format!("Forbidden: may not be used when `type` is '{kind}'"),
+                });
             } else if !(30000..=32767).contains(&np) {
                 errs.invalid(format!("{pp}.nodePort"), np, "provided port is not in the valid range. The range of valid ports is 30000-32767");
             }
@@ -684,7 +742,24 @@ fn validate_ingress(ing: &Ingress, errs: &mut Errors) {
             detail: "Invalid value: either `defaultBackend` or `rules` must be specified".into(),
         });
     }
+    if let Some(b) = spec
+        .default_backend
+        .as_ref()
+        .and_then(|b| b.service.as_ref())
+    {
+        validate_backend_port(b.port.as_ref(), "spec.defaultBackend.service.port", errs);
+    }
     for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        if let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            if !is_dns1123_subdomain(bare) {
+                errs.invalid(
+                    format!("spec.rules[{i}].host"),
+                    format!("{host:?}"),
+                    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                );
+            }
+        }
         for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
             let p = format!("spec.rules[{i}].http.paths[{j}]");
             let kinds = ["Exact", "ImplementationSpecific", "Prefix"];
@@ -702,14 +777,38 @@ fn validate_ingress(ing: &Ingress, errs: &mut Errors) {
                 Some(svc) if svc.name.is_empty() => {
                     errs.required(format!("{p}.backend.service.name"))
                 }
-                Some(svc) if svc.port.is_none() => {
-                    errs.required(format!("{p}.backend.service.port"))
-                }
-                Some(_) => {}
+                Some(svc) => validate_backend_port(
+                    svc.port.as_ref(),
+                    &format!("{p}.backend.service.port"),
+                    errs,
+                ),
                 None if path.backend.resource.is_none() => errs.required(format!("{p}.backend")),
                 None => {}
             }
         }
+    }
+}
+
+/// An Ingress backend's service port: a name or a number, not both, not neither.
+fn validate_backend_port(
+    port: Option<&k8s_openapi::api::networking::v1::ServiceBackendPort>,
+    path: &str,
+    errs: &mut Errors,
+) {
+    let Some(port) = port else {
+        errs.required(path);
+        return;
+    };
+    let name = port.name.as_deref().filter(|n| !n.is_empty());
+    match (name, port.number.filter(|n| *n != 0)) {
+        (Some(_), Some(_)) => errs.invalid(
+            path,
+            "{...}",
+            "cannot specify both port name and port number",
+        ),
+        (None, None) => errs.invalid(path, "{}", "port name or number is required"),
+        (None, Some(n)) => validate_port_number(n, format!("{path}.number"), errs),
+        (Some(_), None) => {}
     }
 }
 
