@@ -184,6 +184,7 @@ pub fn check_schema(info: &ResourceInfo, object: &Value) -> Result<Value, Decode
         "statefulsets" => roundtrip_as::<apps::StatefulSet>(&what, object)?,
         "controllerrevisions" => roundtrip_as::<apps::ControllerRevision>(&what, object)?,
         "ingresses" => roundtrip_as::<net::Ingress>(&what, object)?,
+        "ingressclasses" => roundtrip_as::<net::IngressClass>(&what, object)?,
         "leases" => roundtrip_as::<coord::Lease>(&what, object)?,
         other => {
             return Err(DecodeError::Shape {

@@ -185,6 +185,16 @@ pub const INGRESSES: ResourceInfo = info(
     true,
     false,
 );
+pub const INGRESSCLASSES: ResourceInfo = info(
+    "IngressClass",
+    "networking.k8s.io",
+    "ingressclasses",
+    "ingressclass",
+    &[],
+    false,
+    false,
+    false,
+);
 pub const LEASES: ResourceInfo = info(
     "Lease",
     "coordination.k8s.io",
@@ -214,6 +224,7 @@ pub const ALL: &[ResourceInfo] = &[
     STATEFULSETS,
     CONTROLLERREVISIONS,
     INGRESSES,
+    INGRESSCLASSES,
     LEASES,
 ];
 
@@ -268,6 +279,9 @@ mod tests {
             ("ep", "endpoints"),
             ("ing", "ingresses"),
             ("ingress.networking.k8s.io", "ingresses"),
+            ("ingressclass", "ingressclasses"),
+            ("IngressClasses", "ingressclasses"),
+            ("ingressclass.networking.k8s.io", "ingressclasses"),
             ("no", "nodes"),
             ("ns", "namespaces"),
         ] {
@@ -285,6 +299,11 @@ mod tests {
         assert_eq!(
             by_kind("networking.k8s.io/v1", "Ingress").unwrap().plural,
             "ingresses"
+        );
+        let class = by_kind("networking.k8s.io/v1", "IngressClass").unwrap();
+        assert_eq!(
+            (class.plural, class.namespaced, class.has_status),
+            ("ingressclasses", false, false)
         );
         assert!(by_kind("v1", "Deployment").is_none());
     }
