@@ -119,6 +119,11 @@ fn printer_for(info: &ResourceInfo) -> (&'static [&'static str], &'static [&'sta
             &[],
             row_fn!(net::Ingress, network::ingress_row),
         ),
+        "ingressclasses" => (
+            network::INGRESSCLASS_HEADERS,
+            &[],
+            row_fn!(net::IngressClass, network::ingressclass_row),
+        ),
         "nodes" => (
             cluster::NODE_HEADERS,
             cluster::NODE_WIDE,

@@ -1,10 +1,10 @@
-//! Rows for Service, Endpoints and Ingress, with kubectl's cell rules (`<pending>` external IPs,
-//! `+ N more...` endpoints, `*` hosts).
+//! Rows for Service, Endpoints, Ingress and IngressClass, with kubectl's cell rules (`<pending>`
+//! external IPs, `+ N more...` endpoints, `*` hosts).
 
 use std::collections::BTreeSet;
 
 use corral_api::k8s::api::core::v1::{Endpoints, Service};
-use corral_api::k8s::api::networking::v1::Ingress;
+use corral_api::k8s::api::networking::v1::{Ingress, IngressClass};
 
 use super::format::{age, labels};
 use super::PrintOptions;
@@ -20,20 +20,11 @@ pub const SERVICE_HEADERS: &[&str] = &[
 pub const SERVICE_WIDE: &[&str] = &["SELECTOR"];
 pub const ENDPOINTS_HEADERS: &[&str] = &["NAME", "ENDPOINTS", "AGE"];
 pub const INGRESS_HEADERS: &[&str] = &["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"];
+pub const INGRESSCLASS_HEADERS: &[&str] = &["NAME", "CONTROLLER", "PARAMETERS", "AGE"];
 
-/// kubectl clips load-balancer addresses to this many bytes outside `-o wide`.
-const LOAD_BALANCER_WIDTH: usize = 16;
-
-fn clip(s: String, wide: bool) -> String {
-    if !wide && s.len() > LOAD_BALANCER_WIDTH {
-        let head: String = s.chars().take(LOAD_BALANCER_WIDTH - 3).collect();
-        format!("{head}...")
-    } else {
-        s
-    }
-}
-
-fn service_external_ip(svc: &Service, wide: bool) -> String {
+/// Load-balancer addresses are shown whole: kubectl's printer clips them to 16 bytes only for
+/// narrow output, but kubectl gets its tables from the server, which renders them wide.
+fn service_external_ip(svc: &Service) -> String {
     let spec = svc.spec.clone().unwrap_or_default();
     let external = spec.external_ips.clone().unwrap_or_default();
     match spec.type_.as_deref().unwrap_or("ClusterIP") {
@@ -45,20 +36,21 @@ fn service_external_ip(svc: &Service, wide: bool) -> String {
             }
         }
         "LoadBalancer" => {
-            let lb: Vec<String> = svc
+            // Sorted and de-duplicated, as kubectl's `loadBalancerStatusStringer`.
+            let lb: BTreeSet<String> = svc
                 .status
                 .as_ref()
                 .and_then(|s| s.load_balancer.as_ref())
                 .and_then(|lb| lb.ingress.as_ref())
                 .into_iter()
                 .flatten()
-                .filter_map(|i| i.ip.clone().or(i.hostname.clone()))
+                .filter_map(|i| {
+                    i.ip.clone()
+                        .filter(|s| !s.is_empty())
+                        .or(i.hostname.clone().filter(|s| !s.is_empty()))
+                })
                 .collect();
-            let lb = clip(lb.join(","), wide);
-            let mut all: Vec<String> = Vec::new();
-            if !lb.is_empty() {
-                all.extend(lb.split(',').map(str::to_string));
-            }
+            let mut all: Vec<String> = lb.into_iter().collect();
             all.extend(external);
             if all.is_empty() {
                 "<pending>".into()
@@ -106,7 +98,7 @@ pub fn service_row(svc: &Service, opts: &PrintOptions) -> Vec<String> {
         svc.metadata.name.clone().unwrap_or_default(),
         spec.type_.clone().unwrap_or_else(|| "ClusterIP".into()),
         cluster_ip,
-        service_external_ip(svc, opts.wide),
+        service_external_ip(svc),
         service_ports(svc),
         age(opts.now, svc.metadata.creation_timestamp.as_ref()),
     ];
@@ -116,7 +108,8 @@ pub fn service_row(svc: &Service, opts: &PrintOptions) -> Vec<String> {
     cells
 }
 
-/// kubectl's `formatEndpoints`: at most three `ip:port` pairs, then `+ N more...`.
+/// kubectl's `formatEndpoints`: at most three `ip:port` pairs, then `+ N more...`; `<none>`
+/// only without subsets, so subsets with only not-ready addresses give an empty cell.
 pub fn format_endpoints(ep: &Endpoints) -> String {
     let subsets = ep.subsets.clone().unwrap_or_default();
     if subsets.is_empty() {
@@ -154,9 +147,6 @@ pub fn format_endpoints(ep: &Endpoints) -> String {
                 }
             }
         }
-    }
-    if list.is_empty() {
-        return "<none>".into();
     }
     let joined = list.join(",");
     if more {
@@ -247,5 +237,23 @@ pub fn ingress_row(ing: &Ingress, opts: &PrintOptions) -> Vec<String> {
         ingress_address(ing),
         ingress_ports(ing),
         age(opts.now, ing.metadata.creation_timestamp.as_ref()),
+    ]
+}
+
+/// kubectl's `printIngressClass`: PARAMETERS is `Kind[.apiGroup]/name`, `<none>` when unset.
+pub fn ingressclass_row(class: &IngressClass, opts: &PrintOptions) -> Vec<String> {
+    let spec = class.spec.clone().unwrap_or_default();
+    let parameters = match spec.parameters.as_ref() {
+        None => "<none>".to_string(),
+        Some(p) => match p.api_group.as_deref() {
+            Some(group) => format!("{}.{group}/{}", p.kind, p.name),
+            None => format!("{}/{}", p.kind, p.name),
+        },
+    };
+    vec![
+        class.metadata.name.clone().unwrap_or_default(),
+        spec.controller.unwrap_or_default(),
+        parameters,
+        age(opts.now, class.metadata.creation_timestamp.as_ref()),
     ]
 }

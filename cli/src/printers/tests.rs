@@ -235,6 +235,20 @@ fn get_endpoints_matches_the_workshop() {
 }
 
 #[test]
+fn endpoints_with_only_not_ready_addresses_print_an_empty_cell_as_kubectl() {
+    // kubectl's formatEndpoints: `<none>` only when there are no subsets at all.
+    let not_ready = json!({"metadata": {"name": "web", "creationTimestamp": ago(5)},
+        "subsets": [{"notReadyAddresses": [{"ip": "10.42.0.7"}], "ports": [{"port": 80}]}]});
+    let none = json!({"metadata": {"name": "idle", "creationTimestamp": ago(5)}});
+    assert_eq!(
+        render(&kinds::ENDPOINTS, &[not_ready, none], &opts()),
+        "NAME   ENDPOINTS   AGE\n\
+         web                5s\n\
+         idle   <none>      5s\n"
+    );
+}
+
+#[test]
 fn more_than_three_endpoints_are_summarised() {
     let ep = endpoints(
         "web",
@@ -328,6 +342,46 @@ fn get_services_shows_types_ports_and_pending_load_balancers() {
          mi-deploy-svc   ClusterIP      10.43.0.12   <none>        80/TCP         25s\n\
          np              NodePort       10.43.0.12   <none>        80:30080/TCP   25s\n\
          lb              LoadBalancer   10.43.0.12   <pending>     443/TCP        25s\n"
+    );
+}
+
+#[test]
+fn load_balancer_addresses_are_not_clipped() {
+    // The server renders kubectl's tables wide, so EXTERNAL-IP is never cut to 16 bytes.
+    let lb = json!({"metadata": {"name": "lb", "creationTimestamp": ago(25)},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.12", "ports": [{"port": 443, "protocol": "TCP"}],
+                 "externalIPs": ["203.0.113.9"]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.168.48.3"}, {"ip": "192.168.48.2"},
+                                                {"hostname": "lb.example.com"}, {"ip": "192.168.48.2"}]}}});
+    let row = super::row(&kinds::SERVICES, &lb, &opts()).unwrap();
+    assert_eq!(
+        row[3],
+        "192.168.48.2,192.168.48.3,lb.example.com,203.0.113.9"
+    );
+}
+
+#[test]
+fn get_ingressclasses_shows_controller_and_parameters() {
+    let class = |name: &str, params: Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+               "metadata": {"name": name, "creationTimestamp": ago(90),
+                            "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+               "spec": {"controller": "corral.io/ingress", "parameters": params}})
+    };
+    let list = [
+        class("corral", Value::Null),
+        class(
+            "tuned",
+            json!({"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "external-lb"}),
+        ),
+        class("plain", json!({"kind": "ConfigMap", "name": "cfg"})),
+    ];
+    assert_eq!(
+        render(&kinds::INGRESSCLASSES, &list, &opts()),
+        "NAME     CONTROLLER          PARAMETERS                                      AGE\n\
+         corral   corral.io/ingress   <none>                                          90s\n\
+         tuned    corral.io/ingress   IngressParameters.k8s.example.com/external-lb   90s\n\
+         plain    corral.io/ingress   ConfigMap/cfg                                   90s\n"
     );
 }
 
