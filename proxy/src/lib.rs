@@ -1,6 +1,7 @@
 //! corral-proxy: one per node, in the node's network namespace. Watches Services, Endpoints,
-//! Ingresses and Nodes; keeps the iptables rules for ClusterIP/NodePort services, serves the
-//! Ingress reverse proxy and reports the Ingress addresses. Everything is derived from the
+//! Ingresses, IngressClasses and Nodes; keeps the iptables rules for ClusterIP/NodePort
+//! services, serves the Ingress reverse proxy (creating its default IngressClass) and reports
+//! the Ingress addresses. Everything is derived from the
 //! caches by pure functions on each change; the kernel and the API are written only on change.
 
 pub mod cache;
@@ -10,7 +11,7 @@ pub mod loadgen;
 pub mod model;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use corral_api::Client;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
@@ -111,11 +112,13 @@ pub async fn run(
     let endpoints = Cache::<Endpoints>::new(changed.clone());
     let ingresses = Cache::<Ingress>::new(changed.clone());
     let nodes = Cache::<Node>::new(changed.clone());
+    let classes = Cache::<IngressClass>::new(changed.clone());
     let tasks = vec![
         tokio::spawn(services.clone().run(client.clone())),
         tokio::spawn(endpoints.clone().run(client.clone())),
         tokio::spawn(ingresses.clone().run(client.clone())),
         tokio::spawn(nodes.clone().run(client.clone())),
+        tokio::spawn(classes.clone().run(client.clone())),
     ];
     let threads = match config.ingress_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -142,6 +145,7 @@ pub async fn run(
         endpoints.wait_synced().await;
         ingresses.wait_synced().await;
         nodes.wait_synced().await;
+        classes.wait_synced().await;
     };
     let mut stopped = tokio::select! {
         _ = synced => false,
@@ -149,6 +153,8 @@ pub async fn run(
     };
     let mut resync = tokio::time::interval(config.resync);
     let mut retry = false;
+    // Ingresses of other classes already reported, so each is logged once.
+    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
     while !stopped {
         let force = tokio::select! {
             _ = changes.changed() => false,
@@ -157,10 +163,18 @@ pub async fn run(
             _ = &mut shutdown => { stopped = true; continue; }
         };
         changes.borrow_and_update();
+        retry = false;
         let svc_list = services.list();
         let ep_map = by_key(endpoints.list());
         let ports = model::service_ports(&svc_list, &ep_map);
-        let table = RouteTable::build(&ingresses.list(), &by_key(svc_list), &ep_map);
+        let selection = ingress::class::select(&ingresses.list(), &classes.list());
+        for (ing, class) in &selection.ignored {
+            if reported.insert((ing.clone(), class.clone())) {
+                tracing::info!(ingress = %ing, class = %class, "ignoring an Ingress of another class");
+            }
+        }
+        reported.retain(|r| selection.ignored.contains(r));
+        let table = RouteTable::build(&selection.served, &by_key(svc_list), &ep_map);
         for w in &table.warnings {
             tracing::warn!("{w}");
         }
@@ -173,7 +187,7 @@ pub async fn run(
         .await
         .expect("iptables sync does not panic");
         syncer = s;
-        retry = match result {
+        retry |= match result {
             Ok(wrote) => {
                 if wrote {
                     tracing::debug!("iptables rules synced");
@@ -185,9 +199,13 @@ pub async fn run(
                 true
             }
         };
+        // After the kernel sync, so a slow API never delays endpoint changes.
+        if classes.get("", ingress::class::CLASS_NAME).is_none() {
+            retry |= !ensure_class(&client).await;
+        }
         let addrs = status::node_addresses(&nodes.list());
-        for ing in ingresses.list() {
-            if let Some(mut updated) = status::with_addresses(&ing, &addrs) {
+        for ing in &selection.served {
+            if let Some(mut updated) = status::with_addresses(ing, &addrs) {
                 updated.metadata.resource_version = None;
                 if let Err(e) = client.update_status(&updated).await {
                     tracing::warn!(ingress = ?ing.metadata.name, error = %e, "updating ingress status failed");
@@ -203,4 +221,24 @@ pub async fn run(
     tokio::task::spawn_blocking(move || syncer.cleanup())
         .await
         .expect("iptables cleanup does not panic")
+}
+
+/// Creates the `corral` IngressClass; false when that failed (the caller retries). Another
+/// node's proxy creating it first is success.
+async fn ensure_class(client: &Client) -> bool {
+    match client.create(&ingress::class::default_class()).await {
+        Ok(_) => {
+            tracing::info!(
+                class = ingress::class::CLASS_NAME,
+                controller = ingress::class::CONTROLLER,
+                "created the default IngressClass"
+            );
+            true
+        }
+        Err(e) if e.is_already_exists() => true,
+        Err(e) => {
+            tracing::warn!(class = ingress::class::CLASS_NAME, error = %e, "creating the IngressClass failed, retrying");
+            false
+        }
+    }
 }

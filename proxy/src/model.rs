@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort, ServiceSpec};
 
 /// One port of one service.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,6 +19,9 @@ pub struct ServicePortInfo {
     pub cluster_ip: Option<Ipv4Addr>,
     pub port: u16,
     pub node_port: Option<u16>,
+    /// `sessionAffinity: ClientIP`: how long (seconds) a client sticks to the endpoint it was
+    /// sent to; `None` without affinity.
+    pub affinity_timeout: Option<u32>,
     /// Ready endpoints, sorted.
     pub endpoints: Vec<SocketAddrV4>,
 }
@@ -28,6 +31,28 @@ impl ServicePortInfo {
     pub fn id(&self) -> String {
         format!("{}/{}:{}", self.namespace, self.service, self.port_name)
     }
+}
+
+/// Kubernetes' default for `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).
+pub const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
+/// The largest timeout the API accepts (one day).
+const MAX_AFFINITY_TIMEOUT: i32 = 86_400;
+
+/// The ClientIP affinity timeout of a service spec, `None` without affinity. A timeout the
+/// API would have refused (not in 1..=86400) falls back to the default rather than
+/// dropping the affinity the user asked for.
+pub fn affinity_timeout(spec: &ServiceSpec) -> Option<u32> {
+    if spec.session_affinity.as_deref() != Some("ClientIP") {
+        return None;
+    }
+    let timeout = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds)
+        .filter(|t| (1..=MAX_AFFINITY_TIMEOUT).contains(t))
+        .map_or(DEFAULT_AFFINITY_TIMEOUT, |t| t as u32);
+    Some(timeout)
 }
 
 /// Ready endpoints of `port` in `endpoints`: the subset ports with the same name and protocol.
@@ -82,6 +107,7 @@ pub fn service_ports(
         let ep = endpoints
             .get(&(ns.clone(), name.clone()))
             .map(|e| e.as_ref());
+        let affinity = affinity_timeout(spec);
         for p in spec.ports.iter().flatten() {
             let Ok(port) = u16::try_from(p.port) else {
                 continue;
@@ -96,6 +122,7 @@ pub fn service_ports(
                 node_port: node_ports
                     .then(|| p.node_port.and_then(|n| u16::try_from(n).ok()))
                     .flatten(),
+                affinity_timeout: affinity,
                 endpoints: ready_endpoints(p, ep),
             });
         }
@@ -245,5 +272,47 @@ mod tests {
                 "default/web:http Some(10.43.0.10):80 np=Some(30080) -> [\"10.42.0.2:8080\", \"10.42.0.3:8080\"]",
             ]
         );
+    }
+
+    #[test]
+    fn client_ip_affinity_timeout_defaults_like_kubernetes() {
+        use k8s_openapi::api::core::v1::{ClientIPConfig, SessionAffinityConfig};
+        let spec = |affinity: Option<&str>, timeout: Option<i32>| ServiceSpec {
+            session_affinity: affinity.map(str::to_string),
+            session_affinity_config: timeout.map(|t| SessionAffinityConfig {
+                client_ip: Some(ClientIPConfig {
+                    timeout_seconds: Some(t),
+                }),
+            }),
+            ..Default::default()
+        };
+        let cases = [
+            ("no affinity", spec(None, None), None),
+            ("None", spec(Some("None"), Some(60)), None),
+            (
+                "ClientIP, default",
+                spec(Some("ClientIP"), None),
+                Some(10_800),
+            ),
+            ("ClientIP, 60s", spec(Some("ClientIP"), Some(60)), Some(60)),
+            (
+                "ClientIP, one day",
+                spec(Some("ClientIP"), Some(86_400)),
+                Some(86_400),
+            ),
+            (
+                "ClientIP, 0 falls back",
+                spec(Some("ClientIP"), Some(0)),
+                Some(10_800),
+            ),
+            (
+                "ClientIP, too long falls back",
+                spec(Some("ClientIP"), Some(86_401)),
+                Some(10_800),
+            ),
+        ];
+        for (what, spec, want) in cases {
+            assert_eq!(affinity_timeout(&spec), want, "{what}");
+        }
     }
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 
 use common::*;
-use corral_api::k8s::api::core::v1::Endpoints;
-use corral_api::k8s::api::networking::v1::Ingress;
+use corral_api::k8s::api::core::v1::{Endpoints, Service};
+use corral_api::k8s::api::networking::v1::{Ingress, IngressClass};
+use corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use corral_proxy::loadgen::{get_once, Target};
 
 const PODS: &[&str] = &["pod-a", "pod-b", "pod-c"];
@@ -200,8 +201,212 @@ async fn cluster_ip_node_port_and_ingress_reach_ready_pods_only() {
         3,
         "{save}"
     );
+
+    // A deleted Service takes its chains and rules along, the node port's included.
+    let chains: BTreeSet<String> = save
+        .lines()
+        .filter(|l| l.contains("\"default/mi-app-svc"))
+        .flat_map(|l| l.split_whitespace())
+        .filter(|w| {
+            ["CORRAL-SVC-", "CORRAL-SEP-", "CORRAL-EXT-"]
+                .iter()
+                .any(|p| w.starts_with(p))
+        })
+        .map(str::to_string)
+        .collect();
+    assert_eq!(chains.len(), 5, "1 SVC, 3 SEP, 1 EXT chains\n{save}");
+    client
+        .delete::<Service>("default", "mi-app-svc", Default::default())
+        .await
+        .unwrap();
+    let node_port_match = format!("--dport {node_port} ");
+    let save = eventually(5, "the deleted service's rules gone", || {
+        let save = rig.iptables_save();
+        let gone = !save.lines().any(|l| {
+            l.contains("default/mi-app-svc")
+                || l.contains(&node_port_match)
+                || chains.iter().any(|c| l.contains(c.as_str()))
+        });
+        async move { gone.then_some(save) }
+    })
+    .await;
+    // The proxy's own chains and jumps stay for the next service.
+    assert!(save.contains(":CORRAL-SERVICES"), "{save}");
+    assert!(save.contains("-j CORRAL-NODEPORTS"), "{save}");
     assert!(rig.stop_proxy());
     assert!(!rig.iptables_save().contains("CORRAL-"));
+}
+
+/// Answers on fresh connections, asserting they are all the same pod; returns it.
+async fn one_pod(rig: &Rig, target: &Target, n: usize, what: &str) -> String {
+    let got = names(rig, target, n).await;
+    assert!(PODS.contains(&got[0].as_str()), "{what}: {got:?}");
+    assert!(got.iter().all(|g| *g == got[0]), "{what}: {got:?}");
+    got[0].clone()
+}
+
+async fn set_affinity(client: &corral_api::Client, affinity: &str, timeout: Option<i32>) {
+    use corral_api::k8s::api::core::v1::{ClientIPConfig, SessionAffinityConfig};
+    let mut svc = client
+        .get::<Service>("default", "mi-app-svc")
+        .await
+        .unwrap();
+    let spec = svc.spec.as_mut().unwrap();
+    spec.session_affinity = Some(affinity.into());
+    spec.session_affinity_config = timeout.map(|t| SessionAffinityConfig {
+        client_ip: Some(ClientIPConfig {
+            timeout_seconds: Some(t),
+        }),
+    });
+    client.update(&svc).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ip_affinity_keeps_fresh_connections_on_one_pod() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping the corral-proxy end-to-end test: {why}");
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let mut rig = Rig::new(PODS);
+    let d = deploy(&mut rig).await;
+    rig.start_proxy(INGRESS_PORT);
+    let via_cluster_ip = target(SocketAddr::from((d.cluster_ip, 80)), "mi-app-svc");
+    let via_node_port = target(SocketAddr::from((rig.node_ip, d.node_port)), "x");
+
+    // Without affinity, fresh connections from one client spread over the pods.
+    reaches_all(&rig, &via_cluster_ip, PODS, "connections spreading").await;
+
+    set_affinity(&d.client, "ClientIP", Some(300)).await;
+    eventually(5, "the affinity rules", || {
+        let save = rig.iptables_save();
+        async move { save.contains("--rcheck --seconds 300 --reap").then_some(()) }
+    })
+    .await;
+    let pinned = one_pod(&rig, &via_cluster_ip, 40, "ClusterIP with affinity").await;
+    // The node port reaches the same service chain and its client lists.
+    let np = one_pod(&rig, &via_node_port, 20, "NodePort with affinity").await;
+    assert_eq!(np, pinned);
+
+    // The pinned pod leaving moves the client to another one, which then sticks.
+    let p = rig.pods.iter().find(|p| p.name == pinned).unwrap();
+    set_ready(&d.client, &p.name, &p.ip.to_string(), false).await;
+    let moved = eventually(5, "the client moving off the unready pod", || {
+        let fut = names(&rig, &via_cluster_ip, 1);
+        let pinned = pinned.clone();
+        async move {
+            let n = fut.await.remove(0);
+            (PODS.contains(&n.as_str()) && n != pinned).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(
+        one_pod(&rig, &via_cluster_ip, 20, "after the move").await,
+        moved
+    );
+
+    // Affinity off again: back to spreading.
+    set_ready(&d.client, &p.name, &p.ip.to_string(), true).await;
+    set_affinity(&d.client, "None", None).await;
+    reaches_all(
+        &rig,
+        &via_cluster_ip,
+        PODS,
+        "spreading after affinity is off",
+    )
+    .await;
+    assert!(!rig.iptables_save().contains("-m recent"));
+    assert!(rig.stop_proxy());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_serves_its_class_and_unclassed_ingresses_but_not_other_classes() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping the corral-proxy end-to-end test: {why}");
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let mut rig = Rig::new(PODS);
+    let d = deploy(&mut rig).await;
+    rig.start_proxy(INGRESS_PORT);
+    let client = d.client.clone();
+
+    // The proxy creates the default class for its controller.
+    let class = eventually(10, "the corral IngressClass", || {
+        let client = client.clone();
+        async move { client.get_opt::<IngressClass>("", "corral").await.ok()? }
+    })
+    .await;
+    assert_eq!(
+        class.spec.unwrap().controller.as_deref(),
+        Some("corral.io/ingress")
+    );
+    assert_eq!(
+        class.metadata.annotations.unwrap()["ingressclass.kubernetes.io/is-default-class"],
+        "true"
+    );
+
+    // An Ingress of another class, then one naming ours: once ours is served, the proxy has
+    // seen the other (watch events arrive in order), which must stay a 404.
+    let base = client
+        .get::<Ingress>("default", "mi-app-ingress")
+        .await
+        .unwrap();
+    for (name, class, host) in [
+        ("nginx-ingress", "nginx", "nginx.mi-app.com"),
+        ("corral-ingress", "corral", "corral.mi-app.com"),
+    ] {
+        let mut ing = base.clone();
+        ing.metadata = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        };
+        ing.status = None;
+        let spec = ing.spec.as_mut().unwrap();
+        spec.ingress_class_name = Some(class.into());
+        spec.rules.as_mut().unwrap()[0].host = Some(host.into());
+        client.create(&ing).await.unwrap();
+    }
+    let addr = SocketAddr::from((rig.node_ip, INGRESS_PORT));
+    reaches_all(
+        &rig,
+        &target(addr, "corral.mi-app.com"),
+        PODS,
+        "the corral-class Ingress",
+    )
+    .await;
+    reaches_all(
+        &rig,
+        &target(addr, "mi-app.com"),
+        PODS,
+        "the unclassed Ingress",
+    )
+    .await;
+    let other = names(&rig, &target(addr, "nginx.mi-app.com"), 3).await;
+    assert!(other.iter().all(|a| a.starts_with("404")), "{other:?}");
+    // Nor does it get this proxy's address in its status.
+    eventually(10, "the corral-class Ingress status", || {
+        let client = client.clone();
+        async move {
+            let ing = client
+                .get::<Ingress>("default", "corral-ingress")
+                .await
+                .ok()?;
+            ing.status?.load_balancer?.ingress.map(|_| ())
+        }
+    })
+    .await;
+    let nginx = client
+        .get::<Ingress>("default", "nginx-ingress")
+        .await
+        .unwrap();
+    let lb = nginx
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|l| l.ingress);
+    assert!(lb.as_ref().is_none_or(|l| l.is_empty()), "{lb:?}");
+    assert!(rig.stop_proxy());
 }
 
 /// Keep-alive GET loops through the Ingress until `stop`: answers by pod name, failures

@@ -8,6 +8,7 @@
 //! listening socket: a request's server, client and connection tasks then run on one thread,
 //! with no cross-thread wake-ups, no work stealing and no shared pool lock.
 
+pub mod class;
 pub mod retry;
 pub mod routes;
 pub mod upstream;

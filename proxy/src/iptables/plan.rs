@@ -221,10 +221,23 @@ pub fn plan(ports: &[ServicePortInfo], existing: &Existing) -> String {
         // Masquerade every service connection: without br_netfilter a pod's reply to a client
         // on the same bridge would skip the un-DNAT (see ARCHITECTURE-proxy.md).
         nat.push(format!("-A {svc} -j {MARK_MASQ}"));
-        let n = p.endpoints.len();
-        for (i, ep) in p.endpoints.iter().enumerate() {
-            let ep = ep.to_string();
-            let sep = sep_chain(p, &ep);
+        let seps: Vec<(String, String)> = p
+            .endpoints
+            .iter()
+            .map(|ep| (ep.to_string(), sep_chain(p, &ep.to_string())))
+            .collect();
+        // ClientIP affinity, as kube-proxy: a client seen by an endpoint chain within the
+        // timeout goes back there (each endpoint chain records its clients in a `recent` list
+        // named after it); only new clients reach the random choice below.
+        if let Some(timeout) = p.affinity_timeout {
+            for (ep, sep) in &seps {
+                nat.push(format!(
+                    "-A {svc} -m comment --comment \"{id} -> {ep}\" -m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}"
+                ));
+            }
+        }
+        let n = seps.len();
+        for (i, (ep, sep)) in seps.iter().enumerate() {
             nat_chains.insert(sep.clone());
             if i + 1 < n {
                 nat.push(format!(
@@ -236,8 +249,12 @@ pub fn plan(ports: &[ServicePortInfo], existing: &Existing) -> String {
                     "-A {svc} -m comment --comment \"{id} -> {ep}\" -j {sep}"
                 ));
             }
+            let record = match p.affinity_timeout {
+                Some(_) => format!(" -m recent --name {sep} --set"),
+                None => String::new(),
+            };
             nat.push(format!(
-                "-A {sep} -p {proto} -m comment --comment \"{id}\" -m {proto} -j DNAT --to-destination {ep}"
+                "-A {sep} -p {proto} -m comment --comment \"{id}\"{record} -m {proto} -j DNAT --to-destination {ep}"
             ));
         }
     }

@@ -189,3 +189,58 @@ fn parse_reads_chains_and_rules_per_table() {
     assert_eq!(f.rules, vec!["-A INPUT -j CORRAL-SERVICES"]);
     assert!(e.tables["nat"].rules.is_empty());
 }
+
+#[test]
+fn client_ip_affinity_sends_known_clients_back_before_balancing_like_kube_proxy() {
+    let eps = ["10.42.0.2", "10.42.0.3", "10.42.0.4"];
+    for node_port in [0, 30080] {
+        let mut p = ports(&eps, node_port);
+        p[0].affinity_timeout = Some(600);
+        let text = plan(&p, &Existing::default());
+        let svc = svc_chain(&p[0]);
+        let lines: Vec<&str> = text.lines().collect();
+        let first_random = lines
+            .iter()
+            .position(|l| l.contains("--mode random"))
+            .unwrap();
+        for ep in eps {
+            let ep = format!("{ep}:8080");
+            let sep = sep_chain(&p[0], &ep);
+            let check = format!(
+                "-A {svc} -m comment --comment \"default/web:http -> {ep}\" -m recent --name {sep} --rcheck --seconds 600 --reap -j {sep}"
+            );
+            let at = lines.iter().position(|l| *l == check);
+            assert!(
+                at.is_some_and(|i| i < first_random),
+                "node port {node_port}: {check} before the random jumps\n{text}"
+            );
+            let set = format!(
+                "-A {sep} -p tcp -m comment --comment \"default/web:http\" -m recent --name {sep} --set -m tcp -j DNAT --to-destination {ep}"
+            );
+            assert_eq!(
+                count(&text, &set),
+                1,
+                "node port {node_port}: {set}\n{text}"
+            );
+        }
+        if node_port != 0 {
+            // The node port path reaches the same service chain, so the same lists apply.
+            assert!(has(&text, &format!("-j {svc}")), "{text}");
+            assert_eq!(count(&text, "-A CORRAL-EXT-"), 2, "{text}");
+        }
+    }
+    let plain = plan(&ports(&eps, 30080), &Existing::default());
+    assert!(!has(&plain, "-m recent"), "{plain}");
+}
+
+#[test]
+fn turning_affinity_on_changes_the_plan_so_the_syncer_rewrites() {
+    let without = ports(&["10.42.0.2"], 0);
+    let mut with = without.clone();
+    with[0].affinity_timeout = Some(10_800);
+    assert_ne!(without, with);
+    let text = plan(&with, &after(&without));
+    assert!(has(&text, "--rcheck --seconds 10800 --reap"), "{text}");
+    // Same chains either way: nothing is deleted.
+    assert!(!has(&text, "-X "), "{text}");
+}
