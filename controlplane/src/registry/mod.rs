@@ -698,6 +698,13 @@ impl Registry {
                 });
             }
         }
+        let errors = validate::validate_update(info.plural, current, &updated);
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid {
+                what: kind_what(info, object::name(current)),
+                errors,
+            });
+        }
         if info.plural == "services" {
             self.services
                 .update_allocations(current, &mut updated, other_services)

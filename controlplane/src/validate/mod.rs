@@ -814,6 +814,8 @@ fn validate_backend_port(
 
 mod configdata;
 mod lifecycle;
+mod update;
+pub use update::validate_update;
 
 #[cfg(test)]
 mod tests;
