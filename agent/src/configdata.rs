@@ -118,7 +118,7 @@ fn secret_entries(s: &Secret) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Environment a container gets from ConfigMaps and Secrets.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ConfigEnv {
     /// From `envFrom`, in order (a later source wins on a shared name).
     pub from: Vec<(String, String)>,

@@ -1,8 +1,9 @@
 //! Pod networking: one network namespace per pod (a bind-mounted nsfs file, made with
-//! `unshare` in a throw-away thread) wired up by the standard CNI plugins, executed as the CNI
-//! spec says: loopback, then bridge + host-local IPAM from the node's pod CIDR, then portmap
-//! when the pod asks for host ports. Each pod's CNI result is kept on disk, so teardown after
-//! an agent restart still releases the IP.
+//! `unshare` in a throw-away thread, which also sets `lo` up over rtnetlink as the loopback
+//! plugin would) wired up by the standard CNI plugins, executed as the CNI spec says: bridge +
+//! host-local IPAM from the node's pod CIDR, then portmap when the pod asks for host ports.
+//! Each pod's CNI result is kept on disk, so teardown after an agent restart still releases
+//! the IP.
 
 use std::path::{Path, PathBuf};
 
@@ -195,8 +196,6 @@ impl Cni {
 
     /// The plugin chain with `prevResult` threaded through, as a conflist runtime does.
     async fn add_chain(&self, req: &PodNetRequest, netns: &Path) -> Result<Value> {
-        let lo = json!({"cniVersion": CNI_VERSION, "name": "lo", "type": "loopback"});
-        self.exec("ADD", &req.uid, netns, &lo).await?;
         let mut result = self
             .exec("ADD", &req.uid, netns, &self.bridge_conf())
             .await?;
@@ -229,6 +228,8 @@ pub fn create_netns(path: &Path) -> Result<()> {
     // lives on through the bind mount.
     let made = std::thread::spawn(move || -> nix::Result<()> {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        // The loopback plugin's ADD, without spawning it: the thread is in the new namespace.
+        loopback_up()?;
         let tid = nix::unistd::gettid();
         let src = format!("/proc/self/task/{tid}/ns/net");
         nix::mount::mount(
@@ -246,6 +247,59 @@ pub fn create_netns(path: &Path) -> Result<()> {
         return Err(nerr(std::io::Error::from(e)));
     }
     Ok(())
+}
+
+/// Sets `lo` (ifindex 1 in every namespace) up in the calling thread's network namespace:
+/// one RTM_NEWLINK request over rtnetlink, acknowledged by the kernel.
+fn loopback_up() -> nix::Result<()> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{
+        recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
+        SockType,
+    };
+    use std::os::fd::AsRawFd;
+    const RTM_NEWLINK: u16 = 16;
+    const NLMSG_ERROR: u16 = 2;
+    const NLM_F_REQUEST_ACK: u16 = 0x1 | 0x4;
+    const IFF_UP: u32 = 0x1;
+    const LOOPBACK_IFINDEX: i32 = 1;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    // nlmsghdr (len, type, flags, seq, pid) + ifinfomsg (family, pad, type, index, flags,
+    // change), native endian.
+    let mut msg = Vec::with_capacity(32);
+    msg.extend_from_slice(&32u32.to_ne_bytes());
+    msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&NLM_F_REQUEST_ACK.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&[0, 0]);
+    msg.extend_from_slice(&0u16.to_ne_bytes());
+    msg.extend_from_slice(&LOOPBACK_IFINDEX.to_ne_bytes());
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes());
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes());
+    sendto(
+        fd.as_raw_fd(),
+        &msg,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
+    let mut buf = [0u8; 512];
+    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+    // The ack is an NLMSG_ERROR whose error field (after the 16-byte header) is 0.
+    if n >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == NLMSG_ERROR {
+        let err = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+        return if err == 0 {
+            Ok(())
+        } else {
+            Err(Errno::from_raw(-err))
+        };
+    }
+    Err(Errno::EPROTO)
 }
 
 pub fn delete_netns(path: &Path) -> Result<()> {
@@ -292,15 +346,28 @@ impl Network for Cni {
     async fn setup(&self, req: &PodNetRequest) -> Result<PodNet> {
         let netns = self.netns_path(&req.uid);
         let result_file = self.result_path(&req.uid);
-        if is_netns_mounted(&netns) {
+        // unshare + mount and the mountinfo scan block: off the async threads, so that work
+        // joined with this (the pod's containers being created) goes on meanwhile.
+        let path = netns.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            if is_netns_mounted(&path) {
+                Ok(false)
+            } else {
+                create_netns(&path).map(|()| true)
+            }
+        })
+        .await
+        .map_err(|e| NetworkError::Netns {
+            path: netns.clone(),
+            source: std::io::Error::other(e),
+        })??;
+        if !made {
             if let Ok(bytes) = tokio::fs::read(&result_file).await {
                 let stored: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 if let Some(ip) = result_ip(&stored["result"]) {
                     return Ok(PodNet { netns, ip });
                 }
             }
-        } else {
-            create_netns(&netns)?;
         }
         let result = match self.add_chain(req, &netns).await {
             Ok(r) => r,
@@ -398,6 +465,24 @@ impl Network for Cni {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_namespaces_have_loopback_up() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ns");
+        create_netns(&path).unwrap();
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", path.display()))
+            .args(["ip", "-o", "link", "show", "lo"])
+            .output();
+        delete_netns(&path).unwrap();
+        let out = String::from_utf8_lossy(&out.unwrap().stdout).to_string();
+        assert!(out.contains("LOOPBACK,UP"), "{out}");
+    }
 
     #[test]
     fn result_ip_takes_the_first_address() {

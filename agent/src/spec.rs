@@ -35,6 +35,8 @@ pub struct SpecInput<'a> {
     pub hostname_file: PathBuf,
     /// Host directory of each volume (emptyDir and hostPath), by volume name.
     pub volume_dirs: BTreeMap<String, PathBuf>,
+    /// Variables from ConfigMaps and Secrets (`envFrom`, `valueFrom` key references).
+    pub config_env: crate::configdata::ConfigEnv,
     pub pod_ip: Option<String>,
     pub node_name: String,
     pub host_ip: String,
@@ -220,15 +222,27 @@ fn env_list(input: &SpecInput) -> Result<(Vec<String>, BTreeMap<String, String>)
     }
     let pod_name = input.pod.metadata.name.clone().unwrap_or_default();
     set(&mut vars, "HOSTNAME".into(), pod_name.clone());
+    for (k, v) in &input.config_env.from {
+        set(&mut vars, k.clone(), v.clone());
+    }
     for (i, e) in c.env.iter().flatten().enumerate() {
         let known: BTreeMap<String, String> = vars.iter().cloned().collect();
         let value = match (&e.value, &e.value_from) {
+            (_, Some(from))
+                if from.config_map_key_ref.is_some() || from.secret_key_ref.is_some() =>
+            {
+                // Resolved by the worker; an optional reference to nothing sets nothing.
+                match input.config_env.values.get(&i) {
+                    Some(v) => v.clone(),
+                    None => continue,
+                }
+            }
             (_, Some(from)) => {
                 let Some(f) = &from.field_ref else {
                     return Err(field_err(
                         c,
                         format!("env[{i}].valueFrom"),
-                        "only fieldRef is supported by this agent",
+                        "only fieldRef, configMapKeyRef and secretKeyRef are supported by this agent",
                     ));
                 };
                 let meta = &input.pod.metadata;
@@ -510,7 +524,7 @@ pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
                 c,
                 format!("volumeMounts[{i}].name"),
                 format!(
-                    "no volume {:?} (only emptyDir and hostPath volumes are supported)",
+                    "no volume {:?} (emptyDir, hostPath, persistentVolumeClaim, configMap, secret and projected volumes are supported)",
                     m.name
                 ),
             ));

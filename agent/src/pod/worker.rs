@@ -101,6 +101,8 @@ pub struct Worker {
     records: BTreeMap<String, ContainerRecord>,
     net: Option<PodNet>,
     sandbox_retry: Option<Timestamp>,
+    /// When the ConfigMap/Secret volumes were last refreshed from the API.
+    config_refreshed: Option<tokio::time::Instant>,
     sandbox_error: Option<String>,
     start_time: Option<Timestamp>,
     last_posted: Option<PodStatus>,
@@ -190,6 +192,7 @@ impl Worker {
             records: BTreeMap::new(),
             net: None,
             sandbox_retry: None,
+            config_refreshed: None,
             sandbox_error: None,
             start_time,
             last_posted: None,
@@ -336,6 +339,7 @@ impl Worker {
                 return;
             }
             self.sync().await;
+            self.refresh_config_volumes().await;
             self.post_status().await;
             let wake = self.next_wakeup();
             tokio::select! {
@@ -637,11 +641,87 @@ impl Worker {
 
     /// Host directories of the pod's volumes; unsupported kinds are left out (a container
     /// mounting one gets a CreateContainerConfigError naming it).
-    async fn volume_dirs(&self) -> Result<BTreeMap<String, PathBuf>, String> {
+    /// Rewrites the configMap/secret/projected volumes of a running pod when their objects
+    /// changed, as kubelet's periodic volume sync does (here at most every 5 s); the atomic
+    /// `..data` swap means a container never reads a half-updated set.
+    async fn refresh_config_volumes(&mut self) {
+        const EVERY: Duration = Duration::from_secs(5);
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let volumes: Vec<_> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some())
+            .cloned()
+            .collect();
+        let running = self
+            .records
+            .values()
+            .any(|r| matches!(r.current, Some(Current::Running { .. })));
+        if volumes.is_empty() || !running {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if self.config_refreshed.is_some_and(|t| now < t + EVERY) {
+            return;
+        }
+        self.config_refreshed = Some(now);
+        let Ok(data) = self.config_data().await else {
+            return;
+        };
+        for v in volumes {
+            // A source that went away keeps the last files, as kubelet does.
+            let Some(Ok(files)) = crate::configdata::volume_files(&v, &data) else {
+                continue;
+            };
+            let dir = self.ctx.pod_dir(&self.uid).join("volumes").join(&v.name);
+            match crate::configdata::write_volume(&dir, &files) {
+                Ok(true) => info!(volume = %v.name, "volume contents updated"),
+                Ok(false) => {}
+                Err(e) => warn!(volume = %v.name, error = %e, "refreshing volume failed"),
+            }
+        }
+    }
+
+    /// The ConfigMaps and Secrets the pod refers to (none fetched when it refers to none).
+    async fn config_data(&self) -> Result<crate::configdata::ConfigData, String> {
+        let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
+        let refs = crate::configdata::references(&self.pod);
+        if refs.is_empty() {
+            return Ok(crate::configdata::ConfigData {
+                namespace: ns,
+                ..Default::default()
+            });
+        }
+        crate::configdata::fetch(&self.ctx.client, &ns, &refs)
+            .await
+            .map_err(|e| format!("reading the pod's ConfigMaps and Secrets: {e}"))
+    }
+
+    async fn volume_dirs(
+        &self,
+        config: &crate::configdata::ConfigData,
+    ) -> Result<BTreeMap<String, PathBuf>, String> {
         let mut out = BTreeMap::new();
         let spec = self.pod.spec.clone().unwrap_or_default();
+        let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
         for (i, v) in spec.volumes.iter().flatten().enumerate() {
-            if v.empty_dir.is_some() {
+            if let Some(files) = crate::configdata::volume_files(v, config) {
+                let files = files.map_err(|m| {
+                    format!("MountVolume.SetUp failed for volume {:?} : {m}", v.name)
+                })?;
+                let dir = self.ctx.pod_dir(&self.uid).join("volumes").join(&v.name);
+                crate::configdata::write_volume(&dir, &files)
+                    .map_err(|e| format!("volumes[{i}] {:?}: writing files: {e}", v.name))?;
+                out.insert(v.name.clone(), dir);
+            } else if let Some(claim) = &v.persistent_volume_claim {
+                let dir = crate::volumes::resolve_claim(&self.ctx.client, &ns, &claim.claim_name)
+                    .await
+                    .map_err(|m| {
+                        format!("MountVolume.SetUp failed for volume {:?} : {m}", v.name)
+                    })?;
+                out.insert(v.name.clone(), dir);
+            } else if v.empty_dir.is_some() {
                 let dir = self.ctx.pod_dir(&self.uid).join("volumes").join(&v.name);
                 tokio::fs::create_dir_all(&dir)
                     .await
@@ -722,9 +802,10 @@ impl Worker {
         // Service variables of the services that exist now, fetched while the image is looked
         // up; the pod's own env wins over them. An unreachable API server must not keep a
         // crashed container from restarting.
-        let (image, service_vars) = tokio::join!(
+        let (image, service_vars, config_data) = tokio::join!(
             self.ensure_image(c),
-            crate::svcenv::for_pod(&self.ctx.client, &self.pod)
+            crate::svcenv::for_pod(&self.ctx.client, &self.pod),
+            self.config_data()
         );
         let image = image.map_err(|(reason, message)| Failure {
             reason,
@@ -748,10 +829,14 @@ impl Worker {
             Ok(vars) => config.env.extend(vars),
             Err(e) => warn!(container = %c.name, error = %e, "starting without service variables"),
         }
-        let volume_dirs = self
-            .volume_dirs()
-            .await
+        let config_data = config_data.map_err(|m| fail("CreateContainerConfigError", m))?;
+        let config_env = crate::configdata::container_env(c, &config_data)
             .map_err(|m| fail("CreateContainerConfigError", m))?;
+        // kubelet keeps a pod whose volumes cannot be set up in ContainerCreating.
+        let volume_dirs = self
+            .volume_dirs(&config_data)
+            .await
+            .map_err(|m| fail("ContainerCreating", m))?;
         let dir = self.ctx.pod_dir(&self.uid);
         let input = spec::SpecInput {
             pod: &self.pod,
@@ -763,6 +848,7 @@ impl Worker {
             resolv_file: dir.join("resolv.conf"),
             hostname_file: dir.join("hostname"),
             volume_dirs,
+            config_env,
             pod_ip,
             node_name: self.ctx.node_name.clone(),
             host_ip: self.ctx.node_ip.clone(),

@@ -43,6 +43,7 @@ fn build_for(c: Container) -> Result<Value, SpecError> {
             "data".to_string(),
             PathBuf::from("/data/pods/u1/volumes/data"),
         )]),
+        config_env: Default::default(),
         pod_ip: Some("10.88.0.5".into()),
         node_name: "node-1".into(),
         host_ip: "127.0.0.1".into(),
@@ -211,4 +212,81 @@ fn quantities_parse_like_kubernetes() {
     assert_eq!(parse_quantity("1G"), Some(1e9));
     assert_eq!(parse_quantity("1e3"), Some(1000.0));
     assert_eq!(parse_quantity("abc"), None);
+}
+
+#[test]
+fn config_variables_come_after_the_image_and_before_the_containers_own_env() {
+    let mut c = container();
+    c.env = Some(vec![
+        EnvVar {
+            name: "USER".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(k8s_openapi::api::core::v1::SecretKeySelector {
+                    name: "db".into(),
+                    key: "user".into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        EnvVar {
+            name: "MAYBE".into(),
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(k8s_openapi::api::core::v1::ConfigMapKeySelector {
+                    name: "gone".into(),
+                    key: "k".into(),
+                    optional: Some(true),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        EnvVar {
+            name: "COLOR".into(),
+            value: Some("red".into()),
+            ..Default::default()
+        },
+    ]);
+    let p = pod(vec![c.clone()]);
+    let img = image();
+    let spec = build(&SpecInput {
+        pod: &p,
+        container: &c,
+        image: &img,
+        container_id: "u1-web-0",
+        netns_path: None,
+        hosts_file: "/h".into(),
+        resolv_file: "/r".into(),
+        hostname_file: "/n".into(),
+        volume_dirs: BTreeMap::new(),
+        config_env: crate::configdata::ConfigEnv {
+            from: vec![
+                ("MODE".into(), "from-configmap".into()),
+                ("COLOR".into(), "blue".into()),
+            ],
+            values: BTreeMap::from([(0, "admin".to_string())]),
+        },
+        pod_ip: None,
+        node_name: "node-1".into(),
+        host_ip: "127.0.0.1".into(),
+        nofile: 4096,
+    })
+    .unwrap();
+    let env: Vec<&str> = spec["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        env.contains(&"MODE=from-configmap"),
+        "envFrom beats the image: {env:?}"
+    );
+    assert!(env.contains(&"USER=admin"), "{env:?}");
+    assert!(
+        env.contains(&"COLOR=red"),
+        "the container's env beats envFrom: {env:?}"
+    );
+    assert!(!env.iter().any(|e| e.starts_with("MAYBE=")), "{env:?}");
 }

@@ -169,6 +169,7 @@ fn pod_env_wins_over_service_env_in_the_container_spec() {
         resolv_file: "/tmp/r".into(),
         hostname_file: "/tmp/n".into(),
         volume_dirs: Default::default(),
+        config_env: Default::default(),
         pod_ip: None,
         node_name: "n".into(),
         host_ip: "127.0.0.1".into(),
