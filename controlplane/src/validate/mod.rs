@@ -356,7 +356,26 @@ pub fn validate(info: &ResourceInfo, object: &Value) -> Vec<FieldError> {
             let sts: StatefulSet = typed(object);
             match sts.spec {
                 Some(s) => {
-                    validate_workload(s.replicas, Some(&s.selector), Some(&s.template), &mut errs)
+                    // Pods get a volume per claim template, so mounts may name them.
+                    let mut template = s.template.clone();
+                    let spec = template.spec.get_or_insert_with(Default::default);
+                    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+                    for claim in s.volume_claim_templates.iter().flatten() {
+                        let name = claim.metadata.name.clone().unwrap_or_default();
+                        if !volumes.iter().any(|v| v.name == name) {
+                            volumes.push(k8s_openapi::api::core::v1::Volume {
+                                name: name.clone(),
+                                persistent_volume_claim: Some(
+                                    k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                                        claim_name: name,
+                                        read_only: None,
+                                    },
+                                ),
+                                ..Default::default()
+                            });
+                        }
+                    }
+                    validate_workload(s.replicas, Some(&s.selector), Some(&template), &mut errs)
                 }
                 None => errs.required("spec"),
             }
