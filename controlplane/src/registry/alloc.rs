@@ -111,16 +111,7 @@ impl ServiceAllocator {
         service["spec"]["clusterIP"] = Value::from(ip.clone());
         service["spec"]["clusterIPs"] = serde_json::json!([ip]);
         if kind == "NodePort" || kind == "LoadBalancer" {
-            let mut used_ports: BTreeSet<i64> = existing
-                .iter()
-                .flat_map(|s| {
-                    s.pointer("/spec/ports")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-                .collect();
+            let mut used_ports = used_node_ports(existing);
             if let Some(ports) = service
                 .pointer_mut("/spec/ports")
                 .and_then(Value::as_array_mut)
@@ -229,16 +220,7 @@ impl ServiceAllocator {
                 .filter(|p| *p != 0)
         };
         let needs_ports = new_type == "NodePort" || new_type == "LoadBalancer";
-        let mut used: BTreeSet<i64> = others
-            .iter()
-            .flat_map(|s| {
-                s.pointer("/spec/ports")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-            .collect();
+        let mut used = used_node_ports(others);
         let Some(ports) = updated
             .pointer_mut("/spec/ports")
             .and_then(Value::as_array_mut)
@@ -294,6 +276,20 @@ impl ServiceAllocator {
             .map(|off| Ipv4Addr::from(self.base + off).to_string())
             .find(|ip| !used.contains(ip))
     }
+}
+
+/// Every node port the given services hold.
+fn used_node_ports(services: &[Value]) -> BTreeSet<i64> {
+    services
+        .iter()
+        .flat_map(|s| {
+            s.pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+        .collect()
 }
 
 fn strip_node_ports(service: &mut Value) {

@@ -17,8 +17,8 @@ pub struct AntiAffinityState {
     own: HashMap<String, HashSet<String>>,
     /// (key, value) domains where an existing pod's required terms reject the incoming pod.
     existing: Vec<(String, String)>,
-    /// topology key → value → summed weight of preferred terms matching pods in that domain.
-    preferred: HashMap<String, HashMap<String, i64>>,
+    /// Summed weight of preferred terms matching pods, per domain.
+    preferred: super::DomainWeights,
 }
 
 impl AntiAffinityState {
@@ -40,19 +40,9 @@ impl AntiAffinityState {
                                 .insert(v.to_string());
                         }
                     }
-                    for (weight, term) in &pod.anti_affinity_preferred {
-                        if !term.matches(other) {
-                            continue;
-                        }
-                        if let Some(v) = topology_value(node, &term.topology_key) {
-                            *state
-                                .preferred
-                                .entry(term.topology_key.clone())
-                                .or_default()
-                                .entry(v.to_string())
-                                .or_default() += *weight as i64;
-                        }
-                    }
+                    state
+                        .preferred
+                        .add(&pod.anti_affinity_preferred, other, node);
                 }
             }
         }
@@ -116,12 +106,7 @@ impl ScorePlugin for PodAntiAffinity {
         !pod.anti_affinity_preferred.is_empty()
     }
     fn score(&self, _pod: &PodInfo, node: &NodeInfo, state: &CycleState) -> i64 {
-        -state
-            .anti_affinity
-            .preferred
-            .iter()
-            .filter_map(|(k, by_value)| by_value.get(topology_value(node, k)?))
-            .sum::<i64>()
+        -state.anti_affinity.preferred.of(node)
     }
     /// Min-max scaling, as kube-scheduler's InterPodAffinity.
     fn normalize(&self, scores: &mut [i64]) {

@@ -76,6 +76,40 @@ pub fn topology_value<'a>(node: &'a NodeInfo, key: &str) -> Option<&'a str> {
     }
 }
 
+/// Summed weights of preferred pod (anti-)affinity terms by topology key, then domain value.
+#[derive(Debug, Default)]
+pub struct DomainWeights(std::collections::HashMap<String, std::collections::HashMap<String, i64>>);
+
+impl DomainWeights {
+    /// Adds the weight of each of `terms` that matches `other`, running on `node`, to the
+    /// node's domain for that term's topology key.
+    pub fn add(
+        &mut self,
+        terms: &[(i32, crate::podinfo::AffinityTerm)],
+        other: &crate::podinfo::PodInfo,
+        node: &NodeInfo,
+    ) {
+        for (weight, term) in terms.iter().filter(|(_, t)| t.matches(other)) {
+            if let Some(v) = topology_value(node, &term.topology_key) {
+                *self
+                    .0
+                    .entry(term.topology_key.clone())
+                    .or_default()
+                    .entry(v.to_string())
+                    .or_default() += i64::from(*weight);
+            }
+        }
+    }
+
+    /// The summed weight of every domain `node` belongs to.
+    pub fn of(&self, node: &NodeInfo) -> i64 {
+        self.0
+            .iter()
+            .filter_map(|(k, by_value)| by_value.get(topology_value(node, k)?))
+            .sum()
+    }
+}
+
 /// Scales raw scores into 0..=100 between their minimum and maximum (all 0 when equal).
 pub fn min_max_normalize(scores: &mut [i64]) {
     let (min, max) = scores

@@ -15,8 +15,8 @@ use crate::podinfo::{AffinityTerm, PodInfo};
 pub struct AffinityState {
     /// (topology key, value) → existing pods matching every required term in that domain.
     required: HashMap<(String, String), usize>,
-    /// topology key → value → summed weight of preferred terms matching pods in that domain.
-    preferred: HashMap<String, HashMap<String, i64>>,
+    /// Summed weight of preferred terms matching pods, per domain.
+    preferred: super::DomainWeights,
 }
 
 fn matches_all(terms: &[AffinityTerm], pod: &PodInfo) -> bool {
@@ -41,19 +41,7 @@ impl AffinityState {
                         }
                     }
                 }
-                for (weight, term) in &pod.affinity_preferred {
-                    if !term.matches(other) {
-                        continue;
-                    }
-                    if let Some(v) = topology_value(node, &term.topology_key) {
-                        *state
-                            .preferred
-                            .entry(term.topology_key.clone())
-                            .or_default()
-                            .entry(v.to_string())
-                            .or_default() += i64::from(*weight);
-                    }
-                }
+                state.preferred.add(&pod.affinity_preferred, other, node);
             }
         }
         state
@@ -105,12 +93,7 @@ impl ScorePlugin for PodAffinity {
         !pod.affinity_preferred.is_empty()
     }
     fn score(&self, _pod: &PodInfo, node: &NodeInfo, state: &CycleState) -> i64 {
-        state
-            .affinity
-            .preferred
-            .iter()
-            .filter_map(|(k, by_value)| by_value.get(topology_value(node, k)?))
-            .sum::<i64>()
+        state.affinity.preferred.of(node)
     }
     /// Min-max scaling, as kube-scheduler's InterPodAffinity.
     fn normalize(&self, scores: &mut [i64]) {
