@@ -149,6 +149,36 @@ async fn readiness_and_liveness_probes_drive_ready_and_restarts() {
     );
     let log = c.agent_log();
     assert!(log.contains("livenessProbe"), "agent log:\n{log}");
+    // kubelet's events for the kill: Unhealthy (Warning) and Killing (Normal).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let (evs, _) = c
+            .client
+            .list::<corral_api::k8s::api::core::v1::Event>("default", &Default::default())
+            .await
+            .unwrap();
+        let of_pod: Vec<_> = evs
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some("live-false"))
+            .collect();
+        let has = |reason: &str| of_pod.iter().any(|e| e.reason.as_deref() == Some(reason));
+        if has("Unhealthy") && has("Killing") {
+            break of_pod;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Unhealthy and Killing events for live-false: {of_pod:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let killing = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Killing"))
+        .unwrap();
+    assert_eq!(
+        killing.message.as_deref(),
+        Some("Container app failed liveness probe, will be restarted")
+    );
 
     assert!(
         log.contains("container failed its probe, killing it"),

@@ -36,7 +36,16 @@ impl PodEvents {
 
     /// A Warning about one container of the pod.
     pub fn warning(&self, container: &str, reason: &str, message: &str) {
-        let ev = self.event(container, "Warning", reason, message);
+        self.record(container, "Warning", reason, message);
+    }
+
+    /// A Normal event about one container of the pod.
+    pub fn normal(&self, container: &str, reason: &str, message: &str) {
+        self.record(container, "Normal", reason, message);
+    }
+
+    fn record(&self, container: &str, type_: &str, reason: &str, message: &str) {
+        let ev = self.event(container, type_, reason, message);
         let client = self.client.clone();
         tokio::spawn(async move {
             if let Err(e) = client.create(&ev).await {

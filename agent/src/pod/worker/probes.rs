@@ -92,6 +92,8 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30);
+        // Built only for a kill (kubelet's events), not for every probe result.
+        let events = matches!(update, ProbeUpdate::Unhealthy { .. }).then(|| self.pod_events());
         let Some(rec) = self.records.get_mut(&name) else {
             return;
         };
@@ -111,6 +113,25 @@ impl Worker {
                 grace,
             } => {
                 info!(container = %name, %id, probe = kind.field(), %message, "container failed its probe, killing it");
+                // kubelet's two events for it.
+                let what = match kind.field() {
+                    "startupProbe" => "startup",
+                    _ => "liveness",
+                };
+                let mut title = what.to_string();
+                title[..1].make_ascii_uppercase();
+                if let Some(events) = &events {
+                    events.warning(
+                        &name,
+                        "Unhealthy",
+                        &format!("{title} probe failed: {message}"),
+                    );
+                    events.normal(
+                        &name,
+                        "Killing",
+                        &format!("Container {name} failed {what} probe, will be restarted"),
+                    );
+                }
                 if rec.probe_ready.is_some() {
                     rec.probe_ready = Some(false);
                 }
