@@ -2,6 +2,7 @@
 //! containerd containers with CNI networking, reports their status and serves their logs.
 
 pub mod configdata;
+pub mod hosts;
 pub mod logs;
 pub mod network;
 pub mod node;

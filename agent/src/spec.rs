@@ -221,7 +221,11 @@ fn env_list(input: &SpecInput) -> Result<(Vec<String>, BTreeMap<String, String>)
         );
     }
     let pod_name = input.pod.metadata.name.clone().unwrap_or_default();
-    set(&mut vars, "HOSTNAME".into(), pod_name.clone());
+    set(
+        &mut vars,
+        "HOSTNAME".into(),
+        crate::hosts::hostname(input.pod),
+    );
     for (k, v) in &input.config_env.from {
         set(&mut vars, k.clone(), v.clone());
     }
@@ -463,7 +467,6 @@ fn user(input: &SpecInput) -> Result<(u32, u32), SpecError> {
 /// The OCI runtime spec (config.json) for one container of a pod.
 pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
     let c = input.container;
-    let pod_name = input.pod.metadata.name.clone().unwrap_or_default();
     let uid = input.pod.metadata.uid.clone().unwrap_or_default();
     let (env, vars) = env_list(input)?;
     let args: Vec<String> = process_args(c, input.image)
@@ -588,7 +591,7 @@ pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
         "linux": linux,
     });
     if !host_network {
-        spec["hostname"] = json!(pod_name);
+        spec["hostname"] = json!(crate::hosts::hostname(input.pod));
     }
     Ok(spec)
 }

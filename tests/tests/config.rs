@@ -63,7 +63,7 @@ spec:
   containers:
   - name: app
     image: fedek3/workshop-uns:v0.2.0
-    command: ["sh", "-c", "echo mode=$MODE user=$DB_USER color=$CFG_color; while true; do echo file=$(cat /etc/app/color) pass=$(cat /etc/db/password); sleep 1; done"]
+    command: ["sh", "-c", "echo mode=$MODE user=$DB_USER color=$CFG_color; echo hosts=$(head -1 /etc/hosts) $(grep reader /etc/hosts); while true; do echo file=$(cat /etc/app/color) pass=$(cat /etc/db/password); sleep 1; done"]
     env:
     - name: DB_USER
       valueFrom:
@@ -172,6 +172,14 @@ async fn configmaps_secrets_and_claims_reach_pods() {
     );
     log_with(&s, "reader", "mode=prod user=admin color=blue", &cluster).await;
     log_with(&s, "reader", "file=blue pass=s3cr3t", &cluster).await;
+    // kubelet's managed hosts file, naming the pod.
+    log_with(
+        &s,
+        "reader",
+        "hosts=# Kubernetes-managed hosts file. 10.42.",
+        &cluster,
+    )
+    .await;
 
     // A ConfigMap change reaches the mounted files of the running pod (not its variables).
     ok(

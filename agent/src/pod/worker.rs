@@ -614,11 +614,8 @@ impl Worker {
                 .map_err(|e| e.to_string())?
         };
         let dir = self.ctx.pod_dir(&self.uid);
-        let name = self.pod.metadata.name.clone().unwrap_or_default();
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
-            net.ip, name
-        );
+        let name = crate::hosts::hostname(&self.pod);
+        let hosts = crate::hosts::hosts_file(&self.pod, &net.ip, "cluster.local");
         let resolv = tokio::fs::read_to_string(&self.ctx.resolv_conf)
             .await
             .unwrap_or_default();
