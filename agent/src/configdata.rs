@@ -261,81 +261,83 @@ fn project(
     Ok(out)
 }
 
+/// The files of the ConfigMap `name` (all keys, or `items`); a missing optional one gives none.
+fn configmap_files(
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    optional: Option<bool>,
+    mode: u32,
+    data: &ConfigData,
+) -> Result<Vec<VolumeFile>, String> {
+    let optional = optional == Some(true);
+    match data.configmaps.get(name) {
+        Some(cm) => project(&configmap_entries(cm), items, mode, "configmap", optional),
+        None if optional => Ok(Vec::new()),
+        None => Err(format!("configmap {name:?} not found")),
+    }
+}
+
+/// The files of the Secret `name`, as [`configmap_files`].
+fn secret_files(
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    optional: Option<bool>,
+    mode: u32,
+    data: &ConfigData,
+) -> Result<Vec<VolumeFile>, String> {
+    let optional = optional == Some(true);
+    match data.secrets.get(name) {
+        Some(s) => project(&secret_entries(s), items, mode, "secret", optional),
+        None if optional => Ok(Vec::new()),
+        None => Err(format!("secret {name:?} not found")),
+    }
+}
+
+fn mode_or_default(mode: Option<i32>) -> u32 {
+    mode.map_or(0o644, |m| m as u32)
+}
+
 /// The files of a `configMap`, `secret` or `projected` volume; `None` for other kinds. The
 /// error is the kubelet's `MountVolume.SetUp failed` reason.
 pub fn volume_files(v: &Volume, data: &ConfigData) -> Option<Result<Vec<VolumeFile>, String>> {
     if let Some(src) = &v.config_map {
-        let mode = src.default_mode.map_or(0o644, |m| m as u32);
-        let optional = src.optional == Some(true);
-        return Some(match data.configmaps.get(&src.name) {
-            Some(cm) => project(
-                &configmap_entries(cm),
-                src.items.as_ref(),
-                mode,
-                "configmap",
-                optional,
-            ),
-            None if optional => Ok(Vec::new()),
-            None => Err(format!("configmap {:?} not found", src.name)),
-        });
+        let mode = mode_or_default(src.default_mode);
+        return Some(configmap_files(
+            &src.name,
+            src.items.as_ref(),
+            src.optional,
+            mode,
+            data,
+        ));
     }
     if let Some(src) = &v.secret {
         let name = src.secret_name.clone().unwrap_or_default();
-        let mode = src.default_mode.map_or(0o644, |m| m as u32);
-        let optional = src.optional == Some(true);
-        return Some(match data.secrets.get(&name) {
-            Some(s) => project(
-                &secret_entries(s),
-                src.items.as_ref(),
-                mode,
-                "secret",
-                optional,
-            ),
-            None if optional => Ok(Vec::new()),
-            None => Err(format!("secret {name:?} not found")),
-        });
+        let mode = mode_or_default(src.default_mode);
+        return Some(secret_files(
+            &name,
+            src.items.as_ref(),
+            src.optional,
+            mode,
+            data,
+        ));
     }
-    if let Some(p) = &v.projected {
-        let mode = p.default_mode.map_or(0o644, |m| m as u32);
-        let mut files = Vec::new();
-        for s in p.sources.iter().flatten() {
-            let part = if let Some(cm) = &s.config_map {
-                let optional = cm.optional == Some(true);
-                match data.configmaps.get(&cm.name) {
-                    Some(obj) => project(
-                        &configmap_entries(obj),
-                        cm.items.as_ref(),
-                        mode,
-                        "configmap",
-                        optional,
-                    ),
-                    None if optional => Ok(Vec::new()),
-                    None => Err(format!("configmap {:?} not found", cm.name)),
-                }
-            } else if let Some(sec) = &s.secret {
-                let optional = sec.optional == Some(true);
-                match data.secrets.get(&sec.name) {
-                    Some(obj) => project(
-                        &secret_entries(obj),
-                        sec.items.as_ref(),
-                        mode,
-                        "secret",
-                        optional,
-                    ),
-                    None if optional => Ok(Vec::new()),
-                    None => Err(format!("secret {:?} not found", sec.name)),
-                }
-            } else {
-                Ok(Vec::new())
-            };
-            match part {
-                Ok(f) => files.extend(f),
-                Err(e) => return Some(Err(e)),
-            }
+    let p = v.projected.as_ref()?;
+    let mode = mode_or_default(p.default_mode);
+    let mut files = Vec::new();
+    for s in p.sources.iter().flatten() {
+        let part = if let Some(cm) = &s.config_map {
+            configmap_files(&cm.name, cm.items.as_ref(), cm.optional, mode, data)
+        } else if let Some(sec) = &s.secret {
+            secret_files(&sec.name, sec.items.as_ref(), sec.optional, mode, data)
+        } else {
+            Ok(Vec::new())
+        };
+        match part {
+            Ok(f) => files.extend(f),
+            Err(e) => return Some(Err(e)),
         }
-        return Some(Ok(files));
     }
-    None
+    Some(Ok(files))
 }
 
 /// Fetches the objects `refs` names from the API; a missing one is simply absent.

@@ -1,29 +1,17 @@
 //! The API server over real gRPC on loopback: verbs, validation, conflicts, watch, binding,
 //! graceful deletion, and durability across `kill -9`.
 
+mod common;
+
+use common::boot;
 use std::time::Duration;
 
 use corral_api::client::{ApplyResult, DeleteOptions, ListParams, WatchEvent};
 use corral_api::k8s::api::apps::v1::ReplicaSet;
 use corral_api::k8s::api::core::v1::{Node, Pod};
 use corral_api::{kinds, Client};
-use corral_controlplane::{start, Config, Running};
 use futures::StreamExt;
 use serde_json::{json, Value};
-
-async fn boot() -> (tempfile::TempDir, Running, Client) {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        controllers: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::connect(&running.url()).await.unwrap();
-    (dir, running, client)
-}
 
 fn replicaset(name: &str, replicas: i64, image: &str) -> Value {
     json!({

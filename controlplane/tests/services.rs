@@ -1,23 +1,11 @@
 //! Service addresses across updates and applies, over gRPC: what was allocated stays, a type
 //! change adds or releases node ports, and nobody takes another service's address.
 
-use corral_api::{kinds, Client};
-use corral_controlplane::{start, Config, Running};
-use serde_json::{json, Value};
+mod common;
 
-async fn boot() -> (tempfile::TempDir, Running, Client) {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        controllers: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::connect(&running.url()).await.unwrap();
-    (dir, running, client)
-}
+use common::boot;
+use corral_api::kinds;
+use serde_json::{json, Value};
 
 fn service(name: &str, kind: &str, extra: Value) -> Value {
     let mut s = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},

@@ -307,6 +307,18 @@ pub fn rows(table: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The ENDPOINTS cell of the first row of `corral get ep NAME`, as a set of `ip:port`.
+pub fn endpoints_column(table: &str) -> Option<BTreeSet<String>> {
+    Some(
+        rows(table)
+            .first()?
+            .get(1)?
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// A plain HTTP/1.1 GET with a Host header, over a TCP connection to `addr` (a node or pod
 /// address inside a namespace the test created). Returns the body.
 pub async fn http_get(addr: &str, host: &str) -> Option<(u16, String)> {

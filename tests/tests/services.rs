@@ -256,13 +256,7 @@ async fn services_reach_ready_pods_on_every_node_and_survive_a_rolling_update() 
         .collect();
     eventually("get ep to list the 3 pods", WAIT, || async {
         let ep = ok(&s, &["get", "ep", "mi-deploy-svc"]);
-        let listed: BTreeSet<String> = rows(&ep)
-            .first()?
-            .get(1)?
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        (listed == want).then_some(())
+        (corral_tests::endpoints_column(&ep).as_ref() == Some(&want)).then_some(())
     })
     .await;
 

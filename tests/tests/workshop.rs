@@ -302,13 +302,7 @@ async fn the_workshop_chapter_runs_step_by_step() {
     let want: BTreeSet<String> = ips.iter().map(|ip| format!("{ip}:80")).collect();
     eventually("endpoints of mi-deploy-svc", WAIT, || async {
         let ep = ok(&s, &["get", "ep", "mi-deploy-svc"]);
-        let listed: BTreeSet<String> = rows(&ep)
-            .first()?
-            .get(1)?
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        (listed == want).then_some(())
+        (corral_tests::endpoints_column(&ep).as_ref() == Some(&want)).then_some(())
     })
     .await;
     ok(

@@ -37,11 +37,7 @@ pub fn gather(src: &DataSources, kind: &str, name: &str) -> Result<Gathered> {
     }
     let mut g = Gathered::default();
     let mut add = |key: &str, value: Vec<u8>| -> Result<()> {
-        if !valid_key(key) {
-            return Err(local(format!(
-                "{key:?} is not a valid key name for a {kind}: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
-            )));
-        }
+        check_key(key, kind)?;
         if g.text.contains_key(key) || g.binary.contains_key(key) {
             return Err(local(format!(
                 "cannot add key {key:?}, another key by that name already exists in Data for {kind} {name:?}"
@@ -121,21 +117,21 @@ pub fn gather(src: &DataSources, kind: &str, name: &str) -> Result<Gathered> {
                 )));
             }
             // A later line of an env file overrides an earlier one, as kubectl does.
-            g.text.remove(&k);
-            g_insert_env(&mut g, &k, v, kind)?;
+            check_key(&k, kind)?;
+            g.text.insert(k, v);
         }
     }
     Ok(g)
 }
 
-fn g_insert_env(g: &mut Gathered, key: &str, value: String, kind: &str) -> Result<()> {
-    if !valid_key(key) {
-        return Err(local(format!(
-            "{key:?} is not a valid key name for a {kind}: a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
-        )));
+/// kubectl's error for a key that is not a valid config key.
+fn check_key(key: &str, kind: &str) -> Result<()> {
+    if valid_key(key) {
+        return Ok(());
     }
-    g.text.insert(key.to_string(), value);
-    Ok(())
+    Err(local(format!(
+        "{key:?} is not a valid key name for a {kind}: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+    )))
 }
 
 fn skeleton(kind: &str, name: &str) -> Map<String, Value> {
