@@ -17,13 +17,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::runtime::ObjectKey;
 use corral_api::Client;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
-use cache::Cache;
 use ingress::routes::RouteTable;
 use iptables::{Iptables, Syncer};
 
@@ -108,18 +108,12 @@ pub async fn run(
         source,
     })?;
     let (changed, mut changes) = watch::channel(0u64);
-    let services = Cache::<Service>::new(changed.clone());
-    let endpoints = Cache::<Endpoints>::new(changed.clone());
-    let ingresses = Cache::<Ingress>::new(changed.clone());
-    let nodes = Cache::<Node>::new(changed.clone());
-    let classes = Cache::<IngressClass>::new(changed.clone());
-    let tasks = vec![
-        tokio::spawn(services.clone().run(client.clone())),
-        tokio::spawn(endpoints.clone().run(client.clone())),
-        tokio::spawn(ingresses.clone().run(client.clone())),
-        tokio::spawn(nodes.clone().run(client.clone())),
-        tokio::spawn(classes.clone().run(client.clone())),
-    ];
+    let (services, t1) = cache::follow::<Service>(&client, &changed);
+    let (endpoints, t2) = cache::follow::<Endpoints>(&client, &changed);
+    let (ingresses, t3) = cache::follow::<Ingress>(&client, &changed);
+    let (nodes, t4) = cache::follow::<Node>(&client, &changed);
+    let (classes, t5) = cache::follow::<IngressClass>(&client, &changed);
+    let tasks = vec![t1, t2, t3, t4, t5];
     let threads = match config.ingress_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -200,7 +194,10 @@ pub async fn run(
             }
         };
         // After the kernel sync, so a slow API never delays endpoint changes.
-        if classes.get("", ingress::class::CLASS_NAME).is_none() {
+        if classes
+            .get(&ObjectKey::new("", ingress::class::CLASS_NAME))
+            .is_none()
+        {
             retry |= !ensure_class(&client).await;
         }
         let addrs = status::node_addresses(&nodes.list());

@@ -2,13 +2,11 @@
 //! same message bump the event's count, as kubectl shows `(x5 over 3m)`) and the pod's
 //! `PodScheduled` condition set to False with reason Unschedulable.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use corral_api::k8s::api::core::v1::{Event, EventSource, ObjectReference, Pod, PodCondition};
-use corral_api::k8s::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use corral_api::k8s::api::core::v1::{ObjectReference, Pod, PodCondition};
+use corral_api::runtime::recorder::{self, Reporter};
 use corral_api::Client;
-use parking_lot::Mutex;
 
 use crate::podinfo::PodInfo;
 use crate::{Error, Result};
@@ -17,27 +15,41 @@ pub const COMPONENT: &str = "default-scheduler";
 
 pub struct Recorder {
     client: Client,
-    identity: String,
-    /// Last event sent per pod uid, to bump its count instead of creating another.
-    last: Mutex<HashMap<String, Event>>,
+    events: recorder::Recorder,
 }
 
 impl Recorder {
     pub fn new(client: Client, identity: &str) -> Arc<Self> {
+        let reporter = Reporter {
+            instance: Some(identity.to_string()),
+            ..Reporter::new(COMPONENT)
+        };
         Arc::new(Recorder {
+            events: recorder::Recorder::new(client.clone(), reporter),
             client,
-            identity: identity.to_string(),
-            last: Mutex::new(HashMap::new()),
         })
     }
 
     /// Records in the background, so the scheduling loop never waits on it.
     pub fn failed_scheduling(self: &Arc<Self>, pod: Arc<PodInfo>, message: String) {
+        let regarding = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(pod.name.clone()),
+            namespace: Some(pod.namespace.clone()),
+            uid: Some(pod.uid.clone()),
+            resource_version: Some(pod.resource_version.clone()),
+            ..Default::default()
+        };
+        self.events.record(
+            &regarding,
+            recorder::WARNING,
+            "FailedScheduling",
+            &message,
+            Some("Scheduling"),
+        );
         let this = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = this.event(&pod, &message).await {
-                tracing::warn!(pod = %pod.key(), error = %e, "recording FailedScheduling event");
-            }
             if let Err(e) = this.condition(&pod, &message).await {
                 tracing::warn!(pod = %pod.key(), error = %e, "setting PodScheduled condition");
             }
@@ -46,73 +58,7 @@ impl Recorder {
 
     /// The pod was bound or deleted: its repeat bookkeeping goes.
     pub fn forget(&self, uid: &str) {
-        self.last.lock().remove(uid);
-    }
-
-    async fn event(&self, pod: &PodInfo, message: &str) -> Result<()> {
-        let now = corral_api::object::now();
-        let previous = self
-            .last
-            .lock()
-            .get(&pod.uid)
-            .filter(|e| e.message.as_deref() == Some(message))
-            .cloned();
-        if let Some(mut ev) = previous {
-            ev.count = Some(ev.count.unwrap_or(1) + 1);
-            ev.last_timestamp = Some(now.clone());
-            match self.client.update(&ev).await {
-                Ok(updated) => {
-                    self.last.lock().insert(pod.uid.clone(), updated);
-                    return Ok(());
-                }
-                // Someone removed or changed it (event TTL): start a fresh one.
-                Err(e) if e.is_not_found() || e.is_conflict() => {}
-                Err(e) => {
-                    return Err(Error::api(
-                        format!("updating event for pod {:?}", pod.key()),
-                        e,
-                    ))
-                }
-            }
-        }
-        let ev = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", pod.name, now.0.as_nanosecond() as u64)),
-                namespace: Some(pod.namespace.clone()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.name.clone()),
-                namespace: Some(pod.namespace.clone()),
-                uid: Some(pod.uid.clone()),
-                resource_version: Some(pod.resource_version.clone()),
-                ..Default::default()
-            },
-            reason: Some("FailedScheduling".into()),
-            message: Some(message.to_string()),
-            type_: Some("Warning".into()),
-            count: Some(1),
-            first_timestamp: Some(now.clone()),
-            last_timestamp: Some(now.clone()),
-            event_time: Some(MicroTime(now.0)),
-            source: Some(EventSource {
-                component: Some(COMPONENT.into()),
-                host: None,
-            }),
-            reporting_component: Some(COMPONENT.into()),
-            reporting_instance: Some(self.identity.clone()),
-            action: Some("Scheduling".into()),
-            ..Default::default()
-        };
-        let created = self
-            .client
-            .create(&ev)
-            .await
-            .map_err(|e| Error::api(format!("creating event for pod {:?}", pod.key()), e))?;
-        self.last.lock().insert(pod.uid.clone(), created);
-        Ok(())
+        self.events.forget(uid);
     }
 
     async fn condition(&self, pod: &PodInfo, message: &str) -> Result<()> {

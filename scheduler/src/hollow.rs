@@ -10,14 +10,14 @@ use std::time::Duration;
 use corral_api::k8s::api::coordination::v1::Lease;
 use corral_api::k8s::api::core::v1::{Node, Pod};
 use corral_api::k8s::apimachinery::pkg::apis::meta::v1::MicroTime;
-use corral_api::{Client, DeleteOptions, ListParams};
+use corral_api::{Client, DeleteOptions};
 use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::reflector::{Event, Reflector};
 use crate::{Error, Result};
+use corral_api::runtime::{Event, Watcher, WatcherConfig};
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 
@@ -247,14 +247,14 @@ impl Hollow {
     async fn run_pods(self: &Arc<Self>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<(String, Action)>();
         let this = self.clone();
-        let reflector = Reflector::<Pod>::new(self.client.clone(), "", ListParams::default());
+        let reflector = Watcher::<Pod>::new(self.client.clone(), WatcherConfig::all());
         let watch = tokio::spawn(async move {
             reflector
                 .run(|ev| {
                     let pods = match ev {
-                        Event::Restarted(pods) => pods,
+                        Event::Restarted(pods, _) => pods,
                         Event::Applied(pod) => vec![pod],
-                        Event::Deleted(_) => Vec::new(),
+                        Event::Deleted(_) | Event::Bookmark(_) => Vec::new(),
                     };
                     for pod in pods {
                         if let Some(action) = this.plan(&pod) {

@@ -7,20 +7,21 @@ pub mod cache;
 pub mod events;
 pub mod framework;
 pub mod hollow;
-pub mod leader;
 pub mod metrics;
 pub mod nodeinfo;
 pub mod plugins;
 pub mod podinfo;
 pub mod quantity;
 pub mod queue;
-pub mod reflector;
 pub mod scheduler;
 
 pub use scheduler::{Config, Scheduler};
 
 /// The names a pod's `spec.schedulerName` may carry for this scheduler to take it.
 pub const SCHEDULER_NAMES: &[&str] = &["default-scheduler", "corral-scheduler"];
+
+/// The Lease (in kube-system) whose holder schedules.
+pub const LEADER_LEASE: &str = "corral-scheduler";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,8 +45,6 @@ pub enum Error {
         #[source]
         source: corral_api::selector::SelectorError,
     },
-    #[error("lease {lease}: leadership lost to {holder:?}")]
-    LostLease { lease: String, holder: String },
     #[error("watch of {resource} ended")]
     WatchEnded { resource: &'static str },
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_api::k8s::api::core::v1::{Node, Pod};
-use corral_api::{Client, ListParams};
+use corral_api::Client;
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -20,7 +20,7 @@ use crate::framework::Framework;
 use crate::metrics::{self, Metrics};
 use crate::podinfo::PodInfo;
 use crate::queue::{QueueConfig, QueuedPod, SchedulingQueue};
-use crate::reflector::{Event, Reflector};
+use corral_api::runtime::{Event, Watcher, WatcherConfig};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -112,16 +112,15 @@ impl Scheduler {
     /// Runs until the task is dropped.
     pub async fn run(self, mut leader: watch::Receiver<bool>) {
         let shared = self.shared.clone();
-        let nodes = Reflector::<Node>::new(self.client.clone(), "", ListParams::default());
+        let nodes = Watcher::<Node>::new(self.client.clone(), WatcherConfig::all());
         let node_task = tokio::spawn(async move {
             nodes.run(|ev| shared.on_node(ev)).await;
         });
         let shared = self.shared.clone();
         // Finished pods hold nothing: leaving the selector removes them from the cache.
-        let pods = Reflector::<Pod>::new(
+        let pods = Watcher::<Pod>::new(
             self.client.clone(),
-            "",
-            ListParams::fields("status.phase!=Succeeded,status.phase!=Failed"),
+            WatcherConfig::fields("status.phase!=Succeeded,status.phase!=Failed"),
         );
         let pod_task = tokio::spawn(async move {
             pods.run(|ev| shared.on_pod(ev)).await;
@@ -275,7 +274,8 @@ impl Shared {
         let now = Instant::now();
         let mut st = self.state.lock();
         let moved = match ev {
-            Event::Restarted(nodes) => {
+            Event::Bookmark(_) => return,
+            Event::Restarted(nodes, _) => {
                 st.cache.replace_nodes(&nodes);
                 st.nodes_synced = true;
                 true
@@ -301,8 +301,9 @@ impl Shared {
     fn on_pod(&self, ev: Event<Pod>) {
         // Decode outside the lock: the scheduling loop shares it.
         let ev = match ev {
-            Event::Restarted(pods) => {
-                Event::Restarted(pods.iter().filter_map(Self::pod_info).collect())
+            Event::Bookmark(_) => return,
+            Event::Restarted(pods, rv) => {
+                Event::Restarted(pods.iter().filter_map(Self::pod_info).collect(), rv)
             }
             Event::Applied(pod) => match Self::pod_info(&pod) {
                 Some(info) => Event::Applied(info),
@@ -317,7 +318,8 @@ impl Shared {
         let mut st = self.state.lock();
         let mut freed = false;
         match ev {
-            Event::Restarted(infos) => {
+            Event::Bookmark(_) => {}
+            Event::Restarted(infos, _) => {
                 let listed: HashSet<&str> = infos.iter().map(|p| p.uid.as_str()).collect();
                 st.queue.retain(|uid| listed.contains(uid));
                 let (bound, pending): (Vec<_>, Vec<_>) =

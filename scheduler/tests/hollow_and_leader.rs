@@ -8,9 +8,9 @@ use std::time::Duration;
 use common::*;
 use corral_api::k8s::api::coordination::v1::Lease;
 use corral_api::k8s::api::core::v1::{Node, Pod};
+use corral_api::runtime::{LeaderConfig, LeaderElector};
 use corral_api::{DeleteOptions, ListParams};
 use corral_scheduler::hollow::{Hollow, HollowConfig};
-use corral_scheduler::leader::{LeaderConfig, LeaderElector};
 use corral_scheduler::{Config, Scheduler};
 use serde_json::json;
 use tokio::sync::watch;
@@ -105,7 +105,7 @@ fn elector(c: &Cluster, identity: &str) -> LeaderElector {
             lease_duration: Duration::from_secs(2),
             renew_deadline: Duration::from_millis(1500),
             retry_period: Duration::from_millis(200),
-            ..LeaderConfig::new(identity)
+            ..LeaderConfig::new(corral_scheduler::LEADER_LEASE, identity)
         },
     )
 }

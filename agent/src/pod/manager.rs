@@ -1,5 +1,4 @@
-//! Watches the pods bound to this node (list + watch with `spec.nodeName=NODE`, re-listing when
-//! the watch breaks), feeds one worker per pod UID, and relists containerd periodically:
+//! Watches the pods bound to this node (the shared watcher with `spec.nodeName=NODE`), feeds one worker per pod UID, and relists containerd periodically:
 //! containers of running workers are reported to them, containers and network state of pods
 //! that no longer exist are removed.
 
@@ -7,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_api::client::{ListParams, WatchEvent};
+use corral_api::runtime::{watcher, Event as PodEvent, WatcherConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use parking_lot::RwLock;
@@ -98,83 +97,54 @@ impl Manager {
                 }
             }
         }
-        let params = ListParams::fields(format!("spec.nodeName={}", self.ctx.node_name));
-        let mut first = true;
+        let config = WatcherConfig::fields(format!("spec.nodeName={}", self.ctx.node_name));
+        let events = watcher::<Pod>(self.ctx.client.clone(), config);
+        tokio::pin!(events);
+        let mut listed_once = false;
+        let mut tick = tokio::time::interval(self.relist_every);
+        tick.tick().await;
         loop {
-            let (pods, rv) = match self.ctx.client.list::<Pod>("", &params).await {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(error = %e, "listing pods failed; retrying");
-                    self.wait_a_bit().await;
-                    continue;
-                }
-            };
-            let listed: HashSet<String> =
-                pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
-            for uid in self.workers.keys().cloned().collect::<Vec<_>>() {
-                if !listed.contains(&uid) {
-                    self.gone(&uid, None);
-                }
-            }
-            self.known = listed;
-            for p in pods {
-                self.dispatch(p);
-            }
-            if first {
-                first = false;
-                self.relist().await;
-            }
-            let mut stream = match self.ctx.client.watch::<Pod>("", &params, rv).await {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(error = %e, "watching pods failed; re-listing");
-                    self.wait_a_bit().await;
-                    continue;
-                }
-            };
-            let mut tick = tokio::time::interval(self.relist_every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    ev = stream.next() => match ev {
-                        Some(Ok(WatchEvent::Added(p))) | Some(Ok(WatchEvent::Modified(p))) => {
-                            if let Some(uid) = p.metadata.uid.clone() {
-                                self.known.insert(uid);
-                            }
-                            self.dispatch(p);
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(PodEvent::Restarted(pods, _)) => {
+                        self.restarted(pods);
+                        if !listed_once {
+                            listed_once = true;
+                            self.relist().await;
                         }
-                        Some(Ok(WatchEvent::Deleted(p))) => {
-                            if let Some(uid) = p.metadata.uid.clone() {
-                                self.known.remove(&uid);
-                                self.gone(&uid, Some(p));
-                            }
+                    }
+                    Some(PodEvent::Applied(p)) => {
+                        if let Some(uid) = p.metadata.uid.clone() {
+                            self.known.insert(uid);
                         }
-                        Some(Ok(WatchEvent::Bookmark(_))) => {}
-                        Some(Err(e)) => {
-                            warn!(error = %e, "pod watch failed; re-listing");
-                            break;
+                        self.dispatch(p);
+                    }
+                    Some(PodEvent::Deleted(p)) => {
+                        if let Some(uid) = p.metadata.uid.clone() {
+                            self.known.remove(&uid);
+                            self.gone(&uid, Some(p));
                         }
-                        None => {
-                            warn!("pod watch ended; re-listing");
-                            break;
-                        }
-                    },
-                    _ = tick.tick() => self.relist().await,
-                    Some(uid) = self.done_rx.recv() => self.finished(&uid),
-                }
+                    }
+                    Some(PodEvent::Bookmark(_)) => {}
+                    None => return,
+                },
+                _ = tick.tick(), if listed_once => self.relist().await,
+                Some(uid) = self.done_rx.recv() => self.finished(&uid),
             }
-            self.wait_a_bit().await;
         }
     }
 
-    async fn wait_a_bit(&mut self) {
-        let sleep = tokio::time::sleep(Duration::from_millis(500));
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = &mut sleep => return,
-                Some(uid) = self.done_rx.recv() => self.finished(&uid),
+    /// A fresh list: workers of pods not in it are told their pod is gone.
+    fn restarted(&mut self, pods: Vec<Pod>) {
+        let listed: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        for uid in self.workers.keys().cloned().collect::<Vec<_>>() {
+            if !listed.contains(&uid) {
+                self.gone(&uid, None);
             }
+        }
+        self.known = listed;
+        for p in pods {
+            self.dispatch(p);
         }
     }
 

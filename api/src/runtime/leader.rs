@@ -365,4 +365,27 @@ mod tests {
             }
         }
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_that_cannot_renew_stops_before_its_lease_can_be_taken_over() {
+        // Nothing listens on port 9: every renewal fails.
+        let client = Client::connect_lazy("http://127.0.0.1:9").unwrap();
+        let config = LeaderConfig {
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            ..LeaderConfig::new("test", "me")
+        };
+        let mut elector = LeaderElector::new(client, config);
+        let since = Instant::now();
+        let lost = elector.hold(since).await;
+        let stopped_after = since.elapsed();
+        assert!(lost.holder.is_empty());
+        // A candidate may take over 15 s after the last renewal at the earliest.
+        assert!(
+            stopped_after <= Duration::from_secs(10),
+            "stopped {stopped_after:?} after the last renewal"
+        );
+        assert!(stopped_after >= Duration::from_secs(8), "{stopped_after:?}");
+    }
 }

@@ -59,14 +59,20 @@ pub enum Write {
     Update(Event),
 }
 
-type Key = (String, String, String, String, String);
+/// fieldPath, type, reason, message: what makes two occurrences the same Event.
+type Key = (String, String, String, String);
+
+struct PerObject {
+    /// Token bucket: (tokens, last refill).
+    bucket: (f64, Instant),
+    events: HashMap<Key, Event>,
+}
 
 /// The pure bookkeeping: which Event an occurrence becomes, or none when the object spams.
 #[derive(Default)]
 pub struct Aggregator {
-    seen: HashMap<Key, Event>,
-    /// Token buckets per involved object: (tokens, last refill).
-    buckets: HashMap<String, (f64, Instant)>,
+    /// By involved object (its uid, or namespace/name when it has none).
+    objects: HashMap<String, PerObject>,
 }
 
 /// Takes a token from `bucket` (refilled since its last use); false when the object spams.
@@ -82,6 +88,17 @@ pub fn spam_allows(bucket: &mut (f64, Instant), now: Instant) -> bool {
     }
 }
 
+fn object_key(r: &ObjectReference) -> String {
+    match r.uid.as_deref() {
+        Some(uid) if !uid.is_empty() => uid.to_string(),
+        _ => format!(
+            "{}/{}",
+            r.namespace.as_deref().unwrap_or(""),
+            r.name.as_deref().unwrap_or("")
+        ),
+    }
+}
+
 impl Aggregator {
     pub fn observe(
         &mut self,
@@ -90,42 +107,39 @@ impl Aggregator {
         now: Time,
         instant: Instant,
     ) -> Option<Write> {
-        let r = o.regarding;
-        let object = format!(
-            "{}/{}/{}",
-            r.namespace.as_deref().unwrap_or(""),
-            r.name.as_deref().unwrap_or(""),
-            r.uid.as_deref().unwrap_or("")
-        );
-        if self.buckets.len() > MAX_REMEMBERED {
-            self.buckets.clear();
+        if self.objects.len() > MAX_REMEMBERED {
+            self.objects.clear();
         }
-        let bucket = self
-            .buckets
-            .entry(object.clone())
-            .or_insert((SPAM_BURST, instant));
-        if !spam_allows(bucket, instant) {
+        let per = self
+            .objects
+            .entry(object_key(o.regarding))
+            .or_insert_with(|| PerObject {
+                bucket: (SPAM_BURST, instant),
+                events: HashMap::new(),
+            });
+        if !spam_allows(&mut per.bucket, instant) {
             return None;
         }
         let key = (
-            object,
-            r.field_path.clone().unwrap_or_default(),
+            o.regarding.field_path.clone().unwrap_or_default(),
             o.type_.to_string(),
             o.reason.to_string(),
             o.message.to_string(),
         );
-        if self.seen.len() > MAX_REMEMBERED {
-            self.seen.clear();
-        }
-        if let Some(ev) = self.seen.get_mut(&key) {
+        if let Some(ev) = per.events.get_mut(&key) {
             ev.count = Some(ev.count.unwrap_or(1) + 1);
             ev.last_timestamp = Some(now);
             ev.metadata.resource_version = None;
             return Some(Write::Update(ev.clone()));
         }
         let ev = new_event(reporter, o, now);
-        self.seen.insert(key, ev.clone());
+        per.events.insert(key, ev.clone());
         Some(Write::Create(ev))
+    }
+
+    /// Forgets an object (by uid) that is done with: its next Event starts afresh.
+    pub fn forget(&mut self, uid: &str) {
+        self.objects.remove(uid);
     }
 }
 
@@ -176,25 +190,34 @@ pub fn reference<K: Object>(object: &K) -> ObjectReference {
     }
 }
 
+/// The writer task's inputs.
+type Writer = (Client, mpsc::Receiver<Write>);
+
 /// Records Events through one background writer. Clones share it.
 #[derive(Clone)]
 pub struct Recorder {
     reporter: Arc<Reporter>,
     aggregator: Arc<Mutex<Aggregator>>,
     queue: mpsc::Sender<Write>,
+    /// The writer's end until the first event starts it (inside the caller's runtime); it
+    /// ends when the last clone is dropped.
+    writer: Arc<Mutex<Option<Writer>>>,
 }
 
 impl Recorder {
-    /// Must be called inside a Tokio runtime: it starts the writer task, which ends when the
-    /// last clone is dropped.
     pub fn new(client: Client, reporter: Reporter) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_events(client, rx));
         Recorder {
             reporter: Arc::new(reporter),
             aggregator: Arc::new(Mutex::new(Aggregator::default())),
             queue,
+            writer: Arc::new(Mutex::new(Some((client, rx)))),
         }
+    }
+
+    /// Forgets an object (by uid) that is done with, so its memory goes.
+    pub fn forget(&self, uid: &str) {
+        self.aggregator.lock().forget(uid);
     }
 
     pub fn normal<K: Object>(&self, object: &K, reason: &str, message: impl AsRef<str>) {
@@ -232,6 +255,9 @@ impl Recorder {
             return;
         };
         tracing::debug!(reason, message, "event");
+        if let Some((client, rx)) = self.writer.lock().take() {
+            tokio::spawn(write_events(client, rx));
+        }
         if self.queue.try_send(write).is_err() {
             tracing::debug!(reason, "event queue full: event dropped");
         }

@@ -20,8 +20,8 @@ use corral_api::k8s::api::core::v1::{
 use corral_api::k8s::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, MicroTime, ObjectMeta, Time,
 };
+use corral_api::runtime::{reflector, watcher, Change, Store, WatcherConfig};
 use corral_api::{kinds, Client, DeleteOptions};
-use corral_controllers::informer::{Change, Informer, Store};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -112,7 +112,10 @@ async fn hollow_nodes(client: Client, hollow: Arc<Hollow>) {
             }
         });
     }
-    tokio::spawn(Informer::new(client.clone(), store.clone()).run());
+    tokio::spawn(reflector::reflect(
+        store.clone(),
+        watcher(client.clone(), WatcherConfig::all()),
+    ));
     let sem = Arc::new(Semaphore::new(64));
     let mut rr = 0usize;
     while let Some(pod) = rx.recv().await {

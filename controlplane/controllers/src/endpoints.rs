@@ -15,17 +15,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::task::JoinHandle;
 
-use crate::informer::{self, Change, ObjectKey};
 use crate::queue::WorkQueue;
 use crate::{ops, util, wiring, Context, Error};
+use corral_api::runtime::{reflector, watcher, Change, ObjectKey, Store, WatcherConfig};
 
 const NAME: &str = "endpoints";
 
 /// Registers the handlers, starts the Service and Endpoints informers (pods come from the
 /// shared cache) and returns the tasks.
 pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
-    let services = informer::Store::<Service>::new();
-    let endpoints = informer::Store::<Endpoints>::new();
+    let services = Store::<Service>::new();
+    let endpoints = Store::<Endpoints>::new();
     let queue = WorkQueue::<ObjectKey>::new();
     wiring::enqueue_changes(&services, &queue);
     {
@@ -51,8 +51,14 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         });
     }
     let mut handles = vec![
-        tokio::spawn(informer::Informer::new(ctx.client.clone(), services.clone()).run()),
-        tokio::spawn(informer::Informer::new(ctx.client.clone(), endpoints.clone()).run()),
+        tokio::spawn(reflector::reflect(
+            services.clone(),
+            watcher(ctx.client.clone(), WatcherConfig::all()),
+        )),
+        tokio::spawn(reflector::reflect(
+            endpoints.clone(),
+            watcher(ctx.client.clone(), WatcherConfig::all()),
+        )),
     ];
     let (c, s, e) = (ctx.clone(), services.clone(), endpoints.clone());
     let synced = async move {
@@ -291,8 +297,8 @@ fn normalized(subsets: &Option<Vec<EndpointSubset>>) -> Vec<EndpointSubset> {
 #[tracing::instrument(skip(ctx, services, endpoints), fields(controller = NAME, key = %key))]
 async fn reconcile(
     ctx: &Context,
-    services: &informer::Store<Service>,
-    endpoints: &informer::Store<Endpoints>,
+    services: &Store<Service>,
+    endpoints: &Store<Endpoints>,
     key: &ObjectKey,
 ) -> Result<Option<Duration>, Error> {
     let service = services.get(key);

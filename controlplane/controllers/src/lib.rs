@@ -12,10 +12,7 @@ use tokio::task::JoinHandle;
 pub mod daemonset;
 pub mod deployment;
 mod endpoints;
-pub mod events;
 pub mod gc;
-pub mod informer;
-pub mod leader;
 pub mod localpath;
 pub mod nodelifecycle;
 pub mod ops;
@@ -30,7 +27,9 @@ mod wiring;
 #[cfg(test)]
 mod testutil;
 
-use informer::ObjectKey;
+use corral_api::runtime::leader::{LeaderConfig, LeaderElector};
+use corral_api::runtime::recorder::{Recorder, Reporter};
+use corral_api::runtime::{reflector, watcher, ObjectKey, Store, WatcherConfig};
 use queue::WorkQueue;
 
 /// Tunables of the controllers, set from `corral-controlplane` flags.
@@ -159,43 +158,47 @@ pub fn spawn(client: Client, config: Config) -> Vec<JoinHandle<()>> {
         return spawn_controllers(client, config);
     }
     vec![tokio::spawn(async move {
-        let election = leader::Election::new(client.clone(), config.leader_lease);
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "corral".into());
+        let identity = format!("{host}_{}", corral_api::object::random_suffix(8));
+        let lease = config.leader_lease;
+        let mut elector = LeaderElector::new(
+            client.clone(),
+            LeaderConfig {
+                lease_duration: lease,
+                // Stop well before anyone else may take the lease, so two never overlap.
+                renew_deadline: lease * 3 / 4,
+                retry_period: lease / 4,
+                ..LeaderConfig::new(LEADER_LEASE, &identity)
+            },
+        );
         loop {
-            while !election.try_acquire_or_renew().await {
-                tokio::time::sleep(election.renew_every).await;
-            }
-            tracing::info!(identity = %election.identity, "became the controllers' leader");
+            let since = elector.acquire().await;
+            tracing::info!(%identity, "became the controllers' leader");
             let _running = AbortOnDrop(spawn_controllers(client.clone(), config.clone()));
-            let mut last_renewed = tokio::time::Instant::now();
-            loop {
-                tokio::time::sleep(election.renew_every).await;
-                if election.try_acquire_or_renew().await {
-                    last_renewed = tokio::time::Instant::now();
-                } else if last_renewed.elapsed() >= election.duration * 3 / 4 {
-                    // Stop before anyone else may take the lease, so two never overlap.
-                    tracing::warn!(identity = %election.identity, "lost the leader lease, stopping the controllers");
-                    break;
-                }
-            }
+            let lost = elector.hold(since).await;
+            tracing::warn!(%identity, error = %lost, "stopping the controllers");
         }
     })]
 }
 
+/// The Lease (in kube-system) whose holder runs the controllers.
+pub const LEADER_LEASE: &str = "corral-controller-manager";
+
 fn spawn_controllers(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     let ctx = Arc::new(Context {
-        recorder: events::Recorder::new(client.clone(), "corral-controller-manager"),
+        recorder: Recorder::new(client.clone(), Reporter::new("corral-controller-manager")),
         client,
         config,
-        pods: informer::Store::new(),
-        replicasets: informer::Store::new(),
-        deployments: informer::Store::new(),
-        daemonsets: informer::Store::new(),
-        statefulsets: informer::Store::new(),
-        revisions: informer::Store::new(),
-        nodes: informer::Store::new(),
-        leases: informer::Store::new(),
-        pvcs: informer::Store::new(),
-        pvs: informer::Store::new(),
+        pods: Store::new(),
+        replicasets: Store::new(),
+        deployments: Store::new(),
+        daemonsets: Store::new(),
+        statefulsets: Store::new(),
+        revisions: Store::new(),
+        nodes: Store::new(),
+        leases: Store::new(),
+        pvcs: Store::new(),
+        pvs: Store::new(),
     });
     let mut handles = Vec::new();
     // Handlers are registered before the informers start, so no event is missed.
@@ -238,17 +241,17 @@ fn spawn_controllers(client: Client, config: Config) -> Vec<JoinHandle<()>> {
 
 fn run_informer<K: corral_api::client::Object + Sync>(
     ctx: &Context,
-    store: &Arc<informer::Store<K>>,
+    store: &Arc<Store<K>>,
 ) -> JoinHandle<()> {
-    let inf = informer::Informer::new(ctx.client.clone(), store.clone());
-    tokio::spawn(inf.run())
+    let events = watcher(ctx.client.clone(), WatcherConfig::all());
+    tokio::spawn(reflector::reflect(store.clone(), events))
 }
 
 /// What every controller shares: the client, the configuration, the caches and the recorder.
 pub struct Context {
     pub client: Client,
     pub config: Config,
-    pub recorder: events::Recorder,
+    pub recorder: Recorder,
     pub pods: ops::Shared<k8s_openapi::api::core::v1::Pod>,
     pub replicasets: ops::Shared<k8s_openapi::api::apps::v1::ReplicaSet>,
     pub deployments: ops::Shared<k8s_openapi::api::apps::v1::Deployment>,

@@ -7,9 +7,9 @@ use corral_api::client::Object;
 use corral_api::{Client, DeleteOptions};
 use futures::stream::{self, StreamExt};
 
-use crate::informer::Store;
 use crate::util;
 use crate::Error;
+use corral_api::runtime::Store;
 
 /// How many API calls one reconcile keeps in flight.
 pub const PARALLEL_CALLS: usize = 64;

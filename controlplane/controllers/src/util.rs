@@ -142,12 +142,12 @@ pub fn selector_of(
 /// and after the change, or, for an orphan that still exists, every controller of that kind in
 /// its namespace whose selector matches it (a candidate for adoption).
 pub fn owners_of_pod_change<K: Object>(
-    change: &crate::informer::Change<k8s_openapi::api::core::v1::Pod>,
+    change: &corral_api::runtime::Change<k8s_openapi::api::core::v1::Pod>,
     kind: &str,
     candidates_in: impl Fn(&str) -> Vec<std::sync::Arc<K>>,
     selector: impl Fn(&K) -> Option<&LabelSelector>,
-) -> Vec<crate::informer::ObjectKey> {
-    use crate::informer::{Change, ObjectKey};
+) -> Vec<corral_api::runtime::ObjectKey> {
+    use corral_api::runtime::{Change, ObjectKey};
     let mut keys = Vec::new();
     let mut versions = vec![change.object().as_ref()];
     if let Change::Updated { old, .. } = change {

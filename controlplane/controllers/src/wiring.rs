@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use tokio::task::JoinHandle;
 
-use crate::informer::{ObjectKey, Store};
 use crate::queue::WorkQueue;
 use crate::{util, Error};
+use corral_api::runtime::{ObjectKey, Store};
 
 pub type Queue = Arc<WorkQueue<ObjectKey>>;
 

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use corral_scheduler::leader::{LeaderConfig, LeaderElector};
+use corral_api::runtime::{LeaderConfig, LeaderElector};
 use corral_scheduler::{Config, Scheduler};
 use tokio::sync::watch;
 
@@ -55,7 +55,10 @@ async fn main() -> anyhow::Result<()> {
     let run = scheduler.run(rx);
     tokio::pin!(run);
     let outcome = if args.leader_elect {
-        let mut elector = LeaderElector::new(client, LeaderConfig::new(&identity));
+        let mut elector = LeaderElector::new(
+            client,
+            LeaderConfig::new(corral_scheduler::LEADER_LEASE, &identity),
+        );
         let outcome = tokio::select! {
             _ = &mut run => Ok(()),
             lost = elector.run(tx) => Err(anyhow::Error::new(lost)),

@@ -15,8 +15,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::informer::Store;
 use crate::{ops, util, Context, Error};
+use corral_api::runtime::Store;
 use plan::{Action, GraphNode, Propagation};
 
 const NAME: &str = "garbagecollector";

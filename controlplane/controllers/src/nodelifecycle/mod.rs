@@ -33,7 +33,7 @@ impl Health {
         let mut out = HashMap::new();
         for node in ctx.nodes.list() {
             let name = util::name(&node.metadata).to_string();
-            let lease = ctx.leases.get(&crate::informer::ObjectKey::new(
+            let lease = ctx.leases.get(&corral_api::runtime::ObjectKey::new(
                 "kube-node-lease",
                 name.clone(),
             ));

@@ -12,9 +12,9 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::task::JoinHandle;
 
-use crate::informer::ObjectKey;
 use crate::queue::WorkQueue;
 use crate::{ops, pods, util, wiring, Context, Error};
+use corral_api::runtime::ObjectKey;
 use plan::Action;
 
 const NAME: &str = "replicaset";

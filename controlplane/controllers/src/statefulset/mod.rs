@@ -11,9 +11,9 @@ use corral_api::DeleteOptions;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use tokio::task::JoinHandle;
 
-use crate::informer::ObjectKey;
 use crate::queue::WorkQueue;
 use crate::{ops, util, wiring, Context, Error};
+use corral_api::runtime::ObjectKey;
 use plan::Action;
 
 const NAME: &str = "statefulset";
