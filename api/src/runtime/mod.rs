@@ -4,6 +4,7 @@
 //! leader [`leader`] elector. Connection concerns (credentials, several servers) belong here.
 
 pub mod leader;
+pub mod logging;
 pub mod recorder;
 pub mod reflector;
 pub mod watcher;

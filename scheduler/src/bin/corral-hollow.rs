@@ -36,11 +36,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    corral_api::runtime::logging::init();
     let args = Args::parse();
     let client = corral_api::Client::connect_lazy(&args.server)
         .with_context(|| format!("connecting to {}", args.server))?;
