@@ -40,7 +40,7 @@ pub struct TaskExit {
 }
 
 /// A containerd timestamp, or now when it is missing or out of range.
-pub fn timestamp(t: Option<prost_types::Timestamp>) -> Timestamp {
+fn timestamp(t: Option<prost_types::Timestamp>) -> Timestamp {
     t.and_then(|t| Timestamp::new(t.seconds, t.nanos).ok())
         .unwrap_or_else(Timestamp::now)
 }
@@ -56,7 +56,7 @@ fn not_found_ok(
 
 impl Client {
     /// The container's task process, if it has a task.
-    pub async fn task(&self, id: &str) -> Result<Option<containerd_client::types::v1::Process>> {
+    async fn task(&self, id: &str) -> Result<Option<containerd_client::types::v1::Process>> {
         match self
             .tasks()
             .get(self.req(

@@ -18,8 +18,7 @@ use crate::{Client, Error, Result};
 impl Client {
     /// Imports an OCI-layout or docker-archive tar; returns the references it created.
     pub async fn import_archive(&self, path: &Path) -> Result<Vec<String>> {
-        let rt = self;
-        let dir = rt
+        let dir = self
             .tmp_dir
             .join(format!("import-{:016x}", rand::thread_rng().gen::<u64>()));
         let _guard = TempDir(dir.clone());
@@ -49,11 +48,11 @@ impl Client {
                 "no named image inside (io.containerd.image.name / RepoTags)",
             ));
         }
-        let lease = Lease::create(rt).await?;
+        let lease = Lease::create(self).await?;
         let mut names = Vec::new();
         let mut result = Ok(());
         for (name, manifest_blob, extra_blobs) in images {
-            match store_image(rt, &lease.id, &name, &manifest_blob, &extra_blobs, &dir).await {
+            match store_image(self, &lease.id, &name, &manifest_blob, &extra_blobs, &dir).await {
                 Ok(_) => names.push(name),
                 Err(e) => {
                     result = Err(e);
@@ -61,7 +60,7 @@ impl Client {
                 }
             }
         }
-        lease.delete(rt).await;
+        lease.delete(self).await;
         result.map(|()| names)
     }
 }

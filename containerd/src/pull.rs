@@ -22,11 +22,8 @@ pub struct Registries {
 }
 
 impl Client {
-    /// Pulls from an OCI registry with `oci-client`: manifest (following an index to this
-    /// platform), config and layers are fetched into scratch files, then stored and unpacked
-    /// exactly like an imported archive.
+    /// Pulls an image from its registry (anonymously); an `allowed` list refuses other hosts.
     pub async fn pull(&self, reference: &str) -> Result<ImageInfo> {
-        let rt = self;
         use oci_client::manifest as m;
         let name = normalize_reference(reference);
         let perr = |message: String| Error::Pull {
@@ -37,7 +34,7 @@ impl Client {
             .parse()
             .map_err(|e| perr(format!("invalid reference: {e}")))?;
         let registry = r.registry().to_string();
-        let allowed = &rt.registries.allowed;
+        let allowed = &self.registries.allowed;
         let host = registry
             .rsplit_once(':')
             .map_or(registry.as_str(), |(h, _)| h);
@@ -48,7 +45,7 @@ impl Client {
         }
         let client = oci_client::Client::new(oci_client::client::ClientConfig {
             protocol: oci_client::client::ClientProtocol::HttpsExcept(
-                rt.registries.insecure.clone(),
+                self.registries.insecure.clone(),
             ),
             ..Default::default()
         });
@@ -94,7 +91,7 @@ impl Client {
             .unwrap_or(m::OCI_IMAGE_MEDIA_TYPE)
             .to_string();
 
-        let dir = rt
+        let dir = self
             .tmp_dir
             .join(format!("pull-{:016x}", rand::thread_rng().gen::<u64>()));
         let _guard = TempDir(dir.clone());
@@ -129,9 +126,9 @@ impl Client {
             },
             file: manifest_file,
         };
-        let lease = Lease::create(rt).await?;
-        let stored = store_image(rt, &lease.id, &name, &manifest_blob, &extra, &dir).await;
-        lease.delete(rt).await;
+        let lease = Lease::create(self).await?;
+        let stored = store_image(self, &lease.id, &name, &manifest_blob, &extra, &dir).await;
+        lease.delete(self).await;
         stored
     }
 }
