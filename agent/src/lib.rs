@@ -11,7 +11,6 @@ pub mod probe;
 pub mod runtime;
 pub mod spec;
 pub mod svcenv;
-pub mod testimages;
 pub mod volumes;
 
 use std::path::PathBuf;

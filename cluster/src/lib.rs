@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use corral_agent::runtime::containerd::Containerd;
-use corral_agent::runtime::ContainerRuntime;
 use corral_api::k8s::api::core::v1::Node;
 use corral_api::{Client, ListParams};
 use serde::{Deserialize, Serialize};
@@ -327,13 +325,13 @@ async fn wait_for_api(l: &Layout, timeout: Duration) -> Result<Client> {
     }
 }
 
-async fn containerd_of(node: &NodeLayout) -> Option<Containerd> {
+async fn containerd_of(node: &NodeLayout) -> Option<corral_containerd::Client> {
     if !node.containerd_socket().exists() {
         return None;
     }
     let tmp = node.dir.join("tmp");
     let _ = std::fs::create_dir_all(&tmp);
-    Containerd::connect(&node.containerd_socket(), "corral", "overlayfs", tmp)
+    corral_containerd::Client::connect(&node.containerd_socket(), "corral", "overlayfs", tmp)
         .await
         .ok()
 }

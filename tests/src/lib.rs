@@ -71,11 +71,9 @@ pub fn test_images() -> Vec<PathBuf> {
     IMAGES
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("temp dir");
-            let paths = corral_agent::testimages::build_standard_images(
-                Path::new("/usr/bin/busybox"),
-                dir.path(),
-            )
-            .expect("building test images");
+            let paths =
+                corral_testimages::build_standard_images(Path::new("/usr/bin/busybox"), dir.path())
+                    .expect("building test images");
             (dir, paths)
         })
         .1

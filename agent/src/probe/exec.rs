@@ -4,15 +4,15 @@
 use std::time::Duration;
 
 use containerd_client::services::v1 as cs;
+use corral_containerd::Client;
 
-use crate::runtime::containerd::Containerd;
 use crate::runtime::{Result, RuntimeError};
 
 const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Runs `command` in container `id`; returns its exit code. Past `timeout` the process is
 /// killed and 137 is returned (a failure, as for any non-zero exit).
-pub async fn exec(c: &Containerd, id: &str, command: &[String], timeout: Duration) -> Result<i32> {
+pub async fn exec(c: &Client, id: &str, command: &[String], timeout: Duration) -> Result<i32> {
     let container = c
         .containers()
         .get(c.req(cs::GetContainerRequest { id: id.to_string() }, None))

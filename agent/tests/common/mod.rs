@@ -259,7 +259,7 @@ pub fn images_dir() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corral-test-images");
-        corral_agent::testimages::build_standard_images(Path::new("/usr/bin/busybox"), &dir)
+        corral_testimages::build_standard_images(Path::new("/usr/bin/busybox"), &dir)
             .expect("test images build");
         dir
     })
@@ -267,7 +267,7 @@ pub fn images_dir() -> PathBuf {
 }
 
 pub fn image_archive(reference: &str) -> PathBuf {
-    images_dir().join(corral_agent::testimages::archive_name(reference))
+    images_dir().join(corral_testimages::archive_name(reference))
 }
 pub mod cluster;
 

@@ -11,13 +11,13 @@ struct Args {
     #[arg(long, default_value = "images/out")]
     out: PathBuf,
     /// The static busybox binary to put in the images.
-    #[arg(long, default_value = corral_agent::testimages::DEFAULT_BUSYBOX)]
+    #[arg(long, default_value = corral_testimages::DEFAULT_BUSYBOX)]
     busybox: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    for path in corral_agent::testimages::build_standard_images(&args.busybox, &args.out)? {
+    for path in corral_testimages::build_standard_images(&args.busybox, &args.out)? {
         println!("{}", path.display());
     }
     Ok(())
