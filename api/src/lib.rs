@@ -8,6 +8,7 @@ pub mod decode;
 pub mod kinds;
 pub mod object;
 pub mod selector;
+pub mod status;
 
 pub use client::{Client, DeleteOptions, ListParams, WatchEvent};
 pub use k8s_openapi as k8s;
