@@ -1,4 +1,5 @@
-//! Reads: get, list and watch, served from the stored bytes where no tree is needed.
+//! Reads: get, list and watch. Objects are served from their stored bytes (resourceVersion
+//! spliced in) and parsed only where a selector or a caller needs the tree.
 
 use corral_api::kinds::ResourceInfo;
 use corral_api::selector::{FieldSelector, LabelSelectorExpr};
