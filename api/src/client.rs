@@ -11,6 +11,7 @@ use serde_json::Value;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::kinds::{self, ResourceInfo};
+use crate::status::{ApiStatus, StatusReason};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,8 +21,14 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The server (or the transport) refused the call. `status` is what the server said,
+    /// as data; `None` when the error was made by the transport, not by the server.
     #[error("{message}")]
-    Api { code: tonic::Code, message: String },
+    Api {
+        code: tonic::Code,
+        message: String,
+        status: Option<Box<ApiStatus>>,
+    },
     #[error("decoding {what}: {source}")]
     Decode {
         what: String,
@@ -39,18 +46,44 @@ impl Error {
             _ => None,
         }
     }
+    /// What the server said, as data, when it said it.
+    pub fn status(&self) -> Option<&ApiStatus> {
+        match self {
+            Error::Api {
+                status: Some(s), ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+    pub fn reason(&self) -> Option<&StatusReason> {
+        self.status().map(|s| &s.reason)
+    }
+    /// By the reason when the server sent one, else by the gRPC code.
+    fn is(&self, reasons: &[StatusReason], code: tonic::Code) -> bool {
+        match self.reason() {
+            Some(r) => reasons.contains(r),
+            None => self.code() == Some(code),
+        }
+    }
     pub fn is_not_found(&self) -> bool {
-        self.code() == Some(tonic::Code::NotFound)
+        self.is(&[StatusReason::NotFound], tonic::Code::NotFound)
     }
     pub fn is_already_exists(&self) -> bool {
-        self.code() == Some(tonic::Code::AlreadyExists)
+        self.is(&[StatusReason::AlreadyExists], tonic::Code::AlreadyExists)
     }
     pub fn is_conflict(&self) -> bool {
-        self.code() == Some(tonic::Code::Aborted)
+        self.is(&[StatusReason::Conflict], tonic::Code::Aborted)
     }
     /// The watch asked for history that was compacted away: re-list.
     pub fn is_gone(&self) -> bool {
-        self.code() == Some(tonic::Code::OutOfRange)
+        self.is(
+            &[StatusReason::Gone, StatusReason::Expired],
+            tonic::Code::OutOfRange,
+        )
+    }
+    /// The object failed validation; its field causes are in [`Error::status`].
+    pub fn is_invalid(&self) -> bool {
+        self.reason() == Some(&StatusReason::Invalid)
     }
 }
 
@@ -64,6 +97,7 @@ impl From<tonic::Status> for Error {
         Error::Api {
             code: s.code(),
             message,
+            status: ApiStatus::from_details(s.details()).map(Box::new),
         }
     }
 }
@@ -486,6 +520,20 @@ impl DeleteOptions {
         Self {
             grace_period_seconds: Some(seconds),
             ..Default::default()
+        }
+    }
+}
+
+/// The options a delete request carries, as the API server reads them (the inverse of what
+/// [`Client::delete_value`] sends): an unknown propagation policy reads as the default.
+impl From<&pb::DeleteRequest> for DeleteOptions {
+    fn from(req: &pb::DeleteRequest) -> Self {
+        Self {
+            propagation: PropagationPolicy::try_from(req.propagation_policy).unwrap_or_default(),
+            grace_period_seconds: req.grace_period_seconds,
+            uid: Some(req.uid.clone()).filter(|u| !u.is_empty()),
+            resource_version: Some(req.resource_version).filter(|rv| *rv != 0),
+            dry_run: req.dry_run,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod kinds;
 pub mod object;
 pub mod runtime;
 pub mod selector;
+pub mod status;
 
 pub use client::{Client, DeleteOptions, ListParams, WatchEvent};
 pub use k8s_openapi as k8s;

@@ -3,6 +3,7 @@
 
 use corral_api::client::Error as ClientError;
 use corral_api::kinds::ResourceInfo;
+use corral_api::status::{ApiStatus, StatusDetails, StatusReason};
 
 /// An error that is shown to the user exactly as its text says.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +32,9 @@ pub fn resource_name(info: &ResourceInfo) -> String {
     }
 }
 
-/// kubectl's StatusReason for a gRPC code.
-fn reason(code: tonic::Code) -> &'static str {
+/// The reason of an error the server sent no Status for (the transport made it, or a server
+/// that predates them): kubectl's StatusReason for its gRPC code.
+fn reason_of_code(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         NotFound => "NotFound",
@@ -59,99 +61,101 @@ fn host_port(server: &str) -> &str {
         .trim_end_matches('/')
 }
 
+/// How a client error reads, from what the server said when it said something.
+enum Said<'a> {
+    /// No answer from a server: the connection failed.
+    Refused,
+    /// A validation failure, with its object and field causes.
+    Invalid(&'a ApiStatus),
+    /// Any other answer: its reason and message.
+    Failed { reason: &'a str, message: &'a str },
+    /// Not from the server at all (decoding, an unknown kind).
+    Local,
+}
+
+fn said(e: &ClientError) -> Said<'_> {
+    match e {
+        ClientError::Connect { .. } => Said::Refused,
+        ClientError::Api {
+            status: Some(status),
+            ..
+        } if status.reason == StatusReason::Invalid => Said::Invalid(status),
+        ClientError::Api {
+            status: Some(status),
+            ..
+        } => Said::Failed {
+            reason: status.reason.as_str(),
+            message: &status.message,
+        },
+        // Unavailable with no Status from a server: the transport could not reach one.
+        ClientError::Api {
+            code: tonic::Code::Unavailable,
+            status: None,
+            ..
+        } => Said::Refused,
+        ClientError::Api {
+            code,
+            message,
+            status: None,
+        } => Said::Failed {
+            reason: reason_of_code(*code),
+            message,
+        },
+        _ => Said::Local,
+    }
+}
+
 /// Formats a client error as kubectl would.
 pub fn server(server: &str, e: &ClientError) -> CliError {
-    match e {
-        ClientError::Connect { .. } => connection_refused(server),
-        ClientError::Api { code, message } if refused(*code, message) => connection_refused(server),
-        ClientError::Api { code, message } if invalid(*code, message) => {
-            CliError::Message(invalid_message(message))
+    match said(e) {
+        Said::Refused => connection_refused(server),
+        Said::Invalid(status) => CliError::Message(invalid_message(status)),
+        Said::Failed { reason, message } => {
+            CliError::Message(format!("Error from server ({reason}): {message}"))
         }
-        ClientError::Api { code, message } => {
-            CliError::Message(format!("Error from server ({}): {message}", reason(*code)))
-        }
-        other => local(other),
+        Said::Local => local(e),
     }
 }
 
-/// Unavailable because no connection could be made (not a server saying it is unavailable).
-fn refused(code: tonic::Code, message: &str) -> bool {
-    code == tonic::Code::Unavailable
-        && (message.is_empty()
-            || message == "control plane unavailable"
-            || message.contains("tcp connect")
-            || message.contains("error trying to connect")
-            || message.contains("transport error")
-            || message.contains("os error"))
-}
-
-/// kubectl prints validation failures as `The Deployment "x" is invalid: ...`.
-fn invalid(code: tonic::Code, message: &str) -> bool {
-    code == tonic::Code::InvalidArgument && message.contains(" is invalid: ")
-}
-
-/// Field error kinds, as apimachinery words them.
-const FIELD_ERRORS: &[&str] = &[
-    "Invalid value",
-    "Required value",
-    "Unsupported value",
-    "Forbidden",
-    "Duplicate value",
-    "Not found",
-    "Too long",
-    "Too many",
-    "Internal error",
-];
-
-/// Whether `s` starts with `path: <field error kind>`.
-fn starts_field_error(s: &str) -> bool {
-    let Some((path, rest)) = s.split_once(": ") else {
-        return false;
-    };
-    !path.is_empty()
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._[]-/".contains(c))
-        && FIELD_ERRORS.iter().any(|k| rest.starts_with(k))
-}
-
-/// `The Deployment "x" is invalid: ...`, one `* path: ...` line per field error when there are
-/// several, as kubectl prints them.
-pub fn invalid_message(message: &str) -> String {
-    let Some((head, errors)) = message.split_once(" is invalid: ") else {
-        return format!("The {message}");
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    let mut start = 0;
-    let mut search = 0;
-    while let Some(i) = errors[search..].find(", ") {
-        let at = search + i;
-        if starts_field_error(&errors[at + 2..]) {
-            parts.push(&errors[start..at]);
-            start = at + 2;
-        }
-        search = at + 2;
-    }
-    parts.push(&errors[start..]);
-    if parts.len() == 1 {
-        format!("The {message}")
+/// `Deployment.apps "x"`: the object of a validation failure, as its message names it.
+fn invalid_object(details: &StatusDetails) -> String {
+    if details.group.is_empty() {
+        format!("{} {:?}", details.kind, details.name)
     } else {
-        let bullets: Vec<String> = parts.iter().map(|p| format!("* {p}")).collect();
-        format!("The {head} is invalid: \n{}", bullets.join("\n"))
+        format!("{}.{} {:?}", details.kind, details.group, details.name)
     }
 }
 
-/// A server error with what was being done: `Error from server (Invalid): error when
-/// applying "f.yaml": ...`.
+/// `The Deployment "x" is invalid: ...`, with one `* path: ...` line per field cause when
+/// there are several, as kubectl prints them.
+pub fn invalid_message(status: &ApiStatus) -> String {
+    let causes = &status.details.causes;
+    if causes.len() <= 1 {
+        return format!("The {}", status.message);
+    }
+    let bullets: Vec<String> = causes
+        .iter()
+        .map(|c| match c.field.as_str() {
+            "" => format!("* {}", c.message),
+            field => format!("* {field}: {}", c.message),
+        })
+        .collect();
+    format!(
+        "The {} is invalid: \n{}",
+        invalid_object(&status.details),
+        bullets.join("\n")
+    )
+}
+
+/// A server error with what was being done: `Error from server (Conflict): error when
+/// applying "f.yaml": ...`; a validation failure reads as the server words it.
 pub fn server_doing(server_addr: &str, doing: &str, e: &ClientError) -> CliError {
-    match e {
-        ClientError::Api { code, message } if invalid(*code, message) => {
-            CliError::Message(format!("The {message}"))
+    match said(e) {
+        Said::Invalid(status) => CliError::Message(format!("The {}", status.message)),
+        Said::Failed { reason, message } => {
+            CliError::Message(format!("Error from server ({reason}): {doing}: {message}"))
         }
-        ClientError::Api { code, message } if !refused(*code, message) => CliError::Message(
-            format!("Error from server ({}): {doing}: {message}", reason(*code)),
-        ),
-        other => server(server_addr, other),
+        Said::Refused | Said::Local => server(server_addr, e),
     }
 }
 
@@ -188,13 +192,49 @@ pub fn unknown_kind(kind: &str) -> CliError {
 mod tests {
     use super::*;
     use corral_api::kinds;
+    use corral_api::status::{CauseType, StatusCause};
+
+    fn from_server(code: tonic::Code, status: ApiStatus) -> ClientError {
+        ClientError::Api {
+            code,
+            message: status.message.clone(),
+            status: Some(Box::new(status)),
+        }
+    }
+
+    fn invalid(group: &str, kind: &str, name: &str, causes: &[(&str, &str)]) -> ApiStatus {
+        let what = if group.is_empty() {
+            format!("{kind} {name:?}")
+        } else {
+            format!("{kind}.{group} {name:?}")
+        };
+        let joined: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        ApiStatus::new(
+            StatusReason::Invalid,
+            format!("{what} is invalid: {}", joined.join(", ")),
+        )
+        .with_details(StatusDetails {
+            group: group.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: String::new(),
+            causes: causes
+                .iter()
+                .map(|(field, message)| StatusCause {
+                    kind: CauseType::of_field_error(message),
+                    field: (*field).into(),
+                    message: (*message).into(),
+                })
+                .collect(),
+        })
+    }
 
     #[test]
     fn not_found_names_the_resource_like_kubectl() {
-        let e = ClientError::Api {
-            code: tonic::Code::NotFound,
-            message: "whatever the server says".into(),
-        };
+        let e = from_server(
+            tonic::Code::NotFound,
+            ApiStatus::new(StatusReason::NotFound, "whatever the server says"),
+        );
         assert_eq!(
             about("http://127.0.0.1:7443", &kinds::PODS, "x", &e).to_string(),
             "Error from server (NotFound): pods \"x\" not found"
@@ -206,48 +246,123 @@ mod tests {
     }
 
     #[test]
-    fn several_field_errors_become_kubectls_bullets() {
-        let msg = "ReplicaSet.apps \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain (e.g. 'example.com', regex '[a-z]'), spec.replicas: Invalid value: -1: must be greater than or equal to 0, spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"";
-        assert_eq!(
-            invalid_message(msg),
-            "The ReplicaSet.apps \"Bad_Name\" is invalid: \n\
-             * metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain (e.g. 'example.com', regex '[a-z]')\n\
-             * spec.replicas: Invalid value: -1: must be greater than or equal to 0\n\
-             * spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""
-        );
-        let one = "Deployment \"d\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0";
-        assert_eq!(invalid_message(one), format!("The {one}"));
+    fn a_validation_status_prints_as_kubectl_prints_it() {
+        let cases = [
+            (
+                invalid(
+                    "apps",
+                    "ReplicaSet",
+                    "Bad_Name",
+                    &[
+                        (
+                            "metadata.name",
+                            "Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain (e.g. 'example.com', regex '[a-z]')",
+                        ),
+                        ("spec.replicas", "Invalid value: -1: must be greater than or equal to 0"),
+                        (
+                            "spec.template.spec.restartPolicy",
+                            "Unsupported value: \"Never\": supported values: \"Always\"",
+                        ),
+                    ],
+                ),
+                "The ReplicaSet.apps \"Bad_Name\" is invalid: \n\
+                 * metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain (e.g. 'example.com', regex '[a-z]')\n\
+                 * spec.replicas: Invalid value: -1: must be greater than or equal to 0\n\
+                 * spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+            ),
+            (
+                invalid(
+                    "apps",
+                    "Deployment",
+                    "d",
+                    &[("spec.replicas", "Invalid value: -1: must be greater than or equal to 0")],
+                ),
+                "The Deployment.apps \"d\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+            ),
+            (
+                // A detail with ", x: Invalid value" inside stays one cause.
+                invalid(
+                    "",
+                    "ConfigMap",
+                    "c",
+                    &[
+                        ("data[a, b: Invalid value]", "Invalid value: \"a, b\": a valid config key"),
+                        ("data[tls.key]", "Required value"),
+                    ],
+                ),
+                "The ConfigMap \"c\" is invalid: \n\
+                 * data[a, b: Invalid value]: Invalid value: \"a, b\": a valid config key\n\
+                 * data[tls.key]: Required value",
+            ),
+        ];
+        for (status, want) in cases {
+            let e = from_server(tonic::Code::InvalidArgument, status.clone());
+            assert_eq!(server("x", &e).to_string(), want);
+            assert_eq!(
+                server_doing("x", "error when applying \"f.yaml\"", &e).to_string(),
+                format!("The {}", status.message)
+            );
+        }
     }
 
     #[test]
-    fn unavailable_reads_as_connection_refused() {
-        let e = ClientError::Api {
-            code: tonic::Code::Unavailable,
-            message: "tcp connect error".into(),
-        };
-        assert_eq!(
-            server("http://127.0.0.1:1", &e).to_string(),
-            "The connection to the server 127.0.0.1:1 was refused - did you specify the right host or port?"
+    fn other_failures_print_their_reason_and_message() {
+        let cases = [
+            (
+                from_server(
+                    tonic::Code::InvalidArgument,
+                    ApiStatus::new(StatusReason::BadRequest, "bad selector"),
+                ),
+                "Error from server (BadRequest): bad selector",
+            ),
+            (
+                from_server(
+                    tonic::Code::Aborted,
+                    ApiStatus::new(StatusReason::Conflict, "Operation cannot be fulfilled"),
+                ),
+                "Error from server (Conflict): Operation cannot be fulfilled",
+            ),
+            (
+                from_server(
+                    tonic::Code::Unavailable,
+                    ApiStatus::new(
+                        StatusReason::ServiceUnavailable,
+                        "node \"n\" has no agent connected",
+                    ),
+                ),
+                "Error from server (ServiceUnavailable): node \"n\" has no agent connected",
+            ),
+            (
+                ClientError::Api {
+                    code: tonic::Code::DeadlineExceeded,
+                    message: "deadline has elapsed".into(),
+                    status: None,
+                },
+                "Error from server (Timeout): deadline has elapsed",
+            ),
+            (
+                ClientError::Api {
+                    code: tonic::Code::Unavailable,
+                    message: "tcp connect error".into(),
+                    status: None,
+                },
+                "The connection to the server 127.0.0.1:1 was refused - did you specify the right host or port?",
+            ),
+            (
+                ClientError::UnknownResource("gadgets".into()),
+                "error: unknown resource type \"gadgets\"",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(server("http://127.0.0.1:1", &e).to_string(), want);
+        }
+        let e = from_server(
+            tonic::Code::Aborted,
+            ApiStatus::new(StatusReason::Conflict, "the object has been modified"),
         );
-    }
-
-    #[test]
-    fn other_codes_carry_the_server_message_with_a_reason() {
-        let e = ClientError::Api {
-            code: tonic::Code::InvalidArgument,
-            message: "Deployment \"d\" is invalid: spec.replicas: must be >= 0".into(),
-        };
         assert_eq!(
-            server("x", &e).to_string(),
-            "The Deployment \"d\" is invalid: spec.replicas: must be >= 0"
-        );
-        let e = ClientError::Api {
-            code: tonic::Code::InvalidArgument,
-            message: "bad selector".into(),
-        };
-        assert_eq!(
-            server("x", &e).to_string(),
-            "Error from server (BadRequest): bad selector"
+            server_doing("x", "error when applying \"f.yaml\"", &e).to_string(),
+            "Error from server (Conflict): error when applying \"f.yaml\": the object has been modified"
         );
         assert_eq!(
             unknown_kind("gadgets").to_string(),

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::client::DeleteOptions;
 use corral_api::kinds::{self, ResourceInfo};
 use corral_api::object;
 use corral_api::selector::{FieldSelector, LabelSelectorExpr};
@@ -17,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
-use crate::registry::{self, ApiError, Applied, DeleteOptions, Filter, Propagation, Registry};
+use crate::registry::{self, ApiError, Applied, Filter, Registry};
 use crate::store::{Event, EventType, Revision};
 use crate::tunnel::Tunnels;
 
@@ -42,7 +43,7 @@ fn resource(name: &str) -> Result<&'static ResourceInfo, Status> {
 
 fn parse_json(bytes: &[u8]) -> Result<Value, Status> {
     serde_json::from_slice(bytes)
-        .map_err(|e| Status::invalid_argument(format!("request body is not valid JSON: {e}")))
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")).into())
 }
 
 fn to_bytes(v: &Value) -> Vec<u8> {
@@ -50,15 +51,14 @@ fn to_bytes(v: &Value) -> Vec<u8> {
 }
 
 fn selectors(label: &str, field: &str) -> Result<(LabelSelectorExpr, FieldSelector), Status> {
-    let labels =
-        LabelSelectorExpr::parse(label).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let fields =
-        FieldSelector::parse(field).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let bad = |e: &dyn std::fmt::Display| Status::from(ApiError::BadRequest(e.to_string()));
+    let labels = LabelSelectorExpr::parse(label).map_err(|e| bad(&e))?;
+    let fields = FieldSelector::parse(field).map_err(|e| bad(&e))?;
     Ok((labels, fields))
 }
 
 fn object_ref(r: Option<pb::ObjectRef>) -> Result<(pb::ObjectRef, &'static ResourceInfo), Status> {
-    let r = r.ok_or_else(|| Status::invalid_argument("ref is required"))?;
+    let r = r.ok_or_else(|| ApiError::BadRequest("ref is required".into()))?;
     let info = resource(&r.resource)?;
     Ok((r, info))
 }
@@ -268,22 +268,8 @@ impl pb::api_server::Api for ApiService {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = req.into_inner();
+        let opts = DeleteOptions::from(&req);
         let (r, info) = object_ref(req.r#ref)?;
-        let propagation =
-            match pb::PropagationPolicy::try_from(req.propagation_policy).unwrap_or_default() {
-                pb::PropagationPolicy::Foreground => Propagation::Foreground,
-                pb::PropagationPolicy::Orphan => Propagation::Orphan,
-                pb::PropagationPolicy::Default | pb::PropagationPolicy::Background => {
-                    Propagation::Background
-                }
-            };
-        let opts = DeleteOptions {
-            propagation,
-            grace_period_seconds: req.grace_period_seconds,
-            uid: Some(req.uid).filter(|u| !u.is_empty()),
-            resource_version: Some(req.resource_version).filter(|rv| *rv != 0),
-            dry_run: req.dry_run,
-        };
         let (object, finished) = self
             .registry
             .delete(info, &r.namespace, &r.name, opts)
@@ -343,16 +329,19 @@ impl pb::api_server::Api for ApiService {
             .unwrap_or("")
             .to_string();
         if node.is_empty() {
-            return Err(Status::failed_precondition(format!(
+            return Err(ApiError::Precondition(format!(
                 "pod {:?} in namespace {ns:?} is not scheduled to a node yet",
                 req.pod
-            )));
+            ))
+            .into());
         }
         let mut stream = self.tunnels.logs(&node, req).await?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             while let Some(chunk) = stream.next().await {
-                let out = chunk.map(|data| pb::LogChunk { data });
+                let out = chunk
+                    .map(|data| pb::LogChunk { data })
+                    .map_err(Status::from);
                 if tx.send(out).await.is_err() {
                     return;
                 }

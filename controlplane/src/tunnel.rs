@@ -17,7 +17,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-type Chunk = Result<Vec<u8>, Status>;
+use crate::registry::ApiError;
+
+type Chunk = Result<Vec<u8>, ApiError>;
 
 /// One connected agent.
 struct Conn {
@@ -77,11 +79,11 @@ impl Tunnels {
         &self,
         node: &str,
         request: pb::LogsRequest,
-    ) -> Result<BoxStream<'static, Result<Vec<u8>, Status>>, Status> {
+    ) -> Result<BoxStream<'static, Chunk>, ApiError> {
         let (down, pending) = {
             let nodes = self.inner.nodes.lock();
             let conn = nodes.get(node).ok_or_else(|| {
-                Status::unavailable(format!("node {node:?} has no agent connected"))
+                ApiError::Unavailable(format!("node {node:?} has no agent connected"))
             })?;
             (conn.down.clone(), conn.pending.clone())
         };
@@ -96,7 +98,7 @@ impl Tunnels {
         };
         if down.send(Ok(open)).await.is_err() {
             pending.lock().remove(&id);
-            return Err(Status::unavailable(format!(
+            return Err(ApiError::Unavailable(format!(
                 "the agent of node {node:?} disconnected"
             )));
         }
@@ -143,9 +145,10 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
                 msg: Some(pb::agent_up::Msg::Hello(h)),
             }) if !h.node_name.is_empty() => h.node_name,
             _ => {
-                return Err(Status::invalid_argument(
-                    "the first tunnel message must be a hello naming the node",
-                ))
+                return Err(ApiError::BadRequest(
+                    "the first tunnel message must be a hello naming the node".into(),
+                )
+                .into())
             }
         };
         let (down_tx, down_rx) = mpsc::channel(64);
@@ -183,13 +186,13 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
                 if data.eof {
                     pending.lock().remove(&data.request_id);
                     if !data.error.is_empty() {
-                        let _ = tx.send(Err(Status::failed_precondition(data.error))).await;
+                        let _ = tx.send(Err(ApiError::Precondition(data.error))).await;
                     }
                 }
             }
             // Readers of this session's logs see the stream end with an error.
             for (_, tx) in pending.lock().drain() {
-                let _ = tx.try_send(Err(Status::unavailable(format!(
+                let _ = tx.try_send(Err(ApiError::Unavailable(format!(
                     "the agent of node {node:?} disconnected"
                 ))));
             }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use corral_api::client::{ApplyResult, DeleteOptions, ListParams, WatchEvent};
 use corral_api::k8s::api::apps::v1::ReplicaSet;
 use corral_api::k8s::api::core::v1::{Node, Pod};
+use corral_api::status::{CauseType, StatusReason};
 use corral_api::{kinds, Client};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -114,6 +115,82 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
         assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
     }
     assert_eq!(count(&client, "replicasets").await, 0);
+}
+
+#[tokio::test]
+async fn a_validation_error_reaches_the_client_as_reason_object_and_field_causes() {
+    let (_d, _cp, client) = boot().await;
+    let mut bad = replicaset("Mi_App", -1, "i:1");
+    bad["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+    let err = client
+        .create_value(&kinds::REPLICASETS, "default", &bad, false)
+        .await
+        .unwrap_err();
+    assert!(err.is_invalid(), "{err}");
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+    let status = err.status().expect("the server sends a Status");
+    assert_eq!(status.reason, StatusReason::Invalid);
+    assert_eq!(status.code, 422);
+    assert_eq!(status.message, err.to_string());
+    let d = &status.details;
+    assert_eq!(
+        (d.group.as_str(), d.kind.as_str(), d.name.as_str()),
+        ("apps", "ReplicaSet", "Mi_App")
+    );
+    let causes: Vec<(&str, CauseType, &str)> = d
+        .causes
+        .iter()
+        .map(|c| (c.field.as_str(), c.kind.clone(), c.message.as_str()))
+        .collect();
+    for want in [
+        (
+            "spec.replicas",
+            CauseType::FieldValueInvalid,
+            "Invalid value: -1: must be greater than or equal to 0",
+        ),
+        (
+            "spec.template.spec.restartPolicy",
+            CauseType::FieldValueNotSupported,
+            "Unsupported value: \"Never\": supported values: \"Always\"",
+        ),
+    ] {
+        assert!(causes.contains(&want), "want {want:?} in {causes:?}");
+    }
+    let (field, kind, message) = causes
+        .iter()
+        .find(|c| c.0 == "metadata.name")
+        .expect("a cause for the name");
+    assert_eq!(*kind, CauseType::FieldValueInvalid, "{field}");
+    assert!(
+        message.starts_with("Invalid value: \"Mi_App\": "),
+        "{message}"
+    );
+    // The message is the causes joined, as before.
+    let joined: Vec<String> = causes.iter().map(|(f, _, m)| format!("{f}: {m}")).collect();
+    assert_eq!(
+        status.message,
+        format!(
+            "ReplicaSet.apps \"Mi_App\" is invalid: {}",
+            joined.join(", ")
+        )
+    );
+
+    let err = client
+        .get_value(&kinds::DEPLOYMENTS, "default", "nope")
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found() && !err.is_invalid(), "{err}");
+    let status = err.status().expect("the server sends a Status");
+    assert_eq!(status.reason, StatusReason::NotFound);
+    assert_eq!(
+        (
+            status.details.group.as_str(),
+            status.details.kind.as_str(),
+            status.details.name.as_str()
+        ),
+        ("apps", "deployments", "nope")
+    );
+    assert_eq!(status.message, "deployments.apps \"nope\" not found");
 }
 
 #[tokio::test]

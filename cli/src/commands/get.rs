@@ -335,6 +335,7 @@ async fn watch(ctx: &Ctx, a: &GetArgs, targets: &Targets, output: &Output) -> Re
                 &corral_api::client::Error::Api {
                     code: tonic::Code::NotFound,
                     message: String::new(),
+                    status: None,
                 },
             ));
         }

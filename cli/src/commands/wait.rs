@@ -113,6 +113,7 @@ async fn wait_one(
                 &corral_api::client::Error::Api {
                     code: tonic::Code::NotFound,
                     message: String::new(),
+                    status: None,
                 },
             ));
         }

@@ -3,7 +3,11 @@
 //! manifest and the live object. Fields the manifest sets win; fields it dropped since the
 //! last apply are removed; fields others set (status, server defaults, `scale`) are kept.
 
+use corral_api::{decode, object};
 use serde_json::{Map, Value};
+
+use super::{key, same_except, ApiError, Applied, Registry, Result, Subject, Written};
+use crate::validate;
 
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -91,6 +95,62 @@ fn merge3(last: Option<&Value>, applied: &Value, current: &Value) -> Value {
             Value::Object(out)
         }
         _ => applied.clone(),
+    }
+}
+
+impl Registry {
+    /// Creates the object, or merges it over the live one (see [`merge`]).
+    pub async fn apply(
+        &self,
+        namespace: &str,
+        object: Value,
+        dry_run: bool,
+    ) -> Result<(Applied, Written)> {
+        let info = decode::kind_of(&object)?;
+        let mut object = object;
+        let ns = Self::resolve_namespace(info, namespace, &mut object)?;
+        let name = object::name(&object).to_string();
+        if name.is_empty() {
+            return Err(ApiError::Invalid {
+                what: Subject::kind(info, ""),
+                errors: vec![validate::FieldError {
+                    path: "metadata.name".into(),
+                    detail: "Required value: name is required for apply".into(),
+                }],
+            });
+        }
+        let applied = last_applied_form(&object);
+        let exists = self.store.get(&key(info, &ns, &name)).await?.is_some();
+        if !exists {
+            let mut with_annotation = object.clone();
+            annotate(&mut with_annotation, &applied);
+            return match self.create(info, &ns, with_annotation, dry_run).await {
+                Ok(v) => Ok((Applied::Created, v)),
+                Err(ApiError::AlreadyExists { .. }) => {
+                    Box::pin(self.apply(namespace, object, dry_run)).await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let mut before = None;
+        let (_guard, others) = self.other_services(info, &ns, &name).await?;
+        let result = self
+            .write_tree(info, &ns, &name, 0, dry_run, |current| {
+                before = Some(current.clone());
+                let merged = merge(current, &object, &applied);
+                let admitted = self.admit(info, merged)?;
+                self.merge_main(info, current, &admitted, &others)
+            })
+            .await?;
+        let outcome = if before
+            .as_ref()
+            .is_some_and(|b| same_except(b, &result.object, &[]))
+        {
+            Applied::Unchanged
+        } else {
+            Applied::Configured
+        };
+        Ok((outcome, result))
     }
 }
 

@@ -1,17 +1,19 @@
-//! The binding subresource on stored bytes: a bind changes `spec.nodeName`, adds the
-//! PodScheduled condition and bumps `metadata.generation`, so it edits those three members
-//! and copies the rest of the pod instead of parsing and re-serialising all of it.
+//! The binding subresource: a bind changes `spec.nodeName`, adds the PodScheduled condition
+//! and bumps `metadata.generation`, so it edits those three members of the stored bytes and
+//! copies the rest of the pod; pods of unusual shape take the parsed-tree path.
 
-use serde_json::Value;
+use corral_api::{kinds, object};
+use serde_json::{json, Value};
+use tracing::debug;
 
+use super::cas::{Decision, Outcome};
 use super::raw::Edit;
-use super::{set_condition_at, what, ApiError};
-use corral_api::kinds;
+use super::{encode_kv, key, ApiError, Registry, Result, Subject, Written};
 
 /// Why a pod cannot be bound, in the words of the tree path.
 fn refuse(name: &str, reason: String) -> ApiError {
     ApiError::Conflict {
-        what: what(&kinds::PODS, name),
+        what: Subject::resource(&kinds::PODS, name),
         reason,
     }
 }
@@ -84,6 +86,114 @@ pub(super) fn patch(
     pod.set("spec", spec);
     pod.set("status", status);
     Some(Ok(pod.finish()))
+}
+
+/// The stored pod is of a shape the byte edit leaves to the tree path.
+struct TreePath;
+
+impl Registry {
+    /// Binds a pod to a node: once, and only to a node that exists. The pod's stored JSON is
+    /// edited in place (see [`patch`]); the tree path handles pods of unusual shape.
+    pub async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+    ) -> Result<Vec<u8>> {
+        if node.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "binding pods {name:?}: target node name is required"
+            )));
+        }
+        if self
+            .store
+            .get(&key(&kinds::NODES, "", node))
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::NotFound {
+                what: Subject::resource(&kinds::NODES, node),
+            });
+        }
+        let now = serde_json::to_value(object::now()).unwrap_or_default();
+        let outcome = self
+            .update_with(&kinds::PODS, namespace, name, 0, |kv| {
+                Ok(match patch(&kv.value, name, uid, node, &now) {
+                    Some(patched) => Decision::Put(patched?, ()),
+                    None => Decision::Keep(TreePath),
+                })
+            })
+            .await?;
+        match outcome {
+            Outcome::Put(kv, ()) | Outcome::Deleted(kv) => {
+                debug!(namespace, pod = name, node, rev = kv.mod_revision, "bound");
+                Ok(encode_kv(&kv))
+            }
+            Outcome::Kept(TreePath) => {
+                Ok(self.bind_tree(namespace, name, uid, node, now).await?.json)
+            }
+        }
+    }
+
+    /// A bind on the parsed tree, for stored pods the byte edit does not handle.
+    async fn bind_tree(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+        now: Value,
+    ) -> Result<Written> {
+        self.write_tree(&kinds::PODS, namespace, name, 0, false, |current| {
+            check(
+                name,
+                uid,
+                object::uid(current),
+                current.pointer("/metadata/deletionTimestamp").is_some(),
+                object::str_at(current, "/spec/nodeName"),
+            )?;
+            let mut updated = current.clone();
+            updated["spec"]["nodeName"] = Value::from(node);
+            set_condition_at(&mut updated, "PodScheduled", "True", None, now.clone());
+            Ok(updated)
+        })
+        .await
+    }
+}
+
+/// Sets a condition in `status.conditions`, keeping the transition time when unchanged.
+fn set_condition_at(
+    object: &mut Value,
+    kind: &str,
+    status: &str,
+    reason: Option<&str>,
+    now: Value,
+) {
+    if !object.get("status").is_some_and(Value::is_object) {
+        object["status"] = json!({});
+    }
+    let conditions = object["status"]
+        .as_object_mut()
+        .expect("status is an object")
+        .entry("conditions")
+        .or_insert_with(|| json!([]));
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let list = conditions.as_array_mut().expect("conditions is an array");
+    let mut cond = json!({"type": kind, "status": status, "lastTransitionTime": now});
+    if let Some(r) = reason {
+        cond["reason"] = Value::from(r);
+    }
+    match list
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+    {
+        Some(existing) if existing.get("status").and_then(Value::as_str) == Some(status) => {}
+        Some(existing) => *existing = cond,
+        None => list.push(cond),
+    }
 }
 
 #[cfg(test)]

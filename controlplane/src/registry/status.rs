@@ -3,16 +3,16 @@
 
 use serde_json::Value;
 
+use super::cas::{Decision, Outcome};
 use super::raw::Edit;
-use super::{
-    conflict, encode_kv, key, merge_status, what, ApiError, Registry, Result, WRITE_RETRIES,
-};
-use crate::store::{Revision, StoreError};
+use super::update::merge_status;
+use super::{encode_kv, Registry, Result};
+use crate::store::Revision;
 use corral_api::kinds::ResourceInfo;
 
 impl Registry {
     /// Writes `admitted`'s status over the stored object. A `precondition` other than 0 is the
-    /// resourceVersion the object must still have; without one, conflicts are retried.
+    /// resourceVersion the object must still have.
     pub(super) async fn write_status(
         &self,
         info: &ResourceInfo,
@@ -24,67 +24,42 @@ impl Registry {
         let status = admitted
             .get("status")
             .map(|s| serde_json::to_vec(s).expect("JSON values serialize"));
-        let key = key(info, ns, name);
-        for _ in 0..WRITE_RETRIES {
-            let kv = self
-                .store
-                .get(&key)
-                .await?
-                .ok_or_else(|| ApiError::NotFound {
-                    what: what(info, name),
-                })?;
-            if precondition != 0 && precondition != kv.mod_revision {
-                return Err(conflict(info, name));
-            }
-            // An object being deleted takes the tree path, which also decides whether the
-            // write completes the deletion.
-            let edit = Edit::new(&kv.value).filter(|o| {
-                o.get("metadata")
-                    .and_then(Edit::new)
-                    .is_some_and(|m| m.get("deletionTimestamp").is_none())
-            });
-            let Some(mut edit) = edit else {
-                return self
-                    .status_tree(info, ns, name, precondition, admitted)
-                    .await;
-            };
-            match &status {
-                Some(s) => edit.set("status", s.clone()),
-                None => edit.remove("status"),
-            }
-            let updated = edit.finish();
-            if *updated == *kv.value {
-                return Ok(encode_kv(&kv));
-            }
-            match self.store.update(&key, updated, kv.mod_revision).await {
-                Ok(kv) => return Ok(encode_kv(&kv)),
-                Err(StoreError::Conflict { .. }) if precondition == 0 => continue,
-                Err(StoreError::Conflict { .. }) => return Err(conflict(info, name)),
-                Err(StoreError::NotFound { .. }) => {
-                    return Err(ApiError::NotFound {
-                        what: what(info, name),
-                    })
+        let outcome = self
+            .update_with(info, ns, name, precondition, |kv| {
+                // An object being deleted takes the tree path, which also decides whether the
+                // write completes the deletion.
+                let edit = Edit::new(&kv.value).filter(|o| {
+                    o.get("metadata")
+                        .and_then(Edit::new)
+                        .is_some_and(|m| m.get("deletionTimestamp").is_none())
+                });
+                let Some(mut edit) = edit else {
+                    return Ok(Decision::Keep(None));
+                };
+                match &status {
+                    Some(s) => edit.set("status", s.clone()),
+                    None => edit.remove("status"),
                 }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(conflict(info, name))
-    }
-
-    async fn status_tree(
-        &self,
-        info: &ResourceInfo,
-        ns: &str,
-        name: &str,
-        precondition: Revision,
-        admitted: &Value,
-    ) -> Result<Vec<u8>> {
-        let written = self
-            .write_loop(info, ns, name, precondition, false, |current| {
-                Ok(merge_status(current, admitted))
+                let updated = edit.finish();
+                if *updated == *kv.value {
+                    return Ok(Decision::Keep(Some(encode_kv(kv))));
+                }
+                Ok(Decision::Put(updated, ()))
             })
             .await?;
-        Ok(written.json)
+        match outcome {
+            Outcome::Put(kv, ()) | Outcome::Deleted(kv) => Ok(encode_kv(&kv)),
+            Outcome::Kept(Some(unchanged)) => Ok(unchanged),
+            // The tree path.
+            Outcome::Kept(None) => {
+                let written = self
+                    .write_tree(info, ns, name, precondition, false, |current| {
+                        Ok(merge_status(current, admitted))
+                    })
+                    .await?;
+                Ok(written.json)
+            }
+        }
     }
 }
 
@@ -96,8 +71,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::registry::{DeleteOptions, ServiceAllocator};
+    use crate::registry::{ApiError, ServiceAllocator};
     use crate::store::sqlite::SqliteStore;
+    use corral_api::client::DeleteOptions;
 
     async fn registry(dir: &tempfile::TempDir) -> Registry {
         let store = SqliteStore::open(dir.path().join("db")).expect("store opens");

@@ -1,0 +1,215 @@
+//! Update (main resource and status subresource) and scale: the request merged over the
+//! stored object, with server-owned metadata and status kept, validated as an update.
+
+use corral_api::decode;
+use corral_api::kinds::{self, ResourceInfo};
+use corral_api::object;
+use serde_json::Value;
+
+use super::{decode_kv, prefix, ApiError, Registry, Result, Subject};
+use crate::validate;
+
+impl Registry {
+    /// Replaces an object (main resource) or only its status. A resourceVersion in the body is
+    /// a precondition; without one the update is retried against the latest version.
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: Value,
+        status: bool,
+        dry_run: bool,
+    ) -> Result<Vec<u8>> {
+        let mut object = object;
+        let ns = Self::resolve_namespace(info, namespace, &mut object)?;
+        let name = object::name(&object).to_string();
+        if name.is_empty() {
+            return Err(ApiError::Invalid {
+                what: Subject::kind(info, ""),
+                errors: vec![validate::FieldError {
+                    path: "metadata.name".into(),
+                    detail: "Required value".into(),
+                }],
+            });
+        }
+        let precondition = object::resource_version(&object);
+        if status {
+            let admitted = decode::check_schema(info, &with_kind(info, object))?;
+            if !dry_run {
+                return self
+                    .write_status(info, &ns, &name, precondition, &admitted)
+                    .await;
+            }
+            let written = self
+                .write_tree(info, &ns, &name, precondition, dry_run, |current| {
+                    Ok(merge_status(current, &admitted))
+                })
+                .await?;
+            return Ok(written.json);
+        }
+        let admitted = self.admit(info, object)?;
+        let (_guard, others) = self.other_services(info, &ns, &name).await?;
+        let written = self
+            .write_tree(info, &ns, &name, precondition, dry_run, |current| {
+                self.merge_main(info, current, &admitted, &others)
+            })
+            .await?;
+        Ok(written.json)
+    }
+
+    /// The new object of a main update: spec and metadata from the request, server-owned
+    /// metadata and (for kinds with a status subresource) status from the stored object.
+    pub(super) fn merge_main(
+        &self,
+        info: &ResourceInfo,
+        current: &Value,
+        requested: &Value,
+        other_services: &[Value],
+    ) -> Result<Value> {
+        let mut updated = requested.clone();
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            let v = current
+                .pointer(&format!("/metadata/{field}"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            object::set_meta(&mut updated, field, v);
+        }
+        if info.has_status {
+            match current.get("status") {
+                Some(s) => updated["status"] = s.clone(),
+                None => {
+                    if let Some(m) = updated.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        if info.plural == "pods" {
+            let bound = object::str_at(current, "/spec/nodeName").unwrap_or("");
+            let wanted = object::str_at(&updated, "/spec/nodeName").unwrap_or("");
+            if !bound.is_empty() && wanted.is_empty() {
+                updated["spec"]["nodeName"] = Value::from(bound);
+            } else if bound != wanted {
+                return Err(ApiError::Invalid {
+                    what: Subject::kind(info, object::name(current)),
+                    errors: vec![validate::FieldError {
+                        path: "spec.nodeName".into(),
+                        detail: "Forbidden: pod updates may not change spec.nodeName; use the binding API".into(),
+                    }],
+                });
+            }
+        }
+        let errors = validate::validate_update(info.plural, current, &updated);
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid {
+                what: Subject::kind(info, object::name(current)),
+                errors,
+            });
+        }
+        if info.plural == "services" {
+            self.services
+                .update_allocations(current, &mut updated, other_services)
+                .map_err(|e| ApiError::Invalid {
+                    what: Subject::kind(info, object::name(current)),
+                    errors: vec![e],
+                })?;
+            // What the allocation decided must still be a valid service (a node port the
+            // user kept on a ClusterIP service, say).
+            let errors = validate::validate(info, &updated);
+            if !errors.is_empty() {
+                return Err(ApiError::Invalid {
+                    what: Subject::kind(info, object::name(current)),
+                    errors,
+                });
+            }
+        }
+        Ok(updated)
+    }
+
+    /// For a service write: the allocation lock and every other stored service.
+    pub(super) async fn other_services(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> Result<(Option<tokio::sync::MutexGuard<'_, ()>>, Vec<Value>)> {
+        if info.plural != "services" {
+            return Ok((None, Vec::new()));
+        }
+        let guard = self.services.lock().await;
+        let (all, _) = self.store.list(&prefix(&kinds::SERVICES, "")).await?;
+        let others = all
+            .iter()
+            .map(decode_kv)
+            .filter(|s| !(object::namespace(s) == ns && object::name(s) == name))
+            .collect();
+        Ok((Some(guard), others))
+    }
+
+    /// The scale subresource: sets `spec.replicas`, returns (new, previous).
+    pub async fn scale(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+    ) -> Result<(i32, i32)> {
+        if !info.has_scale {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{} has no scale subresource",
+                info.plural
+            )));
+        }
+        if replicas < 0 {
+            return Err(ApiError::Invalid {
+                what: Subject::kind(info, name),
+                errors: vec![validate::FieldError {
+                    path: "spec.replicas".into(),
+                    detail: format!(
+                        "Invalid value: {replicas}: must be greater than or equal to 0"
+                    ),
+                }],
+            });
+        }
+        let mut previous = 0;
+        self.write_tree(info, namespace, name, 0, false, |current| {
+            previous = current
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1) as i32;
+            let mut updated = current.clone();
+            updated["spec"]["replicas"] = Value::from(replicas);
+            Ok(updated)
+        })
+        .await?;
+        Ok((replicas, previous))
+    }
+}
+
+fn with_kind(info: &ResourceInfo, mut object: Value) -> Value {
+    if object.get("kind").is_none() {
+        object["apiVersion"] = Value::from(info.api_version());
+        object["kind"] = Value::from(info.kind);
+    }
+    object
+}
+
+/// A status update changes only `status`.
+pub(super) fn merge_status(current: &Value, requested: &Value) -> Value {
+    let mut updated = current.clone();
+    match requested.get("status") {
+        Some(s) => updated["status"] = s.clone(),
+        None => {
+            if let Some(m) = updated.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+    updated
+}
