@@ -1,7 +1,9 @@
 //! The container runtime seam: what the pod workers need from containerd, as a narrow trait,
-//! with the containerd implementation in `containerd` and image import in `import`.
+//! with the containerd implementation in `containerd`, image import in `import` and a typed
+//! in-memory fake for tests in `fake`.
 
 pub mod containerd;
+pub mod fake;
 pub mod import;
 
 use std::collections::HashMap;
