@@ -47,7 +47,7 @@ impl FakeClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        self.now.send_modify(|t| *t = *t + by);
+        self.now.send_modify(|t| *t += by);
     }
 }
 
