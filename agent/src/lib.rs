@@ -1,6 +1,7 @@
 //! Corral's node agent (a mini-kubelet): registers the node, runs the pods bound to it as
 //! containerd containers with CNI networking, reports their status and serves their logs.
 
+pub mod clock;
 pub mod configdata;
 pub mod hosts;
 pub mod logs;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::clock::SystemClock;
 use crate::network::{Cni, CniConfig, Network};
 use crate::pod::manager::{Manager, PodIndex};
 use crate::pod::state::BackoffPolicy;
@@ -135,6 +137,8 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     }
     let ctx = Arc::new(NodeContext {
         client: client.clone(),
+        api: Arc::new(client.clone()),
+        clock: Arc::new(SystemClock),
         runtime: runtime.clone(),
         network,
         node_name: cfg.node_name.clone(),

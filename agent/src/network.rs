@@ -3,7 +3,9 @@
 //! plugin would) wired up by the standard CNI plugins, executed as the CNI spec says: bridge +
 //! host-local IPAM from the node's pod CIDR, then portmap when the pod asks for host ports.
 //! Each pod's CNI result is kept on disk, so teardown after an agent restart still releases
-//! the IP.
+//! the IP. A typed in-memory fake for tests is in `fake`.
+
+pub mod fake;
 
 use std::path::{Path, PathBuf};
 

@@ -2,25 +2,28 @@
 //! host, `involvedObject.fieldPath` naming the container), so `describe` shows them. Posting
 //! happens in the background: a pod worker never waits on it.
 
-use corral_api::Client;
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use tracing::warn;
+
+use super::api::PodApi;
 
 const COMPONENT: &str = "kubelet";
 
 /// Records events on one pod.
 #[derive(Clone)]
 pub struct PodEvents {
-    client: Client,
+    api: Arc<dyn PodApi>,
     node: String,
     pod: ObjectReference,
 }
 
 impl PodEvents {
-    pub fn new(client: Client, node: &str, pod: &Pod) -> Self {
+    pub fn new(api: Arc<dyn PodApi>, node: &str, pod: &Pod) -> Self {
         PodEvents {
-            client,
+            api,
             node: node.to_string(),
             pod: ObjectReference {
                 api_version: Some("v1".into()),
@@ -46,9 +49,9 @@ impl PodEvents {
 
     fn record(&self, container: &str, type_: &str, reason: &str, message: &str) {
         let ev = self.event(container, type_, reason, message);
-        let client = self.client.clone();
+        let api = self.api.clone();
         tokio::spawn(async move {
-            if let Err(e) = client.create(&ev).await {
+            if let Err(e) = api.create_event(&ev).await {
                 warn!(reason = ev.reason.as_deref().unwrap_or(""), error = %e, "recording event failed");
             }
         });
@@ -91,13 +94,13 @@ mod tests {
 
     #[tokio::test]
     async fn container_events_name_the_pod_and_the_container_like_kubelet() {
-        // A client that is never used: building an event does no I/O.
-        let client = Client::connect_lazy("http://127.0.0.1:9").unwrap();
+        // Building an event does no I/O: the API is never called.
+        let api = Arc::new(crate::pod::api::fake::FakePodApi::default());
         let mut pod = Pod::default();
         pod.metadata.name = Some("web".into());
         pod.metadata.namespace = Some("default".into());
         pod.metadata.uid = Some("u1".into());
-        let ev = PodEvents::new(client, "node-1", &pod).event(
+        let ev = PodEvents::new(api, "node-1", &pod).event(
             "app",
             "Warning",
             "FailedPreStopHook",

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::action::status_code;
 use super::*;
 use crate::pod::state::{container_status, ContainerRecord, Current, RestartPolicy};
+use crate::runtime::fake::FakeRuntime;
 
 fn container(probe: Probe) -> Container {
     Container {
@@ -274,52 +275,9 @@ async fn serve(status: &'static str) -> u16 {
     port
 }
 
-pub(crate) struct NoRuntime;
-
-#[async_trait::async_trait]
-impl crate::runtime::ContainerRuntime for NoRuntime {
-    async fn image(&self, _: &str) -> crate::runtime::Result<Option<crate::runtime::ImageInfo>> {
-        Ok(None)
-    }
-    async fn pull(&self, r: &str) -> crate::runtime::Result<crate::runtime::ImageInfo> {
-        Err(crate::runtime::RuntimeError::ImageNotFound(r.into()))
-    }
-    async fn import_archive(&self, _: &std::path::Path) -> crate::runtime::Result<Vec<String>> {
-        Ok(vec![])
-    }
-    async fn create(&self, _: &crate::runtime::CreateContainer) -> crate::runtime::Result<()> {
-        Ok(())
-    }
-    async fn create_task(&self, _: &str) -> crate::runtime::Result<()> {
-        Ok(())
-    }
-    async fn start_task(&self, _: &str) -> crate::runtime::Result<u32> {
-        Ok(1)
-    }
-    async fn wait(&self, _: &str) -> crate::runtime::Result<crate::runtime::ExitInfo> {
-        std::future::pending().await
-    }
-    async fn kill(&self, _: &str, _: i32) -> crate::runtime::Result<()> {
-        Ok(())
-    }
-    async fn remove(&self, _: &str) -> crate::runtime::Result<()> {
-        Ok(())
-    }
-    async fn list(&self) -> crate::runtime::Result<Vec<crate::runtime::ContainerInfo>> {
-        Ok(vec![])
-    }
-    async fn exec(&self, _: &str, cmd: &[String], _: Duration) -> crate::runtime::Result<i32> {
-        Ok(if cmd.first().map(String::as_str) == Some("true") {
-            0
-        } else {
-            1
-        })
-    }
-}
-
 #[tokio::test]
 async fn actions_succeed_on_2xx_3xx_open_ports_and_exit_zero() {
-    let rt: Arc<dyn crate::runtime::ContainerRuntime> = Arc::new(NoRuntime);
+    let rt: Arc<dyn crate::runtime::ContainerRuntime> = Arc::new(FakeRuntime::new());
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -373,7 +331,7 @@ async fn actions_succeed_on_2xx_3xx_open_ports_and_exit_zero() {
 /// kubelet's lifecycle httpGet only fails without an answer; a probe needs 2xx/3xx.
 #[tokio::test]
 async fn hook_http_handlers_pass_on_any_answer() {
-    let rt: Arc<dyn crate::runtime::ContainerRuntime> = Arc::new(NoRuntime);
+    let rt: Arc<dyn crate::runtime::ContainerRuntime> = Arc::new(FakeRuntime::new());
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -407,7 +365,7 @@ async fn hook_http_handlers_pass_on_any_answer() {
 
 #[tokio::test]
 async fn prober_reports_readiness_changes_and_liveness_failure() {
-    let rt: Arc<dyn crate::runtime::ContainerRuntime> = Arc::new(NoRuntime);
+    let rt: Arc<dyn crate::runtime::ContainerRuntime> = Arc::new(FakeRuntime::new());
     let mut probes = std::collections::BTreeMap::new();
     let mut ready = spec(1, 1, Kind::Readiness);
     ready.period = Duration::from_millis(20);

@@ -1,8 +1,10 @@
 //! The container runtime seam: what the pod workers need from containerd, as a narrow trait,
-//! with the containerd implementation in `containerd`. Images, errors and container teardown
-//! come from the `corral-containerd` crate, shared with `corral cluster`.
+//! with the containerd implementation in `containerd` and a typed in-memory fake for tests in
+//! `fake`. Images, errors and container teardown come from the `corral-containerd` crate,
+//! shared with `corral cluster`.
 
 pub mod containerd;
+pub mod fake;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -6,11 +7,10 @@ use k8s_openapi::api::core::v1::{
     SleepAction, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use super::*;
-use crate::runtime::{self as rt, ContainerRuntime};
+use crate::pod::api::fake::FakePodApi;
+use crate::runtime::fake::{Call, FakeRuntime};
 
 fn container(pre_stop: Option<LifecycleHandler>) -> Container {
     Container {
@@ -156,95 +156,40 @@ fn sigterm_window_is_the_rest_of_the_grace_period_and_at_least_2s_after_a_hook()
     }
 }
 
-/// A runtime that records exec and kill calls and whose container exits on SIGTERM only if
-/// `exits_on_term`.
-struct Recorder {
-    calls: Mutex<Vec<(String, Instant)>>,
-    exits_on_term: bool,
-    exited: Notify,
-    exec_takes: Duration,
+/// The fake runtime with one running container `c1` whose process exits on SIGTERM only if
+/// `exits_on_term`, and whose execs take `exec_takes`.
+fn runtime(exits_on_term: bool, exec_takes: Duration) -> Arc<FakeRuntime> {
+    let rt = FakeRuntime::new()
+        .exits_on_term(exits_on_term)
+        .exec_takes(exec_takes);
+    rt.add_running("c1", HashMap::new());
+    Arc::new(rt)
 }
 
-impl Recorder {
-    fn new(exits_on_term: bool, exec_takes: Duration) -> Arc<Self> {
-        Arc::new(Recorder {
-            calls: Mutex::new(Vec::new()),
-            exits_on_term,
-            exited: Notify::new(),
-            exec_takes,
-        })
-    }
+/// The hook execs and the signals the runtime saw, as `exec <command>` and `kill <signal>`.
+trait Recorded {
+    fn calls(&self) -> Vec<String>;
+    fn at(&self, call: &str) -> Instant;
+}
+
+impl Recorded for FakeRuntime {
     fn calls(&self) -> Vec<String> {
-        self.calls.lock().iter().map(|(c, _)| c.clone()).collect()
+        self.history()
+            .into_iter()
+            .filter(|c| matches!(c.call, Call::Exec { .. } | Call::Kill { .. }))
+            .map(|c| c.call.to_string())
+            .collect()
     }
     fn at(&self, call: &str) -> Instant {
-        self.calls
-            .lock()
-            .iter()
-            .find(|(c, _)| c == call)
-            .map(|(_, t)| *t)
+        self.history()
+            .into_iter()
+            .find(|c| c.call.to_string() == call)
+            .map(|c| c.at)
             .unwrap_or_else(|| panic!("no {call} in {:?}", self.calls()))
     }
 }
 
-#[async_trait::async_trait]
-impl ContainerRuntime for Recorder {
-    async fn image(&self, r: &str) -> rt::Result<Option<rt::ImageInfo>> {
-        crate::probe::tests::NoRuntime.image(r).await
-    }
-    async fn pull(&self, r: &str) -> rt::Result<rt::ImageInfo> {
-        crate::probe::tests::NoRuntime.pull(r).await
-    }
-    async fn import_archive(&self, p: &std::path::Path) -> rt::Result<Vec<String>> {
-        crate::probe::tests::NoRuntime.import_archive(p).await
-    }
-    async fn create(&self, c: &rt::CreateContainer) -> rt::Result<()> {
-        crate::probe::tests::NoRuntime.create(c).await
-    }
-    async fn create_task(&self, id: &str) -> rt::Result<()> {
-        crate::probe::tests::NoRuntime.create_task(id).await
-    }
-    async fn start_task(&self, id: &str) -> rt::Result<u32> {
-        crate::probe::tests::NoRuntime.start_task(id).await
-    }
-    async fn wait(&self, _: &str) -> rt::Result<rt::ExitInfo> {
-        self.exited.notified().await;
-        Ok(rt::ExitInfo {
-            exit_code: 0,
-            finished_at: jiff::Timestamp::now(),
-            oom_killed: false,
-        })
-    }
-    async fn kill(&self, _: &str, signal: i32) -> rt::Result<()> {
-        self.calls
-            .lock()
-            .push((format!("kill {signal}"), Instant::now()));
-        if self.exits_on_term {
-            self.exited.notify_waiters();
-            self.exited.notify_one();
-        }
-        Ok(())
-    }
-    async fn remove(&self, _: &str) -> rt::Result<()> {
-        Ok(())
-    }
-    async fn list(&self) -> rt::Result<Vec<rt::ContainerInfo>> {
-        Ok(vec![])
-    }
-    async fn exec(&self, _: &str, cmd: &[String], timeout: Duration) -> rt::Result<i32> {
-        self.calls
-            .lock()
-            .push((format!("exec {}", cmd.join(" ")), Instant::now()));
-        tokio::time::sleep(self.exec_takes.min(timeout)).await;
-        Ok(if cmd.first().map(String::as_str) == Some("true") {
-            0
-        } else {
-            1
-        })
-    }
-}
-
-fn target(rt: Arc<Recorder>) -> Target {
+fn target(rt: Arc<FakeRuntime>) -> Target {
     Target {
         container: "app".into(),
         id: "c1".into(),
@@ -254,9 +199,7 @@ fn target(rt: Arc<Recorder>) -> Target {
 }
 
 fn events() -> PodEvents {
-    // Nothing listens there: recording fails and is only logged.
-    let client = corral_api::Client::connect_lazy("http://127.0.0.1:9").unwrap();
-    PodEvents::new(client, "node-1", &Pod::default())
+    PodEvents::new(Arc::new(FakePodApi::default()), "node-1", &Pod::default())
 }
 
 fn exec_handler(cmd: &str) -> Option<Result<Handler, ProbeError>> {
@@ -270,7 +213,7 @@ const KILL: &str = "kill 9";
 
 #[tokio::test]
 async fn pre_stop_runs_before_sigterm_and_a_container_that_exits_is_not_killed() {
-    let rt = Recorder::new(true, Duration::ZERO);
+    let rt = runtime(true, Duration::ZERO);
     stop(
         &target(rt.clone()),
         exec_handler("true"),
@@ -281,7 +224,7 @@ async fn pre_stop_runs_before_sigterm_and_a_container_that_exits_is_not_killed()
     assert_eq!(rt.calls(), vec!["exec true", TERM]);
 
     // A failing hook does not keep the container from stopping.
-    let rt = Recorder::new(true, Duration::ZERO);
+    let rt = runtime(true, Duration::ZERO);
     stop(
         &target(rt.clone()),
         exec_handler("false"),
@@ -292,7 +235,7 @@ async fn pre_stop_runs_before_sigterm_and_a_container_that_exits_is_not_killed()
     assert_eq!(rt.calls(), vec!["exec false", TERM]);
 
     // No hook at all with a zero grace period: straight to SIGKILL.
-    let rt = Recorder::new(false, Duration::ZERO);
+    let rt = runtime(false, Duration::ZERO);
     stop(
         &target(rt.clone()),
         exec_handler("true"),
@@ -305,7 +248,7 @@ async fn pre_stop_runs_before_sigterm_and_a_container_that_exits_is_not_killed()
 
 #[tokio::test]
 async fn a_hook_longer_than_the_grace_period_is_cut_and_sigkill_follows_2s_after() {
-    let rt = Recorder::new(false, Duration::from_secs(60));
+    let rt = runtime(false, Duration::from_secs(60));
     let t0 = Instant::now();
     stop(
         &target(rt.clone()),
@@ -329,7 +272,7 @@ async fn a_hook_longer_than_the_grace_period_is_cut_and_sigkill_follows_2s_after
 
 #[tokio::test]
 async fn sleep_handler_delays_sigterm() {
-    let rt = Recorder::new(true, Duration::ZERO);
+    let rt = runtime(true, Duration::ZERO);
     let t0 = Instant::now();
     let sleep = Some(Ok(Handler::Sleep(Duration::from_millis(300))));
     stop(

@@ -1,0 +1,116 @@
+//! A typed fake of `PodApi` for tests without an API server: it records every status, delete
+//! and event a worker sends, answers with no Services, ConfigMaps or Secrets, and lets a test
+//! wait (under its own deadline) until the recorded calls show what it expects.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use corral_api::client::{DeleteOptions, Error};
+use k8s_openapi::api::core::v1::{Event, Pod, PodStatus};
+use tokio::sync::watch;
+
+use super::PodApi;
+use crate::configdata::{ConfigData, References};
+
+/// One delete sent to the API.
+#[derive(Debug, Clone)]
+pub struct Delete {
+    pub namespace: String,
+    pub name: String,
+    pub opts: DeleteOptions,
+}
+
+/// Everything sent so far, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Calls {
+    pub statuses: Vec<PodStatus>,
+    pub deletes: Vec<Delete>,
+    pub events: Vec<Event>,
+}
+
+impl Calls {
+    /// Phases of the statuses posted, in order.
+    pub fn phases(&self) -> Vec<String> {
+        self.statuses
+            .iter()
+            .map(|s| s.phase.clone().unwrap_or_default())
+            .collect()
+    }
+}
+
+pub struct FakePodApi {
+    calls: watch::Sender<Calls>,
+}
+
+impl Default for FakePodApi {
+    fn default() -> Self {
+        FakePodApi {
+            calls: watch::Sender::new(Calls::default()),
+        }
+    }
+}
+
+impl FakePodApi {
+    pub fn calls(&self) -> Calls {
+        self.calls.borrow().clone()
+    }
+
+    /// Waits until `f` finds what it looks for in the calls; callers bound it with a timeout.
+    pub async fn wait_for<T>(&self, mut f: impl FnMut(&Calls) -> Option<T>) -> T {
+        let mut rx = self.calls.subscribe();
+        loop {
+            if let Some(t) = f(&rx.borrow_and_update()) {
+                return t;
+            }
+            // The sender lives in `self`, so this only ends with a change.
+            let _ = rx.changed().await;
+        }
+    }
+}
+
+#[async_trait]
+impl PodApi for FakePodApi {
+    async fn update_status(&self, pod: &Pod) -> Result<(), Error> {
+        let status = pod.status.clone().unwrap_or_default();
+        self.calls.send_modify(|c| c.statuses.push(status));
+        Ok(())
+    }
+
+    async fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        opts: DeleteOptions,
+    ) -> Result<(), Error> {
+        let d = Delete {
+            namespace: namespace.into(),
+            name: name.into(),
+            opts,
+        };
+        self.calls.send_modify(|c| c.deletes.push(d));
+        Ok(())
+    }
+
+    async fn create_event(&self, event: &Event) -> Result<(), Error> {
+        let event = event.clone();
+        self.calls.send_modify(|c| c.events.push(event));
+        Ok(())
+    }
+
+    async fn service_env(&self, _: &Pod) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+
+    async fn config_data(&self, namespace: &str, _: &References) -> Result<ConfigData, Error> {
+        Ok(ConfigData {
+            namespace: namespace.into(),
+            ..Default::default()
+        })
+    }
+
+    async fn claim_dir(&self, _: &str, claim: &str) -> Result<PathBuf, String> {
+        Err(format!(
+            "persistentvolumeclaim {claim:?} not found (the fake API has none)"
+        ))
+    }
+}
