@@ -138,6 +138,10 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     let ctx = Arc::new(NodeContext {
         client: client.clone(),
         api: Arc::new(client.clone()),
+        recorder: corral_api::runtime::Recorder::new(
+            client.clone(),
+            pod::events::reporter(&cfg.node_name),
+        ),
         clock: Arc::new(SystemClock),
         runtime: runtime.clone(),
         network,

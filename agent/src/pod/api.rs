@@ -1,5 +1,5 @@
 //! The pod workers' calls to the control plane, behind the narrow `PodApi` trait: status
-//! updates, events, the final delete, and the objects a container start reads (Services,
+//! updates, the final delete, and the objects a container start reads (Services,
 //! ConfigMaps and Secrets, volume claims). `corral_api::Client` is the real one; `fake` has a
 //! typed fake that records the calls, for tests that need no API server.
 
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use corral_api::client::{DeleteOptions, Error};
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::configdata::{ConfigData, References};
 
@@ -24,8 +24,6 @@ pub trait PodApi: Send + Sync + 'static {
         name: &str,
         opts: DeleteOptions,
     ) -> Result<(), Error>;
-    /// Records an event.
-    async fn create_event(&self, event: &Event) -> Result<(), Error>;
     /// The Service variables of a container of `pod` starting now (`NAME=value`).
     async fn service_env(&self, pod: &Pod) -> Result<Vec<String>, String>;
     /// The ConfigMaps and Secrets `refs` names; a missing one is simply absent.
@@ -47,10 +45,6 @@ impl PodApi for corral_api::Client {
         opts: DeleteOptions,
     ) -> Result<(), Error> {
         self.delete::<Pod>(namespace, name, opts).await.map(drop)
-    }
-
-    async fn create_event(&self, event: &Event) -> Result<(), Error> {
-        self.create(event).await.map(drop)
     }
 
     async fn service_env(&self, pod: &Pod) -> Result<Vec<String>, String> {

@@ -12,7 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::client::Object;
+use futures::future::BoxFuture;
+
+use crate::client::{Error, Object};
 use crate::Client;
 
 pub const NORMAL: &str = "Normal";
@@ -190,8 +192,24 @@ pub fn reference<K: Object>(object: &K) -> ObjectReference {
     }
 }
 
+/// Where Events are written: the API server, or a test's fake.
+pub trait EventSink: Send + Sync + 'static {
+    fn create<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), Error>>;
+    /// Replaces the Event of that name unconditionally.
+    fn replace<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), Error>>;
+}
+
+impl EventSink for Client {
+    fn create<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { Client::create(self, event).await.map(drop) })
+    }
+    fn replace<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { Client::update(self, event).await.map(drop) })
+    }
+}
+
 /// The writer task's inputs.
-type Writer = (Client, mpsc::Receiver<Write>);
+type Writer = (Arc<dyn EventSink>, mpsc::Receiver<Write>);
 
 /// Records Events through one background writer. Clones share it.
 #[derive(Clone)]
@@ -206,12 +224,16 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(client: Client, reporter: Reporter) -> Self {
+        Self::with_sink(Arc::new(client), reporter)
+    }
+
+    pub fn with_sink(sink: Arc<dyn EventSink>, reporter: Reporter) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         Recorder {
             reporter: Arc::new(reporter),
             aggregator: Arc::new(Mutex::new(Aggregator::default())),
             queue,
-            writer: Arc::new(Mutex::new(Some((client, rx)))),
+            writer: Arc::new(Mutex::new(Some((sink, rx)))),
         }
     }
 
@@ -255,8 +277,8 @@ impl Recorder {
             return;
         };
         tracing::debug!(reason, message, "event");
-        if let Some((client, rx)) = self.writer.lock().take() {
-            tokio::spawn(write_events(client, rx));
+        if let Some((sink, rx)) = self.writer.lock().take() {
+            tokio::spawn(write_events(sink, rx));
         }
         if self.queue.try_send(write).is_err() {
             tracing::debug!(reason, "event queue full: event dropped");
@@ -264,18 +286,14 @@ impl Recorder {
     }
 }
 
-async fn write_events(client: Client, mut rx: mpsc::Receiver<Write>) {
+async fn write_events(sink: Arc<dyn EventSink>, mut rx: mpsc::Receiver<Write>) {
     while let Some(write) = rx.recv().await {
         let result = match write {
-            Write::Create(ev) => client.create(&ev).await.map(drop),
-            Write::Update(ev) => match client.update(&ev).await {
+            Write::Create(ev) => sink.create(&ev).await,
+            Write::Update(ev) => match sink.replace(&ev).await {
                 // Gone (an Event's TTL, a cleared namespace): start it again.
-                Err(e) if e.is_not_found() => {
-                    let mut fresh = ev;
-                    fresh.metadata.resource_version = None;
-                    client.create(&fresh).await.map(drop)
-                }
-                other => other.map(drop),
+                Err(e) if e.is_not_found() => sink.create(&ev).await,
+                other => other,
             },
         };
         if let Err(e) = result {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use corral_api::client::{DeleteOptions, Error};
+use corral_api::runtime::recorder::EventSink;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Event, Pod, PodStatus};
 use tokio::sync::watch;
 
@@ -91,12 +93,6 @@ impl PodApi for FakePodApi {
         Ok(())
     }
 
-    async fn create_event(&self, event: &Event) -> Result<(), Error> {
-        let event = event.clone();
-        self.calls.send_modify(|c| c.events.push(event));
-        Ok(())
-    }
-
     async fn service_env(&self, _: &Pod) -> Result<Vec<String>, String> {
         Ok(Vec::new())
     }
@@ -112,5 +108,17 @@ impl PodApi for FakePodApi {
         Err(format!(
             "persistentvolumeclaim {claim:?} not found (the fake API has none)"
         ))
+    }
+}
+
+/// Events arrive through the shared recorder: each create or replace is recorded as written.
+impl EventSink for FakePodApi {
+    fn create<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), Error>> {
+        let event = event.clone();
+        self.calls.send_modify(|c| c.events.push(event));
+        Box::pin(async { Ok(()) })
+    }
+    fn replace<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), Error>> {
+        self.create(event)
     }
 }

@@ -199,7 +199,11 @@ fn target(rt: Arc<FakeRuntime>) -> Target {
 }
 
 fn events() -> PodEvents {
-    PodEvents::new(Arc::new(FakePodApi::default()), "node-1", &Pod::default())
+    let recorder = corral_api::runtime::Recorder::with_sink(
+        Arc::new(FakePodApi::default()),
+        crate::pod::events::reporter("node-1"),
+    );
+    PodEvents::new(&recorder, &Pod::default())
 }
 
 fn exec_handler(cmd: &str) -> Option<Result<Handler, ProbeError>> {

@@ -14,7 +14,7 @@ use crate::pod::lifecycle::{self, Hook, Target};
 
 impl Worker {
     pub(super) fn pod_events(&self) -> PodEvents {
-        PodEvents::new(self.ctx.api.clone(), &self.ctx.node_name, &self.pod)
+        PodEvents::new(&self.ctx.recorder, &self.pod)
     }
 
     fn hook_target(&self, name: &str, id: &str) -> Target {

@@ -37,6 +37,8 @@ pub struct NodeContext {
     pub client: corral_api::Client,
     /// Every call a worker makes to the control plane.
     pub api: Arc<dyn PodApi>,
+    /// The node's events (kubelet's, aggregated).
+    pub recorder: corral_api::runtime::Recorder,
     /// What time it is for back-off, retries and status timestamps.
     pub clock: Arc<dyn Clock>,
     pub runtime: Arc<dyn ContainerRuntime>,

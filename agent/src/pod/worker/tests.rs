@@ -52,6 +52,10 @@ impl Rig {
             // Only the manager uses it; nothing listens there.
             client: corral_api::Client::connect_lazy("http://127.0.0.1:9").unwrap(),
             api: api.clone(),
+            recorder: corral_api::runtime::Recorder::with_sink(
+                api.clone(),
+                crate::pod::events::reporter("node-1"),
+            ),
             clock: clock.clone(),
             runtime: runtime.clone(),
             network: network.clone(),
