@@ -12,7 +12,6 @@ pub mod metrics;
 pub mod nodeinfo;
 pub mod plugins;
 pub mod podinfo;
-pub mod quantity;
 pub mod queue;
 pub mod reflector;
 pub mod scheduler;
@@ -35,7 +34,7 @@ pub enum Error {
         object: String,
         field: String,
         #[source]
-        source: quantity::QuantityError,
+        source: corral_api::rules::quantity::QuantityError,
     },
     #[error("{object}: {field}: {source}")]
     Selector {
