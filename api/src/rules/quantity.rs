@@ -259,6 +259,7 @@ mod tests {
         let cases: &[(&str, Option<i64>, Option<i64>, f64)] = &[
             ("0", Some(0), Some(0), 0.0),
             ("1", Some(1000), Some(1), 1.0),
+            ("2", Some(2000), Some(2), 2.0),
             ("100m", Some(100), Some(1), 0.1),
             ("500m", Some(500), Some(1), 0.5),
             ("0.5", Some(500), Some(1), 0.5),
