@@ -2,7 +2,6 @@
 //! the grammar of apimachinery's `resource.ParseQuantity`, and the conversions its users need
 //! (millicores as `MilliValue`, whole units as `Value`, both rounded up; a float for display).
 
-use std::fmt;
 use std::str::FromStr;
 
 use thiserror::Error;
@@ -149,10 +148,6 @@ impl Quantity {
         self.negative
     }
 
-    pub fn is_zero(&self) -> bool {
-        self.digits == 0 && !self.inexact
-    }
-
     /// `MilliValue`: the value times 1000, rounded up away from zero.
     pub fn milli_value(&self) -> Option<i64> {
         self.scaled(3)
@@ -213,12 +208,6 @@ impl FromStr for Quantity {
     type Err = QuantityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Quantity::parse(s)
-    }
-}
-
-impl fmt::Display for Quantity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.as_f64())
     }
 }
 
