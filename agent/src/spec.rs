@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use corral_api::rules::quantity;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{json, Value};
 
@@ -304,69 +305,47 @@ fn env_list(input: &SpecInput) -> Result<(Vec<String>, BTreeMap<String, String>)
     ))
 }
 
-/// Parses a Kubernetes quantity into a plain number (`128Mi` → 134217728, `500m` → 0.5).
-pub fn parse_quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.' || ch == '-' || ch == '+'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        s if s.starts_with('e') || s.starts_with('E') => 10f64.powi(s[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
-}
-
 fn resources(c: &Container) -> Result<Value, SpecError> {
     let mut out = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
     let Some(r) = &c.resources else {
         return Ok(out);
     };
+    type ResourceList = BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>;
+    // cpu in millicores (MilliValue), the rest in whole units (Value), as the kubelet reads them.
     let get =
-        |m: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
-         which: &str,
-         key: &str|
-         -> Result<Option<f64>, SpecError> {
-            match m.as_ref().and_then(|m| m.get(key)) {
-                None => Ok(None),
-                Some(q) => parse_quantity(&q.0).map(Some).ok_or_else(|| {
-                    field_err(
-                        c,
-                        format!("resources.{which}.{key}"),
-                        format!("invalid quantity {:?}", q.0),
-                    )
-                }),
-            }
+        |m: &Option<ResourceList>, which: &str, key: &str| -> Result<Option<i64>, SpecError> {
+            let Some(q) = m.as_ref().and_then(|m| m.get(key)) else {
+                return Ok(None);
+            };
+            let parsed = if key == "cpu" {
+                quantity::cpu_millis(&q.0)
+            } else {
+                quantity::value(&q.0)
+            };
+            parsed
+                .map(Some)
+                .map_err(|e| field_err(c, format!("resources.{which}.{key}"), e.to_string()))
         };
     if let Some(mem) = get(&r.limits, "limits", "memory")? {
-        out["memory"] = json!({ "limit": mem as i64 });
+        out["memory"] = json!({ "limit": mem });
     }
     let mut cpu = serde_json::Map::new();
-    if let Some(limit) = get(&r.limits, "limits", "cpu")? {
-        let period = 100_000u64;
+    if let Some(milli) = get(&r.limits, "limits", "cpu")? {
+        // The kubelet's MilliCPUToQuota, with its 1ms minimum quota.
+        let period = 100_000i64;
         cpu.insert(
             "quota".into(),
-            json!(((limit * period as f64) as i64).max(1000)),
+            json!((milli.saturating_mul(period) / 1000).max(1000)),
         );
         cpu.insert("period".into(), json!(period));
     }
     let request = get(&r.requests, "requests", "cpu")?.or(get(&r.limits, "limits", "cpu")?);
-    if let Some(req) = request {
-        cpu.insert("shares".into(), json!(((req * 1024.0) as u64).max(2)));
+    if let Some(milli) = request {
+        // The kubelet's MilliCPUToShares, with its minimum of 2.
+        cpu.insert(
+            "shares".into(),
+            json!((milli.saturating_mul(1024) / 1000).max(2)),
+        );
     }
     if !cpu.is_empty() {
         out["cpu"] = Value::Object(cpu);

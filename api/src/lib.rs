@@ -7,6 +7,7 @@ pub mod client;
 pub mod decode;
 pub mod kinds;
 pub mod object;
+pub mod rules;
 pub mod runtime;
 pub mod selector;
 pub mod status;

@@ -1,6 +1,6 @@
 //! Small helpers over objects: metadata access on Kubernetes JSON, time stamps, generated names.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rand::Rng;
 use serde_json::Value;
 
@@ -53,11 +53,6 @@ pub fn set_meta(object: &mut Value, field: &str, value: Value) {
     } else {
         object["metadata"][field] = value;
     }
-}
-
-/// The controller owner reference (`controller: true`) of an object, if any.
-pub fn controller_of(owners: Option<&Vec<OwnerReference>>) -> Option<&OwnerReference> {
-    owners?.iter().find(|o| o.controller == Some(true))
 }
 
 /// Human age as kubectl prints it: `5s`, `3m10s`, `7m`, `5h22m`, `29h`, `3d4h`, `45d`.

@@ -194,6 +194,58 @@ async fn a_validation_error_reaches_the_client_as_reason_object_and_field_causes
 }
 
 #[tokio::test]
+async fn a_quantity_no_component_could_read_is_refused_and_nothing_is_stored() {
+    let (_d, _cp, client) = boot().await;
+    let with_resources = |name: &str, resources: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+               "spec": {"containers": [{"name": "c", "image": "busybox:1", "resources": resources}]}})
+    };
+    let regex = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+    let mut in_template = replicaset("mi-app", 1, "i:1");
+    in_template["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"memory": "64MB"}});
+    let cases = [
+        (
+            with_resources("p", json!({"limits": {"cpu": "1x"}})),
+            format!("Pod \"p\" is invalid: spec.containers[0].resources.limits[cpu]: Invalid value: \"1x\": {regex}"),
+        ),
+        (
+            in_template,
+            format!("spec.template.spec.containers[0].resources.requests[memory]: Invalid value: \"64MB\": {regex}"),
+        ),
+    ];
+    for (obj, want) in cases {
+        let err = client
+            .apply_value("default", &obj, false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(&want), "want {want:?} in {err}");
+        assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+    }
+    assert_eq!(count(&client, "pods").await, 0);
+    assert_eq!(count(&client, "replicasets").await, 0);
+
+    // What Kubernetes accepts is accepted, and stored as written.
+    let mut ok = with_resources(
+        "q",
+        json!({"requests": {"cpu": "100n", "memory": "1Ei"}, "limits": {"cpu": "1e3", "memory": "1.5Gi"}}),
+    );
+    ok["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {"sizeLimit": "1Ei"}}]);
+    client.apply_value("default", &ok, false).await.unwrap();
+    let pod: Pod = client.get("default", "q").await.unwrap();
+    let requests = pod.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .requests
+        .unwrap();
+    assert_eq!(
+        (requests["cpu"].0.as_str(), requests["memory"].0.as_str()),
+        ("100n", "1Ei")
+    );
+}
+
+#[tokio::test]
 async fn a_stale_resource_version_is_a_conflict() {
     let (_d, _cp, client) = boot().await;
     let created = client

@@ -11,7 +11,6 @@ pub mod metrics;
 pub mod nodeinfo;
 pub mod plugins;
 pub mod podinfo;
-pub mod quantity;
 pub mod queue;
 pub mod scheduler;
 
@@ -36,7 +35,7 @@ pub enum Error {
         object: String,
         field: String,
         #[source]
-        source: quantity::QuantityError,
+        source: corral_api::rules::quantity::QuantityError,
     },
     #[error("{object}: {field}: {source}")]
     Selector {

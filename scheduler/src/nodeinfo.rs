@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use corral_api::rules::quantity;
 use k8s_openapi::api::core::v1::{Node, Taint};
 
 use crate::podinfo::{HostPort, PodInfo, Resources};
-use crate::{quantity, Error, Result};
+use crate::{Error, Result};
 
 /// What the plugins need from a Node object.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use corral_api::rules::{node_selector, owner, quantity};
 use corral_api::selector::LabelSelectorExpr;
 use k8s_openapi::api::core::v1::{
     Container, NodeSelectorTerm, Pod, PodAffinityTerm, PreferredSchedulingTerm, Toleration,
     WeightedPodAffinityTerm,
 };
 
-use crate::{quantity, Error, Result};
+use crate::{Error, Result};
 
 /// Requests the scheduler counts. `cpu` is in millicores, `memory` in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -159,12 +160,7 @@ impl PodInfo {
 
         let affinity = spec.affinity.as_ref();
         let node_affinity = affinity.and_then(|a| a.node_affinity.as_ref());
-        let required_terms = node_affinity
-            .and_then(|n| {
-                n.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .map(|r| r.node_selector_terms.clone());
+        let required_terms = node_selector::required_terms(affinity).map(<[_]>::to_vec);
         let preferred_terms = node_affinity
             .and_then(|n| {
                 n.preferred_during_scheduling_ignored_during_execution
@@ -222,8 +218,7 @@ impl PodInfo {
             preferred_terms,
             tolerations: spec.tolerations.clone().unwrap_or_default(),
             host_ports,
-            owner: corral_api::object::controller_of(meta.owner_references.as_ref())
-                .map(|o| o.uid.clone()),
+            owner: owner::controller_of(meta).map(|o| o.uid.clone()),
             anti_affinity_required,
             anti_affinity_preferred,
             affinity_required,

@@ -205,16 +205,6 @@ fn volume_mounts_need_a_known_volume() {
 }
 
 #[test]
-fn quantities_parse_like_kubernetes() {
-    assert_eq!(parse_quantity("128Mi"), Some(134_217_728.0));
-    assert_eq!(parse_quantity("500m"), Some(0.5));
-    assert_eq!(parse_quantity("2"), Some(2.0));
-    assert_eq!(parse_quantity("1G"), Some(1e9));
-    assert_eq!(parse_quantity("1e3"), Some(1000.0));
-    assert_eq!(parse_quantity("abc"), None);
-}
-
-#[test]
 fn config_variables_come_after_the_image_and_before_the_containers_own_env() {
     let mut c = container();
     c.env = Some(vec![

@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 
+use corral_api::k8s::api::apps::v1::ReplicaSet;
 use corral_api::k8s::api::core::v1::{Event, Pod};
 use corral_api::kinds::{self, ResourceInfo};
+use corral_api::rules::owner;
 use corral_api::{object, ListParams};
 use serde_json::Value;
 
@@ -107,17 +109,6 @@ fn render(info: &ResourceInfo, obj: &Value, rel: &Related) -> Result<String> {
     })
 }
 
-fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter().any(|r| {
-                r.get("uid").and_then(Value::as_str) == Some(uid)
-                    && r.get("controller").and_then(Value::as_bool) == Some(true)
-            })
-        })
-}
-
 async fn related(
     ctx: &Ctx,
     info: &ResourceInfo,
@@ -163,8 +154,8 @@ async fn related(
                 .map_err(|e| ctx.err(&e))?;
             rel.replicasets = items
                 .into_iter()
-                .filter(|rs| owned_by(rs, &uid))
-                .filter_map(|rs| serde_json::from_value(rs).ok())
+                .filter_map(|rs| serde_json::from_value::<ReplicaSet>(rs).ok())
+                .filter(|rs| owner::is_controlled_by(&rs.metadata, &uid))
                 .collect();
         }
         "replicasets" | "daemonsets" | "statefulsets" => {
@@ -175,8 +166,8 @@ async fn related(
                 .map_err(|e| ctx.err(&e))?;
             rel.pods = items
                 .into_iter()
-                .filter(|p| owned_by(p, &uid))
-                .filter_map(|p| serde_json::from_value(p).ok())
+                .filter_map(|p| serde_json::from_value::<Pod>(p).ok())
+                .filter(|p| owner::is_controlled_by(&p.metadata, &uid))
                 .collect();
         }
         "services" => {

@@ -49,7 +49,7 @@ pub fn judge(pod: &Pod, a: &DrainArgs) -> Verdict {
     if matches!(phase, Some("Succeeded") | Some("Failed")) {
         return Verdict::Delete;
     }
-    let controller = corral_api::object::controller_of(pod.metadata.owner_references.as_ref());
+    let controller = corral_api::rules::owner::controller_of(&pod.metadata);
     if controller.is_some_and(|c| c.kind == "DaemonSet") {
         return if a.ignore_daemonsets {
             Verdict::SkipDaemonSet

@@ -128,7 +128,7 @@ pub fn statefulset_row(sts: &StatefulSet, opts: &PrintOptions) -> Vec<String> {
 pub fn controller_name(
     owners: Option<&Vec<corral_api::k8s::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
 ) -> String {
-    match corral_api::object::controller_of(owners) {
+    match owners.and_then(|o| corral_api::rules::owner::controller_in(o)) {
         None => "<none>".to_string(),
         Some(o) => {
             let group = o.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");

@@ -19,7 +19,6 @@ pub mod ops;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
-pub mod scheduling;
 pub mod statefulset;
 pub mod util;
 mod wiring;

@@ -1,11 +1,12 @@
-//! Small shared helpers: int-or-percent scaling, Kubernetes' template hashes, owner references,
-//! resource versions and time.
+//! Small shared helpers: int-or-percent scaling, metadata access, selectors and the owners a pod
+//! change concerns. Owner references and template hashes are rules in `corral_api::rules`.
 
 use std::collections::BTreeMap;
 
 use corral_api::client::Object;
+use corral_api::rules::owner;
 use corral_api::selector::LabelSelectorExpr;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::Error;
@@ -47,57 +48,6 @@ pub fn scaled_value(
             Ok(v as i32)
         }
     }
-}
-
-/// FNV-1a 32-bit, the hash Kubernetes uses for pod-template-hash and controller revisions.
-pub fn fnv32a(data: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c9dc5;
-    for b in data {
-        h ^= *b as u32;
-        h = h.wrapping_mul(0x01000193);
-    }
-    h
-}
-
-/// Kubernetes' `rand.SafeEncodeString`: each character mapped into the vowel-free alphabet.
-pub fn safe_encode(s: &str) -> String {
-    let alphabet = corral_api::object::NAME_ALPHABET;
-    s.chars()
-        .map(|c| alphabet[(c as usize) % alphabet.len()] as char)
-        .collect()
-}
-
-/// A template hash as Kubernetes spells it: FNV-32a of the rendered object (and the collision
-/// count when set), printed in decimal and safe-encoded (`5575f4ff46`). Kubernetes renders the
-/// Go struct with spew; Corral renders canonical JSON, so values differ but the shape matches.
-pub fn template_hash<T: serde::Serialize>(template: &T, collision_count: Option<i32>) -> String {
-    let mut bytes = serde_json::to_vec(template).expect("templates serialize");
-    if let Some(c) = collision_count {
-        bytes.extend_from_slice(&c.to_le_bytes());
-    }
-    safe_encode(&fnv32a(&bytes).to_string())
-}
-
-/// The controller owner reference pointing at `owner`.
-pub fn controller_ref<K: Object>(owner: &K) -> OwnerReference {
-    let meta = owner.metadata();
-    OwnerReference {
-        api_version: K::API_VERSION.to_string(),
-        kind: K::KIND.to_string(),
-        name: meta.name.clone().unwrap_or_default(),
-        uid: meta.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    corral_api::object::controller_of(meta.owner_references.as_ref())
-}
-
-/// True when `meta` is controlled by the object with `uid`.
-pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
-    controller_of(meta).is_some_and(|o| o.uid == uid)
 }
 
 pub fn rv(meta: &ObjectMeta) -> i64 {
@@ -155,7 +105,7 @@ pub fn owners_of_pod_change<K: Object>(
     }
     let mut orphan = false;
     for pod in &versions {
-        match controller_of(&pod.metadata) {
+        match owner::controller_of(&pod.metadata) {
             Some(o) if o.kind == kind => {
                 keys.push(ObjectKey::new(namespace(&pod.metadata), o.name.clone()))
             }
@@ -167,11 +117,11 @@ pub fn owners_of_pod_change<K: Object>(
         let pod = change.object();
         let pod_labels = labels(&pod.metadata);
         let lower = kind.to_ascii_lowercase();
-        for owner in candidates_in(namespace(&pod.metadata)) {
-            if selector_of(&lower, owner.metadata(), selector(&owner))
+        for candidate in candidates_in(namespace(&pod.metadata)) {
+            if selector_of(&lower, candidate.metadata(), selector(&candidate))
                 .is_ok_and(|e| e.matches(&pod_labels))
             {
-                keys.push(ObjectKey::of(owner.as_ref()));
+                keys.push(ObjectKey::of(candidate.as_ref()));
             }
         }
     }
@@ -205,16 +155,5 @@ mod tests {
             );
         }
         assert!(scaled_value(Some(&pct("abc")), "25%", 3, true).is_err());
-    }
-
-    #[test]
-    fn hashes_use_the_safe_alphabet() {
-        // Decimal digits map onto "456789bcdf", as in Kubernetes' replica set names.
-        assert_eq!(safe_encode("0123456789"), "456789bcdf");
-        assert_eq!(fnv32a(b""), 0x811c9dc5);
-        assert_eq!(fnv32a(b"a"), 0xe40c292c);
-        let h = template_hash(&serde_json::json!({"a": 1}), None);
-        assert!(h.chars().all(|c| "456789bcdf".contains(c)));
-        assert_ne!(h, template_hash(&serde_json::json!({"a": 1}), Some(1)));
     }
 }

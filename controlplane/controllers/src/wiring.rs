@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_api::client::Object;
+use corral_api::rules::owner;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use tokio::task::JoinHandle;
@@ -27,7 +28,7 @@ pub fn enqueue_controller<K: Object>(store: &Store<K>, kind: &'static str, queue
     let q = queue.clone();
     store.on_change(move |c| {
         let meta = c.object().metadata();
-        if let Some(o) = util::controller_of(meta).filter(|o| o.kind == kind) {
+        if let Some(o) = owner::controller_of(meta).filter(|o| o.kind == kind) {
             q.add(ObjectKey::new(util::namespace(meta), o.name.clone()));
         }
     });

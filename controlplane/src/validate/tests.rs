@@ -1,5 +1,6 @@
 use super::*;
 use corral_api::kinds;
+use corral_api::rules::pull_policy::default_pull_policy;
 use serde_json::json;
 
 fn deployment(replicas: i64, selector: Value, labels: Value, restart: &str) -> Value {
@@ -88,4 +89,66 @@ fn defaults_follow_kubernetes() {
     );
     assert_eq!(default_pull_policy("localhost:5000/app"), "Always");
     assert_eq!(default_pull_policy("localhost:5000/app:latest"), "Always");
+}
+
+#[test]
+fn quantities_must_be_readable_by_the_scheduler_and_the_agent() {
+    let pod = |resources: Value, size_limit: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+               "spec": {"containers": [{"name": "c", "image": "i:1", "resources": resources}],
+                        "initContainers": [{"name": "init", "image": "i:1",
+                                            "resources": {"requests": {"memory": "1Ei"}}}],
+                        "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": size_limit}}]}})
+    };
+    let regex = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+    let cases: Vec<(Value, &str, Vec<String>)> = vec![
+        (
+            json!({"requests": {"cpu": "100n", "memory": "1Ei"}, "limits": {"cpu": "1e3", "memory": "64Mi"}}),
+            "1Gi",
+            vec![],
+        ),
+        (
+            json!({"limits": {"cpu": "1x"}}),
+            "1Gi",
+            vec![format!("spec.containers[0].resources.limits[cpu]: Invalid value: \"1x\": {regex}")],
+        ),
+        (
+            json!({"requests": {"memory": "lots", "cpu": "-1"}}),
+            "1Gi",
+            vec![
+                "spec.containers[0].resources.requests[cpu]: Invalid value: \"-1\": must be greater than or equal to 0".to_string(),
+                format!("spec.containers[0].resources.requests[memory]: Invalid value: \"lots\": {regex}"),
+            ],
+        ),
+        (
+            json!({"requests": {"cpu": "1E"}}),
+            "1Gi",
+            vec!["spec.containers[0].resources.requests[cpu]: Invalid value: \"1E\": must be less than 2^63 in the unit it is counted in".to_string()],
+        ),
+        (
+            json!({}),
+            "big",
+            vec![format!("spec.volumes[0].emptyDir.sizeLimit: Invalid value: \"big\": {regex}")],
+        ),
+        (
+            json!({}),
+            "-1Gi",
+            vec!["spec.volumes[0].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity".to_string()],
+        ),
+    ];
+    for (resources, size_limit, want) in cases {
+        assert_eq!(
+            errors(&kinds::PODS, &pod(resources.clone(), size_limit)),
+            want,
+            "{resources} {size_limit}"
+        );
+    }
+    let mut bad_init = pod(json!({}), "1Gi");
+    bad_init["spec"]["initContainers"][0]["resources"]["limits"] = json!({"cpu": "2 cores"});
+    assert_eq!(
+        errors(&kinds::PODS, &bad_init),
+        [format!(
+            "spec.initContainers[0].resources.limits[cpu]: Invalid value: \"2 cores\": {regex}"
+        )]
+    );
 }

@@ -1,7 +1,5 @@
 //! The built-in filter and score plugins and the default set kube-scheduler would run.
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
-
 use crate::framework::Framework;
 use crate::nodeinfo::NodeInfo;
 
@@ -40,31 +38,6 @@ pub fn default_framework() -> Framework {
             Box::new(pod_affinity::PodAffinity),
         ],
     }
-}
-
-/// Kubernetes' `ToleratesTaint`.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if effect != taint.effect {
-            return false;
-        }
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            !key.is_empty()
-                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
-
-pub fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| tolerates(t, taint))
 }
 
 /// The node's value for a topology key. Nodes without a hostname label are their own domain.
@@ -140,55 +113,6 @@ pub fn normalize_by_max(scores: &mut [i64], reverse: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn taint(key: &str, value: &str, effect: &str) -> Taint {
-        Taint {
-            key: key.into(),
-            value: (!value.is_empty()).then(|| value.into()),
-            effect: effect.into(),
-            time_added: None,
-        }
-    }
-
-    fn tol(key: &str, op: &str, value: &str, effect: &str) -> Toleration {
-        let s = |v: &str| (!v.is_empty()).then(|| v.to_string());
-        Toleration {
-            key: s(key),
-            operator: s(op),
-            value: s(value),
-            effect: s(effect),
-            toleration_seconds: None,
-        }
-    }
-
-    #[test]
-    fn tolerations_match_like_kubernetes() {
-        let t = taint("dedicated", "gpu", "NoSchedule");
-        for (tol, want, why) in [
-            (
-                tol("dedicated", "Equal", "gpu", "NoSchedule"),
-                true,
-                "exact",
-            ),
-            (
-                tol("dedicated", "", "gpu", ""),
-                true,
-                "default operator, any effect",
-            ),
-            (
-                tol("dedicated", "Equal", "cpu", "NoSchedule"),
-                false,
-                "other value",
-            ),
-            (tol("dedicated", "Exists", "", ""), true, "exists"),
-            (tol("", "Exists", "", ""), true, "tolerate everything"),
-            (tol("", "Exists", "", "NoExecute"), false, "other effect"),
-            (tol("other", "Exists", "", ""), false, "other key"),
-            (tol("dedicated", "Bogus", "gpu", ""), false, "bad operator"),
-        ] {
-            assert_eq!(tolerates(&tol, &t), want, "{why}");
-        }
-    }
 
     #[test]
     fn normalizing_scales_to_a_hundred() {

@@ -2,9 +2,7 @@
 //! `metadata.name` fields) filter; preferred terms add their weight to the nodes they match.
 //! `matchFields` on `metadata.name` is how the DaemonSet controller pins a pod to its node.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use corral_api::rules::node_selector::{selector_matches, term_matches};
 
 use super::normalize_by_max;
 use crate::framework::{CycleState, FilterPlugin, ScorePlugin, Status};
@@ -21,10 +19,7 @@ impl FilterPlugin for NodeAffinity {
     }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &CycleState) -> Status {
         let labels = &node.facts().labels;
-        let selector_ok = pod
-            .node_selector
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v));
+        let selector_ok = selector_matches(&pod.node_selector, labels);
         let affinity_ok = pod
             .required_terms
             .as_ref()
@@ -57,48 +52,6 @@ impl ScorePlugin for NodeAffinity {
     }
     fn normalize(&self, scores: &mut [i64]) {
         normalize_by_max(scores, false);
-    }
-}
-
-/// A term matches when all its expressions and fields do; an empty term matches nothing.
-pub fn term_matches(t: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
-    let exprs = t.match_expressions.as_deref().unwrap_or_default();
-    let fields = t.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            r.key == "metadata.name"
-                && matches!(r.operator.as_str(), "In" | "NotIn")
-                && requirement_matches(r, Some(name))
-        })
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), [bound]) = (value.and_then(number), values) else {
-                return false;
-            };
-            let Some(bound) = number(bound) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
     }
 }
 

@@ -1,9 +1,9 @@
 //! Cordoned (`spec.unschedulable`) and not-Ready nodes take no new pods, unless the pod
 //! tolerates the matching taint (as DaemonSet pods do).
 
+use corral_api::rules::taints::{tolerated, unschedulable_taint, NOT_READY_KEY};
 use k8s_openapi::api::core::v1::Taint;
 
-use super::tolerated;
 use crate::framework::{CycleState, FilterPlugin, Status};
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::PodInfo;
@@ -18,12 +18,7 @@ impl FilterPlugin for NodeUnschedulable {
         if !node.facts().unschedulable {
             return Status::Success;
         }
-        let taint = Taint {
-            key: "node.kubernetes.io/unschedulable".into(),
-            effect: "NoSchedule".into(),
-            ..Default::default()
-        };
-        if tolerated(&pod.tolerations, &taint) {
+        if tolerated(&pod.tolerations, &unschedulable_taint()) {
             Status::Success
         } else {
             Status::unresolvable("node(s) were unschedulable")
@@ -43,7 +38,7 @@ impl FilterPlugin for NodeReady {
         }
         let tolerates_not_ready = ["NoSchedule", "NoExecute"].iter().all(|effect| {
             let taint = Taint {
-                key: "node.kubernetes.io/not-ready".into(),
+                key: NOT_READY_KEY.into(),
                 effect: effect.to_string(),
                 ..Default::default()
             };

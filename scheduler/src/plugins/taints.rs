@@ -1,7 +1,9 @@
 //! Taints and tolerations: NoSchedule and NoExecute taints the pod does not tolerate rule the
 //! node out; untolerated PreferNoSchedule taints only lower its score.
 
-use super::{normalize_by_max, tolerated};
+use corral_api::rules::taints::{untolerated, HARD_EFFECTS, PREFER_NO_SCHEDULE};
+
+use super::normalize_by_max;
 use crate::framework::{CycleState, FilterPlugin, ScorePlugin, Status};
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::PodInfo;
@@ -13,11 +15,7 @@ impl FilterPlugin for TaintToleration {
         "TaintToleration"
     }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &CycleState) -> Status {
-        let untolerated = node.facts().taints.iter().find(|t| {
-            matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
-                && !tolerated(&pod.tolerations, t)
-        });
-        match untolerated {
+        match untolerated(&node.facts().taints, &pod.tolerations, HARD_EFFECTS).next() {
             None => Status::Success,
             Some(t) => Status::unresolvable(format!(
                 "node(s) had untolerated taint {{{}: {}}}",
@@ -36,11 +34,12 @@ impl ScorePlugin for TaintToleration {
         3
     }
     fn score(&self, pod: &PodInfo, node: &NodeInfo, _: &CycleState) -> i64 {
-        node.facts()
-            .taints
-            .iter()
-            .filter(|t| t.effect == "PreferNoSchedule" && !tolerated(&pod.tolerations, t))
-            .count() as i64
+        untolerated(
+            &node.facts().taints,
+            &pod.tolerations,
+            &[PREFER_NO_SCHEDULE],
+        )
+        .count() as i64
     }
     fn normalize(&self, scores: &mut [i64]) {
         normalize_by_max(scores, true);

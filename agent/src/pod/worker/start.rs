@@ -40,19 +40,6 @@ fn wants_pod_ip(c: &Container) -> bool {
     })
 }
 
-fn default_pull_policy(image: &str) -> &'static str {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    if image.contains('@') {
-        "IfNotPresent"
-    } else {
-        match last.split_once(':') {
-            None => "Always",
-            Some((_, "latest")) => "Always",
-            Some(_) => "IfNotPresent",
-        }
-    }
-}
-
 impl Worker {
     /// Sets the sandbox up if the pod has none yet, then starts every container that is due.
     pub(super) async fn sync(&mut self) {
@@ -156,10 +143,11 @@ impl Worker {
                 format!("container {:?}: image is empty", c.name),
             ));
         }
-        let policy = c
-            .image_pull_policy
-            .clone()
-            .unwrap_or_else(|| default_pull_policy(&image).to_string());
+        let policy = corral_api::rules::pull_policy::effective_pull_policy(
+            c.image_pull_policy.as_deref(),
+            &image,
+        )
+        .to_string();
         let present = self
             .ctx
             .runtime
@@ -362,20 +350,5 @@ impl Worker {
             self.start_probers(c, &id);
         }
         self.spawn_waiter(c.name.clone(), id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::default_pull_policy;
-
-    #[test]
-    fn pull_policy_defaults_follow_kubernetes() {
-        assert_eq!(default_pull_policy("nginx"), "Always");
-        assert_eq!(default_pull_policy("nginx:latest"), "Always");
-        assert_eq!(default_pull_policy("nginx:1.25"), "IfNotPresent");
-        assert_eq!(default_pull_policy("127.0.0.1:5000/app"), "Always");
-        assert_eq!(default_pull_policy("127.0.0.1:5000/app:v1"), "IfNotPresent");
-        assert_eq!(default_pull_policy("app@sha256:abc"), "IfNotPresent");
     }
 }

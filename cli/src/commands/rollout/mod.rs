@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use corral_api::k8s::api::apps::v1::{ControllerRevision, ReplicaSet};
 use corral_api::kinds::{self, ResourceInfo};
+use corral_api::rules::owner;
+use corral_api::rules::revision::POD_TEMPLATE_HASH_LABEL;
 use corral_api::ListParams;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -65,7 +67,7 @@ pub fn template_for_rollback(rs: &ReplicaSet) -> Value {
         .pointer_mut("/metadata/labels")
         .and_then(Value::as_object_mut)
     {
-        labels.remove("pod-template-hash");
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
     }
     t
 }
@@ -113,15 +115,6 @@ fn canonical_template(t: &Value) -> Value {
         .unwrap_or_else(|| t.clone())
 }
 
-fn owned(obj: &serde_json::Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
-        })
-}
-
 async fn owned_replicasets(ctx: &Ctx, d: &Value) -> Result<Vec<ReplicaSet>> {
     let uid = corral_api::object::uid(d);
     let (items, _) = ctx
@@ -131,8 +124,8 @@ async fn owned_replicasets(ctx: &Ctx, d: &Value) -> Result<Vec<ReplicaSet>> {
         .map_err(|e| ctx.err(&e))?;
     Ok(items
         .into_iter()
-        .filter(|rs| owned(rs, uid))
-        .filter_map(|rs| serde_json::from_value(rs).ok())
+        .filter_map(|rs| serde_json::from_value::<ReplicaSet>(rs).ok())
+        .filter(|rs| owner::is_owned_by(&rs.metadata, uid))
         .collect())
 }
 
@@ -149,8 +142,8 @@ async fn owned_revisions(ctx: &Ctx, obj: &Value) -> Result<Vec<ControllerRevisio
         .map_err(|e| ctx.err(&e))?;
     Ok(items
         .into_iter()
-        .filter(|r| owned(r, uid))
-        .filter_map(|r| serde_json::from_value(r).ok())
+        .filter_map(|r| serde_json::from_value::<ControllerRevision>(r).ok())
+        .filter(|r| owner::is_owned_by(&r.metadata, uid))
         .collect())
 }
 

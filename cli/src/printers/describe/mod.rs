@@ -99,7 +99,7 @@ pub(super) fn time_or_unset(
 }
 
 pub(super) fn controlled_by(doc: &mut Doc, meta: &ObjectMeta) {
-    if let Some(o) = corral_api::object::controller_of(meta.owner_references.as_ref()) {
+    if let Some(o) = corral_api::rules::owner::controller_of(meta) {
         doc.kv(0, "Controlled By", format!("{}/{}", o.kind, o.name));
     }
 }

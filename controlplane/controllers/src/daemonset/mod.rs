@@ -7,6 +7,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::rules::owner;
 use corral_api::DeleteOptions;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use tokio::task::JoinHandle;
@@ -118,18 +119,12 @@ async fn execute(ctx: &Context, ds: &DaemonSet, action: Action) -> Result<(), Er
         }
         Action::Adopt(pod) => {
             let mut p = (*pod).clone();
-            p.metadata
-                .owner_references
-                .get_or_insert_with(Vec::new)
-                .push(util::controller_ref(ds));
+            owner::adopt(&mut p.metadata, owner::controller_ref(ds));
             ops::update(&ctx.client, &ctx.pods, &p).await.map(drop)
         }
         Action::Release(pod) => {
             let mut p = (*pod).clone();
-            let uid = util::uid(&ds.metadata).to_string();
-            if let Some(refs) = p.metadata.owner_references.as_mut() {
-                refs.retain(|o| o.uid != uid);
-            }
+            owner::release(&mut p.metadata, util::uid(&ds.metadata));
             ops::update(&ctx.client, &ctx.pods, &p).await.map(drop)
         }
         Action::CreateRevision(cr) => {

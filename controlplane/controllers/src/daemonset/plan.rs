@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::rules::revision::{revision_data, revision_hash, CONTROLLER_REVISION_HASH_LABEL};
+use corral_api::rules::taints::{self, HARD_EFFECTS, NO_EXECUTE};
+use corral_api::rules::{node_selector, owner};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
@@ -17,9 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 
 use crate::replicaset::plan::{claim, Action as RsAction};
-use crate::{pods, scheduling, util, Error};
-
-pub const REVISION_HASH_LABEL: &str = "controller-revision-hash";
+use crate::{pods, util, Error};
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
 
 /// Reconcile again this long after deleting a failed daemon pod (Kubernetes backs off too).
@@ -84,29 +85,6 @@ fn tolerations_for(template: &PodTemplateSpec) -> Vec<Toleration> {
         }
     }
     tolerations
-}
-
-/// The revision's data: Kubernetes stores a patch replacing the template.
-pub fn revision_data(template: &PodTemplateSpec) -> serde_json::Value {
-    let mut t = serde_json::to_value(template).unwrap_or_default();
-    if let Some(m) = t.as_object_mut() {
-        m.insert("$patch".into(), "replace".into());
-    }
-    serde_json::json!({"spec": {"template": t}})
-}
-
-/// Kubernetes' HashControllerRevision: FNV-32 (not 32a) of the data and the collision count.
-pub fn revision_hash(data: &serde_json::Value, collision_count: Option<i32>) -> String {
-    let mut h: u32 = 0x811c9dc5;
-    let mut bytes = serde_json::to_vec(data).unwrap_or_default();
-    if let Some(c) = collision_count {
-        bytes.extend_from_slice(c.to_string().as_bytes());
-    }
-    for b in bytes {
-        h = h.wrapping_mul(0x01000193);
-        h ^= b as u32;
-    }
-    util::safe_encode(&h.to_string())
 }
 
 /// The node a daemon pod is for: its binding, or the node its affinity pins it to.
@@ -187,7 +165,7 @@ pub fn plan(
     let collisions = ds.status.as_ref().and_then(|s| s.collision_count);
     let mine: Vec<&Arc<ControllerRevision>> = revisions_in_ns
         .iter()
-        .filter(|r| util::is_controlled_by(&r.metadata, &uid))
+        .filter(|r| owner::is_controlled_by(&r.metadata, &uid))
         .collect();
     let max_revision = mine.iter().map(|r| r.revision).max().unwrap_or(0);
     let current = mine
@@ -204,7 +182,7 @@ pub fn plan(
             cur.metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get(REVISION_HASH_LABEL))
+                .and_then(|l| l.get(CONTROLLER_REVISION_HASH_LABEL))
                 .cloned()
                 .unwrap_or_else(|| revision_hash(&data, collisions))
         }
@@ -217,13 +195,13 @@ pub fn plan(
                     .as_ref()
                     .and_then(|m| m.labels.clone())
                     .unwrap_or_default();
-                labels.insert(REVISION_HASH_LABEL.into(), hash.clone());
+                labels.insert(CONTROLLER_REVISION_HASH_LABEL.into(), hash.clone());
                 actions.push(Action::CreateRevision(Box::new(ControllerRevision {
                     metadata: ObjectMeta {
                         name: Some(format!("{}-{}", util::name(&ds.metadata), hash)),
                         namespace: ds.metadata.namespace.clone(),
                         labels: Some(labels),
-                        owner_references: Some(vec![util::controller_ref(ds)]),
+                        owner_references: Some(vec![owner::controller_ref(ds)]),
                         ..Default::default()
                     },
                     data: Some(RawExtension(data.clone())),
@@ -237,7 +215,7 @@ pub fn plan(
         p.metadata
             .labels
             .as_ref()
-            .and_then(|l| l.get(REVISION_HASH_LABEL))
+            .and_then(|l| l.get(CONTROLLER_REVISION_HASH_LABEL))
             == Some(&hash)
     };
 
@@ -262,16 +240,21 @@ pub fn plan(
     let mut states: Vec<NodeState> = Vec::new();
     for node in nodes {
         let name = util::name(&node.metadata).to_string();
-        let fits = scheduling::node_matches(
+        let fits = node_selector::node_matches(
             node,
             pod_spec.node_selector.as_ref(),
             pod_spec.affinity.as_ref(),
         );
+        let node_taints = taints::node_taints(node);
         let should_run = fits
             && node.metadata.deletion_timestamp.is_none()
-            && scheduling::untolerated(node, &tolerations, &["NoSchedule", "NoExecute"]).is_empty();
-        let should_continue =
-            fits && scheduling::untolerated(node, &tolerations, &["NoExecute"]).is_empty();
+            && taints::untolerated(&node_taints, &tolerations, HARD_EFFECTS)
+                .next()
+                .is_none();
+        let should_continue = fits
+            && taints::untolerated(&node_taints, &tolerations, &[NO_EXECUTE])
+                .next()
+                .is_none();
         let mut on_node = by_node.remove(&name).unwrap_or_default();
         on_node.sort_by_key(|p| (pods::created(&p.metadata), p.metadata.name.clone()));
         states.push(NodeState {
@@ -426,7 +409,7 @@ pub fn plan(
                 p.metadata
                     .labels
                     .as_ref()?
-                    .get(REVISION_HASH_LABEL)
+                    .get(CONTROLLER_REVISION_HASH_LABEL)
                     .cloned()
             })
             .collect();
@@ -438,7 +421,7 @@ pub fn plan(
                     .metadata
                     .labels
                     .as_ref()
-                    .and_then(|l| l.get(REVISION_HASH_LABEL));
+                    .and_then(|l| l.get(CONTROLLER_REVISION_HASH_LABEL));
                 h != Some(&hash) && !h.is_some_and(|h| live_hashes.contains(h))
             })
             .collect();
@@ -467,10 +450,10 @@ fn new_pod(
         Some(template),
         util::namespace(&ds.metadata),
         format!("{}-", util::name(&ds.metadata)),
-        util::controller_ref(ds),
+        owner::controller_ref(ds),
     );
     let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
-    labels.insert(REVISION_HASH_LABEL.into(), hash.into());
+    labels.insert(CONTROLLER_REVISION_HASH_LABEL.into(), hash.into());
     if let Some(g) = ds.metadata.generation {
         labels.insert(TEMPLATE_GENERATION_LABEL.into(), g.to_string());
     }

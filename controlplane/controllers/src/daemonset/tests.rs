@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::plan::*;
 use crate::testutil::*;
+use corral_api::rules::revision::{revision_data, revision_hash, CONTROLLER_REVISION_HASH_LABEL};
 
 fn ds(image: &str) -> DaemonSet {
     DaemonSet {
@@ -72,7 +73,7 @@ fn revision(d: &DaemonSet, rev: i64) -> Arc<ControllerRevision> {
         metadata: ObjectMeta {
             name: Some(format!("mi-app-{hash}")),
             namespace: Some("default".into()),
-            labels: Some(labels(&[(REVISION_HASH_LABEL, &hash)])),
+            labels: Some(labels(&[(CONTROLLER_REVISION_HASH_LABEL, &hash)])),
             owner_references: Some(vec![owner("DaemonSet", "mi-app", "ds-uid")]),
             ..Default::default()
         },
@@ -87,7 +88,7 @@ fn hash_of(d: &DaemonSet) -> String {
 
 fn daemon_pod(name: &str, node: &str, hash: &str) -> PodB {
     PodB::new(name)
-        .labels(&[("app", "mi-app"), (REVISION_HASH_LABEL, hash)])
+        .labels(&[("app", "mi-app"), (CONTROLLER_REVISION_HASH_LABEL, hash)])
         .owned_by(owner("DaemonSet", "mi-app", "ds-uid"))
         .node(node)
 }
@@ -274,7 +275,7 @@ fn new_unbound(name: &str, node: &str, hash: &str) -> k8s_openapi::api::core::v1
         .labels
         .as_mut()
         .unwrap()
-        .insert(REVISION_HASH_LABEL.into(), hash.into());
+        .insert(CONTROLLER_REVISION_HASH_LABEL.into(), hash.into());
     pod
 }
 
@@ -300,7 +301,7 @@ fn daemon_pods_are_pinned_by_affinity_and_tolerate_node_problems() {
         assert!(keys.iter().any(|x| x == k), "{k}");
     }
     let l = pod.metadata.labels.as_ref().unwrap();
-    assert_eq!(l[REVISION_HASH_LABEL], hash_of(&d));
+    assert_eq!(l[CONTROLLER_REVISION_HASH_LABEL], hash_of(&d));
     assert_eq!(l[TEMPLATE_GENERATION_LABEL], "1");
 }
 

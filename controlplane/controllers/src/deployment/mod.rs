@@ -7,6 +7,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::rules::owner;
 use corral_api::DeleteOptions;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use tokio::task::JoinHandle;
@@ -41,12 +42,12 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         ctx.pods.on_change(move |c| {
             if let Change::Deleted(pod) = c {
                 let ns = util::namespace(&pod.metadata);
-                let owner = util::controller_of(&pod.metadata)
+                let rs = owner::controller_of(&pod.metadata)
                     .filter(|o| o.kind == "ReplicaSet")
                     .and_then(|o| rss.get(&ObjectKey::new(ns, o.name.clone())));
-                if let Some(o) = owner
+                if let Some(o) = rs
                     .as_ref()
-                    .and_then(|rs| util::controller_of(&rs.metadata))
+                    .and_then(|rs| owner::controller_of(&rs.metadata))
                 {
                     if o.kind == "Deployment" {
                         q.add(ObjectKey::new(ns, o.name.clone()));
@@ -86,7 +87,7 @@ fn owners_of_rs_change(
     let mut orphan = false;
     for rs in &versions {
         let ns = util::namespace(&rs.metadata);
-        match util::controller_of(&rs.metadata) {
+        match owner::controller_of(&rs.metadata) {
             Some(o) if o.kind == "Deployment" => keys.push(ObjectKey::new(ns, o.name.clone())),
             Some(_) => {}
             None => orphan = true,
@@ -171,18 +172,12 @@ async fn execute(ctx: &Context, d: &Deployment, action: Action) -> Result<(), Er
         }
         Action::AdoptReplicaSet(rs) => {
             let mut r = (*rs).clone();
-            r.metadata
-                .owner_references
-                .get_or_insert_with(Vec::new)
-                .push(util::controller_ref(d));
+            owner::adopt(&mut r.metadata, owner::controller_ref(d));
             ops::update(&ctx.client, &ctx.replicasets, &r).await?;
         }
         Action::ReleaseReplicaSet(rs) => {
             let mut r = (*rs).clone();
-            let uid = util::uid(&d.metadata).to_string();
-            if let Some(refs) = r.metadata.owner_references.as_mut() {
-                refs.retain(|o| o.uid != uid);
-            }
+            owner::release(&mut r.metadata, util::uid(&d.metadata));
             ops::update(&ctx.client, &ctx.replicasets, &r).await?;
         }
         Action::UpdateDeployment(updated) => {

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::rules::owner;
+use corral_api::rules::revision::{self, POD_TEMPLATE_HASH_LABEL};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
@@ -16,7 +18,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use crate::{pods, util, Error};
 
-pub const HASH_LABEL: &str = "pod-template-hash";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
@@ -158,7 +159,7 @@ fn template_key(t: Option<&PodTemplateSpec>) -> serde_json::Value {
     let mut t = t.cloned().unwrap_or_default();
     if let Some(m) = t.metadata.as_mut() {
         if let Some(l) = m.labels.as_mut() {
-            l.remove(HASH_LABEL);
+            l.remove(POD_TEMPLATE_HASH_LABEL);
             if l.is_empty() {
                 m.labels = None;
             }
@@ -171,7 +172,7 @@ fn template_key(t: Option<&PodTemplateSpec>) -> serde_json::Value {
 pub fn new_replica_set_name(d: &Deployment) -> (String, String) {
     let spec = d.spec.clone().unwrap_or_default();
     let collisions = d.status.as_ref().and_then(|s| s.collision_count);
-    let hash = util::template_hash(&spec.template, collisions);
+    let hash = revision::template_hash(&spec.template, collisions);
     (format!("{}-{}", util::name(&d.metadata), hash), hash)
 }
 
@@ -229,7 +230,7 @@ pub fn plan(
     let mut rss = Vec::new();
     for rs in replica_sets {
         let matches = selector.matches(&util::labels(&rs.metadata));
-        match util::controller_of(&rs.metadata) {
+        match owner::controller_of(&rs.metadata) {
             Some(o) if o.uid == uid => {
                 if matches || deleting {
                     rss.push(rs.clone());
@@ -467,18 +468,18 @@ impl Planner<'_> {
                 .get_or_insert_with(Default::default)
                 .labels
                 .get_or_insert_with(BTreeMap::new)
-                .insert(HASH_LABEL.into(), hash.clone());
+                .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
             let mut selector = spec.selector.clone();
             selector
                 .match_labels
                 .get_or_insert_with(BTreeMap::new)
-                .insert(HASH_LABEL.into(), hash);
+                .insert(POD_TEMPLATE_HASH_LABEL.into(), hash);
             let mut rs = ReplicaSet {
                 metadata: ObjectMeta {
                     name: Some(name),
                     namespace: self.d.metadata.namespace.clone(),
                     labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
-                    owner_references: Some(vec![util::controller_ref(self.d)]),
+                    owner_references: Some(vec![owner::controller_ref(self.d)]),
                     ..Default::default()
                 },
                 spec: Some(ReplicaSetSpec {
@@ -640,7 +641,7 @@ impl Planner<'_> {
             .map(|i| util::uid(&self.rss[*i].rs.metadata))
             .collect();
         pods_in_ns.iter().any(|p| {
-            util::controller_of(&p.metadata).is_some_and(|o| uids.contains(&o.uid.as_str()))
+            owner::controller_of(&p.metadata).is_some_and(|o| uids.contains(&o.uid.as_str()))
                 && !pods::is_terminal(p)
         })
     }

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::plan::*;
 use crate::testutil::*;
+use corral_api::rules::revision::POD_TEMPLATE_HASH_LABEL;
 
 fn deploy(replicas: i32, image: &str) -> Deployment {
     Deployment {
@@ -69,7 +70,7 @@ fn rs_for(
         .labels
         .as_mut()
         .unwrap()
-        .insert(HASH_LABEL.into(), hash.clone());
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
     let max = replicas_plus_surge(d);
     let annotations: BTreeMap<String, String> = [
         (REVISION.to_string(), revision.to_string()),
@@ -95,7 +96,10 @@ fn rs_for(
         spec: Some(ReplicaSetSpec {
             replicas: Some(replicas),
             selector: LabelSelector {
-                match_labels: Some(labels(&[("app", "mi-deploy"), (HASH_LABEL, &hash)])),
+                match_labels: Some(labels(&[
+                    ("app", "mi-deploy"),
+                    (POD_TEMPLATE_HASH_LABEL, &hash),
+                ])),
                 ..Default::default()
             },
             template: Some(t),
@@ -159,7 +163,7 @@ fn a_new_deployment_creates_its_replica_set_named_after_the_template_hash() {
     };
     let spec = rs.spec.as_ref().unwrap();
     assert_eq!(
-        spec.selector.match_labels.as_ref().unwrap()[HASH_LABEL],
+        spec.selector.match_labels.as_ref().unwrap()[POD_TEMPLATE_HASH_LABEL],
         hash
     );
     assert_eq!(
@@ -171,7 +175,7 @@ fn a_new_deployment_creates_its_replica_set_named_after_the_template_hash() {
             .unwrap()
             .labels
             .as_ref()
-            .unwrap()[HASH_LABEL],
+            .unwrap()[POD_TEMPLATE_HASH_LABEL],
         hash
     );
     let a = rs.metadata.annotations.as_ref().unwrap();

@@ -7,14 +7,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::rules::taints;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::{pods, scheduling, util};
+use crate::{pods, util};
 
-pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub const UNREACHABLE: &str = taints::UNREACHABLE_KEY;
+pub const NOT_READY: &str = taints::NOT_READY_KEY;
 /// The Ready reason this controller writes, so it knows which Unknowns are its own.
 pub const STATUS_UNKNOWN: &str = "NodeStatusUnknown";
 
@@ -161,7 +162,7 @@ pub fn eviction_due(
         let added = taint.time_added.as_ref().map_or(now, |t| t.0);
         let matching: Vec<_> = tolerations
             .iter()
-            .filter(|t| scheduling::tolerates(t, taint))
+            .filter(|t| taints::tolerates(t, taint))
             .collect();
         let allowed = if matching.is_empty() {
             if taint.key == UNREACHABLE || taint.key == NOT_READY {

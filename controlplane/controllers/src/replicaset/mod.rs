@@ -7,6 +7,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::rules::owner;
 use corral_api::DeleteOptions;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -95,18 +96,12 @@ async fn execute(ctx: &Context, rs: &ReplicaSet, action: Action) -> Result<(), E
         }
         Action::Adopt(pod) => {
             let mut p = (*pod).clone();
-            p.metadata
-                .owner_references
-                .get_or_insert_with(Vec::new)
-                .push(util::controller_ref(rs));
+            owner::adopt(&mut p.metadata, owner::controller_ref(rs));
             ops::update(&ctx.client, &ctx.pods, &p).await.map(drop)
         }
         Action::Release(pod) => {
             let mut p = (*pod).clone();
-            let uid = util::uid(&rs.metadata).to_string();
-            if let Some(refs) = p.metadata.owner_references.as_mut() {
-                refs.retain(|o| o.uid != uid);
-            }
+            owner::release(&mut p.metadata, util::uid(&rs.metadata));
             ops::update(&ctx.client, &ctx.pods, &p).await.map(drop)
         }
     }

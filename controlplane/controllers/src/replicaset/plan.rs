@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::rules::owner;
 use corral_api::selector::LabelSelectorExpr;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
@@ -50,7 +51,7 @@ pub fn claim(
     for pod in pods {
         let labels = util::labels(&pod.metadata);
         let matches = selector.matches(&labels);
-        match util::controller_of(&pod.metadata) {
+        match owner::controller_of(&pod.metadata) {
             Some(o) if o.uid == owner_uid => {
                 if matches || deleting {
                     owned.push(pod.clone());
@@ -86,7 +87,7 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>], now: Timestamp) -> Result<Plan, 
     if !deleting {
         if active.len() < want {
             let n = (want - active.len()).min(BURST);
-            let owner = util::controller_ref(rs);
+            let owner = owner::controller_ref(rs);
             let prefix = format!("{}-", util::name(&rs.metadata));
             for _ in 0..n {
                 actions.push(Action::Create(Box::new(pods::from_template(

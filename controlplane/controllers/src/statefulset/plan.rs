@@ -7,6 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use corral_api::rules::owner;
+use corral_api::rules::revision::{
+    revision_data, revision_hash, template_of, CONTROLLER_REVISION_HASH_LABEL,
+};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
@@ -14,7 +18,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 
-use crate::daemonset::plan::{revision_data, revision_hash, REVISION_HASH_LABEL};
 use crate::{pods, util, Error};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -46,14 +49,6 @@ pub fn claim_name(claim: &str, set: &str, ordinal: usize) -> String {
     format!("{claim}-{set}-{ordinal}")
 }
 
-fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
-    let mut t = revision.data.as_ref()?.0.pointer("/spec/template")?.clone();
-    if let Some(m) = t.as_object_mut() {
-        m.remove("$patch");
-    }
-    serde_json::from_value(t).ok()
-}
-
 fn running_and_ready(p: &Pod) -> bool {
     pods::phase(p) == "Running" && pods::is_ready(p)
 }
@@ -62,7 +57,7 @@ fn revision_label(p: &Pod) -> Option<&str> {
     p.metadata
         .labels
         .as_ref()?
-        .get(REVISION_HASH_LABEL)
+        .get(CONTROLLER_REVISION_HASH_LABEL)
         .map(String::as_str)
 }
 
@@ -74,14 +69,14 @@ fn new_pod(sts: &StatefulSet, template: &PodTemplateSpec, revision: &str, ordina
         Some(template),
         util::namespace(&sts.metadata),
         String::new(),
-        util::controller_ref(sts),
+        owner::controller_ref(sts),
     );
     pod.metadata.generate_name = None;
     pod.metadata.name = Some(name.clone());
     let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
     labels.insert(POD_NAME_LABEL.into(), name.clone());
     labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());
-    labels.insert(REVISION_HASH_LABEL.into(), revision.into());
+    labels.insert(CONTROLLER_REVISION_HASH_LABEL.into(), revision.into());
     let ps = pod.spec.get_or_insert_with(Default::default);
     ps.hostname = Some(name);
     if !spec.service_name.as_deref().unwrap_or("").is_empty() {
@@ -121,13 +116,13 @@ pub fn plan(
     let collisions = sts.status.as_ref().and_then(|s| s.collision_count);
     let mine: Vec<&Arc<ControllerRevision>> = revisions_in_ns
         .iter()
-        .filter(|r| util::is_controlled_by(&r.metadata, &uid))
+        .filter(|r| owner::is_controlled_by(&r.metadata, &uid))
         .collect();
     let hash_of = |r: &ControllerRevision| {
         r.metadata
             .labels
             .as_ref()
-            .and_then(|l| l.get(REVISION_HASH_LABEL))
+            .and_then(|l| l.get(CONTROLLER_REVISION_HASH_LABEL))
             .cloned()
     };
     let update_revision = match mine
@@ -138,13 +133,13 @@ pub fn plan(
         None => {
             let hash = revision_hash(&data, collisions);
             let mut labels = spec.selector.match_labels.clone().unwrap_or_default();
-            labels.insert(REVISION_HASH_LABEL.into(), hash.clone());
+            labels.insert(CONTROLLER_REVISION_HASH_LABEL.into(), hash.clone());
             actions.push(Action::CreateRevision(Box::new(ControllerRevision {
                 metadata: ObjectMeta {
                     name: Some(format!("{set}-{hash}")),
                     namespace: sts.metadata.namespace.clone(),
                     labels: Some(labels),
-                    owner_references: Some(vec![util::controller_ref(sts)]),
+                    owner_references: Some(vec![owner::controller_ref(sts)]),
                     ..Default::default()
                 },
                 data: Some(RawExtension(data.clone())),
@@ -168,7 +163,7 @@ pub fn plan(
     // Pods by ordinal (owned and matching).
     let mut by_ordinal: HashMap<usize, Arc<Pod>> = HashMap::new();
     for p in pods_in_ns {
-        let owned = util::is_controlled_by(&p.metadata, &uid);
+        let owned = owner::is_controlled_by(&p.metadata, &uid);
         let matches = selector.matches(&util::labels(&p.metadata));
         if let (true, true, Some(o)) = (owned, matches, ordinal_of(&set, util::name(&p.metadata))) {
             by_ordinal.insert(o, p.clone());

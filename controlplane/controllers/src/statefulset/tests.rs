@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 
 use super::plan::*;
-use crate::daemonset::plan::{revision_data, revision_hash, REVISION_HASH_LABEL};
 use crate::testutil::*;
+use corral_api::rules::revision::{revision_data, revision_hash, CONTROLLER_REVISION_HASH_LABEL};
 
 fn sts(replicas: i32, image: &str, parallel: bool) -> StatefulSet {
     StatefulSet {
@@ -52,7 +52,7 @@ fn revision(s: &StatefulSet, n: i64) -> Arc<ControllerRevision> {
     Arc::new(ControllerRevision {
         metadata: ObjectMeta {
             name: Some(format!("db-{h}")),
-            labels: Some(labels(&[(REVISION_HASH_LABEL, &h)])),
+            labels: Some(labels(&[(CONTROLLER_REVISION_HASH_LABEL, &h)])),
             owner_references: Some(vec![owner("StatefulSet", "db", "sts-uid")]),
             ..Default::default()
         },
@@ -65,7 +65,7 @@ fn revision(s: &StatefulSet, n: i64) -> Arc<ControllerRevision> {
 
 fn member(ord: usize, rev: &str) -> PodB {
     PodB::new(&format!("db-{ord}"))
-        .labels(&[("app", "db"), (REVISION_HASH_LABEL, rev)])
+        .labels(&[("app", "db"), (CONTROLLER_REVISION_HASH_LABEL, rev)])
         .owned_by(owner("StatefulSet", "db", "sts-uid"))
         .node("n1")
 }
@@ -249,7 +249,7 @@ fn rolling_update_goes_in_reverse_ordinal_order_down_to_the_partition() {
         Some("v1")
     );
     assert_eq!(
-        pod.metadata.labels.as_ref().unwrap()[REVISION_HASH_LABEL],
+        pod.metadata.labels.as_ref().unwrap()[CONTROLLER_REVISION_HASH_LABEL],
         h1
     );
 }

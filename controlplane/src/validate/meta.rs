@@ -1,0 +1,73 @@
+//! Names and labels: `metadata.name` as a DNS-1123 subdomain or label (DNS-1035 for
+//! Services), label keys as qualified names and label values, with Kubernetes' messages.
+
+use corral_api::kinds::ResourceInfo;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::Errors;
+
+pub(super) const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+pub(super) const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+fn is_dns1035_label(s: &str) -> bool {
+    is_dns1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
+}
+
+fn is_label_value(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.as_bytes()[0].is_ascii_alphanumeric()
+            && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
+}
+
+fn is_qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+pub(super) fn validate_meta(info: &ResourceInfo, meta: &ObjectMeta, errs: &mut Errors) {
+    let name = meta.name.as_deref().unwrap_or("");
+    if name.is_empty() {
+        errs.required("metadata.name");
+    } else {
+        let (ok, msg) = match info.plural {
+            "namespaces" => (is_dns1123_label(name), DNS1123_LABEL_MSG),
+            "services" => (is_dns1035_label(name), DNS1035_LABEL_MSG),
+            _ => (is_dns1123_subdomain(name), DNS1123_SUBDOMAIN_MSG),
+        };
+        if !ok {
+            errs.invalid("metadata.name", format!("{name:?}"), msg);
+        }
+    }
+    for (k, v) in meta.labels.iter().flatten() {
+        if !is_qualified_name(k) {
+            errs.invalid("metadata.labels", format!("{k:?}"), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character");
+        }
+        if !is_label_value(v) {
+            errs.invalid(
+                format!("metadata.labels[{k}]"),
+                format!("{v:?}"),
+                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+            );
+        }
+    }
+}
