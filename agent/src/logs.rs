@@ -26,6 +26,8 @@ pub enum LogError {
     NoLogs { pod: String, container: String },
     #[error("previous terminated container {container:?} in pod {pod:?} not found")]
     NoPrevious { pod: String, container: String },
+    #[error("container name {container:?} in pod {pod:?} is not a valid container name (a DNS-1123 label)")]
+    BadContainerName { pod: String, container: String },
     #[error("reading {path}: {source}")]
     Io {
         path: PathBuf,
@@ -92,6 +94,13 @@ pub fn resolve(
     } else {
         req.container.clone()
     };
+    // The name came from a request: never let it leave the pod's log directory.
+    if !corral_api::rules::names::is_dns1123_label(&container) {
+        return Err(LogError::BadContainerName {
+            pod: req.pod.clone(),
+            container,
+        });
+    }
     let dir = logs.join(&container);
     let all = attempts(&dir);
     let newest = *all.last().ok_or_else(|| LogError::NoLogs {
@@ -329,7 +338,31 @@ async fn tunnel_once(
 
 #[cfg(test)]
 mod tests {
-    use super::tail_offset;
+    use super::*;
+
+    #[test]
+    fn a_container_name_that_is_a_path_never_leaves_the_log_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = PodIndex::default();
+        let mut pod = k8s_openapi::api::core::v1::Pod::default();
+        pod.metadata.namespace = Some("default".into());
+        pod.metadata.name = Some("web".into());
+        pod.metadata.uid = Some("u1".into());
+        index.set(&pod, true);
+        for container in ["../../../etc", "/etc", "..", "a/b"] {
+            let req = pb::LogsRequest {
+                namespace: "default".into(),
+                pod: "web".into(),
+                container: container.into(),
+                ..Default::default()
+            };
+            let err = resolve(dir.path(), &index, &req).unwrap_err();
+            assert!(
+                matches!(err, LogError::BadContainerName { .. }),
+                "{container}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn tail_keeps_the_last_lines() {
