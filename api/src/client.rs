@@ -454,17 +454,17 @@ impl Client {
     }
 
     pub async fn update<K: Object>(&self, object: &K) -> Result<K> {
-        let ns = object.metadata().namespace.clone().unwrap_or_default();
-        let v = self
-            .update_value(K::info(), &ns, &to_value(object), false)
-            .await?;
-        serde_json::from_value(v).map_err(|source| decode_err::<K>(source))
+        self.update_typed(object, false).await
     }
 
     pub async fn update_status<K: Object>(&self, object: &K) -> Result<K> {
+        self.update_typed(object, true).await
+    }
+
+    async fn update_typed<K: Object>(&self, object: &K, status: bool) -> Result<K> {
         let ns = object.metadata().namespace.clone().unwrap_or_default();
         let v = self
-            .update_value(K::info(), &ns, &to_value(object), true)
+            .update_value(K::info(), &ns, &to_value(object), status)
             .await?;
         serde_json::from_value(v).map_err(|source| decode_err::<K>(source))
     }
