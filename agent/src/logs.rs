@@ -26,6 +26,8 @@ pub enum LogError {
     NoLogs { pod: String, container: String },
     #[error("previous terminated container {container:?} in pod {pod:?} not found")]
     NoPrevious { pod: String, container: String },
+    #[error("container name {container:?} in pod {pod:?} is not a valid container name (a DNS-1123 label)")]
+    BadContainerName { pod: String, container: String },
     #[error("reading {path}: {source}")]
     Io {
         path: PathBuf,
@@ -92,6 +94,13 @@ pub fn resolve(
     } else {
         req.container.clone()
     };
+    // The name came from a request: never let it leave the pod's log directory.
+    if !corral_api::rules::names::is_dns1123_label(&container) {
+        return Err(LogError::BadContainerName {
+            pod: req.pod.clone(),
+            container,
+        });
+    }
     let dir = logs.join(&container);
     let all = attempts(&dir);
     let newest = *all.last().ok_or_else(|| LogError::NoLogs {
@@ -112,22 +121,34 @@ pub fn resolve(
     Ok((dir.join(format!("{attempt}.log")), dir, newest))
 }
 
-/// Byte offset where the last `n` lines of `data` start.
-pub fn tail_offset(data: &[u8], n: usize) -> usize {
+/// Where the last `n` lines of `file` start, reading it backwards a block at a time: a tail
+/// of a large log costs one block of memory, not the whole file.
+pub async fn tail_start(file: &mut tokio::fs::File, n: usize) -> std::io::Result<u64> {
+    const BLOCK: u64 = 64 * 1024;
+    let len = file.metadata().await?.len();
     if n == 0 {
-        return data.len();
+        return Ok(len);
     }
-    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    let mut end = len;
     let mut seen = 0;
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
-            seen += 1;
-            if seen == n {
-                return i + 1;
+    let mut block = vec![0u8; BLOCK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        file.read_exact(chunk).await?;
+        for (i, b) in chunk.iter().enumerate().rev() {
+            // The file's final newline ends the last line; it does not start one.
+            if *b == b'\n' && start + i as u64 + 1 != len {
+                seen += 1;
+                if seen == n {
+                    return Ok(start + i as u64 + 1);
+                }
             }
         }
+        end = start;
     }
-    0
+    Ok(0)
 }
 
 /// Streams one request's data into `out` until done (or `follow` ends).
@@ -155,21 +176,23 @@ pub async fn serve(
             return;
         }
     };
-    let mut pos = 0u64;
-    if req.tail_lines >= 0 {
-        let mut all = Vec::new();
-        if let Err(e) = file.read_to_end(&mut all).await {
+    let start = if req.tail_lines >= 0 {
+        tail_start(&mut file, req.tail_lines as usize).await
+    } else {
+        Ok(0)
+    };
+    let mut pos = match start {
+        Ok(start) => {
+            if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+                return;
+            }
+            start
+        }
+        Err(e) => {
             let _ = out.send(Err(ioerr(e).to_string())).await;
             return;
         }
-        let start = tail_offset(&all, req.tail_lines as usize);
-        if start < all.len() && out.send(Ok(all[start..].to_vec())).await.is_err() {
-            return;
-        }
-        pos = all.len() as u64;
-    } else if file.seek(std::io::SeekFrom::Start(0)).await.is_err() {
-        return;
-    }
+    };
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = match file.read(&mut buf).await {
@@ -329,15 +352,52 @@ async fn tunnel_once(
 
 #[cfg(test)]
 mod tests {
-    use super::tail_offset;
+    use super::*;
 
     #[test]
-    fn tail_keeps_the_last_lines() {
-        let d = b"a\nb\nc\n";
-        assert_eq!(&d[tail_offset(d, 2)..], b"b\nc\n");
-        assert_eq!(&d[tail_offset(d, 10)..], d);
-        assert_eq!(&d[tail_offset(d, 0)..], b"");
-        let d = b"a\nb";
-        assert_eq!(&d[tail_offset(d, 1)..], b"b");
+    fn a_container_name_that_is_a_path_never_leaves_the_log_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = PodIndex::default();
+        let mut pod = k8s_openapi::api::core::v1::Pod::default();
+        pod.metadata.namespace = Some("default".into());
+        pod.metadata.name = Some("web".into());
+        pod.metadata.uid = Some("u1".into());
+        index.set(&pod, true);
+        for container in ["../../../etc", "/etc", "..", "a/b"] {
+            let req = pb::LogsRequest {
+                namespace: "default".into(),
+                pod: "web".into(),
+                container: container.into(),
+                ..Default::default()
+            };
+            let err = resolve(dir.path(), &index, &req).unwrap_err();
+            assert!(
+                matches!(err, LogError::BadContainerName { .. }),
+                "{container}: {err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn tail_keeps_the_last_lines_reading_backwards_block_by_block() {
+        let dir = tempfile::tempdir().unwrap();
+        // A line crossing the 64 KiB block boundary, and a file without a final newline.
+        let long = "x".repeat(70 * 1024);
+        let cases: Vec<(String, usize, String)> = vec![
+            ("a\nb\nc\n".into(), 2, "b\nc\n".into()),
+            ("a\nb\nc\n".into(), 10, "a\nb\nc\n".into()),
+            ("a\nb\nc\n".into(), 0, "".into()),
+            ("a\nb".into(), 1, "b".into()),
+            (format!("a\n{long}\nz\n"), 2, format!("{long}\nz\n")),
+            (format!("{long}\n"), 1, format!("{long}\n")),
+            (String::new(), 3, String::new()),
+        ];
+        for (i, (content, n, want)) in cases.into_iter().enumerate() {
+            let path = dir.path().join(format!("{i}.log"));
+            std::fs::write(&path, &content).unwrap();
+            let mut f = tokio::fs::File::open(&path).await.unwrap();
+            let start = tail_start(&mut f, n).await.unwrap() as usize;
+            assert_eq!(&content[start..], want, "case {i}, {n} lines");
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -199,13 +199,45 @@ pub async fn register(
     Ok(())
 }
 
+/// How long the runtime must fail without a break before the node reports it down: a
+/// containerd restart of a few seconds must not make the node NotReady (and its pods evicted).
+pub const RUNTIME_DOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Whether to report the runtime down, given since when it has been failing (none: it works).
+pub fn runtime_down(failing_since: Option<Instant>, now: Instant) -> bool {
+    failing_since.is_some_and(|t| now.duration_since(t) >= RUNTIME_DOWN_GRACE)
+}
+
 async fn post_status(
     client: &corral_api::Client,
     cfg: &NodeConfig,
     runtime: &Arc<dyn ContainerRuntime>,
+    failing_since: &mut Option<Instant>,
     mut node: Node,
 ) -> Result<(), corral_api::client::Error> {
-    let ready = runtime.list().await.map(|_| ()).map_err(|e| e.to_string());
+    // A hung runtime counts as failing; it never holds the status loop for long.
+    let probe = tokio::time::timeout(Duration::from_secs(5), runtime.list()).await;
+    let probe = match probe {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the runtime did not answer within 5s".to_string()),
+    };
+    let now = Instant::now();
+    let ready = match probe {
+        Ok(()) => {
+            *failing_since = None;
+            Ok(())
+        }
+        Err(e) => {
+            let since = *failing_since.get_or_insert(now);
+            if runtime_down(Some(since), now) {
+                Err(e)
+            } else {
+                warn!(node = %cfg.name, error = %e, "container runtime not answering; still reporting Ready within the grace period");
+                Ok(())
+            }
+        }
+    };
     node.status = Some(node_status(cfg, ready, node.status.as_ref()));
     node.metadata.resource_version = None;
     client.update_status(&node).await?;
@@ -242,40 +274,65 @@ async fn renew_lease(
     Ok(())
 }
 
-/// Renews the Lease and re-posts the Ready condition forever.
+/// Renews the Lease and re-posts the Ready condition forever, in two independent loops: a
+/// slow or failing runtime never delays the Lease (which is what says the node is alive).
 pub async fn heartbeat(
     client: corral_api::Client,
     cfg: NodeConfig,
     runtime: Arc<dyn ContainerRuntime>,
 ) {
-    let mut lease = tokio::time::interval(cfg.lease_every);
-    let mut status = tokio::time::interval(cfg.status_every);
-    status.tick().await;
-    loop {
-        tokio::select! {
-            _ = lease.tick() => {
+    let lease_loop = {
+        let (client, cfg) = (client.clone(), cfg.clone());
+        async move {
+            let mut lease = tokio::time::interval(cfg.lease_every);
+            loop {
+                lease.tick().await;
                 if let Err(e) = renew_lease(&client, &cfg).await {
                     warn!(node = %cfg.name, error = %e, "lease renewal failed");
                 }
             }
-            _ = status.tick() => {
-                let r = match client.get_opt::<Node>("", &cfg.name).await {
-                    Ok(Some(n)) => post_status(&client, &cfg, &runtime, n).await,
-                    // Deleted behind our back: register again.
-                    Ok(None) => register(&client, &cfg, &runtime).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = r {
-                    warn!(node = %cfg.name, error = %e, "node status update failed");
-                }
+        }
+    };
+    let status_loop = async move {
+        let mut status = tokio::time::interval(cfg.status_every);
+        status.tick().await;
+        let mut failing_since = None;
+        loop {
+            status.tick().await;
+            let r = match client.get_opt::<Node>("", &cfg.name).await {
+                Ok(Some(n)) => post_status(&client, &cfg, &runtime, &mut failing_since, n).await,
+                // Deleted behind our back: register again.
+                Ok(None) => register(&client, &cfg, &runtime).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                warn!(node = %cfg.name, error = %e, "node status update failed");
             }
         }
-    }
+    };
+    tokio::join!(lease_loop, status_loop);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_taint;
+    use super::*;
+
+    #[test]
+    fn a_runtime_is_reported_down_only_after_failing_for_the_grace_period() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        for (failing_for, down) in [
+            (None, false),
+            (Some(s(0)), false),
+            (Some(s(5)), false),
+            (Some(s(29)), false),
+            (Some(s(30)), true),
+            (Some(s(120)), true),
+        ] {
+            let since = failing_for.map(|d| now - d);
+            assert_eq!(runtime_down(since, now), down, "{failing_for:?}");
+        }
+    }
 
     #[test]
     fn taints_parse_like_kubelet_flags() {

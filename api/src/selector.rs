@@ -71,7 +71,7 @@ impl LabelSelectorExpr {
     /// Parses kubectl's syntax: `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
     pub fn parse(selector: &str) -> Result<Self, SelectorError> {
         let err = |reason: String| SelectorError {
-            selector: selector.to_string(),
+            selector: clip(selector),
             reason,
         };
         let mut requirements = Vec::new();
@@ -250,6 +250,44 @@ pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The deepest field path a field selector may name (Kubernetes' field labels have at most
+/// three levels, e.g. `involvedObject.fieldPath`; `metadata.labels.x` style paths stay within).
+pub const MAX_FIELD_DEPTH: usize = 8;
+/// The longest field path (characters).
+pub const MAX_FIELD_PATH: usize = 256;
+
+/// A field path a selector may use: a few dotted, non-empty segments.
+fn check_field_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("a term has an empty field path".into());
+    }
+    if path.len() > MAX_FIELD_PATH {
+        return Err(format!(
+            "field path {:?} is longer than {MAX_FIELD_PATH} characters",
+            clip(path)
+        ));
+    }
+    let depth = path.split('.').count();
+    if depth > MAX_FIELD_DEPTH {
+        return Err(format!(
+            "field path {:?} has {depth} levels, more than {MAX_FIELD_DEPTH}",
+            clip(path)
+        ));
+    }
+    if path.split('.').any(str::is_empty) {
+        return Err(format!("field path {:?} has an empty segment", clip(path)));
+    }
+    Ok(())
+}
+
+/// At most 64 characters of `s` for an error message (never echo a huge input back).
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// A field selector: `spec.nodeName=n1,status.phase!=Running`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector {
@@ -267,11 +305,16 @@ impl FieldSelector {
                 (p, v, true)
             } else {
                 return Err(SelectorError {
-                    selector: selector.to_string(),
-                    reason: format!("term {term:?} needs =, == or !="),
+                    selector: clip(selector),
+                    reason: format!("term {:?} needs =, == or !=", clip(term)),
                 });
             };
-            terms.push((path.trim().to_string(), value.trim().to_string(), equal));
+            let path = path.trim();
+            check_field_path(path).map_err(|reason| SelectorError {
+                selector: clip(selector),
+                reason,
+            })?;
+            terms.push((path.to_string(), value.trim().to_string(), equal));
         }
         Ok(Self { terms })
     }
@@ -361,6 +404,29 @@ mod tests {
             serde_json::from_value(json!({"matchExpressions": [{"key": "a", "operator": "Like"}]}))
                 .unwrap();
         assert!(LabelSelectorExpr::from_label_selector(Some(&bad)).is_err());
+    }
+
+    #[test]
+    fn field_selectors_refuse_deep_long_or_empty_paths_without_echoing_them() {
+        let deep = format!("{}a=b", "a.".repeat(500_000));
+        let long = format!("{}=b", "x".repeat(300));
+        for (selector, want) in [
+            (deep.as_str(), "levels, more than 8"),
+            (long.as_str(), "longer than 256 characters"),
+            ("=b", "empty field path"),
+            ("spec..nodeName=b", "empty segment"),
+        ] {
+            let e = FieldSelector::parse(selector).unwrap_err().to_string();
+            assert!(e.contains(want), "{want:?} in {e}");
+            assert!(e.len() < 400, "the error is short: {} bytes", e.len());
+        }
+        for ok in [
+            "spec.nodeName=n1",
+            "involvedObject.fieldPath=spec.containers{a}",
+            "a.b.c.d.e.f.g.h=x",
+        ] {
+            assert!(FieldSelector::parse(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

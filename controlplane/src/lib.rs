@@ -144,7 +144,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         registry.clone(),
         tunnels.clone(),
     ))
-    .max_decoding_message_size(usize::MAX)
+    // A request carries at most one object (3 MiB, checked with a clear error) plus its
+    // envelope; answers (lists) may be large.
+    .max_decoding_message_size(server::MAX_REQUEST_BODY + (1 << 20))
     .max_encoding_message_size(usize::MAX);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -41,9 +41,35 @@ fn resource(name: &str) -> Result<&'static ResourceInfo, Status> {
         .ok_or_else(|| ApiError::UnknownResource(name.to_string()).into())
 }
 
+/// Kubernetes' limit on a request body (apiserver's MaxRequestBodyBytes).
+pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
+
+/// The request's object: valid JSON, an object (every handler reads its members), and no
+/// larger than Kubernetes accepts.
 fn parse_json(bytes: &[u8]) -> Result<Value, Status> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")).into())
+    if bytes.len() > MAX_REQUEST_BODY {
+        return Err(ApiError::BadRequest(format!(
+            "request body is {} bytes, larger than the {MAX_REQUEST_BODY}-byte limit",
+            bytes.len()
+        ))
+        .into());
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        let found = match &value {
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            _ => "null",
+        };
+        return Err(ApiError::BadRequest(format!(
+            "request body must be a JSON object (a Kubernetes object), not {found}"
+        ))
+        .into());
+    }
+    Ok(value)
 }
 
 fn to_bytes(v: &Value) -> Vec<u8> {

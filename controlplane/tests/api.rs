@@ -537,3 +537,82 @@ async fn acknowledged_objects_survive_kill_9_of_the_control_plane() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn hostile_selectors_and_bodies_get_bad_request_and_the_server_stays_up() {
+    use corral_proto as pb;
+    let (_d, _cp, client) = boot().await;
+    // A field selector 500,000 levels deep overflowed the server's stack.
+    let deep = format!("{}a=b", "a.".repeat(500_000));
+    let err = client
+        .list_value(&kinds::PODS, "default", &ListParams::fields(deep))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+    assert!(err.to_string().contains("more than 8"), "{err}");
+    assert!(
+        err.to_string().len() < 500,
+        "the error does not echo the input"
+    );
+    // Bodies that are JSON but not objects panicked a server task.
+    for body in [&b"[]"[..], b"1", b"\"x\"", b"null", b"true"] {
+        let req = pb::UpdateRequest {
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            json: body.to_vec(),
+            subresource: pb::Subresource::Main as i32,
+            dry_run: false,
+        };
+        let status = client.raw().update(req).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains("must be a JSON object"),
+            "{:?}",
+            status.message()
+        );
+        let req = pb::CreateRequest {
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            json: body.to_vec(),
+            dry_run: false,
+        };
+        let status = client.raw().create(req).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+    // A body over Kubernetes' 3 MiB limit is refused before it is parsed.
+    let big = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "big", "annotations": {"a": "x".repeat(3_500_000)}}});
+    let err = client
+        .create_value(&kinds::CONFIGMAPS, "default", &big, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+    assert!(err.to_string().contains("limit"), "{err}");
+    // Volume names become directories on the node: a path is refused at admission.
+    for (name, want) in [
+        (
+            "/etc",
+            "spec.volumes[0].name: Invalid value: \"/etc\": a lowercase RFC 1123 label",
+        ),
+        (
+            "../../x",
+            "spec.volumes[0].name: Invalid value: \"../../x\"",
+        ),
+    ] {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "evil"},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1",
+                "volumeMounts": [{"name": name, "mountPath": "/x"}]}],
+                "volumes": [{"name": name, "configMap": {"name": "cm"}}]}});
+        let err = client
+            .create_value(&kinds::PODS, "default", &pod, true)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(want), "want {want:?} in {err}");
+    }
+    // Still serving.
+    let (items, _) = client
+        .list_value(&kinds::CONFIGMAPS, "default", &ListParams::default())
+        .await
+        .unwrap();
+    assert!(items.is_empty());
+}

@@ -27,7 +27,7 @@ impl PodIndex {
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
     }
-    fn set(&self, pod: &Pod, present: bool) {
+    pub fn set(&self, pod: &Pod, present: bool) {
         let key = (
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),

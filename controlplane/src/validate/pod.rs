@@ -29,7 +29,17 @@ pub(super) fn validate_pod_spec(spec: &PodSpec, path: &str, errs: &mut Errors) {
             "must be greater than or equal to 0",
         );
     }
+    let mut seen_volumes = BTreeSet::new();
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        // The agent makes a directory of each volume's name: it must be a plain label.
+        let name_path = format!("{path}.volumes[{i}].name");
+        if v.name.is_empty() {
+            errs.required(name_path);
+        } else if !is_dns1123_label(&v.name) {
+            errs.invalid(name_path, format!("{:?}", v.name), DNS1123_LABEL_MSG);
+        } else if !seen_volumes.insert(v.name.as_str()) {
+            errs.duplicate(name_path, &v.name);
+        }
         if let Some(limit) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) {
             let path = format!("{path}.volumes[{i}].emptyDir.sizeLimit");
             validate_size_limit(&limit.0, path, errs);

@@ -57,6 +57,16 @@ impl NodeContext {
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.data_dir.join("pods").join(uid)
     }
+    /// The directory of a pod's volume. The name came from a request: admission allows only
+    /// DNS-1123 labels, and it is checked again here so it can never leave the pod's directory.
+    pub fn volume_dir(&self, uid: &str, volume: &str) -> Result<PathBuf, String> {
+        if !corral_api::rules::names::is_dns1123_label(volume) {
+            return Err(format!(
+                "volume name {volume:?} is not a DNS-1123 label: refusing to use it as a path"
+            ));
+        }
+        Ok(self.pod_dir(uid).join("volumes").join(volume))
+    }
     pub fn log_path(&self, uid: &str, container: &str, attempt: u32) -> PathBuf {
         self.pod_dir(uid)
             .join("logs")

@@ -117,7 +117,9 @@ impl Worker {
             let Some(Ok(files)) = configdata::volume_files(&v, &data) else {
                 continue;
             };
-            let dir = self.ctx.pod_dir(&self.uid).join("volumes").join(&v.name);
+            let Ok(dir) = self.ctx.volume_dir(&self.uid, &v.name) else {
+                continue;
+            };
             match configdata::write_volume(&dir, &files) {
                 Ok(true) => info!(volume = %v.name, "volume contents updated"),
                 Ok(false) => {}
@@ -157,7 +159,7 @@ impl Worker {
                 let files = files.map_err(|m| {
                     format!("MountVolume.SetUp failed for volume {:?} : {m}", v.name)
                 })?;
-                let dir = self.ctx.pod_dir(&self.uid).join("volumes").join(&v.name);
+                let dir = self.ctx.volume_dir(&self.uid, &v.name)?;
                 configdata::write_volume(&dir, &files)
                     .map_err(|e| format!("volumes[{i}] {:?}: writing files: {e}", v.name))?;
                 out.insert(v.name.clone(), dir);
@@ -172,7 +174,7 @@ impl Worker {
                     })?;
                 out.insert(v.name.clone(), dir);
             } else if v.empty_dir.is_some() {
-                let dir = self.ctx.pod_dir(&self.uid).join("volumes").join(&v.name);
+                let dir = self.ctx.volume_dir(&self.uid, &v.name)?;
                 tokio::fs::create_dir_all(&dir)
                     .await
                     .map_err(|e| format!("volumes[{i}] {:?}: {e}", v.name))?;
