@@ -194,7 +194,7 @@ pub async fn register(
             }
         }
     };
-    post_status(client, cfg, runtime, node).await?;
+    post_status(client, cfg, runtime, &mut None, node).await?;
     info!(node = %cfg.name, ip = %cfg.ip, pod_cidr = %cfg.pod_cidr, "node registered");
     Ok(())
 }
