@@ -156,14 +156,7 @@ impl Client {
                     message: format!("config: {e}"),
                 }
             })?;
-        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let diff_ids = diff_ids(&config);
         let chain = chain_ids(&diff_ids).pop().ok_or_else(|| Error::BadImage {
             reference: reference.clone(),
             message: "image has no layers".into(),
@@ -221,6 +214,18 @@ fn pick_platform(index: &serde_json::Value) -> Option<Descriptor> {
 }
 
 /// OCI chain ids: chain(0) = diff(0); chain(n) = sha256(chain(n-1) + " " + diff(n)).
+/// The uncompressed layer digests an image config lists (`rootfs.diff_ids`).
+pub fn diff_ids(config: &serde_json::Value) -> Vec<String> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     use sha2::{Digest, Sha256};
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());

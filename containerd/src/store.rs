@@ -12,7 +12,7 @@ use futures::StreamExt;
 use rand::Rng;
 use serde_json::Value;
 
-use crate::image::{chain_ids, ImageInfo};
+use crate::image::{chain_ids, diff_ids, ImageInfo};
 use crate::import::blob_path;
 use crate::{Client, Error, Result};
 
@@ -86,14 +86,7 @@ pub(crate) async fn store_image(
     })?;
     let config_desc = descriptor(&manifest.file, &m["config"])?;
     let config: Value = read_json(&manifest.file, &find(&config_desc.digest)).await?;
-    let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let diff_ids = diff_ids(&config);
     let layers: Vec<Descriptor> = m["layers"]
         .as_array()
         .cloned()
