@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::rules::names::{path_component, NotALabel};
 use corral_proto as pb;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -26,8 +27,12 @@ pub enum LogError {
     NoLogs { pod: String, container: String },
     #[error("previous terminated container {container:?} in pod {pod:?} not found")]
     NoPrevious { pod: String, container: String },
-    #[error("container name {container:?} in pod {pod:?} is not a valid container name (a DNS-1123 label)")]
-    BadContainerName { pod: String, container: String },
+    #[error("pod {pod:?}: {source}")]
+    BadContainerName {
+        pod: String,
+        #[source]
+        source: NotALabel,
+    },
     #[error("reading {path}: {source}")]
     Io {
         path: PathBuf,
@@ -95,13 +100,12 @@ pub fn resolve(
         req.container.clone()
     };
     // The name came from a request: never let it leave the pod's log directory.
-    if !corral_api::rules::names::is_dns1123_label(&container) {
-        return Err(LogError::BadContainerName {
+    let dir = logs.join(path_component("container", &container).map_err(|source| {
+        LogError::BadContainerName {
             pod: req.pod.clone(),
-            container,
-        });
-    }
-    let dir = logs.join(&container);
+            source,
+        }
+    })?);
     let all = attempts(&dir);
     let newest = *all.last().ok_or_else(|| LogError::NoLogs {
         pod: req.pod.clone(),

@@ -256,26 +256,37 @@ pub const MAX_FIELD_DEPTH: usize = 8;
 /// The longest field path (characters).
 pub const MAX_FIELD_PATH: usize = 256;
 
-/// A field path a selector may use: a few dotted, non-empty segments.
-fn check_field_path(path: &str) -> Result<(), String> {
+/// Why a field selector's path is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldPathError {
+    #[error("a term has an empty field path")]
+    Empty,
+    #[error("field path {0:?} is longer than {MAX_FIELD_PATH} characters")]
+    TooLong(String),
+    #[error("field path {path:?} has {depth} levels, more than {MAX_FIELD_DEPTH}")]
+    TooDeep { path: String, depth: usize },
+    #[error("field path {0:?} has an empty segment")]
+    EmptySegment(String),
+}
+
+/// A field path a selector may use: a few dotted, non-empty segments. Errors quote at most
+/// 64 characters of the path.
+fn check_field_path(path: &str) -> Result<(), FieldPathError> {
     if path.is_empty() {
-        return Err("a term has an empty field path".into());
+        return Err(FieldPathError::Empty);
     }
     if path.len() > MAX_FIELD_PATH {
-        return Err(format!(
-            "field path {:?} is longer than {MAX_FIELD_PATH} characters",
-            clip(path)
-        ));
+        return Err(FieldPathError::TooLong(clip(path)));
     }
     let depth = path.split('.').count();
     if depth > MAX_FIELD_DEPTH {
-        return Err(format!(
-            "field path {:?} has {depth} levels, more than {MAX_FIELD_DEPTH}",
-            clip(path)
-        ));
+        return Err(FieldPathError::TooDeep {
+            path: clip(path),
+            depth,
+        });
     }
     if path.split('.').any(str::is_empty) {
-        return Err(format!("field path {:?} has an empty segment", clip(path)));
+        return Err(FieldPathError::EmptySegment(clip(path)));
     }
     Ok(())
 }
@@ -310,9 +321,9 @@ impl FieldSelector {
                 });
             };
             let path = path.trim();
-            check_field_path(path).map_err(|reason| SelectorError {
+            check_field_path(path).map_err(|e| SelectorError {
                 selector: clip(selector),
-                reason,
+                reason: e.to_string(),
             })?;
             terms.push((path.to_string(), value.trim().to_string(), equal));
         }

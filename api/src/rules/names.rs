@@ -18,6 +18,26 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
+/// A name from a request that is not a DNS-1123 label, refused as a path component.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} name {name:?} is not a DNS-1123 label: refusing to use it as a path")]
+pub struct NotALabel {
+    pub what: &'static str,
+    pub name: String,
+}
+
+/// `name` (a `what`: volume, container) checked to be safe as one path component.
+pub fn path_component<'a>(what: &'static str, name: &'a str) -> Result<&'a str, NotALabel> {
+    if is_dns1123_label(name) {
+        Ok(name)
+    } else {
+        Err(NotALabel {
+            what,
+            name: name.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +63,8 @@ mod tests {
             assert_eq!(is_dns1123_label(name), label, "{name:?} label");
             assert_eq!(is_dns1123_subdomain(name), subdomain, "{name:?} subdomain");
         }
+        assert!(path_component("volume", "data").is_ok());
+        assert!(path_component("volume", "../x").is_err());
         assert!(is_dns1123_label(&"a".repeat(63)));
         assert!(!is_dns1123_label(&"a".repeat(64)));
     }

@@ -59,6 +59,11 @@ pub struct LostLease {
     pub holder: String,
 }
 
+/// Someone else holds the Lease (empty when a racing create won and the holder is unknown).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the lease is held by {0:?}")]
+pub struct HeldBy(pub String);
+
 /// The last version of the Lease this candidate saw, and when it first saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
@@ -183,7 +188,7 @@ impl LeaderElector {
                     renewed = started;
                     continue;
                 }
-                Ok(Ok(Err(holder))) => Some(holder),
+                Ok(Ok(Err(HeldBy(holder)))) => Some(holder),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "lease renewal failed");
                     None
@@ -203,7 +208,7 @@ impl LeaderElector {
 
     /// One attempt: `Ok(Ok(()))` when we hold the lease now, `Ok(Err(holder))` when someone
     /// else does.
-    pub async fn try_acquire_or_renew(&mut self) -> Result<Result<(), String>, LeaderError> {
+    pub async fn try_acquire_or_renew(&mut self) -> Result<Result<(), HeldBy>, LeaderError> {
         let c = self.config.clone();
         let now = MicroTime(jiff::Timestamp::now());
         let duration_secs = c.lease_duration.as_secs().max(1) as i32;
@@ -224,7 +229,7 @@ impl LeaderElector {
             decide(view, &mut self.observed, &c.identity, Instant::now())
         };
         let mut lease = match (decision, current) {
-            (Decision::Wait { holder }, _) => return Ok(Err(holder)),
+            (Decision::Wait { holder }, _) => return Ok(Err(HeldBy(holder))),
             (Decision::Create, _) | (_, None) => {
                 let lease = Lease {
                     metadata: ObjectMeta {
@@ -246,7 +251,7 @@ impl LeaderElector {
                         self.observe(&created);
                         Ok(Ok(()))
                     }
-                    Err(e) if e.is_already_exists() => Ok(Err(String::new())),
+                    Err(e) if e.is_already_exists() => Ok(Err(HeldBy(String::new()))),
                     Err(e) => Err(self.api_err()(e)),
                 };
             }
@@ -272,7 +277,7 @@ impl LeaderElector {
                 self.observe(&updated);
                 Ok(Ok(()))
             }
-            Err(e) if e.is_conflict() => Ok(Err(holder)),
+            Err(e) if e.is_conflict() => Ok(Err(HeldBy(holder))),
             Err(e) => Err(self.api_err()(e)),
         }
     }

@@ -50,12 +50,8 @@ pub fn scaled_value(
     }
 }
 
-pub fn rv(meta: &ObjectMeta) -> i64 {
-    meta.resource_version
-        .as_deref()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
+/// An object's resourceVersion as a revision: the runtime's one rule.
+pub use corral_api::runtime::revision as rv;
 
 pub fn name(meta: &ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or("")

@@ -3,11 +3,10 @@
 //! manifest and the live object. Fields the manifest sets win; fields it dropped since the
 //! last apply are removed; fields others set (status, server defaults, `scale`) are kept.
 
-use corral_api::{decode, object};
+use corral_api::decode;
 use serde_json::{Map, Value};
 
-use super::{key, same_except, ApiError, Applied, Registry, Result, Subject, Written};
-use crate::validate;
+use super::{key, same_except, ApiError, Applied, Registry, Result, Written};
 
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -109,16 +108,8 @@ impl Registry {
         let info = decode::kind_of(&object)?;
         let mut object = object;
         let ns = Self::resolve_namespace(info, namespace, &mut object)?;
-        let name = object::name(&object).to_string();
-        if name.is_empty() {
-            return Err(ApiError::Invalid {
-                what: Subject::kind(info, ""),
-                errors: vec![validate::FieldError {
-                    path: "metadata.name".into(),
-                    detail: "Required value: name is required for apply".into(),
-                }],
-            });
-        }
+        let name =
+            Self::required_name(info, &object, "Required value: name is required for apply")?;
         let applied = last_applied_form(&object);
         let exists = self.store.get(&key(info, &ns, &name)).await?.is_some();
         if !exists {

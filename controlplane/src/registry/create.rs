@@ -71,6 +71,25 @@ impl Registry {
         Ok(ns)
     }
 
+    /// The object's name, which updates and applies need; `detail` says why when it is empty.
+    pub(super) fn required_name(
+        info: &ResourceInfo,
+        object: &Value,
+        detail: &str,
+    ) -> Result<String> {
+        let name = object::name(object);
+        if name.is_empty() {
+            return Err(ApiError::Invalid {
+                what: Subject::kind(info, ""),
+                errors: vec![validate::FieldError {
+                    path: "metadata.name".into(),
+                    detail: detail.into(),
+                }],
+            });
+        }
+        Ok(name.to_string())
+    }
+
     pub async fn create(
         &self,
         info: &ResourceInfo,

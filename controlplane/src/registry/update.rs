@@ -22,16 +22,7 @@ impl Registry {
     ) -> Result<Vec<u8>> {
         let mut object = object;
         let ns = Self::resolve_namespace(info, namespace, &mut object)?;
-        let name = object::name(&object).to_string();
-        if name.is_empty() {
-            return Err(ApiError::Invalid {
-                what: Subject::kind(info, ""),
-                errors: vec![validate::FieldError {
-                    path: "metadata.name".into(),
-                    detail: "Required value".into(),
-                }],
-            });
-        }
+        let name = Self::required_name(info, &object, "Required value")?;
         let precondition = object::resource_version(&object);
         if status {
             let admitted = decode::check_schema(info, &with_kind(info, object))?;

@@ -31,6 +31,8 @@ mod tests;
 
 pub use sandbox::release_pod_resources;
 
+use corral_api::rules::names::{path_component, NotALabel};
+
 /// Shared by every worker of the node.
 pub struct NodeContext {
     /// The manager's list and watch of the node's pods.
@@ -59,12 +61,8 @@ impl NodeContext {
     }
     /// The directory of a pod's volume. The name came from a request: admission allows only
     /// DNS-1123 labels, and it is checked again here so it can never leave the pod's directory.
-    pub fn volume_dir(&self, uid: &str, volume: &str) -> Result<PathBuf, String> {
-        if !corral_api::rules::names::is_dns1123_label(volume) {
-            return Err(format!(
-                "volume name {volume:?} is not a DNS-1123 label: refusing to use it as a path"
-            ));
-        }
+    pub fn volume_dir(&self, uid: &str, volume: &str) -> Result<PathBuf, NotALabel> {
+        let volume = path_component("volume", volume)?;
         Ok(self.pod_dir(uid).join("volumes").join(volume))
     }
     pub fn log_path(&self, uid: &str, container: &str, attempt: u32) -> PathBuf {

@@ -117,8 +117,12 @@ impl Worker {
             let Some(Ok(files)) = configdata::volume_files(&v, &data) else {
                 continue;
             };
-            let Ok(dir) = self.ctx.volume_dir(&self.uid, &v.name) else {
-                continue;
+            let dir = match self.ctx.volume_dir(&self.uid, &v.name) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    warn!(error = %e, "not refreshing volume");
+                    continue;
+                }
             };
             match configdata::write_volume(&dir, &files) {
                 Ok(true) => info!(volume = %v.name, "volume contents updated"),
@@ -159,7 +163,10 @@ impl Worker {
                 let files = files.map_err(|m| {
                     format!("MountVolume.SetUp failed for volume {:?} : {m}", v.name)
                 })?;
-                let dir = self.ctx.volume_dir(&self.uid, &v.name)?;
+                let dir = self
+                    .ctx
+                    .volume_dir(&self.uid, &v.name)
+                    .map_err(|e| e.to_string())?;
                 configdata::write_volume(&dir, &files)
                     .map_err(|e| format!("volumes[{i}] {:?}: writing files: {e}", v.name))?;
                 out.insert(v.name.clone(), dir);
@@ -174,7 +181,10 @@ impl Worker {
                     })?;
                 out.insert(v.name.clone(), dir);
             } else if v.empty_dir.is_some() {
-                let dir = self.ctx.volume_dir(&self.uid, &v.name)?;
+                let dir = self
+                    .ctx
+                    .volume_dir(&self.uid, &v.name)
+                    .map_err(|e| e.to_string())?;
                 tokio::fs::create_dir_all(&dir)
                     .await
                     .map_err(|e| format!("volumes[{i}] {:?}: {e}", v.name))?;
