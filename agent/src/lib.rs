@@ -12,6 +12,7 @@ pub mod probe;
 pub mod runtime;
 pub mod spec;
 pub mod svcenv;
+pub mod tunnel;
 pub mod volumes;
 
 use std::path::PathBuf;
@@ -154,7 +155,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     });
     let index = PodIndex::default();
     tokio::spawn(node::heartbeat(client, node_cfg, runtime));
-    tokio::spawn(logs::run_tunnel(
+    tokio::spawn(tunnel::run(
         cfg.server.clone(),
         cfg.node_name.clone(),
         cfg.data_dir.clone(),

@@ -1,19 +1,13 @@
-//! Container logs: the agent keeps one outbound `AgentTunnel.Open` stream to the control plane
-//! (no inbound port on nodes, as k3s does) and answers `LogOpen` requests from the files the
+//! Container logs: answers the tunnel's `LogOpen` requests (`tunnel.rs`) from the files the
 //! shims write (`pods/<uid>/logs/<container>/<attempt>.log`), with tail, previous and follow.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use corral_api::rules::names::{path_component, NotALabel};
 use corral_proto as pb;
-use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tracing::{info, warn};
 
 use crate::pod::manager::PodIndex;
 
@@ -229,129 +223,6 @@ pub async fn serve(
         }
         let _ = pos;
     }
-}
-
-/// Keeps the tunnel to the control plane open, reconnecting after failures.
-pub async fn run_tunnel(server: String, node: String, data_dir: PathBuf, index: PodIndex) {
-    let server = if server.contains("://") {
-        server
-    } else {
-        format!("http://{server}")
-    };
-    let mut delay = Duration::from_millis(500);
-    loop {
-        let opened = std::time::Instant::now();
-        match tunnel_once(&server, &node, &data_dir, &index).await {
-            Ok(()) => info!(%server, "agent tunnel closed by the control plane; reconnecting"),
-            // An API server without the tunnel service: logs are unavailable, retry slowly.
-            Err(e) if e.code() == tonic::Code::Unimplemented => {
-                if delay < Duration::from_secs(30) {
-                    warn!(%server, "control plane does not serve AgentTunnel; logs unavailable");
-                }
-                delay = Duration::from_secs(30);
-            }
-            Err(e) => warn!(%server, error = %e, "agent tunnel failed; reconnecting"),
-        }
-        if opened.elapsed() > Duration::from_secs(30) {
-            delay = Duration::from_millis(500);
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
-    }
-}
-
-async fn tunnel_once(
-    server: &str,
-    node: &str,
-    data_dir: &Path,
-    index: &PodIndex,
-) -> Result<(), tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(server.to_string())
-        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
-        .connect_timeout(Duration::from_secs(3))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(channel);
-    let (up_tx, up_rx) = mpsc::channel::<pb::AgentUp>(256);
-    up_tx
-        .send(pb::AgentUp {
-            msg: Some(pb::agent_up::Msg::Hello(pb::AgentHello {
-                node_name: node.to_string(),
-            })),
-        })
-        .await
-        .map_err(|_| tonic::Status::internal("tunnel sender closed"))?;
-    let mut down = client
-        .open(tokio_stream::wrappers::ReceiverStream::new(up_rx))
-        .await?
-        .into_inner();
-    info!(%server, "agent tunnel open");
-    let tasks: Arc<Mutex<HashMap<u64, JoinHandle<()>>>> = Default::default();
-    let result = loop {
-        let msg = match down.message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        };
-        match msg.msg {
-            Some(pb::agent_down::Msg::Open(open)) => {
-                let id = open.request_id;
-                let req = open.request.unwrap_or_default();
-                let (tx, mut rx) = mpsc::channel(16);
-                let serve_task =
-                    tokio::spawn(serve(data_dir.to_path_buf(), index.clone(), req, tx));
-                let up = up_tx.clone();
-                let tasks2 = tasks.clone();
-                let forward = tokio::spawn(async move {
-                    let mut error = String::new();
-                    while let Some(chunk) = rx.recv().await {
-                        match chunk {
-                            Ok(data) => {
-                                let m = pb::AgentUp {
-                                    msg: Some(pb::agent_up::Msg::Log(pb::LogData {
-                                        request_id: id,
-                                        data,
-                                        eof: false,
-                                        error: String::new(),
-                                    })),
-                                };
-                                if up.send(m).await.is_err() {
-                                    serve_task.abort();
-                                    return;
-                                }
-                            }
-                            Err(e) => error = e,
-                        }
-                    }
-                    let _ = up
-                        .send(pb::AgentUp {
-                            msg: Some(pb::agent_up::Msg::Log(pb::LogData {
-                                request_id: id,
-                                data: Vec::new(),
-                                eof: true,
-                                error,
-                            })),
-                        })
-                        .await;
-                    tasks2.lock().remove(&id);
-                });
-                tasks.lock().insert(id, forward);
-            }
-            Some(pb::agent_down::Msg::Cancel(c)) => {
-                if let Some(t) = tasks.lock().remove(&c.request_id) {
-                    t.abort();
-                }
-            }
-            None => {}
-        }
-    };
-    for (_, t) in tasks.lock().drain() {
-        t.abort();
-    }
-    result
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use serde_json::Value;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::kinds::{self, ResourceInfo};
+use crate::object;
+use crate::rules::limits;
 use crate::status::{ApiStatus, StatusReason};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,13 @@ pub enum Error {
     },
     #[error("unknown resource type {0:?}")]
     UnknownResource(String),
+    /// A request body the server would refuse for its size, caught before it is sent.
+    #[error("{what}: the request body is {size}")]
+    TooLarge {
+        what: String,
+        #[source]
+        size: limits::TooLarge,
+    },
 }
 
 impl Error {
@@ -174,6 +183,23 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("Kubernetes objects always serialize")
 }
 
+/// An object as a request body, refused here when the server would refuse it for its size.
+fn body(object: &Value) -> Result<Vec<u8>> {
+    let bytes = to_json(object);
+    limits::check(bytes.len(), limits::MAX_REQUEST_BODY).map_err(|size| Error::TooLarge {
+        what: format!(
+            "{} {:?}",
+            object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("object"),
+            object::str_at(object, "/metadata/name").unwrap_or_default()
+        ),
+        size,
+    })?;
+    Ok(bytes)
+}
+
 fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|source| Error::Decode {
         what: what.to_string(),
@@ -225,8 +251,8 @@ impl Client {
 
     fn from_channel(channel: Channel, server: String) -> Self {
         let api = pb::api_client::ApiClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
+            .max_decoding_message_size(limits::MAX_RESPONSE_MESSAGE)
+            .max_encoding_message_size(limits::MAX_REQUEST_MESSAGE);
         Self { api, server }
     }
 
@@ -294,7 +320,7 @@ impl Client {
         let req = pb::CreateRequest {
             resource: info.plural.to_string(),
             namespace: ns_for(info, namespace),
-            json: to_json(object),
+            json: body(object)?,
             dry_run,
         };
         let obj = self.api.clone().create(req).await?.into_inner();
@@ -311,7 +337,7 @@ impl Client {
         let req = pb::UpdateRequest {
             resource: info.plural.to_string(),
             namespace: ns_for(info, namespace),
-            json: to_json(object),
+            json: body(object)?,
             subresource: if status {
                 pb::Subresource::Status as i32
             } else {
@@ -349,7 +375,7 @@ impl Client {
         dry_run: bool,
     ) -> Result<(ApplyResult, Value)> {
         let req = pb::ApplyRequest {
-            json: to_json(object),
+            json: body(object)?,
             namespace: namespace.to_string(),
             dry_run,
         };

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_api::rules::limits;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -146,8 +147,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     ))
     // A request carries at most one object (3 MiB, checked with a clear error) plus its
     // envelope; answers (lists) may be large.
-    .max_decoding_message_size(server::MAX_REQUEST_BODY + (1 << 20))
-    .max_encoding_message_size(usize::MAX);
+    .max_decoding_message_size(limits::MAX_REQUEST_MESSAGE)
+    .max_encoding_message_size(limits::MAX_RESPONSE_MESSAGE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let router = tonic::transport::Server::builder()

@@ -9,12 +9,11 @@ use std::time::Duration;
 use corral_api::client::DeleteOptions;
 use corral_api::kinds::{self, ResourceInfo};
 use corral_api::object;
+use corral_api::rules::limits;
 use corral_api::selector::{FieldSelector, LabelSelectorExpr};
 use corral_proto as pb;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
@@ -41,19 +40,13 @@ fn resource(name: &str) -> Result<&'static ResourceInfo, Status> {
         .ok_or_else(|| ApiError::UnknownResource(name.to_string()).into())
 }
 
-/// Kubernetes' limit on a request body (apiserver's MaxRequestBodyBytes).
-pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
-
 /// The request's object: valid JSON, an object (every handler reads its members), and no
 /// larger than Kubernetes accepts.
 fn parse_json(bytes: &[u8]) -> Result<Value, Status> {
-    if bytes.len() > MAX_REQUEST_BODY {
-        return Err(ApiError::BadRequest(format!(
-            "request body is {} bytes, larger than the {MAX_REQUEST_BODY}-byte limit",
-            bytes.len()
-        ))
-        .into());
-    }
+    limits::check(bytes.len(), limits::MAX_REQUEST_BODY).map_err(|size| ApiError::TooLarge {
+        what: "the request body".into(),
+        size,
+    })?;
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
     if !value.is_object() {
@@ -160,7 +153,7 @@ impl WatchState {
         }
     }
 }
-type LogStream = ReceiverStream<Result<pb::LogChunk, Status>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::api_server::Api for ApiService {
@@ -361,18 +354,13 @@ impl pb::api_server::Api for ApiService {
             ))
             .into());
         }
-        let mut stream = self.tunnels.logs(&node, req).await?;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            while let Some(chunk) = stream.next().await {
-                let out = chunk
-                    .map(|data| pb::LogChunk { data })
-                    .map_err(Status::from);
-                if tx.send(out).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        // The tunnel's stream is read at the client's pace: its credit to the agent follows
+        // what this response has sent, so a slow reader slows only its own stream.
+        let stream = self.tunnels.logs(&node, req).await?;
+        Ok(Response::new(Box::pin(stream.map(|chunk| {
+            chunk
+                .map(|data| pb::LogChunk { data })
+                .map_err(Status::from)
+        }))))
     }
 }

@@ -13,20 +13,33 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use crate::registry::ApiError;
 
 type Chunk = Result<Vec<u8>, ApiError>;
+type Down = mpsc::UnboundedSender<Result<pb::AgentDown, Status>>;
+type Pending = Arc<Mutex<HashMap<u64, mpsc::Sender<Chunk>>>>;
+
+/// Data messages an agent may send for one stream before the reader has taken them: the
+/// most a stream buffers here (16 × the agent's 32 KiB reads). Credit is granted back in
+/// halves of it as the reader consumes.
+pub const WINDOW: u32 = 16;
+
+/// The largest message on the tunnel: a log chunk is 32 KiB; the rest is envelope.
+const MAX_TUNNEL_MESSAGE: usize = 1 << 20;
 
 /// One connected agent.
 struct Conn {
     /// Distinguishes a reconnect of the same node from the session it replaces.
     session: u64,
-    down: mpsc::Sender<Result<pb::AgentDown, Status>>,
-    pending: Arc<Mutex<HashMap<u64, mpsc::Sender<Chunk>>>>,
+    /// Unbounded so that opening, cancelling and crediting a stream never wait: what it
+    /// holds is bounded by the readers' own requests and consumption.
+    down: Down,
+    pending: Pending,
 }
 
 #[derive(Default)]
@@ -41,20 +54,41 @@ pub struct Tunnels {
     inner: Arc<Inner>,
 }
 
-/// Sends `LogCancel` when the reader of a log stream goes away.
+/// One log stream as its reader sees it: grants the agent credit as chunks are taken and
+/// sends `LogCancel` when the reader goes away early.
 struct LogStream {
-    rx: ReceiverStream<Chunk>,
-    cancel: Option<(mpsc::Sender<Result<pb::AgentDown, Status>>, u64)>,
-    pending: Arc<Mutex<HashMap<u64, mpsc::Sender<Chunk>>>>,
+    id: u64,
+    rx: mpsc::Receiver<Chunk>,
+    down: Down,
+    pending: Pending,
+    consumed: u32,
+    finished: bool,
+}
+
+fn down_msg(msg: pb::agent_down::Msg) -> Result<pb::AgentDown, Status> {
+    Ok(pb::AgentDown { msg: Some(msg) })
 }
 
 impl Stream for LogStream {
     type Item = Chunk;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
-        let r = Pin::new(&mut self.rx).poll_next(cx);
-        if let Poll::Ready(None) = r {
+        let r = self.rx.poll_recv(cx);
+        match &r {
+            Poll::Ready(Some(Ok(_))) => {
+                self.consumed += 1;
+                if self.consumed >= WINDOW / 2 {
+                    let credit = pb::LogCredit {
+                        request_id: self.id,
+                        messages: std::mem::take(&mut self.consumed),
+                    };
+                    let _ = self
+                        .down
+                        .send(down_msg(pb::agent_down::Msg::Credit(credit)));
+                }
+            }
             // Finished normally: nothing to cancel.
-            self.cancel = None;
+            Poll::Ready(None) => self.finished = true,
+            _ => {}
         }
         r
     }
@@ -62,13 +96,51 @@ impl Stream for LogStream {
 
 impl Drop for LogStream {
     fn drop(&mut self) {
-        if let Some((down, id)) = self.cancel.take() {
-            self.pending.lock().remove(&id);
-            let _ = down.try_send(Ok(pb::AgentDown {
-                msg: Some(pb::agent_down::Msg::Cancel(pb::LogCancel {
-                    request_id: id,
-                })),
-            }));
+        if !self.finished {
+            self.pending.lock().remove(&self.id);
+            let cancel = pb::LogCancel {
+                request_id: self.id,
+            };
+            let _ = self
+                .down
+                .send(down_msg(pb::agent_down::Msg::Cancel(cancel)));
+        }
+    }
+}
+
+/// Hands one message from an agent to its stream's reader without ever waiting: a stream
+/// whose reader is slow has no credit left, so its agent is not sending; an agent that sends
+/// past its window loses that stream (with an error to its reader), never the tunnel.
+fn deliver(node: &str, pending: &Pending, down: &Down, data: pb::LogData) {
+    let id = data.request_id;
+    let Some(tx) = pending.lock().get(&id).cloned() else {
+        return;
+    };
+    let mut end = data.eof;
+    let mut error = (!data.error.is_empty()).then(|| ApiError::Precondition(data.error));
+    if !data.data.is_empty() {
+        // One slot is kept for the closing error.
+        if tx.capacity() <= 1 {
+            warn!(
+                node,
+                request_id = id,
+                "agent sent past its flow-control window; stream closed"
+            );
+            let _ = down.send(down_msg(pb::agent_down::Msg::Cancel(pb::LogCancel {
+                request_id: id,
+            })));
+            end = true;
+            error = Some(ApiError::Unavailable(format!(
+                "the agent of node {node:?} sent past its flow-control window"
+            )));
+        } else if let Err(TrySendError::Closed(_)) = tx.try_send(Ok(data.data)) {
+            end = true;
+        }
+    }
+    if end {
+        pending.lock().remove(&id);
+        if let Some(e) = error {
+            let _ = tx.try_send(Err(e));
         }
     }
 }
@@ -88,24 +160,30 @@ impl Tunnels {
             (conn.down.clone(), conn.pending.clone())
         };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = mpsc::channel(64);
+        // The window's messages plus one slot for the closing error.
+        let (tx, rx) = mpsc::channel(WINDOW as usize + 1);
         pending.lock().insert(id, tx);
-        let open = pb::AgentDown {
-            msg: Some(pb::agent_down::Msg::Open(pb::LogOpen {
-                request_id: id,
-                request: Some(request),
-            })),
+        let open = pb::LogOpen {
+            request_id: id,
+            request: Some(request),
+            window: WINDOW,
         };
-        if down.send(Ok(open)).await.is_err() {
+        if down
+            .send(down_msg(pb::agent_down::Msg::Open(open)))
+            .is_err()
+        {
             pending.lock().remove(&id);
             return Err(ApiError::Unavailable(format!(
                 "the agent of node {node:?} disconnected"
             )));
         }
         Ok(LogStream {
-            rx: ReceiverStream::new(rx),
-            cancel: Some((down, id)),
+            id,
+            rx,
+            down,
             pending,
+            consumed: 0,
+            finished: false,
         }
         .boxed())
     }
@@ -122,8 +200,8 @@ impl Tunnels {
         pb::agent_tunnel_server::AgentTunnelServer::new(TunnelService {
             tunnels: self.clone(),
         })
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(MAX_TUNNEL_MESSAGE)
+        .max_encoding_message_size(MAX_TUNNEL_MESSAGE)
     }
 }
 
@@ -133,7 +211,7 @@ pub struct TunnelService {
 
 #[tonic::async_trait]
 impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
-    type OpenStream = ReceiverStream<Result<pb::AgentDown, Status>>;
+    type OpenStream = UnboundedReceiverStream<Result<pb::AgentDown, Status>>;
 
     async fn open(
         &self,
@@ -151,8 +229,10 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
                 .into())
             }
         };
-        let (down_tx, down_rx) = mpsc::channel(64);
-        let pending: Arc<Mutex<HashMap<u64, mpsc::Sender<Chunk>>>> = Default::default();
+        let (down_tx, down_rx) = mpsc::unbounded_channel();
+        // Weak: a newer session of the node replaces this one by dropping its sender.
+        let down_weak = down_tx.downgrade();
+        let pending: Pending = Default::default();
         let inner = self.tunnels.inner.clone();
         let session = inner.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         inner.nodes.lock().insert(
@@ -177,18 +257,10 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
                 let Some(pb::agent_up::Msg::Log(data)) = msg.msg else {
                     continue;
                 };
-                let tx = pending.lock().get(&data.request_id).cloned();
-                let Some(tx) = tx else { continue };
-                if !data.data.is_empty() && tx.send(Ok(data.data)).await.is_err() {
-                    pending.lock().remove(&data.request_id);
-                    continue;
-                }
-                if data.eof {
-                    pending.lock().remove(&data.request_id);
-                    if !data.error.is_empty() {
-                        let _ = tx.send(Err(ApiError::Precondition(data.error))).await;
-                    }
-                }
+                let Some(down) = down_weak.upgrade() else {
+                    break;
+                };
+                deliver(&node, &pending, &down, data);
             }
             // Readers of this session's logs see the stream end with an error.
             for (_, tx) in pending.lock().drain() {
@@ -202,6 +274,6 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
             }
             info!(node = %node, "agent tunnel closed");
         });
-        Ok(Response::new(ReceiverStream::new(down_rx)))
+        Ok(Response::new(UnboundedReceiverStream::new(down_rx)))
     }
 }

@@ -579,15 +579,60 @@ async fn hostile_selectors_and_bodies_get_bad_request_and_the_server_stays_up() 
         let status = client.raw().create(req).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     }
-    // A body over Kubernetes' 3 MiB limit is refused before it is parsed.
-    let big = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "big", "annotations": {"a": "x".repeat(3_500_000)}}});
+    // A body over Kubernetes' 3 MiB limit is refused by the server before it is parsed...
+    let big = |n: usize| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "big", "annotations": {"a": "x".repeat(n)}}})
+    };
+    let req = pb::CreateRequest {
+        resource: "configmaps".into(),
+        namespace: "default".into(),
+        json: serde_json::to_vec(&big(3_500_000)).unwrap(),
+        dry_run: false,
+    };
+    let status = client.raw().create(req).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("more than the limit of 3145728 bytes"),
+        "{status:?}"
+    );
+    let reason = corral_api::status::ApiStatus::from_details(status.details()).map(|s| s.reason);
+    assert_eq!(reason, Some(StatusReason::RequestEntityTooLarge));
+    // ... and by the client before it is sent (50 MB was stored once).
     let err = client
-        .create_value(&kinds::CONFIGMAPS, "default", &big, false)
+        .create_value(&kinds::CONFIGMAPS, "default", &big(50_000_000), false)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
-    assert!(err.to_string().contains("limit"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("ConfigMap \"big\": the request body is"),
+        "{err}"
+    );
+    // Annotations are at most 256 KiB, as in Kubernetes.
+    let err = client
+        .create_value(&kinds::CONFIGMAPS, "default", &big(300_000), false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("metadata.annotations: Too long"),
+        "{err}"
+    );
+    // A body under 3 MiB whose object is over 1.5 MiB stored is refused, naming it.
+    let fat = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fat"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1",
+            "env": [{"name": "E", "value": "x".repeat(2_000_000)}]}]}});
+    let err = client
+        .create_value(&kinds::PODS, "default", &fat, false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.reason(),
+        Some(&StatusReason::RequestEntityTooLarge),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("Pod \"fat\" is 2000"), "{err}");
     // Volume names become directories on the node: a path is refused at admission.
     for (name, want) in [
         (

@@ -1,7 +1,8 @@
 //! One home for each Kubernetes rule that more than one component applies: names,
 //! quantities, node selectors, taints and tolerations, the default pull policy, owner references and
-//! revision hashes. Pure functions, each module with its table test.
+//! revision hashes, size limits. Pure functions, each module with its table test.
 
+pub mod limits;
 pub mod names;
 pub mod node_selector;
 pub mod owner;

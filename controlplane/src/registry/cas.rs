@@ -120,7 +120,7 @@ impl Registry {
                 if super::delete::deletion_complete(info, &updated) {
                     return Ok(Decision::Delete);
                 }
-                Ok(Decision::Put(encode(&mut updated), updated))
+                Ok(Decision::Put(encode(info, &mut updated)?, updated))
             })
             .await?;
         Ok(match outcome {

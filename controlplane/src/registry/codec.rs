@@ -2,10 +2,13 @@
 //! stamped back on the way out, by splicing bytes where it can; comparisons that ignore it;
 //! and the selector filter that reads only the fields it needs.
 
+use corral_api::kinds::ResourceInfo;
 use corral_api::object;
+use corral_api::rules::limits;
 use corral_api::selector::{FieldSelector, LabelSelectorExpr};
 use serde_json::Value;
 
+use super::error::{ApiError, Subject};
 use super::raw;
 use crate::store::KeyValue;
 
@@ -68,10 +71,19 @@ impl Filter {
     }
 }
 
-/// The stored form: the object without its resourceVersion (the store's revision is it).
-pub(super) fn encode(object: &mut Value) -> Vec<u8> {
+/// The stored form: the object without its resourceVersion (the store's revision is it),
+/// refused when over the stored-object limit.
+pub(super) fn encode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<u8>, ApiError> {
     object::set_meta(object, "resourceVersion", Value::Null);
-    serde_json::to_vec(object).expect("JSON values serialize")
+    let bytes = serde_json::to_vec(object).expect("JSON values serialize");
+    limits::check(bytes.len(), limits::MAX_STORED_OBJECT).map_err(|size| {
+        let name = object::str_at(object, "/metadata/name").unwrap_or_default();
+        ApiError::TooLarge {
+            what: Subject::kind(info, name).to_string(),
+            size,
+        }
+    })?;
+    Ok(bytes)
 }
 
 /// Stamps the store's revision on an object that was just written.

@@ -170,7 +170,7 @@ impl Registry {
         }
         match self
             .store
-            .create(&key(info, &ns, &name), encode(&mut object))
+            .create(&key(info, &ns, &name), encode(info, &mut object)?)
             .await
         {
             Ok(kv) => {

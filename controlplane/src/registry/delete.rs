@@ -47,7 +47,7 @@ impl Registry {
                 }
                 Ok(match plan {
                     DeletePlan::Remove => Decision::Delete,
-                    DeletePlan::Mark(mut updated) => Decision::Put(encode(&mut updated), ()),
+                    DeletePlan::Mark(mut updated) => Decision::Put(encode(info, &mut updated)?, ()),
                     DeletePlan::AlreadyMarked => Decision::Keep((current, false)),
                 })
             })

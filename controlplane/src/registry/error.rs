@@ -90,6 +90,13 @@ pub enum ApiError {
     Store(#[source] StoreError),
     #[error("{0}")]
     Unavailable(String),
+    /// A request body or a stored object over Kubernetes' size limits.
+    #[error("{what} is {size}")]
+    TooLarge {
+        what: String,
+        #[source]
+        size: corral_api::rules::limits::TooLarge,
+    },
 }
 
 fn join(errors: &[FieldError]) -> String {
@@ -128,6 +135,9 @@ impl ApiError {
             ApiError::Gone(_) => (Code::OutOfRange, StatusReason::Expired),
             ApiError::Store(_) => (Code::Internal, StatusReason::InternalError),
             ApiError::Unavailable(_) => (Code::Unavailable, StatusReason::ServiceUnavailable),
+            ApiError::TooLarge { .. } => {
+                (Code::InvalidArgument, StatusReason::RequestEntityTooLarge)
+            }
         }
     }
 

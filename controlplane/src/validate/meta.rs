@@ -1,5 +1,6 @@
-//! Names and labels: `metadata.name` as a DNS-1123 subdomain or label (DNS-1035 for
-//! Services), label keys as qualified names and label values, with Kubernetes' messages.
+//! Names, labels and annotations: `metadata.name` as a DNS-1123 subdomain or label (DNS-1035
+//! for Services), label keys as qualified names and label values, annotation keys as
+//! qualified names and at most 256 KiB of annotations, with Kubernetes' messages.
 
 use corral_api::kinds::ResourceInfo;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -25,6 +26,11 @@ fn is_label_value(s: &str) -> bool {
             && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
 }
 
+/// Kubernetes' limit on the total size of an object's annotations (keys and values).
+const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
+
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+
 fn is_qualified_name(s: &str) -> bool {
     let (prefix, name) = match s.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
@@ -49,7 +55,7 @@ pub(super) fn validate_meta(info: &ResourceInfo, meta: &ObjectMeta, errs: &mut E
     }
     for (k, v) in meta.labels.iter().flatten() {
         if !is_qualified_name(k) {
-            errs.invalid("metadata.labels", format!("{k:?}"), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character");
+            errs.invalid("metadata.labels", format!("{k:?}"), QUALIFIED_NAME_MSG);
         }
         if !is_label_value(v) {
             errs.invalid(
@@ -58,5 +64,15 @@ pub(super) fn validate_meta(info: &ResourceInfo, meta: &ObjectMeta, errs: &mut E
                 "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
             );
         }
+    }
+    let mut total = 0;
+    for (k, v) in meta.annotations.iter().flatten() {
+        if !is_qualified_name(&k.to_ascii_lowercase()) {
+            errs.invalid("metadata.annotations", format!("{k:?}"), QUALIFIED_NAME_MSG);
+        }
+        total += k.len() + v.len();
+    }
+    if total > TOTAL_ANNOTATION_SIZE {
+        errs.too_long("metadata.annotations", TOTAL_ANNOTATION_SIZE);
     }
 }

@@ -60,6 +60,12 @@ impl Errors {
             ),
         });
     }
+    fn too_long(&mut self, path: impl Into<String>, limit: usize) {
+        self.0.push(FieldError {
+            path: path.into(),
+            detail: format!("Too long: may not be more than {limit} bytes"),
+        });
+    }
     fn duplicate(&mut self, path: impl Into<String>, value: &str) {
         self.0.push(FieldError {
             path: path.into(),

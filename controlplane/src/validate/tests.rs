@@ -60,6 +60,40 @@ fn names_must_be_dns_1123() {
 }
 
 #[test]
+fn annotations_are_qualified_names_of_at_most_256_kib_in_all() {
+    let cm = |annotations: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "c", "annotations": annotations}})
+    };
+    let cases = [
+        (json!({"example.com/Owner": "me", "note": ""}), None),
+        (json!({"a": "x".repeat(256 * 1024 - 1)}), None),
+        (
+            json!({"a": "x".repeat(256 * 1024)}),
+            Some("metadata.annotations: Too long: may not be more than 262144 bytes"),
+        ),
+        (
+            json!({"a": "x".repeat(50 << 20)}),
+            Some("metadata.annotations: Too long: may not be more than 262144 bytes"),
+        ),
+        (
+            json!({"bad key!": "v"}),
+            Some("metadata.annotations: Invalid value: \"bad key!\": name part must consist"),
+        ),
+    ];
+    for (annotations, want) in cases {
+        let got = errors(&kinds::CONFIGMAPS, &cm(annotations));
+        match want {
+            None => assert!(got.is_empty(), "{got:?}"),
+            Some(w) => assert!(
+                got.iter().any(|g| g.starts_with(w)),
+                "want {w:?} in {got:?}"
+            ),
+        }
+    }
+}
+
+#[test]
 fn ports_must_be_in_range() {
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                      "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 70000}]}]}});

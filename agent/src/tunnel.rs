@@ -1,0 +1,227 @@
+//! The agent's end of `AgentTunnel.Open`: one outbound stream to the control plane (nodes
+//! keep no inbound port, as with k3s), carrying node-local requests such as logs. Each
+//! request's data flows under its own credit, so a slow reader stalls only its own stream.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto as pb;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::logs;
+use crate::pod::manager::PodIndex;
+
+/// Credit a request starts with when the control plane names none.
+const DEFAULT_WINDOW: u32 = 16;
+/// The most credit one request may hold: a control plane cannot make the agent buffer more.
+const MAX_CREDIT: usize = 1024;
+
+/// One request being answered: the task sending its data and the credit it may spend.
+struct Request {
+    task: JoinHandle<()>,
+    credit: Arc<Semaphore>,
+}
+
+type Requests = Arc<Mutex<HashMap<u64, Request>>>;
+
+/// Keeps the tunnel to the control plane open, reconnecting after failures.
+pub async fn run(server: String, node: String, data_dir: PathBuf, index: PodIndex) {
+    let server = if server.contains("://") {
+        server
+    } else {
+        format!("http://{server}")
+    };
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let opened = std::time::Instant::now();
+        match once(&server, &node, &data_dir, &index).await {
+            Ok(()) => info!(%server, "agent tunnel closed by the control plane; reconnecting"),
+            // An API server without the tunnel service: logs are unavailable, retry slowly.
+            Err(e) if e.code() == tonic::Code::Unimplemented => {
+                if delay < Duration::from_secs(30) {
+                    warn!(%server, "control plane does not serve AgentTunnel; logs unavailable");
+                }
+                delay = Duration::from_secs(30);
+            }
+            Err(e) => warn!(%server, error = %e, "agent tunnel failed; reconnecting"),
+        }
+        if opened.elapsed() > Duration::from_secs(30) {
+            delay = Duration::from_millis(500);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn once(
+    server: &str,
+    node: &str,
+    data_dir: &Path,
+    index: &PodIndex,
+) -> Result<(), tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(server.to_string())
+        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+        .connect_timeout(Duration::from_secs(3))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(channel)
+        .max_decoding_message_size(1 << 20)
+        .max_encoding_message_size(1 << 20);
+    let (up_tx, up_rx) = mpsc::channel::<pb::AgentUp>(256);
+    up_tx
+        .send(pb::AgentUp {
+            msg: Some(pb::agent_up::Msg::Hello(pb::AgentHello {
+                node_name: node.to_string(),
+            })),
+        })
+        .await
+        .map_err(|_| tonic::Status::internal("tunnel sender closed"))?;
+    let mut down = client
+        .open(tokio_stream::wrappers::ReceiverStream::new(up_rx))
+        .await?
+        .into_inner();
+    info!(%server, "agent tunnel open");
+    let requests: Requests = Default::default();
+    let result = loop {
+        let msg = match down.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        match msg.msg {
+            Some(pb::agent_down::Msg::Open(open)) => {
+                let id = open.request_id;
+                let window = if open.window == 0 {
+                    DEFAULT_WINDOW
+                } else {
+                    open.window
+                };
+                let credit = Arc::new(Semaphore::new((window as usize).min(MAX_CREDIT)));
+                let (tx, rx) = mpsc::channel(4);
+                let serve = logs::serve(
+                    data_dir.to_path_buf(),
+                    index.clone(),
+                    open.request.unwrap_or_default(),
+                    tx,
+                );
+                let serve_task = tokio::spawn(serve);
+                let send = forward(id, rx, up_tx.clone(), credit.clone());
+                let requests2 = requests.clone();
+                let task = tokio::spawn(async move {
+                    send.await;
+                    serve_task.abort();
+                    requests2.lock().remove(&id);
+                });
+                requests.lock().insert(id, Request { task, credit });
+            }
+            Some(pb::agent_down::Msg::Credit(c)) => {
+                if let Some(r) = requests.lock().get(&c.request_id) {
+                    grant(&r.credit, c.messages);
+                }
+            }
+            Some(pb::agent_down::Msg::Cancel(c)) => {
+                if let Some(r) = requests.lock().remove(&c.request_id) {
+                    r.task.abort();
+                }
+            }
+            None => {}
+        }
+    };
+    for (_, r) in requests.lock().drain() {
+        r.task.abort();
+    }
+    result
+}
+
+/// Adds credit, never beyond [`MAX_CREDIT`] in hand.
+fn grant(credit: &Semaphore, messages: u32) {
+    let room = MAX_CREDIT.saturating_sub(credit.available_permits());
+    credit.add_permits((messages as usize).min(room));
+}
+
+/// Sends one request's data up the tunnel, one credit per data message, then its end (with
+/// the error, if it failed). Returns when done or when the tunnel is gone.
+async fn forward(
+    id: u64,
+    mut rx: mpsc::Receiver<Result<Vec<u8>, String>>,
+    up: mpsc::Sender<pb::AgentUp>,
+    credit: Arc<Semaphore>,
+) {
+    let log = |data, eof, error| pb::AgentUp {
+        msg: Some(pb::agent_up::Msg::Log(pb::LogData {
+            request_id: id,
+            data,
+            eof,
+            error,
+        })),
+    };
+    let mut error = String::new();
+    while let Some(chunk) = rx.recv().await {
+        match chunk {
+            Ok(data) => {
+                match credit.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return,
+                }
+                if up.send(log(data, false, String::new())).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => error = e,
+        }
+    }
+    let _ = up.send(log(Vec::new(), true, error)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_of(m: pb::AgentUp) -> (Vec<u8>, bool) {
+        match m.msg {
+            Some(pb::agent_up::Msg::Log(d)) => (d.data, d.eof),
+            other => panic!("not log data: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_sends_only_as_many_messages_as_it_has_credit_for() {
+        let (tx, rx) = mpsc::channel(64);
+        let (up_tx, mut up_rx) = mpsc::channel(64);
+        let credit = Arc::new(Semaphore::new(2));
+        let task = tokio::spawn(forward(7, rx, up_tx, credit.clone()));
+        for i in 0..5u8 {
+            tx.send(Ok(vec![i])).await.unwrap();
+        }
+        drop(tx);
+        assert_eq!(data_of(up_rx.recv().await.unwrap()), (vec![0], false));
+        assert_eq!(data_of(up_rx.recv().await.unwrap()), (vec![1], false));
+        // Out of credit: nothing more until some is granted.
+        tokio::task::yield_now().await;
+        assert!(up_rx.try_recv().is_err(), "sent past its credit");
+        grant(&credit, 3);
+        for i in 2..5u8 {
+            assert_eq!(data_of(up_rx.recv().await.unwrap()), (vec![i], false));
+        }
+        // The end needs no credit.
+        assert_eq!(data_of(up_rx.recv().await.unwrap()), (vec![], true));
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn credit_in_hand_is_capped() {
+        let s = Semaphore::new(MAX_CREDIT - 1);
+        grant(&s, u32::MAX);
+        assert_eq!(s.available_permits(), MAX_CREDIT);
+        grant(&s, 5);
+        assert_eq!(s.available_permits(), MAX_CREDIT);
+    }
+}

@@ -1,0 +1,56 @@
+//! Size limits as Kubernetes has them, shared by the server (which enforces them with a clear
+//! error) and the clients (whose gRPC limits follow from them): a request body of at most
+//! 3 MiB (apiserver's MaxRequestBodyBytes) and a stored object of at most 1.5 MiB (etcd's
+//! default `--max-request-bytes`).
+
+/// The largest request body (one object, JSON) the API accepts.
+pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
+
+/// The largest object the API stores, as encoded.
+pub const MAX_STORED_OBJECT: usize = 1536 * 1024;
+
+/// The largest gRPC request message: one body plus its envelope.
+pub const MAX_REQUEST_MESSAGE: usize = MAX_REQUEST_BODY + (1 << 20);
+
+/// The largest gRPC answer a client takes (a list of many objects): a bound against a
+/// server gone wrong, far above any list a lab cluster produces.
+pub const MAX_RESPONSE_MESSAGE: usize = 512 * 1024 * 1024;
+
+/// How much larger a value is than a limit, for an error naming both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{size} bytes, more than the limit of {limit} bytes")]
+pub struct TooLarge {
+    pub size: usize,
+    pub limit: usize,
+}
+
+/// Checks `size` against `limit`.
+pub fn check(size: usize, limit: usize) -> Result<(), TooLarge> {
+    if size > limit {
+        Err(TooLarge { size, limit })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_up_to_the_limit_pass_and_one_byte_more_does_not() {
+        let cases = [
+            (0, MAX_STORED_OBJECT, true),
+            (MAX_STORED_OBJECT, MAX_STORED_OBJECT, true),
+            (MAX_STORED_OBJECT + 1, MAX_STORED_OBJECT, false),
+            (50 << 20, MAX_REQUEST_BODY, false),
+        ];
+        for (size, limit, ok) in cases {
+            assert_eq!(check(size, limit).is_ok(), ok, "{size} vs {limit}");
+        }
+        assert_eq!(
+            check(10, 5).unwrap_err().to_string(),
+            "10 bytes, more than the limit of 5 bytes"
+        );
+    }
+}
