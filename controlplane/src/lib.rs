@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub mod listener;
 pub mod registry;
 pub mod server;
 pub mod store;
@@ -31,6 +32,8 @@ pub struct Config {
     pub defaults: validate::Defaults,
     /// Watch history kept (in revisions) before compaction.
     pub history: i64,
+    /// Connection and request limits of the API listener.
+    pub limits: listener::ServeLimits,
 }
 
 impl Default for Config {
@@ -43,6 +46,7 @@ impl Default for Config {
             service_cidr: "10.43.0.0/16".into(),
             defaults: Default::default(),
             history: 100_000,
+            limits: Default::default(),
         }
     }
 }
@@ -150,10 +154,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .max_decoding_message_size(limits::MAX_REQUEST_MESSAGE)
     .max_encoding_message_size(limits::MAX_RESPONSE_MESSAGE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = listener::incoming(listener, &config.limits);
     let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+        .timeout(config.limits.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(api)
         .add_service(tunnels.service());
     let server = tokio::spawn(async move {
