@@ -130,3 +130,105 @@ fn invalid_finalizer(name: &str, index: usize, value: &Value) -> ApiError {
         }],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use corral_api::client::DeleteOptions;
+    use serde_json::json;
+
+    use super::*;
+    use crate::registry::ServiceAllocator;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn registry(dir: &tempfile::TempDir) -> Registry {
+        let store = SqliteStore::open(dir.path().join("db")).expect("store opens");
+        let services = ServiceAllocator::new("10.43.0.0/16").expect("valid cidr");
+        let registry = Registry::new(Arc::new(store), Default::default(), services);
+        registry.bootstrap().await.expect("namespaces");
+        registry
+    }
+
+    fn ns(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    }
+
+    #[tokio::test]
+    async fn a_namespace_goes_only_when_finalize_removes_its_last_finalizer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = registry(&dir).await;
+        let created = r
+            .create(&kinds::NAMESPACES, "", ns("x"), false)
+            .await
+            .expect("created");
+        assert_eq!(spec_finalizers(&created.object), ["kubernetes"]);
+
+        // A main update may not drop the finalizer: it is kept as stored.
+        let mut request = r.get(&kinds::NAMESPACES, "", "x").await.expect("exists");
+        request["spec"] = json!({"finalizers": []});
+        request["metadata"]["labels"] = json!({"a": "b"});
+        r.update(&kinds::NAMESPACES, "", request, false, false)
+            .await
+            .expect("updated");
+        let now = r.get(&kinds::NAMESPACES, "", "x").await.expect("exists");
+        assert_eq!(spec_finalizers(&now), ["kubernetes"]);
+        assert_eq!(now["metadata"]["labels"]["a"], "b");
+
+        let (marked, finished) = r
+            .delete(&kinds::NAMESPACES, "", "x", DeleteOptions::default())
+            .await
+            .expect("marked");
+        assert!(!finished);
+        assert_eq!(marked["status"]["phase"], TERMINATING);
+        assert!(marked.pointer("/metadata/deletionTimestamp").is_some());
+        // A status write (conditions) does not finish it either.
+        let mut status = marked.clone();
+        status["status"]["conditions"] =
+            json!([{"type": "NamespaceContentRemaining", "status": "False"}]);
+        status["metadata"]["resourceVersion"] = Value::Null;
+        r.update(&kinds::NAMESPACES, "", status, true, false)
+            .await
+            .expect("status written");
+        r.get(&kinds::NAMESPACES, "", "x")
+            .await
+            .expect("still there");
+
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late"}});
+        let err = r
+            .create(&kinds::CONFIGMAPS, "x", cm, false)
+            .await
+            .expect_err("terminating");
+        assert_eq!(
+            err.to_string(),
+            "configmaps \"late\" is forbidden: unable to create new content in namespace x because it is being terminated"
+        );
+
+        let mut finalize = r.get(&kinds::NAMESPACES, "", "x").await.expect("exists");
+        finalize["spec"]["finalizers"] = json!([]);
+        r.finalize_namespace(finalize, false)
+            .await
+            .expect("finalized");
+        let err = r.get(&kinds::NAMESPACES, "", "x").await.expect_err("gone");
+        assert!(matches!(err, ApiError::NotFound { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn finalize_on_an_active_namespace_only_changes_its_finalizers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = registry(&dir).await;
+        r.create(&kinds::NAMESPACES, "", ns("y"), false)
+            .await
+            .expect("created");
+        let mut request = r.get(&kinds::NAMESPACES, "", "y").await.expect("exists");
+        request["spec"]["finalizers"] = json!(["kubernetes", "example.com/keep"]);
+        request["metadata"]["labels"] = json!({"ignored": "yes"});
+        r.finalize_namespace(request, false).await.expect("written");
+        let now = r.get(&kinds::NAMESPACES, "", "y").await.expect("exists");
+        assert_eq!(spec_finalizers(&now), ["kubernetes", "example.com/keep"]);
+        assert!(now.pointer("/metadata/labels").is_none());
+        let bad = json!({"metadata": {"name": "y"}, "spec": {"finalizers": [""]}});
+        let err = r.finalize_namespace(bad, false).await.expect_err("invalid");
+        assert!(err.to_string().contains("spec.finalizers[0]"), "{err}");
+    }
+}
