@@ -487,6 +487,24 @@ impl Client {
         self.update_typed(object, true).await
     }
 
+    /// The namespace's `finalize` subresource: writes its `spec.finalizers` and nothing else
+    /// (a resourceVersion in it is a precondition). Once a Terminating namespace has no
+    /// finalizers left, this write deletes it.
+    pub async fn finalize_namespace(
+        &self,
+        namespace: &k8s_openapi::api::core::v1::Namespace,
+    ) -> Result<k8s_openapi::api::core::v1::Namespace> {
+        let req = pb::UpdateRequest {
+            resource: kinds::NAMESPACES.plural.to_string(),
+            namespace: String::new(),
+            json: to_json(namespace),
+            subresource: pb::Subresource::Finalize as i32,
+            dry_run: false,
+        };
+        let obj = self.api.clone().update(req).await?.into_inner();
+        from_json(kinds::NAMESPACES.kind, &obj.json)
+    }
+
     async fn update_typed<K: Object>(&self, object: &K, status: bool) -> Result<K> {
         let ns = object.metadata().namespace.clone().unwrap_or_default();
         let v = self

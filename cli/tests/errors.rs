@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Cluster;
+use common::{cells, Cluster};
 use corral_api::kinds;
 use corral_api::ListParams;
 
@@ -190,5 +190,41 @@ async fn logs_of_a_pod_without_an_agent_fail_cleanly() {
     assert_eq!(
         out.failed(),
         "error: container nope is not valid for pod mi-pod\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_namespace_reads_terminating_and_refuses_new_content_like_kubectl() {
+    // No controllers: nothing empties the namespace, so it stays Terminating.
+    let c = Cluster::start().await;
+    assert_eq!(
+        c.corral(&["create", "namespace", "old"]).await.ok(),
+        "namespace/old created\n"
+    );
+    assert_eq!(
+        c.corral(&["delete", "namespace", "old", "--wait=false"])
+            .await
+            .ok(),
+        "namespace \"old\" deleted\n"
+    );
+    let out = c.corral(&["get", "ns", "old"]).await;
+    assert_eq!(
+        cells(out.ok().lines().nth(1).unwrap())[..2],
+        ["old", "Terminating"]
+    );
+    let out = c
+        .corral(&[
+            "create",
+            "configmap",
+            "late",
+            "-n",
+            "old",
+            "--from-literal=a=b",
+        ])
+        .await;
+    assert!(
+        out.failed().contains("configmaps \"late\" is forbidden: unable to create new content in namespace old because it is being terminated"),
+        "{}",
+        out.stderr
     );
 }

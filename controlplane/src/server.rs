@@ -255,6 +255,20 @@ impl pb::api_server::Api for ApiService {
     ) -> Result<Response<pb::Object>, Status> {
         let req = req.into_inner();
         let info = resource(&req.resource)?;
+        if req.subresource == pb::Subresource::Finalize as i32 {
+            if info.plural != kinds::NAMESPACES.plural {
+                return Err(ApiError::MethodNotAllowed(format!(
+                    "{} has no finalize subresource",
+                    info.plural
+                ))
+                .into());
+            }
+            let json = self
+                .registry
+                .finalize_namespace(parse_json(&req.json)?, req.dry_run)
+                .await?;
+            return Ok(Response::new(pb::Object { json }));
+        }
         let status = req.subresource == pb::Subresource::Status as i32;
         let json = self
             .registry

@@ -438,6 +438,29 @@ fn show_labels_and_show_kind_decorate_the_rows() {
 }
 
 #[test]
+fn a_terminating_namespace_shows_its_phase_and_what_its_deletion_waits_for() {
+    let ns = json!({"metadata": {"name": "big", "creationTimestamp": ago(120),
+        "deletionTimestamp": ago(3)},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Terminating", "conditions": [{"type": "NamespaceContentRemaining",
+            "status": "True", "lastTransitionTime": "2023-11-14T22:13:20Z", "reason": "SomeResourcesRemain",
+            "message": "Some resources are remaining: configmaps. has 1390 resource instances"}]}});
+    assert_eq!(
+        render(&kinds::NAMESPACES, std::slice::from_ref(&ns), &opts()),
+        "NAME   STATUS        AGE\nbig    Terminating   2m\n"
+    );
+    let described = super::describe::namespace(&serde_json::from_value(ns).unwrap());
+    assert!(
+        described.contains("Status:       Terminating\n"),
+        "{described}"
+    );
+    assert!(
+        described.contains("  NamespaceContentRemaining   True    Tue, 14 Nov 2023 22:13:20 +0000   SomeResourcesRemain   Some resources are remaining: configmaps. has 1390 resource instances\n"),
+        "{described}"
+    );
+}
+
+#[test]
 fn namespaces_leases_revisions_and_claims_have_their_columns() {
     let ns = json!({"metadata": {"name": "default", "creationTimestamp": ago(120)}, "status": {"phase": "Active"}});
     assert_eq!(

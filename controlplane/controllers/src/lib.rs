@@ -14,6 +14,7 @@ pub mod deployment;
 mod endpoints;
 pub mod gc;
 pub mod localpath;
+pub mod namespace;
 pub mod nodelifecycle;
 pub mod ops;
 pub mod pods;
@@ -38,8 +39,11 @@ pub struct Config {
     pub node_monitor_grace: Duration,
     /// Default toleration seconds for `node.kubernetes.io/unreachable` / `not-ready` taints.
     pub pod_eviction_timeout: Duration,
+    /// How fast nodes' pods are evicted, per zone (Kubernetes' eviction rate flags).
+    pub eviction: nodelifecycle::plan::EvictionRates,
     /// Controllers not to start, by name (`replicaset`, `deployment`, `daemonset`,
-    /// `statefulset`, `garbagecollector`, `nodelifecycle`, `localpath`, `endpoints`).
+    /// `statefulset`, `garbagecollector`, `nodelifecycle`, `localpath`, `endpoints`,
+    /// `namespace`).
     pub disabled: BTreeSet<String>,
     /// Parallel reconciles per controller.
     pub workers: usize,
@@ -56,6 +60,7 @@ impl Default for Config {
         Self {
             node_monitor_grace: Duration::from_secs(4),
             pod_eviction_timeout: Duration::from_secs(1),
+            eviction: Default::default(),
             disabled: BTreeSet::new(),
             workers: 4,
             local_path_root: "/var/lib/corral/storage".into(),
@@ -198,6 +203,7 @@ fn spawn_controllers(client: Client, config: Config) -> Vec<JoinHandle<()>> {
         leases: Store::new(),
         pvcs: Store::new(),
         pvs: Store::new(),
+        namespaces: Store::new(),
     });
     let mut handles = Vec::new();
     // Handlers are registered before the informers start, so no event is missed.
@@ -225,6 +231,9 @@ fn spawn_controllers(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     if ctx.config.enabled("garbagecollector") {
         handles.extend(gc::start(ctx.clone()));
     }
+    if ctx.config.enabled("namespace") {
+        handles.extend(namespace::start(ctx.clone()));
+    }
     handles.push(run_informer(&ctx, &ctx.pods));
     handles.push(run_informer(&ctx, &ctx.replicasets));
     handles.push(run_informer(&ctx, &ctx.deployments));
@@ -235,6 +244,7 @@ fn spawn_controllers(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     handles.push(run_informer(&ctx, &ctx.leases));
     handles.push(run_informer(&ctx, &ctx.pvcs));
     handles.push(run_informer(&ctx, &ctx.pvs));
+    handles.push(run_informer(&ctx, &ctx.namespaces));
     handles
 }
 
@@ -261,4 +271,5 @@ pub struct Context {
     pub leases: ops::Shared<k8s_openapi::api::coordination::v1::Lease>,
     pub pvcs: ops::Shared<k8s_openapi::api::core::v1::PersistentVolumeClaim>,
     pub pvs: ops::Shared<k8s_openapi::api::core::v1::PersistentVolume>,
+    pub namespaces: ops::Shared<k8s_openapi::api::core::v1::Namespace>,
 }

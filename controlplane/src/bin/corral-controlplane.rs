@@ -35,6 +35,20 @@ struct Args {
     /// Seconds pods tolerate an unreachable or not-ready node before eviction (default toleration).
     #[arg(long, default_value_t = 1)]
     pod_eviction_seconds: u64,
+    /// Nodes per second whose pods are evicted, per zone, when the zone is healthy (the first
+    /// eviction in a zone goes at once).
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// Nodes per second whose pods are evicted in a partially disrupted zone larger than
+    /// --large-cluster-size-threshold (smaller zones evict nothing then).
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// Share of not-ready nodes (at least 3) that makes a zone partially disrupted.
+    #[arg(long, default_value_t = 0.55)]
+    unhealthy_zone_threshold: f64,
+    /// Zones with more nodes than this use the secondary rate when partially disrupted.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: usize,
 }
 
 #[tokio::main]
@@ -48,6 +62,12 @@ async fn main() -> anyhow::Result<()> {
         controllers_config: corral_controllers::Config {
             node_monitor_grace: Duration::from_secs(args.node_monitor_grace_seconds),
             pod_eviction_timeout: Duration::from_secs(args.pod_eviction_seconds),
+            eviction: corral_controllers::nodelifecycle::plan::EvictionRates {
+                rate: args.node_eviction_rate,
+                secondary_rate: args.secondary_node_eviction_rate,
+                unhealthy_zone_threshold: args.unhealthy_zone_threshold,
+                large_cluster_size_threshold: args.large_cluster_size_threshold,
+            },
             ..Default::default()
         },
         service_cidr: args.service_cidr,

@@ -115,16 +115,8 @@ impl Registry {
         }
         let mut object = self.admit(info, object)?;
         let name = object::name(&object).to_string();
-        if info.namespaced
-            && self
-                .store
-                .get(&key(&kinds::NAMESPACES, "", &ns))
-                .await?
-                .is_none()
-        {
-            return Err(ApiError::NotFound {
-                what: Subject::resource(&kinds::NAMESPACES, &ns),
-            });
+        if info.namespaced {
+            self.check_namespace_open(info, &ns, &name).await?;
         }
         for field in [
             "resourceVersion",

@@ -1,6 +1,6 @@
 //! Delete: preconditions, the plan (remove now, or mark with deletionTimestamp, grace period
-//! and propagation finalizers for the agent or the garbage collector to finish), and the
-//! purge of a deleted namespace.
+//! and propagation finalizers for the agent, the garbage collector or the namespace controller
+//! to finish), and the purge of a namespace deleted without finalizers.
 
 use corral_api::client::{DeleteOptions, PropagationPolicy};
 use corral_api::kinds::{self, ResourceInfo};
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tracing::debug;
 
 use super::cas::{Decision, Outcome};
-use super::{decode_kv, encode, prefix, ApiError, Registry, Result, Subject};
+use super::{decode_kv, encode, namespace, prefix, ApiError, Registry, Result, Subject};
 use crate::store::StoreError;
 
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-node-lease", "kube-public"];
@@ -70,7 +70,9 @@ impl Registry {
         Ok((decode_kv(&kv), finished))
     }
 
-    /// Removes every object in a deleted namespace.
+    /// Removes every object in a namespace deleted without finalizers (one whose `kubernetes`
+    /// finalizer was taken off through `finalize` before its deletion). A namespace that has
+    /// it is emptied by the namespace controller instead, which resumes after a crash.
     async fn purge_namespace(&self, namespace: &str) -> Result<()> {
         for info in kinds::ALL.iter().filter(|i| i.namespaced) {
             let (kvs, _) = self.store.list(&prefix(info, namespace)).await?;
@@ -102,6 +104,9 @@ fn finalizers(object: &Value) -> Vec<String> {
 pub(super) fn deletion_complete(info: &ResourceInfo, object: &Value) -> bool {
     if object.pointer("/metadata/deletionTimestamp").is_none() || !finalizers(object).is_empty() {
         return false;
+    }
+    if info.plural == "namespaces" {
+        return namespace::spec_finalizers(object).is_empty();
     }
     info.plural != "pods"
         || object
@@ -153,7 +158,11 @@ fn plan_delete(info: &ResourceInfo, current: &Value, opts: &DeleteOptions) -> De
     } else {
         None
     };
-    if fins.is_empty() && grace.is_none_or(|g| g == 0) {
+    let namespace = info.plural == "namespaces";
+    // A namespace with spec.finalizers stays, Terminating, until the namespace controller
+    // has emptied it and removed them.
+    let held = namespace && !namespace::spec_finalizers(current).is_empty();
+    if fins.is_empty() && grace.is_none_or(|g| g == 0) && !held {
         return DeletePlan::Remove;
     }
     let existing_grace = current
@@ -188,5 +197,8 @@ fn plan_delete(info: &ResourceInfo, current: &Value, opts: &DeleteOptions) -> De
             json!(fins)
         },
     );
+    if namespace {
+        namespace::mark_terminating(&mut updated);
+    }
     DeletePlan::Mark(updated)
 }

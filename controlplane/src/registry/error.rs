@@ -74,6 +74,15 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// Refused by a rule of the cluster, not by the request's form (Kubernetes' admission
+    /// wording: `configmaps "c" is forbidden: unable to create new content in namespace x
+    /// because it is being terminated`).
+    #[error("{what} is forbidden: {reason}")]
+    Forbidden {
+        what: Subject,
+        reason: String,
+        causes: Vec<StatusCause>,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("the server doesn't have a resource type {0:?}")]
@@ -124,6 +133,7 @@ impl ApiError {
             ApiError::NotFound { .. } => (Code::NotFound, StatusReason::NotFound),
             ApiError::AlreadyExists { .. } => (Code::AlreadyExists, StatusReason::AlreadyExists),
             ApiError::Conflict { .. } => (Code::Aborted, StatusReason::Conflict),
+            ApiError::Forbidden { .. } => (Code::PermissionDenied, StatusReason::Forbidden),
             ApiError::Invalid { .. } => (Code::InvalidArgument, StatusReason::Invalid),
             ApiError::Decode(_) | ApiError::BadRequest(_) | ApiError::UnknownResource(_) => {
                 (Code::InvalidArgument, StatusReason::BadRequest)
@@ -150,6 +160,9 @@ impl ApiError {
             ApiError::NotFound { what }
             | ApiError::AlreadyExists { what }
             | ApiError::Conflict { what, .. } => status.with_details(what.details(Vec::new())),
+            ApiError::Forbidden { what, causes, .. } => {
+                status.with_details(what.details(causes.clone()))
+            }
             ApiError::Invalid { what, errors } => {
                 let causes = errors
                     .iter()

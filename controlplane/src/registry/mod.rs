@@ -18,6 +18,7 @@ mod codec;
 mod create;
 mod delete;
 mod error;
+mod namespace;
 pub mod raw;
 mod read;
 mod status;
@@ -26,6 +27,7 @@ mod update;
 pub use alloc::ServiceAllocator;
 pub use codec::{decode_kv, encode_kv, Filter};
 pub use error::{ApiError, Result, Subject};
+pub use namespace::TERMINATING;
 
 use codec::{encode, same_except, stamped};
 

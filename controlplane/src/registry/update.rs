@@ -81,6 +81,9 @@ impl Registry {
                 }
             }
         }
+        if info.plural == "namespaces" {
+            super::namespace::keep_spec_finalizers(current, &mut updated);
+        }
         if info.plural == "pods" {
             let bound = object::str_at(current, "/spec/nodeName").unwrap_or("");
             let wanted = object::str_at(&updated, "/spec/nodeName").unwrap_or("");

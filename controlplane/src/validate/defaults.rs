@@ -11,6 +11,10 @@ use serde_json::Value;
 
 use super::{configdata, typed, untyped};
 
+/// The finalizer in a namespace's `spec.finalizers` that holds it Terminating until the
+/// namespace controller has emptied it.
+pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+
 /// Kubernetes defaults that the API server applies, configurable where a lab wants other values.
 #[derive(Debug, Clone)]
 pub struct Defaults {
@@ -134,6 +138,18 @@ pub fn apply_defaults(info: &ResourceInfo, object: &mut Value, defaults: &Defaul
         }
         "namespaces" => {
             object["status"]["phase"] = Value::from("Active");
+            // kube-apiserver's namespace strategy: every namespace is created with the
+            // `kubernetes` finalizer, which the namespace controller removes once it has
+            // deleted the namespace's content (updates keep spec.finalizers as stored).
+            let finalizers = &mut object["spec"]["finalizers"];
+            if !finalizers.is_array() {
+                *finalizers = Value::Array(Vec::new());
+            }
+            if let Some(list) = finalizers.as_array_mut() {
+                if !list.iter().any(|f| f == NAMESPACE_FINALIZER) {
+                    list.push(Value::from(NAMESPACE_FINALIZER));
+                }
+            }
         }
         _ => {}
     }

@@ -17,7 +17,7 @@ mod service;
 mod update;
 mod workloads;
 
-pub use defaults::{apply_defaults, Defaults};
+pub use defaults::{apply_defaults, Defaults, NAMESPACE_FINALIZER};
 pub use meta::{is_dns1123_label, is_dns1123_subdomain};
 pub use update::validate_update;
 

@@ -351,6 +351,30 @@ pub fn namespace(ns: &corral_api::k8s::api::core::v1::Namespace) -> String {
             .and_then(|s| s.phase.as_deref())
             .unwrap_or("Active"),
     );
+    // A Terminating namespace says what its deletion waits for (kubectl's table).
+    let conditions = ns
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or(&[]);
+    if !conditions.is_empty() {
+        d.w(0, "Conditions:\n");
+        d.w(1, "Type\tStatus\tLastTransitionTime\tReason\tMessage\n");
+        d.w(1, "----\t------\t------------------\t------\t-------\n");
+        for c in conditions {
+            d.w(
+                1,
+                &format!(
+                    "{} \t{} \t{} \t{} \t{}\n",
+                    c.type_,
+                    c.status,
+                    time_or_unset(c.last_transition_time.as_ref()),
+                    c.reason.clone().unwrap_or_default(),
+                    c.message.clone().unwrap_or_default()
+                ),
+            );
+        }
+    }
     d.0.push_str("\nNo resource quota.\n\nNo LimitRange resource.\n");
     d.finish()
 }

@@ -1,8 +1,11 @@
 //! The node lifecycle controller: watches Leases in `kube-node-lease`, marks silent nodes
-//! Unknown and taints them unreachable, evicts pods whose tolerations run out, and deletes
-//! pods bound to nodes that were deleted.
+//! Unknown and taints them unreachable (rate-limited per zone, `ratelimit.rs`), evicts pods
+//! whose tolerations run out, and deletes pods bound to nodes that were deleted.
 
 pub mod plan;
+pub mod ratelimit;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,19 +75,24 @@ pub fn start(ctx: Arc<Context>) -> Vec<JoinHandle<()>> {
         ctx.leases.wait_synced().await;
         ctx.pods.wait_synced().await;
         let mut health = Health::default();
+        let mut limiters = ratelimit::ZoneLimiters::new();
         loop {
             let now = Timestamp::now();
             let last_seen = health.observe(&ctx, now);
             let nodes = ctx.nodes.list();
             let pods = ctx.pods.list();
-            let actions = plan::plan(&plan::Input {
-                nodes: &nodes,
-                last_seen: &last_seen,
-                pods: &pods,
-                now,
-                grace: ctx.config.node_monitor_grace,
-                default_toleration: ctx.config.pod_eviction_timeout,
-            });
+            let actions = plan::plan(
+                &plan::Input {
+                    nodes: &nodes,
+                    last_seen: &last_seen,
+                    pods: &pods,
+                    now,
+                    grace: ctx.config.node_monitor_grace,
+                    default_toleration: ctx.config.pod_eviction_timeout,
+                    rates: &ctx.config.eviction,
+                },
+                &mut limiters,
+            );
             let jobs: Vec<_> = actions.into_iter().map(|a| execute(&ctx, a)).collect();
             if let Err(e) = ops::run_all(jobs).await {
                 if !e.is_conflict() {

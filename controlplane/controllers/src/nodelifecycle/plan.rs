@@ -1,7 +1,8 @@
 //! The node lifecycle planner: a node whose Lease stops being renewed becomes Unknown and gets
-//! the `node.kubernetes.io/unreachable` NoExecute taint; pods on NoExecute-tainted nodes are
-//! evicted once their toleration runs out; pods bound to nodes that no longer exist are
-//! deleted. No I/O: heartbeats come in as "last seen" instants on the controller's own clock.
+//! the `node.kubernetes.io/unreachable` NoExecute taint (at a per-zone rate, none when every
+//! zone is down); pods on NoExecute-tainted nodes are evicted once their toleration runs out;
+//! pods bound to nodes that no longer exist are deleted. No I/O: heartbeats come in as "last
+//! seen" instants on the controller's own clock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::ratelimit::ZoneLimiters;
 use crate::{pods, util};
 
 pub const UNREACHABLE: &str = taints::UNREACHABLE_KEY;
@@ -42,6 +44,7 @@ pub struct Input<'a> {
     pub grace: Duration,
     /// Toleration seconds for unreachable/not-ready when a pod has no toleration for them.
     pub default_toleration: Duration,
+    pub rates: &'a EvictionRates,
 }
 
 fn ready_status(node: &Node) -> Option<(&str, Option<&str>)> {
@@ -67,33 +70,170 @@ fn since(now: Timestamp, then: Timestamp) -> Duration {
     Duration::from_millis(ms.max(0) as u64)
 }
 
-pub fn plan(input: &Input) -> Vec<Action> {
+/// Kubernetes' eviction rates (kube-controller-manager's flags of the same names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvictionRates {
+    /// `--node-eviction-rate`: nodes per second whose pods are evicted in a healthy zone.
+    pub rate: f64,
+    /// `--secondary-node-eviction-rate`: the rate in a partially disrupted zone (0 when the
+    /// zone has no more than `large_cluster_size_threshold` nodes).
+    pub secondary_rate: f64,
+    /// `--unhealthy-zone-threshold`: the share of not-ready nodes (at least 3 of them) that
+    /// makes a zone partially disrupted.
+    pub unhealthy_zone_threshold: f64,
+    /// `--large-cluster-size-threshold`.
+    pub large_cluster_size_threshold: usize,
+}
+
+impl Default for EvictionRates {
+    fn default() -> Self {
+        Self {
+            rate: 0.1,
+            secondary_rate: 0.01,
+            unhealthy_zone_threshold: 0.55,
+            large_cluster_size_threshold: 50,
+        }
+    }
+}
+
+/// A zone's health (Kubernetes' `ZoneState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneState {
+    Normal,
+    PartialDisruption,
+    FullDisruption,
+}
+
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+
+/// The node's zone key (Kubernetes' `GetZoneKey`: region and zone; "" without labels).
+pub fn zone_key(node: &Node) -> String {
+    let labels = node.metadata.labels.as_ref();
+    let get = |k: &str| labels.and_then(|l| l.get(k)).map_or("", String::as_str);
+    let (region, zone) = (get(REGION_LABEL), get(ZONE_LABEL));
+    if region.is_empty() && zone.is_empty() {
+        String::new()
+    } else {
+        format!("{region}:\x00:{zone}")
+    }
+}
+
+/// Kubernetes' `ComputeZoneState`.
+pub fn zone_state(ready: usize, not_ready: usize, unhealthy_threshold: f64) -> ZoneState {
+    if ready == 0 && not_ready > 0 {
+        ZoneState::FullDisruption
+    } else if not_ready > 2 && not_ready as f64 / (ready + not_ready) as f64 >= unhealthy_threshold
+    {
+        ZoneState::PartialDisruption
+    } else {
+        ZoneState::Normal
+    }
+}
+
+/// The zone's eviction rate for its state. A fully disrupted zone evicts at the normal rate
+/// (its workloads belong in other zones); only when every zone is fully disrupted does
+/// nothing evict, which [`plan`] decides.
+pub fn zone_rate(state: ZoneState, zone_size: usize, rates: &EvictionRates) -> f64 {
+    match state {
+        ZoneState::Normal | ZoneState::FullDisruption => rates.rate,
+        ZoneState::PartialDisruption if zone_size > rates.large_cluster_size_threshold => {
+            rates.secondary_rate
+        }
+        ZoneState::PartialDisruption => 0.0,
+    }
+}
+
+fn is_eviction_taint(key: &str) -> bool {
+    key == UNREACHABLE || key == NOT_READY
+}
+
+fn no_execute(key: &str, now: Timestamp) -> Taint {
+    Taint {
+        key: key.into(),
+        effect: "NoExecute".into(),
+        time_added: Some(Time(now)),
+        value: None,
+    }
+}
+
+/// Plans one pass. Adding an unreachable/not-ready NoExecute taint (what evicts a node's pods)
+/// takes a token from the node's zone in `limiters`, as Kubernetes' tainting queue does.
+pub fn plan(input: &Input, limiters: &mut ZoneLimiters) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut node_by_name: HashMap<&str, &Arc<Node>> = HashMap::new();
     let mut effective: HashMap<&str, Vec<Taint>> = HashMap::new();
+    let has = |taints: &[Taint], key: &str| {
+        taints
+            .iter()
+            .any(|t| t.key == key && t.effect == "NoExecute")
+    };
+
+    // Each node's health, and each zone's (ready, not ready) counts.
+    let stale_of = |node: &Node| {
+        let seen = input
+            .last_seen
+            .get(util::name(&node.metadata))
+            .copied()
+            .unwrap_or(input.now);
+        since(input.now, seen) > input.grace
+    };
+    let mut zones: HashMap<String, (usize, usize)> = HashMap::new();
+    for node in input.nodes {
+        // Our own Unknown on a node that renews again is undone in this very pass.
+        let healthy = !stale_of(node)
+            && matches!(
+                ready_status(node),
+                Some(("True", _)) | Some(("Unknown", Some(STATUS_UNKNOWN)))
+            );
+        let counts = zones.entry(zone_key(node)).or_default();
+        if healthy {
+            counts.0 += 1;
+        } else {
+            counts.1 += 1;
+        }
+    }
+    let mut all_fully_disrupted = !zones.is_empty();
+    for (zone, (ready, not_ready)) in &zones {
+        let state = zone_state(*ready, *not_ready, input.rates.unhealthy_zone_threshold);
+        all_fully_disrupted &= state == ZoneState::FullDisruption;
+        let rate = zone_rate(state, ready + not_ready, input.rates);
+        limiters.set_rate(zone, rate, input.now);
+    }
+    limiters.retain(|z| zones.contains_key(z));
+    if all_fully_disrupted {
+        // Every node silent at once: the control plane's network, not the nodes, is likely
+        // at fault. Kubernetes evicts nothing and lifts the eviction taints.
+        for zone in zones.keys() {
+            limiters.set_rate(zone, 0.0, input.now);
+        }
+    }
+    // Adds the eviction taint `key` if the zone's limiter allows (no token is needed to
+    // swap one eviction taint for the other).
+    let mut may_taint = |node: &Node, node_taints: &[Taint], key: &str| {
+        if all_fully_disrupted {
+            return false;
+        }
+        let other = if key == UNREACHABLE {
+            NOT_READY
+        } else {
+            UNREACHABLE
+        };
+        has(node_taints, other) || limiters.try_accept(&zone_key(node), input.now)
+    };
+
     for node in input.nodes {
         let name = util::name(&node.metadata);
         node_by_name.insert(name, node);
-        let seen = input.last_seen.get(name).copied().unwrap_or(input.now);
-        let stale = since(input.now, seen) > input.grace;
+        let stale = stale_of(node);
         let ready = ready_status(node);
         let mut node_taints = taints(node).to_vec();
-        let has = |taints: &[Taint], key: &str| {
-            taints
-                .iter()
-                .any(|t| t.key == key && t.effect == "NoExecute")
-        };
         if stale {
             if ready.map(|r| r.0) != Some("Unknown") {
                 actions.push(Action::MarkUnknown(node.clone()));
             }
-            if !has(&node_taints, UNREACHABLE) {
-                let taint = Taint {
-                    key: UNREACHABLE.into(),
-                    effect: "NoExecute".into(),
-                    time_added: Some(Time(input.now)),
-                    value: None,
-                };
+            if !has(&node_taints, UNREACHABLE) && may_taint(node, &node_taints, UNREACHABLE) {
+                let taint = no_execute(UNREACHABLE, input.now);
                 actions.push(Action::AddTaint(node.clone(), taint.clone()));
                 node_taints.push(taint);
             }
@@ -107,18 +247,23 @@ pub fn plan(input: &Input) -> Vec<Action> {
             }
             let not_ready = ready.map(|r| r.0) == Some("False");
             if not_ready && !has(&node_taints, NOT_READY) {
-                let taint = Taint {
-                    key: NOT_READY.into(),
-                    effect: "NoExecute".into(),
-                    time_added: Some(Time(input.now)),
-                    value: None,
-                };
-                actions.push(Action::AddTaint(node.clone(), taint.clone()));
-                node_taints.push(taint);
+                if may_taint(node, &node_taints, NOT_READY) {
+                    let taint = no_execute(NOT_READY, input.now);
+                    actions.push(Action::AddTaint(node.clone(), taint.clone()));
+                    node_taints.push(taint);
+                }
             } else if !not_ready && has(&node_taints, NOT_READY) {
                 actions.push(Action::RemoveTaint(node.clone(), NOT_READY.into()));
                 node_taints.retain(|t| t.key != NOT_READY);
             }
+        }
+        if all_fully_disrupted {
+            for key in [UNREACHABLE, NOT_READY] {
+                if has(&node_taints, key) {
+                    actions.push(Action::RemoveTaint(node.clone(), key.into()));
+                }
+            }
+            node_taints.retain(|t| !is_eviction_taint(&t.key));
         }
         effective.insert(name, node_taints);
     }
@@ -228,6 +373,12 @@ mod tests {
         })
     }
 
+    /// A second node, Ready and renewing: with it the cluster is not entirely down, so the
+    /// node under test is tainted (one silent node alone would be "every zone down").
+    fn healthy() -> Arc<Node> {
+        node("healthy", ("True", "KubeletReady"), &[])
+    }
+
     fn tolerating(p: PodB, key: &str, secs: Option<i64>) -> PodB {
         let mut p = p;
         p.0.spec.get_or_insert_with(Default::default).tolerations = Some(vec![Toleration {
@@ -277,7 +428,7 @@ mod tests {
             },
             Case {
                 name: "lease older than the grace: Unknown and tainted",
-                nodes: vec![node("n1", ready, &[])],
+                nodes: vec![healthy(), node("n1", ready, &[])],
                 seen_ago: 10,
                 pods: vec![],
                 want: vec!["taint n1 node.kubernetes.io/unreachable", "unknown n1"],
@@ -291,7 +442,7 @@ mod tests {
             },
             Case {
                 name: "pods tolerate for their seconds",
-                nodes: vec![node("n1", unknown, &[(UNREACHABLE, 95)])],
+                nodes: vec![healthy(), node("n1", unknown, &[(UNREACHABLE, 95)])],
                 seen_ago: 10,
                 pods: vec![
                     tolerating(PodB::new("short").node("n1").ready(0), UNREACHABLE, Some(2)),
@@ -308,7 +459,7 @@ mod tests {
             },
             Case {
                 name: "terminating pods are left to finish",
-                nodes: vec![node("n1", unknown, &[(UNREACHABLE, 0)])],
+                nodes: vec![healthy(), node("n1", unknown, &[(UNREACHABLE, 0)])],
                 seen_ago: 10,
                 pods: vec![PodB::new("going").node("n1").deleting()],
                 want: vec![],
@@ -322,27 +473,36 @@ mod tests {
             },
             Case {
                 name: "NotReady from the agent: not-ready taint",
-                nodes: vec![node("n1", ("False", "KubeletNotReady"), &[])],
+                nodes: vec![healthy(), node("n1", ("False", "KubeletNotReady"), &[])],
                 seen_ago: 0,
                 pods: vec![],
                 want: vec!["taint n1 node.kubernetes.io/not-ready"],
             },
         ];
         for c in cases {
+            // `seen_ago` is for the nodes under test; the "healthy" node renews all along.
             let last_seen: HashMap<String, Timestamp> = c
                 .nodes
                 .iter()
-                .map(|n| (util::name(&n.metadata).to_string(), t(100 - c.seen_ago)))
+                .map(|n| {
+                    let name = util::name(&n.metadata).to_string();
+                    let ago = if name == "healthy" { 0 } else { c.seen_ago };
+                    (name, t(100 - ago))
+                })
                 .collect();
             let pods: Vec<_> = c.pods.into_iter().map(PodB::arc).collect();
-            let got = plan(&Input {
-                nodes: &c.nodes,
-                last_seen: &last_seen,
-                pods: &pods,
-                now: t(100),
-                grace: Duration::from_secs(4),
-                default_toleration: Duration::from_secs(1),
-            });
+            let got = plan(
+                &Input {
+                    nodes: &c.nodes,
+                    last_seen: &last_seen,
+                    pods: &pods,
+                    now: t(100),
+                    grace: Duration::from_secs(4),
+                    default_toleration: Duration::from_secs(1),
+                    rates: &EvictionRates::default(),
+                },
+                &mut ZoneLimiters::new(),
+            );
             assert_eq!(summary(&got), c.want, "{}", c.name);
         }
     }

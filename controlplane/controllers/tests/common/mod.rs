@@ -132,6 +132,18 @@ impl Cluster {
         }
     }
 
+    /// Starts a new instance of the controllers against the same API server and store.
+    pub fn start_controllers(&mut self, config: corral_controllers::Config) {
+        self.controllers = corral_controllers::spawn(self.client.clone(), config);
+    }
+
+    /// Brings a killed node's simulated kubelet back.
+    pub fn revive_node(&self, name: &str) {
+        if let Some(n) = self.nodes.lock().get_mut(name) {
+            n.dead = false;
+        }
+    }
+
     pub fn kill_node(&self, name: &str) {
         if let Some(n) = self.nodes.lock().get_mut(name) {
             n.dead = true;
