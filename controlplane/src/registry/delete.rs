@@ -70,9 +70,9 @@ impl Registry {
         Ok((decode_kv(&kv), finished))
     }
 
-    /// Removes every object in a namespace deleted without finalizers (one whose `kubernetes`
-    /// finalizer was taken off through `finalize` before its deletion). A namespace that has
-    /// it is emptied by the namespace controller instead, which resumes after a crash.
+    /// Removes every object in a namespace whose `kubernetes` finalizer was taken off by hand
+    /// (`finalize`) while it was Terminating, when it is deleted again. Every other namespace
+    /// is emptied by the namespace controller, which resumes after a crash.
     async fn purge_namespace(&self, namespace: &str) -> Result<()> {
         for info in kinds::ALL.iter().filter(|i| i.namespaced) {
             let (kvs, _) = self.store.list(&prefix(info, namespace)).await?;
@@ -159,9 +159,9 @@ fn plan_delete(info: &ResourceInfo, current: &Value, opts: &DeleteOptions) -> De
         None
     };
     let namespace = info.plural == "namespaces";
-    // A namespace with spec.finalizers stays, Terminating, until the namespace controller
-    // has emptied it and removed them.
-    let held = namespace && !namespace::spec_finalizers(current).is_empty();
+    // A namespace stays, Terminating, until the namespace controller has emptied it and
+    // removed its spec.finalizers (a first delete adds `kubernetes` if it is missing).
+    let held = namespace && (!marked || !namespace::spec_finalizers(current).is_empty());
     if fins.is_empty() && grace.is_none_or(|g| g == 0) && !held {
         return DeletePlan::Remove;
     }
@@ -197,7 +197,7 @@ fn plan_delete(info: &ResourceInfo, current: &Value, opts: &DeleteOptions) -> De
             json!(fins)
         },
     );
-    if namespace {
+    if namespace && !marked {
         namespace::mark_terminating(&mut updated);
     }
     DeletePlan::Mark(updated)

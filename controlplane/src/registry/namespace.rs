@@ -9,7 +9,7 @@ use corral_api::status::{CauseType, StatusCause};
 use serde_json::{json, Value};
 
 use super::{decode_kv, key, ApiError, Registry, Result, Subject};
-use crate::validate::FieldError;
+use crate::validate::{FieldError, NAMESPACE_FINALIZER};
 
 /// `status.phase` of a namespace being deleted.
 pub const TERMINATING: &str = "Terminating";
@@ -38,9 +38,16 @@ fn set_spec_finalizers(namespace: &mut Value, finalizers: &[String]) {
     }
 }
 
-/// A namespace marked for deletion shows it in its phase.
+/// A namespace marked for deletion shows it in its phase, and is held by the `kubernetes`
+/// finalizer (added if a namespace stored before finalizers were defaulted lacks it) until
+/// the namespace controller has emptied it: the purge resumes after a crash.
 pub(super) fn mark_terminating(namespace: &mut Value) {
     namespace["status"]["phase"] = Value::from(TERMINATING);
+    let mut finalizers = spec_finalizers(namespace);
+    if !finalizers.iter().any(|f| f == NAMESPACE_FINALIZER) {
+        finalizers.push(NAMESPACE_FINALIZER.to_string());
+        set_spec_finalizers(namespace, &finalizers);
+    }
 }
 
 /// A main update or apply may not change `spec.finalizers` (only `finalize` does).
@@ -230,5 +237,36 @@ mod tests {
         let bad = json!({"metadata": {"name": "y"}, "spec": {"finalizers": [""]}});
         let err = r.finalize_namespace(bad, false).await.expect_err("invalid");
         assert!(err.to_string().contains("spec.finalizers[0]"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_namespace_without_the_finalizer_is_held_by_it_when_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = registry(&dir).await;
+        r.create(&kinds::NAMESPACES, "", ns("old"), false)
+            .await
+            .expect("created");
+        // As stored before finalizers were defaulted (or after a manual finalize).
+        let mut request = r.get(&kinds::NAMESPACES, "", "old").await.expect("exists");
+        request["spec"]["finalizers"] = json!([]);
+        r.finalize_namespace(request, false).await.expect("written");
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        r.create(&kinds::CONFIGMAPS, "old", cm, false)
+            .await
+            .expect("content");
+
+        let (marked, finished) = r
+            .delete(&kinds::NAMESPACES, "", "old", DeleteOptions::default())
+            .await
+            .expect("marked");
+        assert!(
+            !finished,
+            "removed at once, its content purged outside any controller"
+        );
+        assert_eq!(marked["status"]["phase"], TERMINATING);
+        assert_eq!(spec_finalizers(&marked), ["kubernetes"]);
+        r.get(&kinds::CONFIGMAPS, "old", "c")
+            .await
+            .expect("left for the namespace controller");
     }
 }
