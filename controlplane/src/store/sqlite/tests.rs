@@ -166,3 +166,5 @@ async fn a_slow_watcher_catches_up_from_the_log() {
         assert_eq!(next(&mut w).await.revision(), rev);
     }
 }
+
+mod limits;
