@@ -2,7 +2,7 @@
 //! (never a false acknowledgement), the store stays up, and writes succeed again once space
 //! returns; every acknowledged write is there after reopening. Needs root (it mounts a tmpfs).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use corral_controlplane::store::sqlite::SqliteStore;
@@ -77,20 +77,21 @@ async fn round(s: &SqliteStore, round: usize) -> Vec<(String, Result<(), StoreEr
     out
 }
 
-fn fill(path: &PathBuf, bytes: usize) {
+fn fill(path: &Path, bytes: usize) {
     std::fs::write(path, vec![0u8; bytes]).expect("writing the spare file");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_writes_without_false_acknowledgements_and_recovers() {
-    let Some(fs) = Tmpfs::mount("6m") else {
+    let Some(fs) = Tmpfs::mount("16m") else {
         eprintln!("skipping: mounting a tmpfs for the full-disk drill needs root");
         return;
     };
     let db = fs.path().join("corral.db");
-    // Room to give back later.
+    // Room to give back later: enough for the checkpoint that copies the write-ahead log
+    // (up to 4 MiB, SQLite's default checkpoint size) into the database before it is reused.
     let spare = fs.path().join("spare");
-    fill(&spare, 2 << 20);
+    fill(&spare, 8 << 20);
     let s = SqliteStore::open(&db).unwrap();
     let (mut acked, mut failed) = (Vec::new(), Vec::new());
     for r in 0.. {
@@ -99,7 +100,17 @@ async fn a_full_disk_fails_writes_without_false_acknowledgements_and_recovers() 
             match result {
                 Ok(()) => acked.push(key),
                 Err(e) => {
-                    assert!(matches!(e, StoreError::Database { .. }), "{key}: {e}");
+                    // SQLite's own code reaches the caller: "disk full", not a generic I/O error.
+                    assert!(
+                        matches!(
+                            &e,
+                            StoreError::Database {
+                                source: rusqlite::Error::SqliteFailure(code, _),
+                                ..
+                            } if code.code == rusqlite::ErrorCode::DiskFull
+                        ),
+                        "{key}: {e:?}"
+                    );
                     failed.push((key, e.to_string()));
                 }
             }

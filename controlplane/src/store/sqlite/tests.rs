@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::EventType;
 use futures::StreamExt;
 use std::time::Duration;
 
