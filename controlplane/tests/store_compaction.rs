@@ -70,9 +70,8 @@ async fn writes_are_acknowledged_promptly_while_a_large_compaction_runs() {
         worst < took / 4 && worst < Duration::from_secs(1),
         "a write waited {worst:?} during a {took:?} compaction"
     );
-        assert!(matches!(
+    assert!(matches!(
         s.watch("/", rows - 1).await.err(),
         Some(StoreError::Compacted { .. })
     ));
 }
-

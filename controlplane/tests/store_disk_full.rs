@@ -130,7 +130,10 @@ async fn a_full_disk_fails_writes_without_false_acknowledgements_and_recovers() 
         assert!(s.get(k).await.unwrap().is_some(), "{k} was acknowledged");
     }
     for (k, _) in &failed {
-        assert!(s.get(k).await.unwrap().is_none(), "{k} failed but is visible");
+        assert!(
+            s.get(k).await.unwrap().is_none(),
+            "{k} failed but is visible"
+        );
     }
     // Space returns: writes succeed again.
     std::fs::remove_file(&spare).unwrap();
@@ -150,10 +153,16 @@ async fn a_full_disk_fails_writes_without_false_acknowledgements_and_recovers() 
     drop(s);
     let s = reopen(&db);
     for k in &acked {
-        assert!(s.get(k).await.unwrap().is_some(), "{k} lost after reopening");
+        assert!(
+            s.get(k).await.unwrap().is_some(),
+            "{k} lost after reopening"
+        );
     }
     for (k, _) in &failed {
-        assert!(s.get(k).await.unwrap().is_none(), "{k} failed but was stored");
+        assert!(
+            s.get(k).await.unwrap().is_none(),
+            "{k} failed but was stored"
+        );
     }
     assert!(s.get("/after").await.unwrap().is_some());
     drop(s);

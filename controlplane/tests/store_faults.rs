@@ -95,9 +95,7 @@ async fn a_crash_after_the_commit_before_the_acknowledgement_loses_no_acknowledg
     let crashed = keys("crashed", 20);
     let answers = create_all(&s, &crashed).await;
     assert!(
-        answers
-            .iter()
-            .all(|r| matches!(r, Err(StoreError::Closed))),
+        answers.iter().all(|r| matches!(r, Err(StoreError::Closed))),
         "{answers:?}"
     );
     fail::remove("store::commit::after");

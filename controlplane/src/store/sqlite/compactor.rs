@@ -22,8 +22,12 @@ pub(super) struct Job {
 pub(super) fn run(shared: Arc<Shared>, conn: Connection, mut rx: mpsc::Receiver<Job>) {
     // Finish what a crash interrupted: the mark is durable before the rows behind it go.
     let mut done_to = 0;
-    if let Err(e) = compact(&shared, &conn, shared.compacted.load(Ordering::SeqCst), &mut done_to)
-    {
+    if let Err(e) = compact(
+        &shared,
+        &conn,
+        shared.compacted.load(Ordering::SeqCst),
+        &mut done_to,
+    ) {
         warn!(error = %e, "resuming compaction failed");
     }
     while let Some(job) = rx.blocking_recv() {

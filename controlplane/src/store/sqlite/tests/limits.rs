@@ -63,7 +63,10 @@ async fn a_watch_from_further_back_than_the_backlog_asks_for_a_relist() {
     write_many(&s, "/k/", 80, 10).await;
     let err = s.watch("/k/", 10).await.err().expect("70 revisions behind");
     assert!(matches!(err, StoreError::WatchLagged), "{err}");
-    let mut w = s.watch("/k/", 40).await.expect("40 revisions behind is allowed");
+    let mut w = s
+        .watch("/k/", 40)
+        .await
+        .expect("40 revisions behind is allowed");
     assert_eq!(next(&mut w).await.revision(), 41);
 }
 
