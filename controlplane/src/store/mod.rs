@@ -57,7 +57,9 @@ pub enum StoreError {
         requested: Revision,
         compacted: Revision,
     },
-    #[error("watch fell behind and history was compacted: re-list and watch again")]
+    /// The watcher fell too far behind the newest revision (or the history it still needed
+    /// was compacted): it is closed, as the API server closes a watcher that cannot keep up.
+    #[error("watch fell too far behind: re-list and watch again")]
     WatchLagged,
     #[error("database {path}: {source}")]
     Database {
@@ -90,6 +92,6 @@ pub trait Store: Send + Sync + 'static {
     /// `after` older than the compacted revision fails with `Compacted`.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
     async fn current_revision(&self) -> Result<Revision>;
-    /// Forgets history at and below `revision`.
+    /// Forgets history at and below `revision` (never stalling writes while it does).
     async fn compact(&self, revision: Revision) -> Result<()>;
 }

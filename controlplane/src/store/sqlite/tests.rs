@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::EventType;
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -166,3 +167,5 @@ async fn a_slow_watcher_catches_up_from_the_log() {
         assert_eq!(next(&mut w).await.revision(), rev);
     }
 }
+
+mod limits;
