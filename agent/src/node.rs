@@ -14,7 +14,18 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use tracing::{info, warn};
 
+use crate::cluster_id::{ClusterGuard, ClusterIdError};
 use crate::runtime::ContainerRuntime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    #[error(transparent)]
+    Api(#[from] corral_api::client::Error),
+    /// The Node or Lease is missing, and the control plane could not be confirmed as this
+    /// node's cluster's: creating them would join another cluster.
+    #[error("not creating node objects: {0}")]
+    Cluster(#[from] ClusterIdError),
+}
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const LEASE_DURATION_SECONDS: i32 = 40;
@@ -247,7 +258,8 @@ async fn post_status(
 async fn renew_lease(
     client: &corral_api::Client,
     cfg: &NodeConfig,
-) -> Result<(), corral_api::client::Error> {
+    guard: &ClusterGuard,
+) -> Result<(), HeartbeatError> {
     let now = MicroTime(Timestamp::now());
     match client.get_opt::<Lease>(LEASE_NAMESPACE, &cfg.name).await? {
         Some(mut l) => {
@@ -258,6 +270,7 @@ async fn renew_lease(
             client.update(&l).await?;
         }
         None => {
+            guard.check().await?;
             let mut l = Lease::default();
             l.metadata.name = Some(cfg.name.clone());
             l.metadata.namespace = Some(LEASE_NAMESPACE.into());
@@ -276,18 +289,24 @@ async fn renew_lease(
 
 /// Renews the Lease and re-posts the Ready condition forever, in two independent loops: a
 /// slow or failing runtime never delays the Lease (which is what says the node is alive).
+/// Both pause while the guard refuses the control plane, and neither creates the Node or
+/// its Lease without checking the cluster ID first.
 pub async fn heartbeat(
     client: corral_api::Client,
     cfg: NodeConfig,
     runtime: Arc<dyn ContainerRuntime>,
+    guard: Arc<ClusterGuard>,
 ) {
     let lease_loop = {
-        let (client, cfg) = (client.clone(), cfg.clone());
+        let (client, cfg, guard) = (client.clone(), cfg.clone(), guard.clone());
         async move {
             let mut lease = tokio::time::interval(cfg.lease_every);
             loop {
                 lease.tick().await;
-                if let Err(e) = renew_lease(&client, &cfg).await {
+                if guard.refused() {
+                    continue;
+                }
+                if let Err(e) = renew_lease(&client, &cfg, &guard).await {
                     warn!(node = %cfg.name, error = %e, "lease renewal failed");
                 }
             }
@@ -299,11 +318,19 @@ pub async fn heartbeat(
         let mut failing_since = None;
         loop {
             status.tick().await;
-            let r = match client.get_opt::<Node>("", &cfg.name).await {
-                Ok(Some(n)) => post_status(&client, &cfg, &runtime, &mut failing_since, n).await,
-                // Deleted behind our back: register again.
-                Ok(None) => register(&client, &cfg, &runtime).await,
-                Err(e) => Err(e),
+            if guard.refused() {
+                continue;
+            }
+            let r: Result<(), HeartbeatError> = match client.get_opt::<Node>("", &cfg.name).await {
+                Ok(Some(n)) => post_status(&client, &cfg, &runtime, &mut failing_since, n)
+                    .await
+                    .map_err(Into::into),
+                // Deleted behind our back (or another cluster): register again if it is ours.
+                Ok(None) => match guard.check().await {
+                    Ok(()) => register(&client, &cfg, &runtime).await.map_err(Into::into),
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => Err(e.into()),
             };
             if let Err(e) = r {
                 warn!(node = %cfg.name, error = %e, "node status update failed");

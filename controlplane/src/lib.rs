@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub mod cluster_id;
 pub mod registry;
 pub mod server;
 pub mod store;
@@ -54,6 +55,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    ClusterId(#[from] cluster_id::ClusterIdError),
     #[error("opening the store: {0}")]
     Store(#[from] store::StoreError),
     #[error("bootstrapping default namespaces: {0}")]
@@ -72,6 +75,8 @@ pub enum StartError {
 pub struct Running {
     pub addr: SocketAddr,
     pub registry: Arc<Registry>,
+    /// Made once with the store; agents refuse a control plane whose ID differs.
+    pub cluster_id: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -119,7 +124,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let db = config.data_dir.join("corral.db");
+    // A missing --data-dir must not silently start an empty cluster in the wrong place.
+    let data_dir = cluster_id::inspect(&config.data_dir)?;
+    let db = config.data_dir.join(cluster_id::DB_FILE);
     let store: Arc<dyn Store> = Arc::new(store::sqlite::SqliteStore::open(&db)?);
     let services = ServiceAllocator::new(&config.service_cidr).map_err(StartError::Config)?;
     let registry = Arc::new(Registry::new(
@@ -128,6 +135,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         services,
     ));
     registry.bootstrap().await?;
+    let cluster_id = cluster_id::read(&registry).await?;
+    if data_dir == cluster_id::DataDir::Empty {
+        warn!(
+            data_dir = %config.data_dir.display(),
+            cluster_id = %cluster_id,
+            "initialised a NEW cluster in an empty data directory: if this control plane served \
+             a cluster before, --data-dir is wrong, and that cluster's agents will refuse this one"
+        );
+    } else {
+        info!(data_dir = %config.data_dir.display(), cluster_id = %cluster_id, "cluster store opened");
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -143,7 +161,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let api = corral_proto::api_server::ApiServer::new(server::ApiService::new(
         registry.clone(),
         tunnels.clone(),
-    ))
+    )
+    .with_cluster_id(cluster_id.clone()))
     // A request carries at most one object (3 MiB, checked with a clear error) plus its
     // envelope; answers (lists) may be large.
     .max_decoding_message_size(server::MAX_REQUEST_BODY + (1 << 20))
@@ -177,6 +196,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         registry,
+        cluster_id,
         shutdown: Some(shutdown_tx),
         server: Some(server),
         tasks,
