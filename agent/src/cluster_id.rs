@@ -199,29 +199,40 @@ impl ClusterGuard {
             }
             Err(e) if e.is_refusal() => {
                 self.rejoin.store(false, Ordering::SeqCst);
-                if self.state.send_replace(GuardState::Refused) != GuardState::Refused {
-                    error!(error = %e, "wrong cluster");
-                }
+                self.state.send_replace(GuardState::Refused);
             }
             Err(_) => {}
         }
         result
     }
 
-    /// Asks until the answer is this node's cluster, waiting 1 s doubling to 30 s between
-    /// tries (a refused agent waits, it does not crash-loop), logging every refusal.
+    /// Asks once a second until the answer is this node's cluster. A refused agent waits (it
+    /// does not exit and crash-loop), saying why at once and again every 30 s; the checks are
+    /// frequent so that once the right control plane is back, the node renews its Lease well
+    /// within the node grace period and nothing of it is evicted.
     pub async fn wait_verified(&self) {
-        let mut delay = Duration::from_secs(1);
+        const EVERY: Duration = Duration::from_secs(1);
+        const REPEAT_LOG: Duration = Duration::from_secs(30);
+        let mut logged: Option<(tokio::time::Instant, String)> = None;
         loop {
-            match self.check().await {
+            let e = match self.check().await {
                 Ok(()) => return,
-                Err(e) if e.is_refusal() => {
-                    error!(error = %e, retry_in = ?delay, "refusing the control plane")
+                Err(e) => e,
+            };
+            let text = e.to_string();
+            let now = tokio::time::Instant::now();
+            let repeat = logged
+                .as_ref()
+                .is_none_or(|(at, last)| *last != text || now >= *at + REPEAT_LOG);
+            if repeat {
+                if e.is_refusal() {
+                    error!(error = %text, "refusing the control plane; checking again every second");
+                } else {
+                    warn!(error = %text, "cannot check the cluster ID; retrying every second");
                 }
-                Err(e) => warn!(error = %e, retry_in = ?delay, "cannot check the cluster ID"),
+                logged = Some((now, text));
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
+            tokio::time::sleep(EVERY).await;
         }
     }
 }

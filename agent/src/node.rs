@@ -219,6 +219,27 @@ pub fn runtime_down(failing_since: Option<Instant>, now: Instant) -> bool {
     failing_since.is_some_and(|t| now.duration_since(t) >= RUNTIME_DOWN_GRACE)
 }
 
+/// One look at the runtime: a hung one counts as failing, and never holds a loop for long.
+async fn probe_runtime(runtime: &Arc<dyn ContainerRuntime>) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(5), runtime.list()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the runtime did not answer within 5s".to_string()),
+    }
+}
+
+/// While the runtime fails, looks at it every second; returns once it answers. Only then is a
+/// failure "without a break": a status probe every 10 s alone would count three short
+/// restarts in a row as 30 s of outage.
+async fn runtime_recovered(runtime: &Arc<dyn ContainerRuntime>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if probe_runtime(runtime).await.is_ok() {
+            return;
+        }
+    }
+}
+
 async fn post_status(
     client: &corral_api::Client,
     cfg: &NodeConfig,
@@ -226,13 +247,7 @@ async fn post_status(
     failing_since: &mut Option<Instant>,
     mut node: Node,
 ) -> Result<(), corral_api::client::Error> {
-    // A hung runtime counts as failing; it never holds the status loop for long.
-    let probe = tokio::time::timeout(Duration::from_secs(5), runtime.list()).await;
-    let probe = match probe {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the runtime did not answer within 5s".to_string()),
-    };
+    let probe = probe_runtime(runtime).await;
     let now = Instant::now();
     let ready = match probe {
         Ok(()) => {
@@ -317,7 +332,18 @@ pub async fn heartbeat(
         status.tick().await;
         let mut failing_since = None;
         loop {
-            status.tick().await;
+            if failing_since.is_some() {
+                tokio::select! {
+                    _ = status.tick() => {}
+                    _ = runtime_recovered(&runtime) => {
+                        info!(node = %cfg.name, "container runtime answers again");
+                        failing_since = None;
+                        continue;
+                    }
+                }
+            } else {
+                status.tick().await;
+            }
             if guard.refused() {
                 continue;
             }
