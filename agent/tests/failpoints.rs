@@ -3,19 +3,21 @@
 //! the pod's network record; the next worker (a restarted agent) must run the pod exactly
 //! once and leak nothing. Fail points are process-wide: each test holds a `FailScenario`.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_agent::clock::FakeClock;
+use corral_agent::clock::{Clock, FakeClock, SystemClock};
 use corral_agent::network::fake::FakeNetwork;
 use corral_agent::network::{Cni, CniConfig, Network, PodNetRequest};
 use corral_agent::pod::api::fake::{Calls, FakePodApi};
 use corral_agent::pod::state::BackoffPolicy;
 use corral_agent::pod::worker::{Desired, NodeContext, Terminate, Worker};
 use corral_agent::runtime::fake::{Call, FakeRuntime};
-use corral_agent::runtime::{ContainerInfo, TaskState};
+use corral_agent::runtime::{ContainerInfo, ContainerRuntime, TaskState};
 use fail::FailScenario;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use tokio::sync::{mpsc, watch};
@@ -39,26 +41,34 @@ fn pod() -> Pod {
 /// One node's worth of fakes, shared by the worker that crashes and the one after it.
 struct Node {
     ctx: Arc<NodeContext>,
-    runtime: Arc<FakeRuntime>,
+    fake: Option<Arc<FakeRuntime>>,
     network: Arc<FakeNetwork>,
     api: Arc<FakePodApi>,
     _dir: tempfile::TempDir,
 }
 
 struct Spawned {
-    _desired: watch::Sender<Desired>,
+    desired: watch::Sender<Desired>,
     done: mpsc::UnboundedReceiver<String>,
 }
 
 impl Node {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(FakeClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
         let runtime = Arc::new(
             FakeRuntime::new()
                 .with_clock(clock.clone())
                 .with_image("busybox:1"),
         );
+        let node = Self::with(runtime.clone(), clock);
+        Node {
+            fake: Some(runtime),
+            ..node
+        }
+    }
+
+    fn with(runtime: Arc<dyn ContainerRuntime>, clock: Arc<dyn Clock>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let network = Arc::new(FakeNetwork::default());
         let api = Arc::new(FakePodApi::default());
         let ctx = Arc::new(NodeContext {
@@ -69,7 +79,7 @@ impl Node {
                 corral_agent::pod::events::reporter("node-1"),
             ),
             clock,
-            runtime: runtime.clone(),
+            runtime,
             network: network.clone(),
             node_name: "node-1".into(),
             node_ip: "192.0.2.1".into(),
@@ -80,25 +90,30 @@ impl Node {
         });
         Node {
             ctx,
-            runtime,
+            fake: None,
             network,
             api,
             _dir: dir,
         }
     }
 
+    fn runtime(&self) -> &FakeRuntime {
+        self.fake.as_ref().expect("a fake runtime")
+    }
+
     /// A worker as the manager starts it: with the containers the runtime has of the pod.
     fn spawn(&self, found: Vec<ContainerInfo>) -> Spawned {
+        self.spawn_pod(pod(), found)
+    }
+
+    fn spawn_pod(&self, pod: Pod, found: Vec<ContainerInfo>) -> Spawned {
         let (done_tx, done) = mpsc::unbounded_channel();
         let desired = Desired {
-            pod: pod(),
+            pod,
             terminate: Terminate::No,
         };
         let (desired, _events) = Worker::spawn(self.ctx.clone(), desired, found, done_tx);
-        Spawned {
-            _desired: desired,
-            done,
-        }
+        Spawned { desired, done }
     }
 
     async fn status_where(&self, f: impl Fn(&PodStatus) -> bool) -> PodStatus {
@@ -127,14 +142,14 @@ async fn a_worker_that_crashes_between_create_and_start_runs_its_container_once_
     // The first worker dies at the fail point: its task ends without reporting.
     let mut first = node.spawn(Vec::new());
     assert_eq!(within(first.done.recv()).await, None, "the worker crashed");
-    let left = node.runtime.containers();
+    let left = node.runtime().containers();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].state, TaskState::Created, "created, never started");
-    let calls: Vec<Call> = node.runtime.history().into_iter().map(|c| c.call).collect();
+    let calls: Vec<Call> = node.runtime().history().into_iter().map(|c| c.call).collect();
     assert_eq!(started(&calls), 0, "{calls:?}");
 
     // The next agent hands the leftover to the pod's new worker, as the manager does.
-    let _second = node.spawn(node.runtime.containers());
+    let _second = node.spawn(node.runtime().containers());
     let s = node
         .status_where(|s| {
             s.container_statuses.iter().flatten().any(|c| {
@@ -144,10 +159,10 @@ async fn a_worker_that_crashes_between_create_and_start_runs_its_container_once_
         .await;
     assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.2"), "the first address");
 
-    let containers = node.runtime.containers();
+    let containers = node.runtime().containers();
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert!(matches!(containers[0].state, TaskState::Running { .. }));
-    let calls: Vec<Call> = node.runtime.history().into_iter().map(|c| c.call).collect();
+    let calls: Vec<Call> = node.runtime().history().into_iter().map(|c| c.call).collect();
     assert_eq!(started(&calls), 1, "started exactly once: {calls:?}");
     let removed_before_create = calls
         .iter()
@@ -256,5 +271,87 @@ fn a_crash_between_cni_add_and_its_record_leaks_no_address_and_the_next_setup_su
     if let Err(panic) = run.join() {
         std::panic::resume_unwind(panic);
     }
+    scenario.teardown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_containerd_a_crash_between_create_and_start_leaves_no_second_process_or_shim() {
+    skip_unless_runnable!();
+    let scenario = FailScenario::setup();
+    fail::cfg("agent::container-created", "1*panic").unwrap();
+    let ctd = common::ContainerdFixture::start();
+    let runtime = Arc::new(ctd.runtime().await);
+    let archive = common::image_archive("docker.io/corral-test/sleeper:v1");
+    runtime.import_archive(&archive).await.unwrap();
+    let node = Node::with(runtime.clone(), Arc::new(SystemClock));
+    let uid = format!("fp-{}", std::process::id());
+    // The node's network namespace: the fake network has none to offer.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": uid},
+        "spec": {
+            "hostNetwork": true,
+            "containers": [{"name": "app", "image": "corral-test/sleeper:v1"}]
+        }
+    }))
+    .unwrap();
+
+    // The first worker dies with the container created and its task made (`runc create`:
+    // a process waits in the container's namespaces for the start that never comes).
+    let mut first = node.spawn_pod(pod.clone(), Vec::new());
+    assert_eq!(within(first.done.recv()).await, None, "the worker crashed");
+    let left = runtime.list().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].state, TaskState::Created);
+
+    let second = node.spawn_pod(pod, left);
+    node.status_where(|s| {
+        s.container_statuses.iter().flatten().any(|c| {
+            c.state.as_ref().is_some_and(|st| st.running.is_some()) && c.restart_count == 0
+        })
+    })
+    .await;
+    let now = runtime.list().await.unwrap();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(matches!(now[0].state, TaskState::Running { .. }));
+    // The image's command ran once: its first line is in the attempt's log once.
+    let log = node.ctx.log_path(&uid, "app", 0);
+    let printed = || async {
+        let text = tokio::fs::read_to_string(&log).await.unwrap_or_default();
+        Some(text.matches("sleeping").count()).filter(|n| *n > 0)
+    };
+    let times = within(async {
+        loop {
+            if let Some(n) = printed().await {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(times, 1, "the container's command ran once");
+    // One shim left: the crashed attempt's went with its task.
+    let shims = || {
+        let needle = format!("-address {}", ctd.socket.display());
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains("containerd-shim") && c.contains(&needle))
+            .count()
+    };
+    within(async {
+        while shims() != 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // Cleaned up as a deleted pod is.
+    second.desired.send_modify(|d| d.terminate = Terminate::Gone);
+    let mut second = second;
+    within(second.done.recv()).await;
+    assert!(runtime.list().await.unwrap().is_empty());
+    common::remove_cgroups(&format!("corral/pod{uid}"), &[]);
     scenario.teardown();
 }

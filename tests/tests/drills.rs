@@ -348,6 +348,15 @@ async fn a_control_plane_restarted_on_an_empty_data_dir_stops_no_container() {
         log("controlplane.log").contains("initialised a NEW cluster"),
         "the control plane says it made a new cluster"
     );
+    // An agent started meanwhile (a node reboot, an upgrade) lists the new cluster's pods
+    // (none): it must refuse too, not remove the containers of pods it does not know.
+    let agent = d.process("agent");
+    d.kill(&agent, Signal::SIGKILL);
+    let restarted = log(&agent_log).matches("serves cluster").count();
+    d.start_process(&agent).await;
+    let refused_again =
+        || async { (log(&agent_log).matches("serves cluster").count() > restarted).then_some(()) };
+    eventually("the restarted agent refusing the new cluster", WAIT, refused_again).await;
     // For longer than a relist, nothing of the node is touched or registered.
     let deadline = Instant::now() + SETTLE;
     while Instant::now() < deadline {
@@ -372,8 +381,9 @@ async fn a_control_plane_restarted_on_an_empty_data_dir_stops_no_container() {
     std::fs::rename(&kept, &data).unwrap();
     d.start_process("controlplane").await;
     d.assert_untouched().await;
+    d.dump_agent_log();
     eprintln!(
-        "drill control plane on an empty data dir: refused by the agent, {PODS} pods kept \
-         (same container IDs, 0 restarts)"
+        "drill control plane on an empty data dir: refused by the running agent and by a \
+         restarted one, {PODS} pods kept (same container IDs, 0 restarts)"
     );
 }
