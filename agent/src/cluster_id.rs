@@ -163,13 +163,12 @@ impl ClusterGuard {
     /// logged and kept until an answer matches; a failure to ask changes nothing.
     pub async fn check(&self) -> Result<(), ClusterIdError> {
         let server = self.server.clone();
-        let served = match tokio::time::timeout(Duration::from_secs(10), self.client.version())
-            .await
-        {
-            Ok(Ok(v)) => v.cluster_id,
-            Ok(Err(source)) => return Err(ClusterIdError::Unreachable { server, source }),
-            Err(_) => return Err(ClusterIdError::Timeout { server }),
-        };
+        let served =
+            match tokio::time::timeout(Duration::from_secs(10), self.client.version()).await {
+                Ok(Ok(v)) => v.cluster_id,
+                Ok(Err(source)) => return Err(ClusterIdError::Unreachable { server, source }),
+                Err(_) => return Err(ClusterIdError::Timeout { server }),
+            };
         let recorded = self.recorded()?;
         let rejoin = self.rejoin.load(Ordering::SeqCst);
         let result = match decide(recorded.as_deref(), &served, rejoin) {
@@ -249,9 +248,21 @@ mod tests {
         };
         for (what, recorded, served, rejoin, want) in [
             ("first start", None, "new", false, Verdict::Join),
-            ("first start, rejoin asked", None, "new", true, Verdict::Join),
+            (
+                "first start, rejoin asked",
+                None,
+                "new",
+                true,
+                Verdict::Join,
+            ),
             ("same cluster", Some("new"), "new", false, Verdict::Same),
-            ("same cluster, rejoin asked", Some("new"), "new", true, Verdict::Same),
+            (
+                "same cluster, rejoin asked",
+                Some("new"),
+                "new",
+                true,
+                Verdict::Same,
+            ),
             ("another cluster", Some("old"), "new", false, mismatch()),
             (
                 "another cluster, rejoin asked",
@@ -262,8 +273,20 @@ mod tests {
                     previous: "old".into(),
                 },
             ),
-            ("no ID served", Some("old"), "", false, Verdict::Unidentified),
-            ("no ID served, none recorded", None, "", true, Verdict::Unidentified),
+            (
+                "no ID served",
+                Some("old"),
+                "",
+                false,
+                Verdict::Unidentified,
+            ),
+            (
+                "no ID served, none recorded",
+                None,
+                "",
+                true,
+                Verdict::Unidentified,
+            ),
         ] {
             assert_eq!(decide(recorded, served, rejoin), want, "{what}");
         }

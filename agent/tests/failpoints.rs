@@ -145,7 +145,12 @@ async fn a_worker_that_crashes_between_create_and_start_runs_its_container_once_
     let left = node.runtime().containers();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].state, TaskState::Created, "created, never started");
-    let calls: Vec<Call> = node.runtime().history().into_iter().map(|c| c.call).collect();
+    let calls: Vec<Call> = node
+        .runtime()
+        .history()
+        .into_iter()
+        .map(|c| c.call)
+        .collect();
     assert_eq!(started(&calls), 0, "{calls:?}");
 
     // The next agent hands the leftover to the pod's new worker, as the manager does.
@@ -162,12 +167,21 @@ async fn a_worker_that_crashes_between_create_and_start_runs_its_container_once_
     let containers = node.runtime().containers();
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert!(matches!(containers[0].state, TaskState::Running { .. }));
-    let calls: Vec<Call> = node.runtime().history().into_iter().map(|c| c.call).collect();
+    let calls: Vec<Call> = node
+        .runtime()
+        .history()
+        .into_iter()
+        .map(|c| c.call)
+        .collect();
     assert_eq!(started(&calls), 1, "started exactly once: {calls:?}");
     let removed_before_create = calls
         .iter()
         .position(|c| *c == Call::Remove("u1-app-0".into()))
-        .zip(calls.iter().rposition(|c| *c == Call::Create("u1-app-0".into())))
+        .zip(
+            calls
+                .iter()
+                .rposition(|c| *c == Call::Create("u1-app-0".into())),
+        )
         .is_some_and(|(removed, created)| removed < created);
     assert!(removed_before_create, "leftover removed first: {calls:?}");
     assert_eq!(node.network.pods(), vec!["u1".to_string()]);
@@ -257,7 +271,10 @@ fn a_crash_between_cni_add_and_its_record_leaks_no_address_and_the_next_setup_su
             assert_eq!(next.list().await.unwrap(), vec!["u1".to_string()]);
 
             // Its worker sets the pod up again: in one go, with one address.
-            let net = next.setup(&req).await.expect("the setup after the crash succeeds");
+            let net = next
+                .setup(&req)
+                .await
+                .expect("the setup after the crash succeeds");
             assert_eq!(reserved(&ipam), BTreeSet::from([net.ip.clone()]));
             let again = next.setup(&req).await.unwrap();
             assert_eq!(again, net, "a second setup finds the first");
@@ -348,7 +365,9 @@ async fn with_containerd_a_crash_between_create_and_start_leaves_no_second_proce
     .await;
 
     // Cleaned up as a deleted pod is.
-    second.desired.send_modify(|d| d.terminate = Terminate::Gone);
+    second
+        .desired
+        .send_modify(|d| d.terminate = Terminate::Gone);
     let mut second = second;
     within(second.done.recv()).await;
     assert!(runtime.list().await.unwrap().is_empty());

@@ -664,9 +664,11 @@ pub async fn start_process(
 
 /// The containers in a node's containerd (what its agent runs), straight from containerd.
 pub async fn node_containers(node: &NodeLayout) -> Result<Vec<corral_containerd::ContainerInfo>> {
-    let rt = containerd_of(node).await.ok_or_else(|| Error::ContainerdDown {
-        node: node.name.clone(),
-    })?;
+    let rt = containerd_of(node)
+        .await
+        .ok_or_else(|| Error::ContainerdDown {
+            node: node.name.clone(),
+        })?;
     rt.list().await.map_err(|source| Error::Containerd {
         node: node.name.clone(),
         source,

@@ -158,11 +158,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
     let tunnels = tunnel::Tunnels::default();
-    let api = corral_proto::api_server::ApiServer::new(server::ApiService::new(
-        registry.clone(),
-        tunnels.clone(),
+    let api = corral_proto::api_server::ApiServer::new(
+        server::ApiService::new(registry.clone(), tunnels.clone())
+            .with_cluster_id(cluster_id.clone()),
     )
-    .with_cluster_id(cluster_id.clone()))
     // A request carries at most one object (3 MiB, checked with a clear error) plus its
     // envelope; answers (lists) may be large.
     .max_decoding_message_size(server::MAX_REQUEST_BODY + (1 << 20))

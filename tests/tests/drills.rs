@@ -55,17 +55,13 @@ async fn seen(client: &Client) -> Option<Seen> {
             .is_some_and(|n| n.starts_with("drill-"))
     }) {
         let status = p.status.as_ref()?;
-        if status.phase.as_deref() != Some("Running") || p.metadata.deletion_timestamp.is_some()
-        {
+        if status.phase.as_deref() != Some("Running") || p.metadata.deletion_timestamp.is_some() {
             return None;
         }
         let mut containers = BTreeMap::new();
         for c in status.container_statuses.iter().flatten() {
             c.state.as_ref()?.running.as_ref()?;
-            containers.insert(
-                c.name.clone(),
-                (c.container_id.clone()?, c.restart_count),
-            );
+            containers.insert(c.name.clone(), (c.container_id.clone()?, c.restart_count));
         }
         out.insert(
             p.metadata.name.clone()?,
@@ -183,7 +179,8 @@ impl Drill {
     }
 
     fn pid(&self, process: &str) -> u32 {
-        let state = corral_cluster::State::load(&self.cluster.opts.base, &self.cluster.name).unwrap();
+        let state =
+            corral_cluster::State::load(&self.cluster.opts.base, &self.cluster.name).unwrap();
         state
             .processes
             .iter()
@@ -211,7 +208,10 @@ impl Drill {
             let tasks = in_containerd(&self.node).await;
             assert_eq!(tasks.len(), PODS, "containers kept: {tasks:?}");
             assert!(tasks.values().all(|n| *n == 1), "tasks running: {tasks:?}");
-            let (nodes, _) = client.list::<Node>("", &ListParams::default()).await.unwrap();
+            let (nodes, _) = client
+                .list::<Node>("", &ListParams::default())
+                .await
+                .unwrap();
             assert!(
                 !nodes
                     .iter()
@@ -322,7 +322,12 @@ async fn killing_the_agent_ten_times_duplicates_and_restarts_nothing() {
         if round % 2 == 0 {
             // Back once it renews the node's Lease again (past start-up and registration;
             // its pods are adopted right after).
-            eventually("the agent renewing its lease", WAIT, lease_renewed_since(killed)).await;
+            eventually(
+                "the agent renewing its lease",
+                WAIT,
+                lease_renewed_since(killed),
+            )
+            .await;
             back.push(t.elapsed());
         } else {
             // The drill's timing: the next kill lands somewhere in this one's start-up.
@@ -330,7 +335,12 @@ async fn killing_the_agent_ten_times_duplicates_and_restarts_nothing() {
         }
     }
     let last = jiff::Timestamp::now();
-    eventually("the agent renewing its lease", WAIT, lease_renewed_since(last)).await;
+    eventually(
+        "the agent renewing its lease",
+        WAIT,
+        lease_renewed_since(last),
+    )
+    .await;
     d.assert_untouched().await;
     d.dump_agent_log();
     assert_eq!(watch.not_ready(), 0, "the node was seen not Ready");
@@ -375,7 +385,10 @@ async fn a_control_plane_restarted_on_an_empty_data_dir_stops_no_container() {
     d.assert_kept_outside(&d.client).await;
 
     let refusals = log(&agent_log).matches("serves cluster").count();
-    assert!(refusals >= 2, "the running and the restarted agent said why they refuse");
+    assert!(
+        refusals >= 2,
+        "the running and the restarted agent said why they refuse"
+    );
 
     // The right data dir again: the node takes up where it was.
     d.kill("controlplane", Signal::SIGTERM);
