@@ -2,6 +2,7 @@
 //! containerd containers with CNI networking, reports their status and serves their logs.
 
 pub mod clock;
+pub mod cluster_id;
 pub mod configdata;
 pub mod hosts;
 pub mod logs;
@@ -49,6 +50,9 @@ pub struct Config {
     pub backoff: BackoffPolicy,
     pub lease_every: Duration,
     pub status_every: Duration,
+    /// Accept a control plane whose cluster ID differs from the recorded one, once (the
+    /// cluster was rebuilt on purpose); its old containers are then removed.
+    pub rejoin_cluster: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +131,16 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         lease_every: cfg.lease_every,
         status_every: cfg.status_every,
     };
+    // Nothing is registered, adopted or removed before the control plane is known to serve
+    // the cluster this node joined.
+    let guard = Arc::new(cluster_id::ClusterGuard::new(
+        client.clone(),
+        &cfg.server,
+        &cfg.data_dir,
+        cfg.rejoin_cluster,
+    ));
     loop {
+        guard.wait_verified().await;
         match node::register(&client, &node_cfg, &runtime).await {
             Ok(()) => break,
             Err(e) => {
@@ -154,13 +167,13 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         nofile: spec::own_nofile_limit(),
     });
     let index = PodIndex::default();
-    tokio::spawn(node::heartbeat(client, node_cfg, runtime));
+    tokio::spawn(node::heartbeat(client, node_cfg, runtime, guard.clone()));
     tokio::spawn(tunnel::run(
         cfg.server.clone(),
         cfg.node_name.clone(),
         cfg.data_dir.clone(),
         index.clone(),
     ));
-    Manager::new(ctx, index).run().await;
+    Manager::new(ctx, index).with_guard(guard).run().await;
     Ok(())
 }

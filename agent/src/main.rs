@@ -58,6 +58,11 @@ struct Args {
     /// Longest container restart back-off in seconds (Kubernetes: 300).
     #[arg(long, default_value_t = 300.0)]
     backoff_max: f64,
+    /// Join the control plane's cluster even if this node recorded another one (in
+    /// DATA_DIR/cluster-id): for a cluster rebuilt on purpose. Containers of the old cluster
+    /// are removed. Use once.
+    #[arg(long)]
+    rejoin_cluster: bool,
 }
 
 #[tokio::main]
@@ -104,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         // A quarter of the control plane's default 4 s node grace (Kubernetes: 10 s of 40 s).
         lease_every: Duration::from_secs(1),
         status_every: Duration::from_secs(10),
+        rejoin_cluster: a.rejoin_cluster,
     };
     corral_agent::run(cfg).await?;
     Ok(())

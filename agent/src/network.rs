@@ -343,33 +343,115 @@ pub fn result_ip(result: &Value) -> Option<String> {
         .next()
 }
 
+impl Cni {
+    /// The pod's record: `{"result": <CNI result or null>, "hostPorts": [...]}`, or None.
+    async fn read_record(&self, uid: &str) -> Option<Value> {
+        let bytes = tokio::fs::read(self.result_path(uid)).await.ok()?;
+        Some(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Replaces the pod's record through a rename, so a crash leaves the old or the new one.
+    /// (No fsync: it guards against an agent crash; the namespaces do not survive a reboot.)
+    async fn write_record(&self, uid: &str, record: &Value) -> Result<()> {
+        let path = self.result_path(uid);
+        let dir = path.parent().expect("result path has a parent");
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(io_err(format!("creating {}", dir.display())))?;
+        let tmp = path.with_extension("json.tmp");
+        tokio::fs::write(&tmp, record.to_string())
+            .await
+            .map_err(io_err(format!("writing {}", tmp.display())))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(io_err(format!("renaming onto {}", path.display())))
+    }
+
+    /// CNI DEL of the chain in reverse order, with what the record kept (host ports, the ADD
+    /// result); succeeds when things are already gone, as the spec requires of plugins.
+    async fn del_chain(&self, uid: &str, netns: &Path, stored: &Value) -> Result<()> {
+        let ports = stored_ports(stored);
+        if !ports.is_empty() {
+            let mut pm = Self::portmap_conf(&ports);
+            if !stored["result"].is_null() {
+                pm["prevResult"] = stored["result"].clone();
+            }
+            self.exec("DEL", uid, netns, &pm).await?;
+        }
+        let mut br = self.bridge_conf();
+        if !stored["result"].is_null() {
+            br["prevResult"] = stored["result"].clone();
+        }
+        self.exec("DEL", uid, netns, &br).await?;
+        Ok(())
+    }
+}
+
+fn stored_ports(stored: &Value) -> Vec<HostPort> {
+    stored["hostPorts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| HostPort {
+                    host_port: p["hostPort"].as_i64().unwrap_or_default() as i32,
+                    container_port: p["containerPort"].as_i64().unwrap_or_default() as i32,
+                    protocol: p["protocol"].as_str().unwrap_or("TCP").to_string(),
+                    host_ip: p["hostIP"].as_str().unwrap_or_default().to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn record(result: Value, ports: &[HostPort]) -> Value {
+    json!({
+        "result": result,
+        "hostPorts": ports.iter().map(|p| json!({
+            "hostPort": p.host_port, "containerPort": p.container_port,
+            "protocol": p.protocol, "hostIP": p.host_ip,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 #[async_trait]
 impl Network for Cni {
+    /// The record is written before anything is made (an intent, result null) and completed
+    /// after the ADD: a crash at any point leaves a record that `list` reports, so the pod's
+    /// namespace and IP are released even if the pod is gone by the next start; and a setup
+    /// that finds a partial one (or a namespace without a result) first DELs what a previous
+    /// ADD may have half-made, since host-local refuses a second address for the same pod.
     async fn setup(&self, req: &PodNetRequest) -> Result<PodNet> {
         let netns = self.netns_path(&req.uid);
-        let result_file = self.result_path(&req.uid);
-        // unshare + mount and the mountinfo scan block: off the async threads, so that work
+        let stored = self.read_record(&req.uid).await;
+        // The mountinfo scan, unshare and mount block: off the async threads, so that work
         // joined with this (the pod's containers being created) goes on meanwhile.
-        let path = netns.clone();
-        let made = tokio::task::spawn_blocking(move || {
-            if is_netns_mounted(&path) {
-                Ok(false)
-            } else {
-                create_netns(&path).map(|()| true)
+        let mounted = {
+            let path = netns.clone();
+            tokio::task::spawn_blocking(move || is_netns_mounted(&path))
+                .await
+                .unwrap_or(false)
+        };
+        if mounted {
+            if let Some(ip) = stored.as_ref().and_then(|s| result_ip(&s["result"])) {
+                return Ok(PodNet { netns, ip });
             }
-        })
-        .await
-        .map_err(|e| NetworkError::Netns {
-            path: netns.clone(),
-            source: std::io::Error::other(e),
-        })??;
-        if !made {
-            if let Ok(bytes) = tokio::fs::read(&result_file).await {
-                let stored: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                if let Some(ip) = result_ip(&stored["result"]) {
-                    return Ok(PodNet { netns, ip });
-                }
+        }
+        self.write_record(&req.uid, &record(Value::Null, &req.host_ports))
+            .await?;
+        if mounted || stored.is_some() {
+            let stored = stored.unwrap_or(Value::Null);
+            if let Err(e) = self.del_chain(&req.uid, &netns, &stored).await {
+                tracing::warn!(pod = %req.uid, error = %e, "clearing a previous partial network setup failed");
             }
+        }
+        if !mounted {
+            let path = netns.clone();
+            tokio::task::spawn_blocking(move || create_netns(&path))
+                .await
+                .map_err(|e| NetworkError::Netns {
+                    path: netns.clone(),
+                    source: std::io::Error::other(e),
+                })??;
         }
         let result = match self.add_chain(req, &netns).await {
             Ok(r) => r,
@@ -378,26 +460,16 @@ impl Network for Cni {
                 return Err(e);
             }
         };
+        // A crash here leaves an IP allocated and a record without it: see above.
+        fail::fail_point!("agent::cni-added");
         let ip = result_ip(&result).ok_or_else(|| NetworkError::Plugin {
             plugin: "bridge".into(),
             command: "ADD",
             pod: req.uid.clone(),
             message: format!("result has no IP address: {result}"),
         })?;
-        let dir = result_file.parent().expect("result path has a parent");
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(io_err(format!("creating {}", dir.display())))?;
-        let stored = json!({
-            "result": result,
-            "hostPorts": req.host_ports.iter().map(|p| json!({
-                "hostPort": p.host_port, "containerPort": p.container_port,
-                "protocol": p.protocol, "hostIP": p.host_ip,
-            })).collect::<Vec<_>>(),
-        });
-        tokio::fs::write(&result_file, stored.to_string())
-            .await
-            .map_err(io_err(format!("writing {}", result_file.display())))?;
+        self.write_record(&req.uid, &record(result, &req.host_ports))
+            .await?;
         tracing::info!(pod = %req.uid, namespace = %req.namespace, name = %req.name, %ip, "pod network ready");
         Ok(PodNet { netns, ip })
     }
@@ -405,36 +477,8 @@ impl Network for Cni {
     async fn teardown(&self, uid: &str) -> Result<()> {
         let netns = self.netns_path(uid);
         let result_file = self.result_path(uid);
-        let stored: Value = match tokio::fs::read(&result_file).await {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
-        let ports: Vec<HostPort> = stored["hostPorts"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|p| HostPort {
-                        host_port: p["hostPort"].as_i64().unwrap_or_default() as i32,
-                        container_port: p["containerPort"].as_i64().unwrap_or_default() as i32,
-                        protocol: p["protocol"].as_str().unwrap_or("TCP").to_string(),
-                        host_ip: p["hostIP"].as_str().unwrap_or_default().to_string(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        // CNI DEL runs in reverse order and must succeed when things are already gone.
-        if !ports.is_empty() {
-            let mut pm = Self::portmap_conf(&ports);
-            if !stored["result"].is_null() {
-                pm["prevResult"] = stored["result"].clone();
-            }
-            self.exec("DEL", uid, &netns, &pm).await?;
-        }
-        let mut br = self.bridge_conf();
-        if !stored["result"].is_null() {
-            br["prevResult"] = stored["result"].clone();
-        }
-        self.exec("DEL", uid, &netns, &br).await?;
+        let stored = self.read_record(uid).await.unwrap_or(Value::Null);
+        self.del_chain(uid, &netns, &stored).await?;
         delete_netns(&netns)?;
         match tokio::fs::remove_file(&result_file).await {
             Ok(()) => {}

@@ -14,7 +14,18 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use tracing::{info, warn};
 
+use crate::cluster_id::{ClusterGuard, ClusterIdError};
 use crate::runtime::ContainerRuntime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    #[error(transparent)]
+    Api(#[from] corral_api::client::Error),
+    /// The Node or Lease is missing, and the control plane could not be confirmed as this
+    /// node's cluster's: creating them would join another cluster.
+    #[error("not creating node objects: {0}")]
+    Cluster(#[from] ClusterIdError),
+}
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const LEASE_DURATION_SECONDS: i32 = 40;
@@ -208,6 +219,27 @@ pub fn runtime_down(failing_since: Option<Instant>, now: Instant) -> bool {
     failing_since.is_some_and(|t| now.duration_since(t) >= RUNTIME_DOWN_GRACE)
 }
 
+/// One look at the runtime: a hung one counts as failing, and never holds a loop for long.
+async fn probe_runtime(runtime: &Arc<dyn ContainerRuntime>) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(5), runtime.list()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the runtime did not answer within 5s".to_string()),
+    }
+}
+
+/// While the runtime fails, looks at it every second; returns once it answers. Only then is a
+/// failure "without a break": a status probe every 10 s alone would count three short
+/// restarts in a row as 30 s of outage.
+async fn runtime_recovered(runtime: &Arc<dyn ContainerRuntime>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if probe_runtime(runtime).await.is_ok() {
+            return;
+        }
+    }
+}
+
 async fn post_status(
     client: &corral_api::Client,
     cfg: &NodeConfig,
@@ -215,13 +247,7 @@ async fn post_status(
     failing_since: &mut Option<Instant>,
     mut node: Node,
 ) -> Result<(), corral_api::client::Error> {
-    // A hung runtime counts as failing; it never holds the status loop for long.
-    let probe = tokio::time::timeout(Duration::from_secs(5), runtime.list()).await;
-    let probe = match probe {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the runtime did not answer within 5s".to_string()),
-    };
+    let probe = probe_runtime(runtime).await;
     let now = Instant::now();
     let ready = match probe {
         Ok(()) => {
@@ -247,7 +273,8 @@ async fn post_status(
 async fn renew_lease(
     client: &corral_api::Client,
     cfg: &NodeConfig,
-) -> Result<(), corral_api::client::Error> {
+    guard: &ClusterGuard,
+) -> Result<(), HeartbeatError> {
     let now = MicroTime(Timestamp::now());
     match client.get_opt::<Lease>(LEASE_NAMESPACE, &cfg.name).await? {
         Some(mut l) => {
@@ -258,6 +285,7 @@ async fn renew_lease(
             client.update(&l).await?;
         }
         None => {
+            guard.check().await?;
             let mut l = Lease::default();
             l.metadata.name = Some(cfg.name.clone());
             l.metadata.namespace = Some(LEASE_NAMESPACE.into());
@@ -276,18 +304,24 @@ async fn renew_lease(
 
 /// Renews the Lease and re-posts the Ready condition forever, in two independent loops: a
 /// slow or failing runtime never delays the Lease (which is what says the node is alive).
+/// Both pause while the guard refuses the control plane, and neither creates the Node or
+/// its Lease without checking the cluster ID first.
 pub async fn heartbeat(
     client: corral_api::Client,
     cfg: NodeConfig,
     runtime: Arc<dyn ContainerRuntime>,
+    guard: Arc<ClusterGuard>,
 ) {
     let lease_loop = {
-        let (client, cfg) = (client.clone(), cfg.clone());
+        let (client, cfg, guard) = (client.clone(), cfg.clone(), guard.clone());
         async move {
             let mut lease = tokio::time::interval(cfg.lease_every);
             loop {
                 lease.tick().await;
-                if let Err(e) = renew_lease(&client, &cfg).await {
+                if guard.refused() {
+                    continue;
+                }
+                if let Err(e) = renew_lease(&client, &cfg, &guard).await {
                     warn!(node = %cfg.name, error = %e, "lease renewal failed");
                 }
             }
@@ -298,12 +332,31 @@ pub async fn heartbeat(
         status.tick().await;
         let mut failing_since = None;
         loop {
-            status.tick().await;
-            let r = match client.get_opt::<Node>("", &cfg.name).await {
-                Ok(Some(n)) => post_status(&client, &cfg, &runtime, &mut failing_since, n).await,
-                // Deleted behind our back: register again.
-                Ok(None) => register(&client, &cfg, &runtime).await,
-                Err(e) => Err(e),
+            if failing_since.is_some() {
+                tokio::select! {
+                    _ = status.tick() => {}
+                    _ = runtime_recovered(&runtime) => {
+                        info!(node = %cfg.name, "container runtime answers again");
+                        failing_since = None;
+                        continue;
+                    }
+                }
+            } else {
+                status.tick().await;
+            }
+            if guard.refused() {
+                continue;
+            }
+            let r: Result<(), HeartbeatError> = match client.get_opt::<Node>("", &cfg.name).await {
+                Ok(Some(n)) => post_status(&client, &cfg, &runtime, &mut failing_since, n)
+                    .await
+                    .map_err(Into::into),
+                // Deleted behind our back (or another cluster): register again if it is ours.
+                Ok(None) => match guard.check().await {
+                    Ok(()) => register(&client, &cfg, &runtime).await.map_err(Into::into),
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => Err(e.into()),
             };
             if let Err(e) = r {
                 warn!(node = %cfg.name, error = %e, "node status update failed");

@@ -51,6 +51,14 @@ pub enum Error {
     State { path: String, message: String },
     #[error("this needs root (network namespaces, containerd)")]
     NotRoot,
+    #[error("containerd of node {node} is not running")]
+    ContainerdDown { node: String },
+    #[error("containerd of node {node}: {source}")]
+    Containerd {
+        node: String,
+        #[source]
+        source: corral_containerd::Error,
+    },
     #[error("importing {path} into node {node}: {message}")]
     Import {
         path: String,
@@ -587,6 +595,84 @@ pub async fn node_start(opts: &Options, node: &str, timeout: Duration) -> Result
     state.save()?;
     let client = wait_for_api(&l, timeout).await?;
     wait_for_nodes_ready(&client, std::slice::from_ref(&n.name), &l.name, timeout).await
+}
+
+/// Drill: kills one process of a running cluster (`controlplane`, `scheduler`,
+/// `NODE/containerd`, `NODE/agent`, `NODE/proxy`) with `signal` and waits until it is gone;
+/// only that process, so containerd's shims and the containers live on.
+pub fn kill_process(
+    opts: &Options,
+    cluster: &str,
+    process: &str,
+    signal: nix::sys::signal::Signal,
+) -> Result<()> {
+    require_root()?;
+    let mut state = State::load(&opts.base, cluster)?;
+    let p = state
+        .processes
+        .iter()
+        .find(|p| p.name == process)
+        .cloned()
+        .ok_or_else(|| Error::State {
+            path: State::path(&opts.base, cluster).display().to_string(),
+            message: format!("no running process {process:?}"),
+        })?;
+    if let Ok(pid) = i32::try_from(p.pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+    process::stop(&p, Duration::from_secs(5));
+    state.processes.retain(|q| q.name != process);
+    state.save()
+}
+
+/// Drill: starts one process of the cluster again (after `kill_process`) and waits until it
+/// serves: the API for the control plane, the socket for a node's containerd.
+pub async fn start_process(
+    opts: &Options,
+    cluster: &str,
+    process: &str,
+    timeout: Duration,
+) -> Result<()> {
+    require_root()?;
+    let mut state = State::load(&opts.base, cluster)?;
+    let l = state.layout.clone();
+    let mut specs = layout::control_processes(&l, &opts.binaries);
+    for node in &l.nodes {
+        specs.extend(layout::node_processes(&l, node, &opts.binaries));
+    }
+    let spec = specs
+        .into_iter()
+        .find(|s| s.name == process)
+        .ok_or_else(|| Error::State {
+            path: State::path(&opts.base, cluster).display().to_string(),
+            message: format!("no process {process:?} in the layout"),
+        })?;
+    let p = process::spawn(&spec)?;
+    state.processes.retain(|q| q.name != process);
+    state.processes.push(p);
+    state.save()?;
+    if process == "controlplane" {
+        wait_for_api(&l, timeout).await?;
+    } else if let Some(node) = process
+        .strip_suffix("/containerd")
+        .and_then(|n| l.nodes.iter().find(|x| x.name == n))
+    {
+        wait_for_containerd(&l, node, timeout).await?;
+    }
+    Ok(())
+}
+
+/// The containers in a node's containerd (what its agent runs), straight from containerd.
+pub async fn node_containers(node: &NodeLayout) -> Result<Vec<corral_containerd::ContainerInfo>> {
+    let rt = containerd_of(node)
+        .await
+        .ok_or_else(|| Error::ContainerdDown {
+            node: node.name.clone(),
+        })?;
+    rt.list().await.map_err(|source| Error::Containerd {
+        node: node.name.clone(),
+        source,
+    })
 }
 
 /// Imports image archives onto every running node of a cluster (and keeps them in each node's

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub mod cluster_id;
 pub mod listener;
 pub mod registry;
 pub mod server;
@@ -59,6 +60,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    ClusterId(#[from] cluster_id::ClusterIdError),
     #[error("opening the store: {0}")]
     Store(#[from] store::StoreError),
     #[error("bootstrapping default namespaces: {0}")]
@@ -77,6 +80,8 @@ pub enum StartError {
 pub struct Running {
     pub addr: SocketAddr,
     pub registry: Arc<Registry>,
+    /// Made once with the store; agents refuse a control plane whose ID differs.
+    pub cluster_id: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -124,7 +129,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let db = config.data_dir.join("corral.db");
+    // A missing --data-dir must not silently start an empty cluster in the wrong place.
+    let data_dir = cluster_id::inspect(&config.data_dir)?;
+    let db = config.data_dir.join(cluster_id::DB_FILE);
     let store: Arc<dyn Store> = Arc::new(store::sqlite::SqliteStore::open(&db)?);
     let services = ServiceAllocator::new(&config.service_cidr).map_err(StartError::Config)?;
     let registry = Arc::new(Registry::new(
@@ -133,6 +140,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         services,
     ));
     registry.bootstrap().await?;
+    let cluster_id = cluster_id::read(&registry).await?;
+    if data_dir == cluster_id::DataDir::Empty {
+        warn!(
+            data_dir = %config.data_dir.display(),
+            cluster_id = %cluster_id,
+            "initialised a NEW cluster in an empty data directory: if this control plane served \
+             a cluster before, --data-dir is wrong, and that cluster's agents will refuse this one"
+        );
+    } else {
+        info!(data_dir = %config.data_dir.display(), cluster_id = %cluster_id, "cluster store opened");
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -145,10 +163,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
     let tunnels = tunnel::Tunnels::default();
-    let api = corral_proto::api_server::ApiServer::new(server::ApiService::new(
-        registry.clone(),
-        tunnels.clone(),
-    ))
+    let api = corral_proto::api_server::ApiServer::new(
+        server::ApiService::new(registry.clone(), tunnels.clone())
+            .with_cluster_id(cluster_id.clone()),
+    )
     // A request carries at most one object (3 MiB, checked with a clear error) plus its
     // envelope; answers (lists) may be large.
     .max_decoding_message_size(limits::MAX_REQUEST_MESSAGE)
@@ -183,6 +201,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         registry,
+        cluster_id,
         shutdown: Some(shutdown_tx),
         server: Some(server),
         tasks,

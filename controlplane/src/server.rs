@@ -26,11 +26,22 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 pub struct ApiService {
     registry: Arc<Registry>,
     tunnels: Tunnels,
+    cluster_id: String,
 }
 
 impl ApiService {
     pub fn new(registry: Arc<Registry>, tunnels: Tunnels) -> Self {
-        Self { registry, tunnels }
+        Self {
+            registry,
+            tunnels,
+            cluster_id: String::new(),
+        }
+    }
+
+    /// The ID `Version` reports (`cluster_id::read`).
+    pub fn with_cluster_id(mut self, id: String) -> Self {
+        self.cluster_id = id;
+        self
     }
 }
 
@@ -170,6 +181,7 @@ impl pb::api_server::Api for ApiService {
                 .unwrap_or("unknown")
                 .to_string(),
             store: "sqlite".into(),
+            cluster_id: self.cluster_id.clone(),
         }))
     }
 

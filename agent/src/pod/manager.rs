@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use super::worker::{release_pod_resources, Desired, Event, NodeContext, Terminate, Worker};
+use crate::cluster_id::ClusterGuard;
 use crate::runtime::{self as rt, ContainerInfo};
 
 /// `namespace/name` → uid of the pods on this node, for log requests.
@@ -57,6 +58,15 @@ pub struct Manager {
     done_rx: mpsc::UnboundedReceiver<String>,
     pub index: PodIndex,
     relist_every: Duration,
+    guard: Option<Arc<ClusterGuard>>,
+}
+
+/// The control plane's cluster ID, checked just now.
+enum Verified {
+    Yes,
+    Refused,
+    /// It could not be asked.
+    Unknown,
 }
 
 fn by_pod(list: Vec<ContainerInfo>) -> HashMap<String, Vec<ContainerInfo>> {
@@ -81,6 +91,30 @@ impl Manager {
             done_rx,
             index,
             relist_every: Duration::from_secs(10),
+            guard: None,
+        }
+    }
+
+    /// The guard that keeps this node out of any cluster but its own: before a fresh list is
+    /// acted on, and before containers are removed, the control plane's cluster ID is checked.
+    pub fn with_guard(mut self, guard: Arc<ClusterGuard>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Whether the control plane is (still) this node's cluster's. A refusal drops the
+    /// watch: nothing it sent is acted on, and a new one starts from a list once it passes.
+    async fn verified(&self) -> Verified {
+        let Some(guard) = &self.guard else {
+            return Verified::Yes;
+        };
+        match guard.check().await {
+            Ok(()) => Verified::Yes,
+            Err(e) if e.is_refusal() => Verified::Refused,
+            Err(e) => {
+                warn!(error = %e, "cannot check the cluster ID now");
+                Verified::Unknown
+            }
         }
     }
 
@@ -97,6 +131,20 @@ impl Manager {
                 }
             }
         }
+        loop {
+            if let Some(guard) = &self.guard {
+                guard.wait_verified().await;
+            }
+            if !self.follow().await {
+                return;
+            }
+            warn!("stopped following the control plane: it serves another cluster; running pods are kept as they are");
+        }
+    }
+
+    /// Follows the node's pods until the watch ends (false) or the control plane turns out
+    /// to serve another cluster (true).
+    async fn follow(&mut self) -> bool {
         let config = WatcherConfig::fields(format!("spec.nodeName={}", self.ctx.node_name));
         let events = watcher::<Pod>(self.ctx.client.clone(), config);
         tokio::pin!(events);
@@ -107,10 +155,18 @@ impl Manager {
             tokio::select! {
                 ev = events.next() => match ev {
                     Some(PodEvent::Restarted(pods, _)) => {
+                        // A list after a break: an empty one from a control plane restarted on
+                        // an empty data dir would stop every pod here.
+                        match self.verified().await {
+                            Verified::Yes => {}
+                            Verified::Refused => return true,
+                            // The list just came from it: asking again shortly is cheap.
+                            Verified::Unknown => return true,
+                        }
                         self.restarted(pods);
                         if !listed_once {
                             listed_once = true;
-                            self.relist().await;
+                            self.relist(true).await;
                         }
                     }
                     Some(PodEvent::Applied(p)) => {
@@ -126,9 +182,16 @@ impl Manager {
                         }
                     }
                     Some(PodEvent::Bookmark(_)) => {}
-                    None => return,
+                    None => return false,
                 },
-                _ = tick.tick(), if listed_once => self.relist().await,
+                _ = tick.tick(), if listed_once => {
+                    let removals = match self.verified().await {
+                        Verified::Yes => true,
+                        Verified::Refused => return true,
+                        Verified::Unknown => false,
+                    };
+                    self.relist(removals).await;
+                }
                 Some(uid) = self.done_rx.recv() => self.finished(&uid),
             }
         }
@@ -200,8 +263,9 @@ impl Manager {
         }
     }
 
-    /// Reports runtime state to workers and removes what belongs to no known pod.
-    async fn relist(&mut self) {
+    /// Reports runtime state to workers and, when `removals`, removes what belongs to no
+    /// known pod (only once the control plane was just verified as this node's cluster's).
+    async fn relist(&mut self, removals: bool) {
         let taken_at = jiff::Timestamp::now();
         let list = match self.ctx.runtime.list().await {
             Ok(l) => l,
@@ -217,6 +281,9 @@ impl Manager {
                 containers: mine,
                 taken_at,
             });
+        }
+        if !removals {
+            return;
         }
         for (uid, containers) in grouped {
             if self.known.contains(&uid) {

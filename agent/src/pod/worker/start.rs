@@ -309,6 +309,9 @@ impl Worker {
             image_id,
             task,
         } = created;
+        // A crash here leaves a created container (and, for a new pod, its created task)
+        // that the next agent finds in state Created: it removes it and starts afresh.
+        fail::fail_point!("agent::container-created");
         let started_at = self.now();
         let started = match task {
             None => self.ctx.runtime.start(&id).await,
