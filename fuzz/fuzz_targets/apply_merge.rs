@@ -61,7 +61,11 @@ fuzz_target!(|data: &[u8]| {
         serde_json::from_str::<Value>(recorded).expect("the record is JSON"),
         applied
     );
-    assert_eq!(merged.get("status"), current.get("status"), "status is the live one");
+    assert_eq!(
+        merged.get("status"),
+        current.get("status"),
+        "status is the live one"
+    );
     assert!(merged.pointer("/metadata/resourceVersion").is_none());
     assert!(applied.get("status").is_none());
 
@@ -86,5 +90,8 @@ fuzz_target!(|data: &[u8]| {
 
     // Applying the same manifest again changes nothing.
     let again = merge(&merged, &manifest, &applied);
-    assert_eq!(again, merged, "a second apply of the same manifest is a no-op");
+    assert_eq!(
+        again, merged,
+        "a second apply of the same manifest is a no-op"
+    );
 });

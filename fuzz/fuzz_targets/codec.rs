@@ -64,8 +64,12 @@ fuzz_target!(|data: &[u8]| {
     let stored_kv = kv(&bytes, rev);
 
     let decoded = decode_kv(&stored_kv);
-    let spliced: Value = serde_json::from_slice(&encode_kv(&stored_kv))
-        .unwrap_or_else(|e| panic!("the splice of {} is not JSON: {e}", String::from_utf8_lossy(&bytes)));
+    let spliced: Value = serde_json::from_slice(&encode_kv(&stored_kv)).unwrap_or_else(|e| {
+        panic!(
+            "the splice of {} is not JSON: {e}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
     assert_eq!(spliced, decoded, "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(
         decoded.pointer("/metadata/resourceVersion"),

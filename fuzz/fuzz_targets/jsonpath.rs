@@ -35,10 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let values = jsonpath::values(template, root);
     // A bare path in braces renders what `values` selects.
     let bare = template.trim();
-    if bare.starts_with('.')
-        && !bare.contains(['{', '}', '"', '\''])
-        && bare.trim_end() == bare
-    {
+    if bare.starts_with('.') && !bare.contains(['{', '}', '"', '\'']) && bare.trim_end() == bare {
         let wrapped = jsonpath::render(&format!("{{{bare}}}"), root);
         match (&values, &wrapped) {
             (Ok(v), Ok(w)) => {

@@ -48,11 +48,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(v, value_from_milli(m), "{s:?}: value {v} vs milli {m}");
     }
     if milli.is_some() {
-        assert!(value.is_some(), "{s:?}: the milli value fits but the value does not");
+        assert!(
+            value.is_some(),
+            "{s:?}: the milli value fits but the value does not"
+        );
     }
     let f = q.as_f64();
-    assert!(!q.is_negative() || f <= 0.0, "{s:?}: negative but as_f64 {f}");
-    assert!(q.is_negative() || f >= 0.0 || f.is_nan(), "{s:?}: as_f64 {f}");
+    assert!(
+        !q.is_negative() || f <= 0.0,
+        "{s:?}: negative but as_f64 {f}"
+    );
+    assert!(
+        q.is_negative() || f >= 0.0 || f.is_nan(),
+        "{s:?}: as_f64 {f}"
+    );
     // The helpers are the parser plus a sign check.
     let want_millis = if q.is_negative() { None } else { milli };
     assert_eq!(quantity::cpu_millis(s).ok(), want_millis, "{s:?}");

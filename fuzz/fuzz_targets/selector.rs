@@ -5,9 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use corral_api::selector::{
-    FieldSelector, LabelSelectorExpr, Op, MAX_FIELD_DEPTH, MAX_FIELD_PATH,
-};
+use corral_api::selector::{FieldSelector, LabelSelectorExpr, Op, MAX_FIELD_DEPTH, MAX_FIELD_PATH};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 
@@ -46,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(sel.is_everything(), sel.requirements.is_empty());
         for labels in label_sets(&sel) {
             let object = object_with(&labels);
-            assert_eq!(sel.matches(&labels), sel.matches_object(&object), "{s:?} on {labels:?}");
+            assert_eq!(
+                sel.matches(&labels),
+                sel.matches_object(&object),
+                "{s:?} on {labels:?}"
+            );
         }
     }
     if let Ok(fields) = FieldSelector::parse(s) {
@@ -62,7 +64,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         // Matching never panics, on any shape of object.
-        for object in [object_with(&BTreeMap::new()), json!(null), json!([1]), json!("x"), json!({"metadata": 1})] {
+        for object in [
+            object_with(&BTreeMap::new()),
+            json!(null),
+            json!([1]),
+            json!("x"),
+            json!({"metadata": 1}),
+        ] {
             let _ = fields.matches(&object);
         }
         // A selector made only of equalities matches an object built to satisfy them.
