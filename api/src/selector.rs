@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
+use crate::rules::names::is_label_value;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid selector {selector:?}: {reason}")]
 pub struct SelectorError {
@@ -88,24 +90,24 @@ impl LabelSelectorExpr {
             } else if let Some((key, values)) = split_set(term, " notin ") {
                 Requirement {
                     key: check_key(key).map_err(err)?,
-                    op: Op::NotIn(parse_set(values).map_err(err)?),
+                    op: Op::NotIn(parse_set(key, values).map_err(err)?),
                 }
             } else if let Some((key, values)) = split_set(term, " in ") {
                 Requirement {
                     key: check_key(key).map_err(err)?,
-                    op: Op::In(parse_set(values).map_err(err)?),
+                    op: Op::In(parse_set(key, values).map_err(err)?),
                 }
             } else if let Some((key, value)) = term.split_once("!=") {
                 Requirement {
                     key: check_key(key.trim()).map_err(err)?,
-                    op: Op::NotIn(vec![value.trim().to_string()]),
+                    op: Op::NotIn(vec![check_value(key.trim(), value.trim()).map_err(err)?]),
                 }
             } else if let Some((key, value)) =
                 term.split_once("==").or_else(|| term.split_once('='))
             {
                 Requirement {
                     key: check_key(key.trim()).map_err(err)?,
-                    op: Op::In(vec![value.trim().to_string()]),
+                    op: Op::In(vec![check_value(key.trim(), value.trim()).map_err(err)?]),
                 }
             } else {
                 Requirement {
@@ -213,16 +215,30 @@ fn split_set<'a>(term: &'a str, op: &str) -> Option<(&'a str, &'a str)> {
     Some((key.trim(), rest.trim()))
 }
 
-fn parse_set(values: &str) -> Result<Vec<String>, String> {
+fn parse_set(key: &str, values: &str) -> Result<Vec<String>, String> {
     let inner = values
         .strip_prefix('(')
         .and_then(|v| v.strip_suffix(')'))
         .ok_or_else(|| format!("expected a parenthesised set of values, found {values:?}"))?;
-    Ok(inner
+    inner
         .split(',')
-        .map(|v| v.trim().to_string())
+        .map(str::trim)
         .filter(|v| !v.is_empty())
-        .collect())
+        .map(|v| check_value(key, v))
+        .collect()
+}
+
+/// Values are label values, as Kubernetes' parser requires: anything else (`=`, spaces,
+/// parentheses) would print as a selector that parses differently.
+fn check_value(key: &str, value: &str) -> Result<String, String> {
+    if is_label_value(value) {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "invalid label value {:?} for key {key:?}: must be empty or at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",
+            clip(value)
+        ))
+    }
 }
 
 fn check_key(key: &str) -> Result<String, String> {
@@ -396,6 +412,39 @@ mod tests {
         }
         assert!(LabelSelectorExpr::parse("a in b").is_err());
         assert!(LabelSelectorExpr::parse("a b=c").is_err());
+    }
+
+    #[test]
+    fn label_values_must_be_label_values_so_a_printed_selector_parses_back() {
+        // Found by fuzzing: `k==w==web` parsed to the value `w==web`, printed as `k=w==web`,
+        // which does not parse.
+        for bad in [
+            "appapp==w==web",
+            "a= =b",
+            "a=b c",
+            "a in (x y)",
+            "a notin (-x)",
+            "a!=b!",
+        ] {
+            let e = LabelSelectorExpr::parse(bad).unwrap_err();
+            assert!(e.reason.contains("label value"), "{bad}: {e}");
+        }
+        for ok in [
+            "a=",
+            "a=b",
+            "a!=b_c.d-e",
+            "a in (x,y)",
+            "a notin (x)",
+            "a,!b",
+            "a=B9",
+        ] {
+            let parsed = LabelSelectorExpr::parse(ok).unwrap();
+            assert_eq!(
+                LabelSelectorExpr::parse(&parsed.to_string()),
+                Ok(parsed),
+                "{ok}"
+            );
+        }
     }
 
     #[test]

@@ -180,6 +180,24 @@ mod tests {
     }
 
     #[test]
+    fn the_recorded_manifest_reads_back_exactly_so_a_second_apply_sees_no_change() {
+        // Found by fuzzing: 7777777000e122 was recorded as `7.777777e131`, which read back as
+        // 7.777776999999999e131 (serde_json's float parsing was not exact).
+        let manifest: Value = serde_json::from_str(
+            r#"{"metadata": {"name": "x"}, "spec": {"x": 7777777000e122, "y": 0.1}}"#,
+        )
+        .expect("JSON");
+        let applied = last_applied_form(&manifest);
+        let merged = merge(&json!({"metadata": {"name": "x"}}), &manifest, &applied);
+        let recorded = merged["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .expect("recorded");
+        let read: Value = serde_json::from_str(recorded).expect("JSON");
+        assert_eq!(read, applied);
+        assert_eq!(merge(&merged, &manifest, &applied), merged);
+    }
+
+    #[test]
     fn replicas_left_out_of_the_manifest_keep_the_scaled_value() {
         let manifest = json!({"metadata": {"name": "rs"}, "spec": {"template": {"x": 1}}});
         let mut current =

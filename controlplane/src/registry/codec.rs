@@ -12,9 +12,10 @@ use super::error::{ApiError, Subject};
 use super::raw;
 use crate::store::KeyValue;
 
-/// Decodes a stored value and stamps its resourceVersion.
+/// Decodes a stored value and stamps its resourceVersion. Bytes that are not a JSON object
+/// (never written by the registry) read as an object with only its resourceVersion.
 pub fn decode_kv(kv: &KeyValue) -> Value {
-    let mut v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    let mut v = object_or_null(serde_json::from_slice(&kv.value).ok());
     object::set_meta(
         &mut v,
         "resourceVersion",
@@ -61,7 +62,7 @@ impl Filter {
         if self.is_everything() {
             return true;
         }
-        let mut v = self.paths.project(&kv.value).unwrap_or(Value::Null);
+        let mut v = object_or_null(self.paths.project(&kv.value).ok());
         object::set_meta(
             &mut v,
             "resourceVersion",
@@ -69,6 +70,11 @@ impl Filter {
         );
         self.labels.matches_object(&v) && self.fields.matches(&v)
     }
+}
+
+/// Only an object can be stamped with metadata (serde_json's index panics on anything else).
+fn object_or_null(v: Option<Value>) -> Value {
+    v.filter(Value::is_object).unwrap_or(Value::Null)
 }
 
 /// The stored form: the object without its resourceVersion (the store's revision is it),
@@ -205,6 +211,26 @@ mod tests {
             };
             let spliced: Value = serde_json::from_slice(&encode_kv(&kv)).expect("valid JSON");
             assert_eq!(spliced, decode_kv(&kv), "{json}");
+        }
+    }
+
+    #[test]
+    fn stored_bytes_that_are_not_an_object_decode_like_unreadable_ones() {
+        // Found by fuzzing: stamping the resourceVersion on `[]` panicked (serde_json's index).
+        let labels = LabelSelectorExpr::parse("app=web").expect("a selector");
+        let fields = FieldSelector::parse("spec.nodeName=n1").expect("a selector");
+        for stored in ["[]", "[1]", "1", "\"x\"", "true", "null", "{not json"] {
+            let kv = KeyValue {
+                key: "/k".into(),
+                value: stored.as_bytes().into(),
+                create_revision: 1,
+                mod_revision: 7,
+            };
+            let want = json!({"metadata": {"resourceVersion": "7"}});
+            assert_eq!(decode_kv(&kv), want, "{stored}");
+            let json: Value = serde_json::from_slice(&encode_kv(&kv)).expect("valid JSON");
+            assert_eq!(json, want, "{stored}");
+            assert!(!Filter::new(&labels, &fields).matches(&kv), "{stored}");
         }
     }
 

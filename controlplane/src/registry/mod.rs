@@ -11,7 +11,7 @@ use crate::store::{KeyValue, Store};
 use crate::validate::Defaults;
 
 mod alloc;
-mod apply;
+pub mod apply;
 mod bind;
 mod cas;
 mod codec;
