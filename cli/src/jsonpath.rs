@@ -4,8 +4,10 @@
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
-#[error("error parsing jsonpath {template:?}: {reason}")]
+#[error("error {stage} jsonpath {template:?}: {reason}")]
 pub struct JsonPathError {
+    /// `parsing` or `executing`, as kubectl words it.
+    stage: &'static str,
     template: String,
     reason: String,
 }
@@ -31,6 +33,7 @@ enum Node {
 
 fn err(template: &str, reason: impl Into<String>) -> JsonPathError {
     JsonPathError {
+        stage: "parsing",
         template: template.to_string(),
         reason: reason.into(),
     }
@@ -198,7 +201,14 @@ fn parse(t: &str) -> Result<Vec<Node>, JsonPathError> {
     Ok(stack.pop().expect("one left").1)
 }
 
-fn eval(steps: &[Step], root: &Value) -> Vec<Value> {
+/// An index past either end, as client-go's jsonpath reports it.
+#[derive(Debug, PartialEq)]
+struct OutOfBounds {
+    index: i64,
+    length: usize,
+}
+
+fn eval(steps: &[Step], root: &Value) -> Result<Vec<Value>, OutOfBounds> {
     let mut cur = vec![root.clone()];
     for step in steps {
         let mut next = Vec::new();
@@ -206,8 +216,12 @@ fn eval(steps: &[Step], root: &Value) -> Vec<Value> {
             match (step, &v) {
                 (Step::Field(f), Value::Object(m)) => next.extend(m.get(f).cloned()),
                 (Step::Index(i), Value::Array(a)) => {
-                    let idx = if *i < 0 { a.len() as i64 + i } else { *i };
-                    next.extend(a.get(idx.max(0) as usize).cloned());
+                    let index = if *i < 0 { a.len() as i64 + i } else { *i };
+                    let item = usize::try_from(index).ok().and_then(|at| a.get(at));
+                    next.push(item.cloned().ok_or(OutOfBounds {
+                        index,
+                        length: a.len(),
+                    })?);
                 }
                 (Step::All, Value::Array(a)) => next.extend(a.iter().cloned()),
                 (Step::All, Value::Object(m)) => next.extend(m.values().cloned()),
@@ -220,7 +234,7 @@ fn eval(steps: &[Step], root: &Value) -> Vec<Value> {
                     Value::Array(a),
                 ) => {
                     for item in a {
-                        let got = eval(path, item);
+                        let got = eval(path, item)?;
                         let hit = got.iter().any(|g| {
                             g == literal || g.as_str().is_some_and(|s| Some(s) == literal.as_str())
                         });
@@ -234,7 +248,7 @@ fn eval(steps: &[Step], root: &Value) -> Vec<Value> {
         }
         cur = next;
     }
-    cur
+    Ok(cur)
 }
 
 fn show(v: &Value) -> String {
@@ -244,21 +258,22 @@ fn show(v: &Value) -> String {
     }
 }
 
-fn exec(nodes: &[Node], root: &Value, out: &mut String) {
+fn exec(nodes: &[Node], root: &Value, out: &mut String) -> Result<(), OutOfBounds> {
     for n in nodes {
         match n {
             Node::Text(t) => out.push_str(t),
             Node::Path(p) => {
-                let vals = eval(p, root);
+                let vals = eval(p, root)?;
                 out.push_str(&vals.iter().map(show).collect::<Vec<_>>().join(" "));
             }
             Node::Range(p, body) => {
-                for item in eval(p, root) {
-                    exec(body, &item, out);
+                for item in eval(p, root)? {
+                    exec(body, &item, out)?;
                 }
             }
         }
     }
+    Ok(())
 }
 
 /// The values a bare path (`.spec.containers[*].image`, leading dot optional) selects.
@@ -270,7 +285,18 @@ pub fn values(path: &str, root: &Value) -> Result<Vec<Value>, JsonPathError> {
     } else {
         format!(".{p}")
     };
-    Ok(eval(&parse_path(path, &p)?, root))
+    eval(&parse_path(path, &p)?, root).map_err(|e| executing(path, e))
+}
+
+fn executing(template: &str, e: OutOfBounds) -> JsonPathError {
+    JsonPathError {
+        stage: "executing",
+        template: template.to_string(),
+        reason: format!(
+            "array index out of bounds: index {}, length {}",
+            e.index, e.length
+        ),
+    }
 }
 
 /// A value as printed in a cell.
@@ -282,7 +308,7 @@ pub fn show_value(v: &Value) -> String {
 pub fn render(template: &str, root: &Value) -> Result<String, JsonPathError> {
     let nodes = parse(template)?;
     let mut out = String::new();
-    exec(&nodes, root, &mut out);
+    exec(&nodes, root, &mut out).map_err(|e| executing(template, e))?;
     Ok(out)
 }
 
@@ -296,6 +322,26 @@ mod tests {
             {"metadata": {"name": "a"}, "status": {"conditions": [{"type": "Ready", "status": "True"}], "podIP": "10.42.0.5"}},
             {"metadata": {"name": "b"}, "status": {"conditions": [{"type": "Ready", "status": "False"}]}}
         ]})
+    }
+
+    #[test]
+    fn an_index_past_either_end_is_an_error_as_in_kubectl() {
+        for (template, want) in [
+            ("{.items[2].metadata.name}", "index 2, length 2"),
+            ("{.items[-5].metadata.name}", "index -3, length 2"),
+            (
+                "{range .items[*]}{.status.conditions[3]}{end}",
+                "index 3, length 1",
+            ),
+        ] {
+            let e = render(template, &list()).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!("error executing jsonpath {template:?}: array index out of bounds: {want}")
+            );
+        }
+        assert!(values(".items[9]", &list()).is_err());
+        assert_eq!(render("{.items[-2].metadata.name}", &list()).unwrap(), "a");
     }
 
     #[test]

@@ -301,8 +301,10 @@ async fn the_workshop_chapter_runs_step_by_step() {
         .collect();
     let want: BTreeSet<String> = ips.iter().map(|ip| format!("{ip}:80")).collect();
     eventually("endpoints of mi-deploy-svc", WAIT, || async {
-        let ep = ok(&s, &["get", "ep", "mi-deploy-svc"]);
-        (corral_tests::endpoints_column(&ep).as_ref() == Some(&want)).then_some(())
+        // The endpoints controller makes the object shortly after the Service: until then,
+        // NotFound (as with kubectl).
+        let (ep, _, found) = corral(&s, &["get", "ep", "mi-deploy-svc"]);
+        (found && corral_tests::endpoints_column(&ep).as_ref() == Some(&want)).then_some(())
     })
     .await;
     ok(
