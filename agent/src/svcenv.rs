@@ -93,13 +93,31 @@ pub fn from_services(services: &[&Service]) -> Vec<(String, String)> {
 /// The variables for a container of `pod` starting now, as `NAME=value` entries placed after
 /// the image's environment (the pod's own `env` is applied on top, so it wins).
 /// Gives up after 5 s so that a hung API server does not hold a container start.
-pub async fn for_pod(client: &corral_api::Client, pod: &Pod) -> Result<Vec<String>, String> {
-    tokio::time::timeout(std::time::Duration::from_secs(5), fetch(client, pod))
+pub async fn for_pod(
+    client: &corral_api::Client,
+    pod: &Pod,
+) -> Result<Vec<String>, ServiceEnvError> {
+    tokio::time::timeout(LIST_TIMEOUT, fetch(client, pod))
         .await
-        .map_err(|_| "listing services: timed out after 5s".to_string())?
+        .map_err(|_| ServiceEnvError::TimedOut)?
 }
 
-async fn fetch(client: &corral_api::Client, pod: &Pod) -> Result<Vec<String>, String> {
+const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why a container's service variables could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceEnvError {
+    #[error("listing services: timed out after {}s", LIST_TIMEOUT.as_secs())]
+    TimedOut,
+    #[error("listing services of namespace {namespace:?}: {source}")]
+    List {
+        namespace: String,
+        #[source]
+        source: corral_api::client::Error,
+    },
+}
+
+async fn fetch(client: &corral_api::Client, pod: &Pod) -> Result<Vec<String>, ServiceEnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let links = pod
         .spec
@@ -112,7 +130,10 @@ async fn fetch(client: &corral_api::Client, pod: &Pod) -> Result<Vec<String>, St
         let (items, _) = client
             .list::<Service>(&namespace, &params)
             .await
-            .map_err(|e| format!("listing services of namespace {namespace:?}: {e}"))?;
+            .map_err(|source| ServiceEnvError::List {
+                namespace: namespace.clone(),
+                source,
+            })?;
         services.extend(items);
     }
     if namespace != "default" || !links {

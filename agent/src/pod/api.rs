@@ -12,6 +12,8 @@ use corral_api::client::{DeleteOptions, Error};
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::configdata::{ConfigData, References};
+use crate::svcenv::ServiceEnvError;
+use crate::volumes::ClaimError;
 
 #[async_trait]
 pub trait PodApi: Send + Sync + 'static {
@@ -25,11 +27,11 @@ pub trait PodApi: Send + Sync + 'static {
         opts: DeleteOptions,
     ) -> Result<(), Error>;
     /// The Service variables of a container of `pod` starting now (`NAME=value`).
-    async fn service_env(&self, pod: &Pod) -> Result<Vec<String>, String>;
+    async fn service_env(&self, pod: &Pod) -> Result<Vec<String>, ServiceEnvError>;
     /// The ConfigMaps and Secrets `refs` names; a missing one is simply absent.
     async fn config_data(&self, namespace: &str, refs: &References) -> Result<ConfigData, Error>;
     /// The host directory of the volume bound to a PersistentVolumeClaim, created if needed.
-    async fn claim_dir(&self, namespace: &str, claim: &str) -> Result<PathBuf, String>;
+    async fn claim_dir(&self, namespace: &str, claim: &str) -> Result<PathBuf, ClaimError>;
 }
 
 #[async_trait]
@@ -47,7 +49,7 @@ impl PodApi for corral_api::Client {
         self.delete::<Pod>(namespace, name, opts).await.map(drop)
     }
 
-    async fn service_env(&self, pod: &Pod) -> Result<Vec<String>, String> {
+    async fn service_env(&self, pod: &Pod) -> Result<Vec<String>, ServiceEnvError> {
         crate::svcenv::for_pod(self, pod).await
     }
 
@@ -55,7 +57,7 @@ impl PodApi for corral_api::Client {
         crate::configdata::fetch(self, namespace, refs).await
     }
 
-    async fn claim_dir(&self, namespace: &str, claim: &str) -> Result<PathBuf, String> {
+    async fn claim_dir(&self, namespace: &str, claim: &str) -> Result<PathBuf, ClaimError> {
         crate::volumes::resolve_claim(self, namespace, claim).await
     }
 }

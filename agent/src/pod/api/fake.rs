@@ -13,6 +13,8 @@ use tokio::sync::watch;
 
 use super::PodApi;
 use crate::configdata::{ConfigData, References};
+use crate::svcenv::ServiceEnvError;
+use crate::volumes::ClaimError;
 
 /// One delete sent to the API.
 #[derive(Debug, Clone)]
@@ -93,7 +95,7 @@ impl PodApi for FakePodApi {
         Ok(())
     }
 
-    async fn service_env(&self, _: &Pod) -> Result<Vec<String>, String> {
+    async fn service_env(&self, _: &Pod) -> Result<Vec<String>, ServiceEnvError> {
         Ok(Vec::new())
     }
 
@@ -104,10 +106,11 @@ impl PodApi for FakePodApi {
         })
     }
 
-    async fn claim_dir(&self, _: &str, claim: &str) -> Result<PathBuf, String> {
-        Err(format!(
-            "persistentvolumeclaim {claim:?} not found (the fake API has none)"
-        ))
+    async fn claim_dir(&self, _: &str, claim: &str) -> Result<PathBuf, ClaimError> {
+        // The fake API has no claims.
+        Err(ClaimError::ClaimNotFound {
+            claim: claim.into(),
+        })
     }
 }
 
