@@ -130,6 +130,9 @@ fn set_conditions(node: &mut Node, status: &str, reason: &str, message: &str, on
     }
 }
 
+/// Writes of an eviction taint before giving up (each after re-reading the node).
+const TAINT_ATTEMPTS: usize = 3;
+
 async fn execute(ctx: &Context, action: Action) -> Result<(), Error> {
     match action {
         Action::MarkUnknown(node) => {
@@ -163,13 +166,35 @@ async fn execute(ctx: &Context, action: Action) -> Result<(), Error> {
             );
         }
         Action::AddTaint(node, taint) => {
+            // The zone's token is spent: a write lost to a race (the same pass marks the node
+            // Unknown) is retried on the node as it now is, not left for a later token.
             let mut n = (*node).clone();
-            n.spec
-                .get_or_insert_with(Default::default)
-                .taints
-                .get_or_insert_with(Vec::new)
-                .push(taint);
-            ops::update(&ctx.client, &ctx.nodes, &n).await?;
+            for attempt in 1..=TAINT_ATTEMPTS {
+                let taints = n
+                    .spec
+                    .get_or_insert_with(Default::default)
+                    .taints
+                    .get_or_insert_with(Vec::new);
+                if !taints
+                    .iter()
+                    .any(|t| t.key == taint.key && t.effect == taint.effect)
+                {
+                    taints.push(taint.clone());
+                }
+                match ops::update(&ctx.client, &ctx.nodes, &n).await {
+                    Err(e) if e.is_conflict() && attempt < TAINT_ATTEMPTS => {
+                        let name = util::name(&node.metadata);
+                        match ctx.client.get_opt::<Node>("", name).await {
+                            Ok(Some(fresh)) => n = fresh,
+                            _ => return Err(e),
+                        }
+                    }
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
         }
         Action::RemoveTaint(node, key) => {
             let mut n = (*node).clone();

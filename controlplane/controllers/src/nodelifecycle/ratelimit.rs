@@ -49,7 +49,10 @@ impl ZoneLimiters {
     }
 
     /// Sets the zone's rate (client-go's `SwapLimiter`): a new rate starts a new bucket, full
-    /// unless the old one was empty, so swapping rates never grants an extra eviction.
+    /// unless the old one was empty, so swapping rates never grants an extra eviction. A zone
+    /// coming back from rate 0 starts full: it evicted nothing, so it spent no token. (client-go
+    /// drains it, an artefact of its never-limiter: at a cluster's start, when every node is
+    /// briefly not ready, that held the first real eviction back a whole period.)
     pub fn set_rate(&mut self, zone: &str, qps: f64, now: Timestamp) {
         match self.zones.get_mut(zone) {
             None => {
@@ -57,7 +60,7 @@ impl ZoneLimiters {
             }
             Some(b) if b.qps == qps => {}
             Some(b) => {
-                let had_token = b.has_token(now);
+                let had_token = b.qps <= 0.0 || b.has_token(now);
                 let mut fresh = Bucket::full(qps, now);
                 if !had_token {
                     fresh.tokens = 0.0;
@@ -132,10 +135,11 @@ mod tests {
                 ],
             ),
             (
-                "swapping from 0 to a rate waits a whole period, as client-go's swap does",
+                "a zone back from rate 0 evicts at once: stopping spent no token",
                 vec![
                     Step(0, Some(0.0), false),
-                    Step(5_000, Some(0.1), false),
+                    Step(5_000, Some(0.1), true),
+                    Step(5_000, None, false),
                     Step(15_000, None, true),
                 ],
             ),
