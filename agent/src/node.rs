@@ -98,7 +98,7 @@ fn arch() -> &'static str {
 
 fn node_status(
     cfg: &NodeConfig,
-    ready: Result<(), String>,
+    ready: Result<(), RuntimeDown>,
     previous: Option<&NodeStatus>,
 ) -> NodeStatus {
     let now = Timestamp::now();
@@ -220,12 +220,23 @@ pub fn runtime_down(failing_since: Option<Instant>, now: Instant) -> bool {
 }
 
 /// One look at the runtime: a hung one counts as failing, and never holds a loop for long.
-async fn probe_runtime(runtime: &Arc<dyn ContainerRuntime>) -> Result<(), String> {
-    match tokio::time::timeout(Duration::from_secs(5), runtime.list()).await {
+async fn probe_runtime(runtime: &Arc<dyn ContainerRuntime>) -> Result<(), RuntimeDown> {
+    match tokio::time::timeout(PROBE_TIMEOUT, runtime.list()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the runtime did not answer within 5s".to_string()),
+        Ok(Err(source)) => Err(RuntimeDown::Failed(source)),
+        Err(_) => Err(RuntimeDown::Hung),
     }
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the container runtime counts as down; its text is the Ready condition's message.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeDown {
+    #[error(transparent)]
+    Failed(crate::runtime::RuntimeError),
+    #[error("the runtime did not answer within {}s", PROBE_TIMEOUT.as_secs())]
+    Hung,
 }
 
 /// While the runtime fails, looks at it every second; returns once it answers. Only then is a

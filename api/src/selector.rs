@@ -72,9 +72,9 @@ impl LabelSelectorExpr {
 
     /// Parses kubectl's syntax: `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
     pub fn parse(selector: &str) -> Result<Self, SelectorError> {
-        let err = |reason: String| SelectorError {
+        let err = |reason: TermError| SelectorError {
             selector: clip(selector),
-            reason,
+            reason: reason.to_string(),
         };
         let mut requirements = Vec::new();
         for term in split_terms(selector) {
@@ -215,11 +215,22 @@ fn split_set<'a>(term: &'a str, op: &str) -> Option<(&'a str, &'a str)> {
     Some((key.trim(), rest.trim()))
 }
 
-fn parse_set(key: &str, values: &str) -> Result<Vec<String>, String> {
+/// What is wrong with one term of a label selector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TermError {
+    #[error("invalid label key {0:?}")]
+    Key(String),
+    #[error("invalid label value {value:?} for key {key:?}: must be empty or at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric")]
+    Value { key: String, value: String },
+    #[error("expected a parenthesised set of values, found {0:?}")]
+    NotASet(String),
+}
+
+fn parse_set(key: &str, values: &str) -> Result<Vec<String>, TermError> {
     let inner = values
         .strip_prefix('(')
         .and_then(|v| v.strip_suffix(')'))
-        .ok_or_else(|| format!("expected a parenthesised set of values, found {values:?}"))?;
+        .ok_or_else(|| TermError::NotASet(values.to_string()))?;
     inner
         .split(',')
         .map(str::trim)
@@ -230,18 +241,18 @@ fn parse_set(key: &str, values: &str) -> Result<Vec<String>, String> {
 
 /// Values are label values, as Kubernetes' parser requires: anything else (`=`, spaces,
 /// parentheses) would print as a selector that parses differently.
-fn check_value(key: &str, value: &str) -> Result<String, String> {
+fn check_value(key: &str, value: &str) -> Result<String, TermError> {
     if is_label_value(value) {
         Ok(value.to_string())
     } else {
-        Err(format!(
-            "invalid label value {:?} for key {key:?}: must be empty or at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",
-            clip(value)
-        ))
+        Err(TermError::Value {
+            key: key.to_string(),
+            value: clip(value),
+        })
     }
 }
 
-fn check_key(key: &str) -> Result<String, String> {
+fn check_key(key: &str) -> Result<String, TermError> {
     let valid = !key.is_empty()
         && key
             .chars()
@@ -249,7 +260,7 @@ fn check_key(key: &str) -> Result<String, String> {
     if valid {
         Ok(key.to_string())
     } else {
-        Err(format!("invalid label key {key:?}"))
+        Err(TermError::Key(key.to_string()))
     }
 }
 
