@@ -22,6 +22,8 @@ mod namespace;
 pub mod raw;
 mod read;
 mod status;
+#[cfg(test)]
+mod testutil;
 mod update;
 
 pub use alloc::ServiceAllocator;

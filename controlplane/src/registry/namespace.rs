@@ -140,22 +140,11 @@ fn invalid_finalizer(name: &str, index: usize, value: &Value) -> ApiError {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use corral_api::client::DeleteOptions;
     use serde_json::json;
 
     use super::*;
-    use crate::registry::ServiceAllocator;
-    use crate::store::sqlite::SqliteStore;
-
-    async fn registry(dir: &tempfile::TempDir) -> Registry {
-        let store = SqliteStore::open(dir.path().join("db")).expect("store opens");
-        let services = ServiceAllocator::new("10.43.0.0/16").expect("valid cidr");
-        let registry = Registry::new(Arc::new(store), Default::default(), services);
-        registry.bootstrap().await.expect("namespaces");
-        registry
-    }
+    use crate::registry::testutil::registry;
 
     fn ns(name: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})

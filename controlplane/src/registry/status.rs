@@ -65,23 +65,13 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use corral_api::kinds;
     use serde_json::json;
 
     use super::*;
-    use crate::registry::{ApiError, ServiceAllocator};
-    use crate::store::sqlite::SqliteStore;
+    use crate::registry::testutil::registry;
+    use crate::registry::ApiError;
     use corral_api::client::DeleteOptions;
-
-    async fn registry(dir: &tempfile::TempDir) -> Registry {
-        let store = SqliteStore::open(dir.path().join("db")).expect("store opens");
-        let services = ServiceAllocator::new("10.43.0.0/16").expect("valid cidr");
-        let registry = Registry::new(Arc::new(store), Default::default(), services);
-        registry.bootstrap().await.expect("namespaces");
-        registry
-    }
 
     #[tokio::test]
     async fn a_status_update_on_bytes_writes_what_the_tree_path_writes() {
