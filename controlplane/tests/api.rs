@@ -500,23 +500,8 @@ async fn acknowledged_objects_survive_kill_9_of_the_control_plane() {
             .spawn()
             .unwrap()
     };
-    let connect = || async {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(c) = Client::connect(&format!("http://127.0.0.1:{port}")).await {
-                if c.version().await.is_ok() {
-                    return c;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "control plane did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
     let mut child = spawn();
-    let client = connect().await;
+    let client = common::connect_when_serving(port).await;
     for i in 0..50 {
         client
             .apply_value("default", &replicaset(&format!("rs-{i}"), 1, "i:1"), false)
@@ -530,7 +515,7 @@ async fn acknowledged_objects_survive_kill_9_of_the_control_plane() {
     .unwrap();
     child.wait().unwrap();
     let mut child = spawn();
-    let client = connect().await;
+    let client = common::connect_when_serving(port).await;
     assert_eq!(count(&client, "replicasets").await, 50);
     let rs: ReplicaSet = client.get("default", "rs-49").await.unwrap();
     assert_eq!(rs.spec.unwrap().replicas, Some(1));

@@ -2,6 +2,10 @@
 //! middle of the purge, restart: the namespace was Terminating all along, and after the
 //! restart the namespace controller finishes it (nothing orphaned).
 
+mod common;
+
+use common::connect_when_serving;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -44,22 +48,6 @@ impl Drop for ControlPlane {
     }
 }
 
-async fn connect(port: u16) -> Client {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(c) = Client::connect(&format!("http://127.0.0.1:{port}")).await {
-            if c.version().await.is_ok() {
-                return c;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "control plane did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// ConfigMaps stored in namespace `ns`, whether or not the namespace still exists.
 async fn config_maps(client: &Client, ns: &str) -> usize {
     client
@@ -96,7 +84,7 @@ async fn a_namespace_purge_killed_midway_resumes_after_restart_and_orphans_nothi
         l.local_addr().unwrap().port()
     };
     let mut cp = ControlPlane::spawn(port, dir.path());
-    let client = connect(port).await;
+    let client = connect_when_serving(port).await;
     client
         .create(&Namespace {
             metadata: corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -144,7 +132,7 @@ async fn a_namespace_purge_killed_midway_resumes_after_restart_and_orphans_nothi
     );
 
     let _cp = ControlPlane::spawn(port, dir.path());
-    let client = connect(port).await;
+    let client = connect_when_serving(port).await;
     let ns: Option<Namespace> = client.get_opt("", "big").await.unwrap();
     let ns = ns.expect("the namespace is kept until it is empty");
     assert_eq!(
