@@ -4,6 +4,7 @@
 //! the kind table, selectors, manifest decoding with precise errors, and the typed gRPC client.
 
 pub mod client;
+pub mod credentials;
 pub mod decode;
 pub mod kinds;
 pub mod object;
@@ -13,5 +14,6 @@ pub mod selector;
 pub mod status;
 
 pub use client::{Client, DeleteOptions, ListParams, WatchEvent};
+pub use credentials::Credentials;
 pub use k8s_openapi as k8s;
 pub use kinds::ResourceInfo;
