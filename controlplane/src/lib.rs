@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub mod admission;
 pub mod auth;
 pub mod cluster_id;
 pub mod listener;
