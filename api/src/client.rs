@@ -361,6 +361,20 @@ impl Client {
         object: &Value,
         status: bool,
     ) -> Result<Value> {
+        let (updated, _) = self
+            .update_value_with_warnings(info, namespace, object, status)
+            .await?;
+        Ok(updated)
+    }
+
+    /// [`Client::update_value`], with the server's warnings.
+    pub async fn update_value_with_warnings(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: &Value,
+        status: bool,
+    ) -> Result<(Value, Vec<String>)> {
         let req = pb::UpdateRequest {
             resource: info.plural.to_string(),
             namespace: ns_for(info, namespace),
@@ -372,8 +386,10 @@ impl Client {
             },
             dry_run: false,
         };
-        let obj = self.api.clone().update(req).await?.into_inner();
-        from_json(info.kind, &obj.json)
+        let response = self.api.clone().update(req).await?;
+        let warnings = warnings(response.metadata());
+        let obj = response.into_inner();
+        Ok((from_json(info.kind, &obj.json)?, warnings))
     }
 
     pub async fn delete_value(

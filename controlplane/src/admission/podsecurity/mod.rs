@@ -148,15 +148,9 @@ struct Check {
     run: fn(&pod::PodView) -> Option<Violation>,
 }
 
-/// Every check, in the order of Kubernetes' check IDs, which is the order violations are
-/// listed in.
+/// Every check in the order Kubernetes lists violations: baseline checks by ID, then
+/// restricted checks by ID.
 const CHECKS: &[Check] = &[
-    Check {
-        id: "allowPrivilegeEscalation",
-        level: Level::Restricted,
-        overrides: &[],
-        run: restricted::allow_privilege_escalation,
-    },
     Check {
         id: "appArmorProfile",
         level: Level::Baseline,
@@ -168,12 +162,6 @@ const CHECKS: &[Check] = &[
         level: Level::Baseline,
         overrides: &[],
         run: baseline::capabilities,
-    },
-    Check {
-        id: "capabilities_restricted",
-        level: Level::Restricted,
-        overrides: &["capabilities_baseline"],
-        run: restricted::capabilities,
     },
     Check {
         id: "hostNamespaces",
@@ -194,12 +182,6 @@ const CHECKS: &[Check] = &[
         run: baseline::host_ports,
     },
     Check {
-        id: "hostProcess",
-        level: Level::Baseline,
-        overrides: &[],
-        run: baseline::host_process,
-    },
-    Check {
         id: "privileged",
         level: Level::Baseline,
         overrides: &[],
@@ -210,6 +192,42 @@ const CHECKS: &[Check] = &[
         level: Level::Baseline,
         overrides: &[],
         run: baseline::proc_mount,
+    },
+    Check {
+        id: "seLinuxOptions",
+        level: Level::Baseline,
+        overrides: &[],
+        run: baseline::se_linux_options,
+    },
+    Check {
+        id: "seccompProfile_baseline",
+        level: Level::Baseline,
+        overrides: &[],
+        run: baseline::seccomp,
+    },
+    Check {
+        id: "sysctls",
+        level: Level::Baseline,
+        overrides: &[],
+        run: baseline::sysctls,
+    },
+    Check {
+        id: "windowsHostProcess",
+        level: Level::Baseline,
+        overrides: &[],
+        run: baseline::host_process,
+    },
+    Check {
+        id: "allowPrivilegeEscalation",
+        level: Level::Restricted,
+        overrides: &[],
+        run: restricted::allow_privilege_escalation,
+    },
+    Check {
+        id: "capabilities_restricted",
+        level: Level::Restricted,
+        overrides: &["capabilities_baseline"],
+        run: restricted::capabilities,
     },
     Check {
         id: "restrictedVolumes",
@@ -230,28 +248,10 @@ const CHECKS: &[Check] = &[
         run: restricted::run_as_user,
     },
     Check {
-        id: "seLinuxOptions",
-        level: Level::Baseline,
-        overrides: &[],
-        run: baseline::se_linux_options,
-    },
-    Check {
-        id: "seccompProfile_baseline",
-        level: Level::Baseline,
-        overrides: &[],
-        run: baseline::seccomp,
-    },
-    Check {
         id: "seccompProfile_restricted",
         level: Level::Restricted,
         overrides: &["seccompProfile_baseline"],
         run: restricted::seccomp,
-    },
-    Check {
-        id: "sysctls",
-        level: Level::Baseline,
-        overrides: &[],
-        run: baseline::sysctls,
     },
 ];
 

@@ -283,6 +283,23 @@ fn violations_are_listed_in_kubernetes_order_in_one_message() {
         ),
         r#"would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#
     );
+    // At restricted, baseline violations come first, then restricted ones, each by ID.
+    let (meta, spec) = pod(
+        json!({"spec": {"hostNetwork": true, "securityContext": {"runAsNonRoot": null},
+        "volumes": [{"name": "root", "hostPath": {"path": "/"}}]}}),
+    );
+    let reasons: Vec<String> = check(Level::Restricted, &meta, &spec)
+        .into_iter()
+        .map(|v| v.reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "host namespaces",
+            "restricted volume types",
+            "runAsNonRoot != true"
+        ]
+    );
 }
 
 #[test]
