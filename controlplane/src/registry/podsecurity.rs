@@ -251,3 +251,89 @@ impl Registry {
         Ok(warnings)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_updates_beyond_metadata_tolerations_and_deadlines_are_checked() {
+        let old = json!({"metadata": {"name": "p", "labels": {"a": "1"}},
+                         "spec": {"containers": [{"name": "c", "image": "i:1"}]}});
+        let with = |patch: &dyn Fn(&mut Value)| {
+            let mut p = old.clone();
+            patch(&mut p);
+            p
+        };
+        let rows: Vec<(&str, Value, bool)> = vec![
+            ("same", old.clone(), false),
+            (
+                "labels",
+                with(&|p| p["metadata"]["labels"]["a"] = json!("2")),
+                false,
+            ),
+            (
+                "other annotations",
+                with(&|p| p["metadata"]["annotations"] = json!({"note": "x"})),
+                false,
+            ),
+            (
+                "tolerations",
+                with(&|p| p["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists"}])),
+                false,
+            ),
+            (
+                "activeDeadlineSeconds",
+                with(&|p| p["spec"]["activeDeadlineSeconds"] = json!(30)),
+                false,
+            ),
+            (
+                "image",
+                with(&|p| p["spec"]["containers"][0]["image"] = json!("i:2")),
+                true,
+            ),
+            (
+                "AppArmor annotation",
+                with(&|p| {
+                    p["metadata"]["annotations"] =
+                        json!({"container.apparmor.security.beta.kubernetes.io/c": "unconfined"})
+                }),
+                true,
+            ),
+        ];
+        for (what, new, want) in rows {
+            assert_eq!(significant_pod_update(&old, &new), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn workload_templates_are_found_where_each_kind_keeps_them() {
+        let template = json!({"metadata": {"labels": {"app": "x"}},
+                              "spec": {"containers": [{"name": "c", "image": "i"}], "hostNetwork": true}});
+        let rows: Vec<(&ResourceInfo, Value, bool)> = vec![
+            (
+                &kinds::DEPLOYMENTS,
+                json!({"spec": {"template": template.clone()}}),
+                true,
+            ),
+            (
+                &kinds::DAEMONSETS,
+                json!({"spec": {"template": template.clone()}}),
+                true,
+            ),
+            (&kinds::PODS, template.clone(), true),
+            (&kinds::CONFIGMAPS, json!({"data": {}}), false),
+            (&kinds::REPLICASETS, json!({"spec": {}}), false),
+        ];
+        for (info, object, found) in rows {
+            let pod = pod_of(info, &object);
+            assert_eq!(
+                pod.map(|p| violations(Level::Baseline, &p).len()),
+                found.then_some(1),
+                "{}",
+                info.plural
+            );
+        }
+    }
+}
