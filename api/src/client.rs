@@ -200,6 +200,16 @@ fn body(object: &Value) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The warnings a response carries (`warning` metadata entries, `299 - "text"`).
+fn warnings(metadata: &tonic::metadata::MetadataMap) -> Vec<String> {
+    metadata
+        .get_all(crate::warning::METADATA_KEY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(crate::warning::parse)
+        .collect()
+}
+
 fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|source| Error::Decode {
         what: what.to_string(),
@@ -317,14 +327,31 @@ impl Client {
         object: &Value,
         dry_run: bool,
     ) -> Result<Value> {
+        let (created, _) = self
+            .create_value_with_warnings(info, namespace, object, dry_run)
+            .await?;
+        Ok(created)
+    }
+
+    /// [`Client::create_value`], with the server's warnings (Kubernetes' `Warning` headers,
+    /// such as `would violate PodSecurity ...`).
+    pub async fn create_value_with_warnings(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<(Value, Vec<String>)> {
         let req = pb::CreateRequest {
             resource: info.plural.to_string(),
             namespace: ns_for(info, namespace),
             json: body(object)?,
             dry_run,
         };
-        let obj = self.api.clone().create(req).await?.into_inner();
-        from_json(info.kind, &obj.json)
+        let response = self.api.clone().create(req).await?;
+        let warnings = warnings(response.metadata());
+        let obj = response.into_inner();
+        Ok((from_json(info.kind, &obj.json)?, warnings))
     }
 
     pub async fn update_value(
@@ -334,6 +361,20 @@ impl Client {
         object: &Value,
         status: bool,
     ) -> Result<Value> {
+        let (updated, _) = self
+            .update_value_with_warnings(info, namespace, object, status)
+            .await?;
+        Ok(updated)
+    }
+
+    /// [`Client::update_value`], with the server's warnings.
+    pub async fn update_value_with_warnings(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: &Value,
+        status: bool,
+    ) -> Result<(Value, Vec<String>)> {
         let req = pb::UpdateRequest {
             resource: info.plural.to_string(),
             namespace: ns_for(info, namespace),
@@ -345,8 +386,10 @@ impl Client {
             },
             dry_run: false,
         };
-        let obj = self.api.clone().update(req).await?.into_inner();
-        from_json(info.kind, &obj.json)
+        let response = self.api.clone().update(req).await?;
+        let warnings = warnings(response.metadata());
+        let obj = response.into_inner();
+        Ok((from_json(info.kind, &obj.json)?, warnings))
     }
 
     pub async fn delete_value(
@@ -374,14 +417,29 @@ impl Client {
         object: &Value,
         dry_run: bool,
     ) -> Result<(ApplyResult, Value)> {
+        let (result, object, _) = self
+            .apply_value_with_warnings(namespace, object, dry_run)
+            .await?;
+        Ok((result, object))
+    }
+
+    /// [`Client::apply_value`], with the server's warnings.
+    pub async fn apply_value_with_warnings(
+        &self,
+        namespace: &str,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<(ApplyResult, Value, Vec<String>)> {
         let req = pb::ApplyRequest {
             json: body(object)?,
             namespace: namespace.to_string(),
             dry_run,
         };
-        let resp = self.api.clone().apply(req).await?.into_inner();
+        let response = self.api.clone().apply(req).await?;
+        let warnings = warnings(response.metadata());
+        let resp = response.into_inner();
         let result = ApplyResult::try_from(resp.result).unwrap_or(ApplyResult::Configured);
-        Ok((result, from_json("object", &resp.object)?))
+        Ok((result, from_json("object", &resp.object)?, warnings))
     }
 
     pub async fn scale(

@@ -12,6 +12,7 @@ pub mod rules;
 pub mod runtime;
 pub mod selector;
 pub mod status;
+pub mod warning;
 
 pub use client::{Client, DeleteOptions, ListParams, WatchEvent};
 pub use credentials::Credentials;

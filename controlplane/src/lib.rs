@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub mod admission;
 pub mod auth;
 pub mod cluster_id;
 pub mod listener;
@@ -36,6 +37,8 @@ pub struct Config {
     pub history: i64,
     /// Connection and request limits of the API listener.
     pub limits: listener::ServeLimits,
+    /// Pod Security policy of namespaces without `pod-security.kubernetes.io/*` labels.
+    pub pod_security: admission::podsecurity::Defaults,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             defaults: Default::default(),
             history: 100_000,
             limits: Default::default(),
+            pod_security: Default::default(),
         }
     }
 }
@@ -135,11 +139,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let db = config.data_dir.join(cluster_id::DB_FILE);
     let store: Arc<dyn Store> = Arc::new(store::sqlite::SqliteStore::open(&db)?);
     let services = ServiceAllocator::new(&config.service_cidr).map_err(StartError::Config)?;
-    let registry = Arc::new(Registry::new(
-        store.clone(),
-        config.defaults.clone(),
-        services,
-    ));
+    let registry = Arc::new(
+        Registry::new(store.clone(), config.defaults.clone(), services)
+            .with_pod_security(config.pod_security),
+    );
     registry.bootstrap().await?;
     let cluster_id = cluster_id::read(&registry).await?;
     if data_dir == cluster_id::DataDir::Empty {

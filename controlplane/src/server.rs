@@ -258,7 +258,8 @@ impl pb::api_server::Api for ApiService {
             .registry
             .create(info, &req.namespace, parse_json(&req.json)?, req.dry_run)
             .await?;
-        Ok(Response::new(pb::Object { json: written.json }))
+        let object = pb::Object { json: written.json };
+        Ok(crate::admission::respond(object, &written.warnings))
     }
 
     async fn update(
@@ -282,9 +283,9 @@ impl pb::api_server::Api for ApiService {
             return Ok(Response::new(pb::Object { json }));
         }
         let status = req.subresource == pb::Subresource::Status as i32;
-        let json = self
+        let updated = self
             .registry
-            .update(
+            .update_with_warnings(
                 info,
                 &req.namespace,
                 parse_json(&req.json)?,
@@ -292,7 +293,8 @@ impl pb::api_server::Api for ApiService {
                 req.dry_run,
             )
             .await?;
-        Ok(Response::new(pb::Object { json }))
+        let object = pb::Object { json: updated.json };
+        Ok(crate::admission::respond(object, &updated.warnings))
     }
 
     async fn scale(
@@ -339,10 +341,11 @@ impl pb::api_server::Api for ApiService {
             Applied::Configured => pb::apply_response::Result::Configured,
             Applied::Unchanged => pb::apply_response::Result::Unchanged,
         };
-        Ok(Response::new(pb::ApplyResponse {
+        let response = pb::ApplyResponse {
             result: result as i32,
             object: v.json,
-        }))
+        };
+        Ok(crate::admission::respond(response, &v.warnings))
     }
 
     async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::Object>, Status> {

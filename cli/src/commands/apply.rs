@@ -4,7 +4,7 @@ use corral_api::client::ApplyResult;
 use corral_api::object;
 use futures::StreamExt;
 
-use super::{decode_source, errln, outln, read_sources, report, Ctx};
+use super::{decode_source, errln, outln, read_sources, report, warn, Ctx};
 use crate::args::ApplyArgs;
 use crate::error::{local, CliError, Result};
 
@@ -108,14 +108,18 @@ pub async fn run(ctx: &Ctx, a: &ApplyArgs) -> Result<()> {
             // can acknowledge many), print the results in file order.
             let mut results =
                 futures::stream::iter(segment.into_iter().map(|(m, ns)| async move {
-                    let r = ctx.client.apply_value(&ns, &m.object, dry_run).await;
+                    let r = ctx
+                        .client
+                        .apply_value_with_warnings(&ns, &m.object, dry_run)
+                        .await;
                     (m, r)
                 }))
                 .buffered(PARALLEL);
             while let Some((m, r)) = results.next().await {
                 let name = object::name(&m.object).to_string();
                 match r {
-                    Ok((result, stored)) => {
+                    Ok((result, stored, warnings)) => {
+                        warn(&warnings);
                         let verb = match result {
                             ApplyResult::Created => "created",
                             ApplyResult::Configured => "configured",

@@ -104,11 +104,12 @@ pub async fn run(ctx: &Ctx, a: &CreateArgs) -> Result<()> {
         let (info, obj, mode, fmt) = build(w)?;
         let (suffix, dry_run) = dry_run_suffix(mode)?;
         let ns = object_namespace(ctx, info, &obj)?;
-        let created = ctx
+        let (created, warnings) = ctx
             .client
-            .create_value(info, &ns, &obj, dry_run)
+            .create_value_with_warnings(info, &ns, &obj, dry_run)
             .await
             .map_err(|e| ctx.about(info, object::name(&obj), &e))?;
+        super::warn(&warnings);
         return print(info, &super::with_type(info, created), fmt, suffix);
     }
     if a.files.is_empty() {
@@ -130,8 +131,15 @@ pub async fn run(ctx: &Ctx, a: &CreateArgs) -> Result<()> {
         };
         for m in manifests {
             let ns = object_namespace(ctx, m.info, &m.object)?;
-            match ctx.client.create_value(m.info, &ns, &m.object, false).await {
-                Ok(obj) => outln(&format!("{} created", output::name(m.info, &obj)))?,
+            match ctx
+                .client
+                .create_value_with_warnings(m.info, &ns, &m.object, false)
+                .await
+            {
+                Ok((obj, warnings)) => {
+                    super::warn(&warnings);
+                    outln(&format!("{} created", output::name(m.info, &obj)))?
+                }
                 Err(e) => {
                     report(ctx.about(m.info, object::name(&m.object), &e));
                     failed = true;

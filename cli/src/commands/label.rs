@@ -119,8 +119,15 @@ pub async fn run(ctx: &Ctx, a: &LabelArgs) -> Result<()> {
                     "labels",
                     serde_json::to_value(&labels).unwrap_or(Value::Null),
                 );
-                match ctx.client.update_value(info, &ns, &obj, false).await {
-                    Ok(_) => return Ok(true),
+                match ctx
+                    .client
+                    .update_value_with_warnings(info, &ns, &obj, false)
+                    .await
+                {
+                    Ok((_, warnings)) => {
+                        super::warn(&warnings);
+                        return Ok(true);
+                    }
                     Err(e) if e.is_conflict() => continue,
                     Err(e) => return Err(ctx.about(info, &name, &e)),
                 }

@@ -168,6 +168,13 @@ pub fn errln(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
+/// Prints the server's warnings as kubectl does (`Warning: would violate PodSecurity ...`).
+pub fn warn(warnings: &[String]) {
+    for w in warnings {
+        errln(&format!("Warning: {w}"));
+    }
+}
+
 /// Prints an error now and lets the command go on (kubectl's behaviour for several objects).
 pub fn report(e: CliError) {
     if let CliError::Message(m) = e {

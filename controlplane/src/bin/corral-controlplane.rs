@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use corral_controlplane::admission::podsecurity::{self, Level, Policy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,6 +50,16 @@ struct Args {
     /// Zones with more nodes than this use the secondary rate when partially disrupted.
     #[arg(long, default_value_t = 50)]
     large_cluster_size_threshold: usize,
+    /// Pod Security level enforced in namespaces without a `pod-security.kubernetes.io/enforce`
+    /// label: privileged (admits every pod), baseline or restricted.
+    #[arg(long, default_value = "privileged")]
+    pod_security_default: Level,
+    /// Pod Security level that warns (namespaces without a `.../warn` label).
+    #[arg(long, default_value = "privileged")]
+    pod_security_warn_default: Level,
+    /// Pod Security level that is logged (namespaces without a `.../audit` label).
+    #[arg(long, default_value = "privileged")]
+    pod_security_audit_default: Level,
 }
 
 #[tokio::main]
@@ -73,6 +84,11 @@ async fn main() -> anyhow::Result<()> {
         service_cidr: args.service_cidr,
         defaults: corral_controlplane::validate::Defaults {
             toleration_seconds: args.pod_eviction_seconds as i64,
+        },
+        pod_security: podsecurity::Defaults {
+            enforce: Policy::latest(args.pod_security_default),
+            warn: Policy::latest(args.pod_security_warn_default),
+            audit: Policy::latest(args.pod_security_audit_default),
         },
         ..Default::default()
     };

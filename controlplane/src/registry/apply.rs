@@ -6,7 +6,7 @@
 use corral_api::decode;
 use serde_json::{Map, Value};
 
-use super::{key, same_except, ApiError, Applied, Registry, Result, Written};
+use super::{key, podsecurity, same_except, ApiError, Applied, Registry, Result, Written};
 
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -124,15 +124,25 @@ impl Registry {
             };
         }
         let mut before = None;
+        let policy = self.pod_security_policy(info, &ns).await?;
         let (_guard, others) = self.other_services(info, &ns, &name).await?;
-        let result = self
+        let mut warnings = Vec::new();
+        let mut result = self
             .write_tree(info, &ns, &name, 0, dry_run, |current| {
                 before = Some(current.clone());
                 let merged = merge(current, &object, &applied);
                 let admitted = self.admit(info, merged)?;
-                self.merge_main(info, current, &admitted, &others)
+                let updated = self.merge_main(info, current, &admitted, &others)?;
+                if let Some(policy) = &policy {
+                    warnings = podsecurity::admit(info, &ns, policy, &updated, Some(current))?;
+                }
+                Ok(updated)
             })
             .await?;
+        if let (Some(old), true) = (&before, info.plural == "namespaces") {
+            warnings.extend(self.existing_pod_warnings(old, &result.object).await?);
+        }
+        result.warnings = warnings;
         let outcome = if before
             .as_ref()
             .is_some_and(|b| same_except(b, &result.object, &[]))

@@ -112,6 +112,7 @@ impl Registry {
                     return Ok(Decision::Keep(Written {
                         object: current,
                         json: encode_kv(kv),
+                        warnings: Vec::new(),
                     }));
                 }
                 if dry_run {
@@ -128,6 +129,7 @@ impl Registry {
             Outcome::Deleted(kv) => Written {
                 object: decode_kv(&kv),
                 json: encode_kv(&kv),
+                warnings: Vec::new(),
             },
             Outcome::Kept(answer) => answer,
         })

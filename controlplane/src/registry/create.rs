@@ -43,6 +43,7 @@ impl Registry {
                 errors,
             });
         }
+        super::podsecurity::check_namespace_labels(info, &canonical)?;
         Ok(canonical)
     }
 
@@ -118,6 +119,7 @@ impl Registry {
         if info.namespaced {
             self.check_namespace_open(info, &ns, &name).await?;
         }
+        let warnings = self.pod_security_create(info, &ns, &object).await?;
         for field in [
             "resourceVersion",
             "deletionTimestamp",
@@ -158,7 +160,9 @@ impl Registry {
             None
         };
         if dry_run {
-            return Ok(Written::unwritten(object));
+            let mut written = Written::unwritten(object);
+            written.warnings = warnings;
+            return Ok(written);
         }
         match self
             .store
@@ -167,7 +171,9 @@ impl Registry {
         {
             Ok(kv) => {
                 debug!(resource = info.plural, namespace = %ns, name = %name, rev = kv.mod_revision, "created");
-                Ok(Written::stored(object, &kv))
+                let mut written = Written::stored(object, &kv);
+                written.warnings = warnings;
+                Ok(written)
             }
             Err(StoreError::AlreadyExists { .. }) => Err(ApiError::AlreadyExists {
                 what: Subject::resource(info, &name),

@@ -19,6 +19,7 @@ mod create;
 mod delete;
 mod error;
 mod namespace;
+mod podsecurity;
 pub mod raw;
 mod read;
 mod status;
@@ -30,6 +31,7 @@ pub use alloc::ServiceAllocator;
 pub use codec::{decode_kv, encode_kv, Filter};
 pub use error::{ApiError, Result, Subject};
 pub use namespace::TERMINATING;
+pub use update::Updated;
 
 use codec::{encode, same_except, stamped};
 
@@ -39,6 +41,8 @@ use codec::{encode, same_except, stamped};
 pub struct Written {
     pub object: Value,
     pub json: Vec<u8>,
+    /// Admission warnings for the client (Kubernetes' `Warning` headers).
+    pub warnings: Vec<String>,
 }
 
 impl Written {
@@ -47,13 +51,18 @@ impl Written {
         Self {
             object: stamped(object, kv),
             json: encode_kv(kv),
+            warnings: Vec::new(),
         }
     }
 
     /// Not written (a dry run): the JSON is serialised from the tree.
     fn unwritten(object: Value) -> Self {
         let json = serde_json::to_vec(&object).expect("JSON values serialize");
-        Self { object, json }
+        Self {
+            object,
+            json,
+            warnings: Vec::new(),
+        }
     }
 }
 
@@ -69,6 +78,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     defaults: Defaults,
     services: ServiceAllocator,
+    /// Pod Security policy of namespaces without its labels.
+    pod_security: crate::admission::podsecurity::Defaults,
 }
 
 pub fn key(info: &ResourceInfo, namespace: &str, name: &str) -> String {
@@ -93,7 +104,14 @@ impl Registry {
             store,
             defaults,
             services,
+            pod_security: Default::default(),
         }
+    }
+
+    /// Sets the Pod Security policy of namespaces without its labels (default: privileged).
+    pub fn with_pod_security(mut self, defaults: crate::admission::podsecurity::Defaults) -> Self {
+        self.pod_security = defaults;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -6,8 +6,15 @@ use corral_api::kinds::{self, ResourceInfo};
 use corral_api::object;
 use serde_json::Value;
 
-use super::{decode_kv, prefix, ApiError, Registry, Result, Subject};
+use super::{decode_kv, podsecurity, prefix, ApiError, Registry, Result, Subject};
 use crate::validate;
+
+/// An update's answer: the object's JSON as clients get it, and admission warnings.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    pub json: Vec<u8>,
+    pub warnings: Vec<String>,
+}
 
 impl Registry {
     /// Replaces an object (main resource) or only its status. A resourceVersion in the body is
@@ -20,6 +27,25 @@ impl Registry {
         status: bool,
         dry_run: bool,
     ) -> Result<Vec<u8>> {
+        let updated = self
+            .update_with_warnings(info, namespace, object, status, dry_run)
+            .await?;
+        Ok(updated.json)
+    }
+
+    /// [`Registry::update`], with the admission warnings for the client.
+    pub async fn update_with_warnings(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: Value,
+        status: bool,
+        dry_run: bool,
+    ) -> Result<Updated> {
+        let answer = |json| Updated {
+            json,
+            warnings: Vec::new(),
+        };
         let mut object = object;
         let ns = Self::resolve_namespace(info, namespace, &mut object)?;
         let name = Self::required_name(info, &object, "Required value")?;
@@ -29,23 +55,40 @@ impl Registry {
             if !dry_run {
                 return self
                     .write_status(info, &ns, &name, precondition, &admitted)
-                    .await;
+                    .await
+                    .map(answer);
             }
             let written = self
                 .write_tree(info, &ns, &name, precondition, dry_run, |current| {
                     Ok(merge_status(current, &admitted))
                 })
                 .await?;
-            return Ok(written.json);
+            return Ok(answer(written.json));
         }
         let admitted = self.admit(info, object)?;
+        let policy = self.pod_security_policy(info, &ns).await?;
         let (_guard, others) = self.other_services(info, &ns, &name).await?;
+        let mut warnings = Vec::new();
+        let mut before = None;
         let written = self
             .write_tree(info, &ns, &name, precondition, dry_run, |current| {
-                self.merge_main(info, current, &admitted, &others)
+                let updated = self.merge_main(info, current, &admitted, &others)?;
+                if let Some(policy) = &policy {
+                    warnings = podsecurity::admit(info, &ns, policy, &updated, Some(current))?;
+                }
+                if info.plural == kinds::NAMESPACES.plural {
+                    before = Some(current.clone());
+                }
+                Ok(updated)
             })
             .await?;
-        Ok(written.json)
+        if let Some(before) = &before {
+            warnings.extend(self.existing_pod_warnings(before, &written.object).await?);
+        }
+        Ok(Updated {
+            json: written.json,
+            warnings,
+        })
     }
 
     /// The new object of a main update: spec and metadata from the request, server-owned
