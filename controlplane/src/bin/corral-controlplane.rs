@@ -49,6 +49,17 @@ struct Args {
     /// Zones with more nodes than this use the secondary rate when partially disrupted.
     #[arg(long, default_value_t = 50)]
     large_cluster_size_threshold: usize,
+    /// Another name or address for the serving certificate (repeatable); localhost, the
+    /// loopback addresses, the hostname and the listen address are always in it.
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// Serve plaintext without authentication: EVERY request is the cluster admin. Only for
+    /// a machine no one else can reach.
+    #[arg(long)]
+    insecure_plaintext: bool,
+    /// Where to write the admin kubeconfig (default DATA_DIR/admin.kubeconfig).
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -74,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
         defaults: corral_controlplane::validate::Defaults {
             toleration_seconds: args.pod_eviction_seconds as i64,
         },
+        tls_sans: args.tls_san,
+        insecure_plaintext: args.insecure_plaintext,
+        write_kubeconfig: args.write_kubeconfig,
         ..Default::default()
     };
     let running = corral_controlplane::start(config).await?;
