@@ -196,6 +196,30 @@ pub fn load(path: &Path) -> Result<(String, Credentials), KubeconfigError> {
     Ok((view.server, view.credentials))
 }
 
+/// Where the control plane is when nothing says otherwise.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7443";
+
+/// A component's connection from its flags: `--kubeconfig` gives the server and credentials,
+/// `--server` overrides the address; neither means plaintext to [`DEFAULT_SERVER`].
+pub fn for_component(
+    kubeconfig: Option<&Path>,
+    server: Option<&str>,
+) -> Result<(String, Credentials), KubeconfigError> {
+    let (file_server, creds) = match kubeconfig {
+        Some(path) => {
+            let (s, c) = load(path)?;
+            (Some(s), c)
+        }
+        None => (None, Credentials::default()),
+    };
+    let server = server
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or(file_server)
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+    Ok((server, creds))
+}
+
 /// The directory relative file names in `path` are read from.
 pub fn base_dir(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))

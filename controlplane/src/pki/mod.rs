@@ -177,6 +177,25 @@ impl Pki {
     /// re-issuing it when missing, within [`RENEW_BEFORE`] of its end, not from this CA, or
     /// naming other names.
     pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<Self, PkiError> {
+        Self::open(dir, Some(sans))
+    }
+
+    /// The CA a running control plane made in `dir`, to sign client certificates from another
+    /// process (the local rig); the serving certificate is left alone.
+    pub fn load_existing(dir: &Path) -> Result<Self, PkiError> {
+        for f in ["ca.crt", "ca.key"] {
+            let path = dir.join(f);
+            if !path.exists() {
+                return Err(PkiError::Io {
+                    path,
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            }
+        }
+        Self::open(dir, None)
+    }
+
+    fn open(dir: &Path, sans: Option<&[String]>) -> Result<Self, PkiError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io_err(dir))?;
@@ -228,7 +247,9 @@ impl Pki {
             serving_chain: Vec::new(),
             serving_key_pem: String::new(),
         };
-        pki.load_or_issue_serving(sans, &ca_subject)?;
+        if let Some(sans) = sans {
+            pki.load_or_issue_serving(sans, &ca_subject)?;
+        }
         Ok(pki)
     }
 
