@@ -38,6 +38,10 @@ pub enum Error {
         #[source]
         source: TlsError,
     },
+    /// A lazy connection's TLS handshake failed (a refused TCP connection stays `Api`
+    /// Unavailable, as before TLS).
+    #[error("cannot connect to the control plane: {0}")]
+    Handshake(TlsError),
     #[error("server {server:?}: {problem}")]
     BadServer {
         server: String,
@@ -122,14 +126,14 @@ impl Error {
 
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
-        // A failed handshake on a lazy connection reaches the caller as a status; its one
-        // line is in the source chain.
-        let tls_line = std::error::Error::source(&s)
-            .and_then(tls::find_tls_error)
-            .map(|t| format!("control plane unavailable: {t}"));
-        let message = if let Some(line) = tls_line {
-            line
-        } else if s.code() == tonic::Code::Unavailable && s.message().is_empty() {
+        // A failed handshake on a lazy connection reaches the caller as a status, with the
+        // connector's one-line error in its source chain.
+        if let Some(t) = std::error::Error::source(&s).and_then(tls::find_tls_error) {
+            if !matches!(t, TlsError::Tcp { .. }) {
+                return Error::Handshake(t.clone());
+            }
+        }
+        let message = if s.code() == tonic::Code::Unavailable && s.message().is_empty() {
             "control plane unavailable".to_string()
         } else {
             s.message().to_string()
