@@ -36,12 +36,12 @@ pub enum Error {
     Tls {
         server: String,
         #[source]
-        source: TlsError,
+        source: Box<TlsError>,
     },
     /// A lazy connection's TLS handshake failed (a refused TCP connection stays `Api`
     /// Unavailable, as before TLS).
     #[error("cannot connect to the control plane: {0}")]
-    Handshake(TlsError),
+    Handshake(Box<TlsError>),
     #[error("server {server:?}: {problem}")]
     BadServer {
         server: String,
@@ -130,7 +130,7 @@ impl From<tonic::Status> for Error {
         // connector's one-line error in its source chain.
         if let Some(t) = std::error::Error::source(&s).and_then(tls::find_tls_error) {
             if !matches!(t, TlsError::Tcp { .. }) {
-                return Error::Handshake(t.clone());
+                return Error::Handshake(Box::new(t.clone()));
             }
         }
         let message = if s.code() == tonic::Code::Unavailable && s.message().is_empty() {
@@ -317,7 +317,7 @@ fn connect_error(server: &str, source: tonic::transport::Error) -> Error {
     match tls::find_tls_error(&source) {
         Some(t) => Error::Tls {
             server: server.to_string(),
-            source: t.clone(),
+            source: Box::new(t.clone()),
         },
         None => Error::Connect {
             server: server.to_string(),
@@ -408,7 +408,7 @@ impl Client {
         let slot = if secure {
             let config = tls::client_config(creds, src).map_err(|source| Error::Tls {
                 server: server.clone(),
-                source,
+                source: Box::new(source),
             })?;
             Some(Arc::new(RwLock::new(config)))
         } else {
@@ -447,7 +447,7 @@ impl Client {
             let config =
                 tls::client_config(creds, &self.ca_source).map_err(|source| Error::Tls {
                     server: self.server.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             *slot.write() = config;
         }

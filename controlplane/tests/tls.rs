@@ -131,7 +131,7 @@ async fn a_tunnel_hello_naming_another_node_is_refused() {
         }
     };
     let (_up, forged) = open("n2").await;
-    let status = forged.err().expect("a forged hello was accepted");
+    let status = forged.expect_err("a forged hello was accepted");
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     assert!(status.message().contains("\"n2\""), "{status:?}");
     let (_up, own) = open("n1").await;

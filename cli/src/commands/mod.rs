@@ -82,8 +82,7 @@ fn resolve(cli: &Cli) -> Result<Resolved> {
 
 fn connect(cli: &Cli) -> Result<Ctx> {
     let r = resolve(cli)?;
-    let client = Client::connect_lazy_with(&r.server, &r.credentials)
-        .map_err(local)?;
+    let client = Client::connect_lazy_with(&r.server, &r.credentials).map_err(local)?;
     Ok(Ctx {
         client,
         server: r.server,
