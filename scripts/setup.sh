@@ -8,6 +8,8 @@ set -euo pipefail
 packages=(
   protobuf-compiler containerd runc containernetworking-plugins iptables iproute2
   util-linux busybox-static skopeo umoci docker-registry ca-certificates curl procps
+  # a third-party client in the tests: Python grpcio stubs generated from the .proto
+  python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -33,6 +33,8 @@ use crate::runtime::ContainerRuntime;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: String,
+    /// The cluster CA and this node's credentials (empty: plaintext).
+    pub credentials: corral_api::Credentials,
     pub node_name: String,
     pub node_ip: String,
     pub containerd_socket: PathBuf,
@@ -121,7 +123,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         bridge: cfg.bridge.clone(),
         pod_cidr: cfg.pod_cidr.clone(),
     }));
-    let client = corral_api::Client::connect_lazy(&cfg.server)?;
+    let client = corral_api::Client::connect_lazy_with(&cfg.server, &cfg.credentials)?;
     let node_cfg = node::NodeConfig {
         name: cfg.node_name.clone(),
         ip: cfg.node_ip.clone(),
@@ -167,8 +169,14 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         nofile: spec::own_nofile_limit(),
     });
     let index = PodIndex::default();
-    tokio::spawn(node::heartbeat(client, node_cfg, runtime, guard.clone()));
+    tokio::spawn(node::heartbeat(
+        client.clone(),
+        node_cfg,
+        runtime,
+        guard.clone(),
+    ));
     tokio::spawn(tunnel::run(
+        client.clone(),
         cfg.server.clone(),
         cfg.node_name.clone(),
         cfg.data_dir.clone(),

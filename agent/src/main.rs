@@ -11,9 +11,13 @@ use clap::Parser;
     about = "Corral node agent: runs the pods bound to this node through containerd"
 )]
 struct Args {
-    /// Control plane address.
-    #[arg(long, default_value = "http://127.0.0.1:7443", env = "CORRAL_SERVER")]
-    server: String,
+    /// Control plane address (overrides the kubeconfig's; default http://127.0.0.1:7443).
+    #[arg(long, env = "CORRAL_SERVER")]
+    server: Option<String>,
+    /// Kubeconfig with the server, the cluster CA and this node's credentials
+    /// (`CN=system:node:<name>, O=system:nodes`).
+    #[arg(long, env = "CORRAL_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
     /// Node name (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
@@ -82,8 +86,11 @@ async fn main() -> anyhow::Result<()> {
             .to_string_lossy()
             .into_owned(),
     };
+    let (server, credentials) =
+        corral_api::kubeconfig::for_component(a.kubeconfig.as_deref(), a.server.as_deref())?;
     let cfg = corral_agent::Config {
-        server: a.server,
+        server,
+        credentials,
         node_name,
         node_ip: a.node_ip,
         containerd_socket: a.containerd_socket,

@@ -30,7 +30,13 @@ struct Request {
 type Requests = Arc<Mutex<HashMap<u64, Request>>>;
 
 /// Keeps the tunnel to the control plane open, reconnecting after failures.
-pub async fn run(server: String, node: String, data_dir: PathBuf, index: PodIndex) {
+pub async fn run(
+    api: corral_api::Client,
+    server: String,
+    node: String,
+    data_dir: PathBuf,
+    index: PodIndex,
+) {
     let server = if server.contains("://") {
         server
     } else {
@@ -39,7 +45,7 @@ pub async fn run(server: String, node: String, data_dir: PathBuf, index: PodInde
     let mut delay = Duration::from_millis(500);
     loop {
         let opened = std::time::Instant::now();
-        match once(&server, &node, &data_dir, &index).await {
+        match once(&api, &server, &node, &data_dir, &index).await {
             Ok(()) => info!(%server, "agent tunnel closed by the control plane; reconnecting"),
             // An API server without the tunnel service: logs are unavailable, retry slowly.
             Err(e) if e.code() == tonic::Code::Unimplemented => {
@@ -59,20 +65,15 @@ pub async fn run(server: String, node: String, data_dir: PathBuf, index: PodInde
 }
 
 async fn once(
+    api: &corral_api::Client,
     server: &str,
     node: &str,
     data_dir: &Path,
     index: &PodIndex,
 ) -> Result<(), tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(server.to_string())
-        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
-        .connect_timeout(Duration::from_secs(3))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(channel)
+    // The API client's connection: its TLS identity is the node's, and the tunnel is one
+    // more HTTP/2 stream on it.
+    let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(api.transport())
         .max_decoding_message_size(1 << 20)
         .max_encoding_message_size(1 << 20);
     let (up_tx, up_rx) = mpsc::channel::<pb::AgentUp>(256);

@@ -18,7 +18,7 @@ async fn control_plane(dir: &std::path::Path) -> Result<Running, StartError> {
 }
 
 fn guard(cp: &Running, node_dir: &std::path::Path, rejoin: bool) -> ClusterGuard {
-    let client = Client::connect_lazy(&cp.url()).unwrap();
+    let client = Client::connect_lazy_with(&cp.url(), &cp.admin_credentials()).unwrap();
     ClusterGuard::new(client, &cp.url(), node_dir, rejoin)
 }
 

@@ -7,12 +7,14 @@ pub mod client;
 pub mod credentials;
 pub mod decode;
 pub mod kinds;
+pub mod kubeconfig;
 pub mod object;
 pub mod rules;
 pub mod runtime;
 pub mod selector;
 pub mod status;
 pub mod warning;
+pub mod tls;
 
 pub use client::{Client, DeleteOptions, ListParams, WatchEvent};
 pub use credentials::Credentials;

@@ -1,127 +1,19 @@
-//! The client configuration file (`~/.corral/config`, shaped like a kubeconfig: clusters with a
-//! server address, users with credentials, contexts tying them to a default namespace) and how
-//! flags and the environment override it.
+//! The client configuration file (`~/.corral/config`, a kubeconfig: clusters with a server
+//! address and CA, users with credentials, contexts tying them to a default namespace; parsed
+//! by `corral_api::kubeconfig`) and how flags and the environment override it.
 
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7443";
 pub const ENV_SERVER: &str = "CORRAL_SERVER";
 pub const ENV_CONFIG: &str = "CORRAL_CONFIG";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: serde_yaml::Error,
-    },
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("context {0:?} does not exist")]
-    NoContext(String),
-    #[error("context {context:?}: cluster {cluster:?} does not exist")]
-    NoCluster { context: String, cluster: String },
-    #[error("context {context:?}: user {user:?} does not exist")]
-    NoUser { context: String, user: String },
-    #[error("cluster {cluster:?}: server {server:?} must be http://HOST:PORT")]
-    BadServer { cluster: String, server: String },
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    #[serde(rename = "apiVersion", default = "v1")]
-    pub api_version: String,
-    #[serde(default = "config_kind")]
-    pub kind: String,
-    #[serde(rename = "current-context", default)]
-    pub current_context: String,
-    #[serde(default)]
-    pub clusters: Vec<NamedCluster>,
-    #[serde(default)]
-    pub users: Vec<NamedUser>,
-    #[serde(default)]
-    pub contexts: Vec<NamedContext>,
-}
-
-fn v1() -> String {
-    "v1".into()
-}
-fn config_kind() -> String {
-    "Config".into()
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamedCluster {
-    pub name: String,
-    pub cluster: Cluster,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Cluster {
-    pub server: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamedUser {
-    pub name: String,
-    #[serde(default)]
-    pub user: User,
-}
-
-/// Credentials. The control plane does not authenticate yet; the token is kept so that a
-/// configuration written today keeps working when it does.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct User {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    #[serde(
-        rename = "client-certificate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub client_certificate: Option<String>,
-    #[serde(
-        rename = "client-key",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub client_key: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamedContext {
-    pub name: String,
-    pub context: Context,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Context {
-    pub cluster: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub user: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-}
+/// The file is a kubeconfig: one parser for it, in `corral-api`.
+pub use corral_api::kubeconfig::{
+    Cluster, Config, Context, KubeconfigError as ConfigError, NamedCluster, NamedContext,
+    NamedUser, User,
+};
+use corral_api::Credentials;
 
 /// What the command line says, before the file is consulted.
 #[derive(Debug, Clone, Default)]
@@ -142,6 +34,8 @@ pub struct Resolved {
     pub namespace_explicit: bool,
     pub context: Option<String>,
     pub token: Option<String>,
+    /// The CA, client certificate and token of the context's cluster and user.
+    pub credentials: Credentials,
 }
 
 /// Default location: `$CORRAL_CONFIG`, else `$HOME/.corral/config`.
@@ -155,181 +49,41 @@ pub fn default_path() -> PathBuf {
     home.join(".corral").join("config")
 }
 
-impl Config {
-    /// Reads a config file; a missing file is an empty configuration.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::empty()),
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        Self::parse(path, &text)
-    }
-
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        if text.trim().is_empty() {
-            return Ok(Self::empty());
-        }
-        serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })
-    }
-
-    pub fn empty() -> Self {
-        Self {
-            api_version: v1(),
-            kind: config_kind(),
-            ..Default::default()
-        }
-    }
-
-    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        let err = |source| ConfigError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let text = serde_yaml::to_string(self).expect("config always serializes");
-        // Write then rename, so a crash never leaves half a config behind.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
-    }
-
-    pub fn context(&self, name: &str) -> Option<&NamedContext> {
-        self.contexts.iter().find(|c| c.name == name)
-    }
-
-    /// Applies the precedence rules: `--server` > `CORRAL_SERVER` > the context's cluster >
-    /// the default address; `-n` > the context's namespace > `default`.
-    pub fn resolve(&self, o: &Overrides) -> Result<Resolved, ConfigError> {
-        let context_name = o
-            .context
-            .clone()
-            .or_else(|| Some(self.current_context.clone()).filter(|c| !c.is_empty()));
-        let mut server_from_file = None;
-        let mut namespace_from_file = None;
-        let mut token = None;
-        if let Some(name) = &context_name {
-            let ctx = self
-                .context(name)
-                .ok_or_else(|| ConfigError::NoContext(name.clone()))?;
-            let cluster = self
-                .clusters
-                .iter()
-                .find(|c| c.name == ctx.context.cluster)
-                .ok_or_else(|| ConfigError::NoCluster {
-                    context: name.clone(),
-                    cluster: ctx.context.cluster.clone(),
-                })?;
-            if !cluster.cluster.server.starts_with("http://")
-                && !cluster.cluster.server.starts_with("https://")
-            {
-                return Err(ConfigError::BadServer {
-                    cluster: cluster.name.clone(),
-                    server: cluster.cluster.server.clone(),
-                });
-            }
-            server_from_file = Some(cluster.cluster.server.clone());
-            namespace_from_file = ctx.context.namespace.clone().filter(|n| !n.is_empty());
-            if !ctx.context.user.is_empty() {
-                let user = self
-                    .users
-                    .iter()
-                    .find(|u| u.name == ctx.context.user)
-                    .ok_or_else(|| ConfigError::NoUser {
-                        context: name.clone(),
-                        user: ctx.context.user.clone(),
-                    })?;
-                token = user.user.token.clone();
-            }
-        }
-        let server = o
-            .server
-            .clone()
-            .filter(|s| !s.is_empty())
-            .or(o.env_server.clone().filter(|s| !s.is_empty()))
-            .or(server_from_file)
-            .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-        let namespace_explicit = o.namespace.as_ref().is_some_and(|n| !n.is_empty());
-        let namespace = o
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .or(namespace_from_file)
-            .unwrap_or_else(|| "default".to_string());
-        Ok(Resolved {
-            server,
-            namespace,
-            namespace_explicit,
-            context: context_name,
-            token,
-        })
-    }
-
-    /// Creates or updates a cluster entry.
-    pub fn set_cluster(&mut self, name: &str, server: &str) {
-        match self.clusters.iter_mut().find(|c| c.name == name) {
-            Some(c) => c.cluster.server = server.to_string(),
-            None => self.clusters.push(NamedCluster {
-                name: name.to_string(),
-                cluster: Cluster {
-                    server: server.to_string(),
-                },
-            }),
-        }
-    }
-
-    pub fn set_credentials(&mut self, name: &str, token: Option<String>) {
-        match self.users.iter_mut().find(|u| u.name == name) {
-            Some(u) => u.user.token = token,
-            None => self.users.push(NamedUser {
-                name: name.to_string(),
-                user: User {
-                    token,
-                    ..Default::default()
-                },
-            }),
-        }
-    }
-
-    /// Creates or updates a context; fields left `None` keep their value.
-    pub fn set_context(
-        &mut self,
-        name: &str,
-        cluster: Option<&str>,
-        user: Option<&str>,
-        namespace: Option<&str>,
-    ) {
-        let idx = match self.contexts.iter().position(|c| c.name == name) {
-            Some(i) => i,
-            None => {
-                self.contexts.push(NamedContext {
-                    name: name.to_string(),
-                    context: Context::default(),
-                });
-                self.contexts.len() - 1
-            }
-        };
-        let ctx = &mut self.contexts[idx].context;
-        if let Some(c) = cluster {
-            ctx.cluster = c.to_string();
-        }
-        if let Some(u) = user {
-            ctx.user = u.to_string();
-        }
-        if let Some(n) = namespace {
-            ctx.namespace = Some(n.to_string()).filter(|n| !n.is_empty());
-        }
-    }
+/// Applies the precedence rules: `--server` > `CORRAL_SERVER` > the context's cluster >
+/// the default address; `-n` > the context's namespace > `default`. Relative file names in
+/// the file are read from `base` (the file's directory).
+pub fn resolve(cfg: &Config, o: &Overrides, base: &Path) -> Result<Resolved, ConfigError> {
+    let context_name = o
+        .context
+        .clone()
+        .or_else(|| Some(cfg.current_context.clone()).filter(|c| !c.is_empty()));
+    let view = context_name
+        .as_deref()
+        .map(|name| cfg.view(name, base))
+        .transpose()?;
+    let server = o
+        .server
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or(o.env_server.clone().filter(|s| !s.is_empty()))
+        .or(view.as_ref().map(|v| v.server.clone()))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+    let namespace_explicit = o.namespace.as_ref().is_some_and(|n| !n.is_empty());
+    let namespace = o
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or(view.as_ref().and_then(|v| v.namespace.clone()))
+        .unwrap_or_else(|| "default".to_string());
+    let credentials = view.map(|v| v.credentials).unwrap_or_default();
+    Ok(Resolved {
+        server,
+        namespace,
+        namespace_explicit,
+        context: context_name,
+        token: credentials.token.clone(),
+        credentials,
+    })
 }
 
 #[cfg(test)]
@@ -368,7 +122,7 @@ contexts:
 
     #[test]
     fn the_current_context_gives_server_namespace_and_token() {
-        let r = sample().resolve(&Overrides::default()).unwrap();
+        let r = resolve(&sample(), &Overrides::default(), Path::new(".")).unwrap();
         assert_eq!(r.server, "http://10.0.0.1:7443");
         assert_eq!(r.namespace, "workshop");
         assert_eq!(r.token.as_deref(), Some("s3cret"));
@@ -382,9 +136,15 @@ contexts:
             env_server: Some("http://127.0.0.2:1".into()),
             ..Default::default()
         };
-        assert_eq!(cfg.resolve(&o).unwrap().server, "http://127.0.0.2:1");
+        assert_eq!(
+            resolve(&cfg, &o, Path::new(".")).unwrap().server,
+            "http://127.0.0.2:1"
+        );
         o.server = Some("http://127.0.0.3:2".into());
-        assert_eq!(cfg.resolve(&o).unwrap().server, "http://127.0.0.3:2");
+        assert_eq!(
+            resolve(&cfg, &o, Path::new(".")).unwrap().server,
+            "http://127.0.0.3:2"
+        );
     }
 
     #[test]
@@ -394,7 +154,7 @@ contexts:
             namespace: Some("kube-system".into()),
             ..Default::default()
         };
-        let r = sample().resolve(&o).unwrap();
+        let r = resolve(&sample(), &o, Path::new(".")).unwrap();
         assert_eq!(r.server, "http://127.0.0.1:7443");
         assert_eq!(r.namespace, "kube-system");
         assert!(r.namespace_explicit);
@@ -402,7 +162,7 @@ contexts:
 
     #[test]
     fn no_file_means_the_default_server_and_namespace() {
-        let r = Config::empty().resolve(&Overrides::default()).unwrap();
+        let r = resolve(&Config::empty(), &Overrides::default(), Path::new(".")).unwrap();
         assert_eq!(r.server, DEFAULT_SERVER);
         assert_eq!(r.namespace, "default");
     }
@@ -414,12 +174,16 @@ contexts:
             ..Default::default()
         };
         assert_eq!(
-            sample().resolve(&o).unwrap_err().to_string(),
+            resolve(&sample(), &o, Path::new("."))
+                .unwrap_err()
+                .to_string(),
             "context \"nope\" does not exist"
         );
         let mut cfg = sample();
         cfg.clusters.retain(|c| c.name != "lab");
-        let err = cfg.resolve(&Overrides::default()).unwrap_err().to_string();
+        let err = resolve(&cfg, &Overrides::default(), Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cluster \"lab\" does not exist"), "{err}");
     }
 
@@ -449,7 +213,9 @@ contexts:
         let back = Config::load(&path).unwrap();
         assert_eq!(back, cfg);
         assert_eq!(
-            back.resolve(&Overrides::default()).unwrap().namespace,
+            resolve(&back, &Overrides::default(), Path::new("."))
+                .unwrap()
+                .namespace,
             "ns1"
         );
     }

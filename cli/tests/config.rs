@@ -7,7 +7,8 @@ use common::{run, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contexts_choose_the_server_and_default_namespace() {
-    let c = Cluster::start().await;
+    // Contexts written by `corral config` here carry no CA: a plaintext control plane.
+    let c = Cluster::start_insecure().await;
     let url = c.cp.url();
     let closed = format!(
         "http://127.0.0.1:{}",

@@ -166,7 +166,8 @@ async fn an_unreachable_server_gives_kubectls_connection_message() {
         .local_addr()
         .unwrap()
         .port();
-    let server = format!("http://127.0.0.1:{port}");
+    // https: the config file holds the cluster CA.
+    let server = format!("https://127.0.0.1:{port}");
     let out = c.corral(&["--server", &server, "get", "pods"]).await;
     assert_eq!(
         out.failed(),

@@ -10,10 +10,8 @@ use futures::{SinkExt, StreamExt};
 use serde_json::json;
 
 /// Connects as the agent of `node` and answers every log request with one line describing it.
-async fn fake_agent(url: &str, node: &str) -> tokio::task::JoinHandle<()> {
-    let mut client = pb::agent_tunnel_client::AgentTunnelClient::connect(url.to_string())
-        .await
-        .unwrap();
+async fn fake_agent(api: &corral_api::Client, node: &str) -> tokio::task::JoinHandle<()> {
+    let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(api.transport());
     let (mut up, rx) = futures::channel::mpsc::channel::<pb::AgentUp>(16);
     up.send(pb::AgentUp {
         msg: Some(pb::agent_up::Msg::Hello(pb::AgentHello {
@@ -72,7 +70,7 @@ async fn logs_come_from_the_pods_node_through_the_tunnel() {
         )
         .await
         .unwrap();
-    let _agent = fake_agent(&c.cp.url(), "n1").await;
+    let _agent = fake_agent(&c.client, "n1").await;
 
     let out = common::eventually(20, "the agent tunnel to be registered", || async {
         let out = c.corral(&["logs", "mi-pod"]).await;
@@ -124,7 +122,7 @@ async fn applied_objects_are_listed_after_a_control_plane_restart() {
     })
     .await
     .unwrap();
-    let client = corral_api::Client::connect(&cp.url()).await.unwrap();
+    let client = cp.client().await.unwrap();
     let c = Cluster { cp, client, dir };
     let out = c.corral(&["get", "rs,deploy,svc,ing", "-o", "name"]).await;
     assert_eq!(

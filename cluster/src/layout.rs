@@ -45,6 +45,12 @@ impl NodeLayout {
     pub fn containerd_config(&self) -> PathBuf {
         self.dir.join("containerd.toml")
     }
+    /// The node's kubeconfig (its `system:node:<name>` certificate), used by its agent and
+    /// proxy.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
     pub fn images_dir(&self) -> PathBuf {
         self.dir.join("images")
     }
@@ -192,9 +198,25 @@ pub struct Binaries {
     pub proxy: Option<PathBuf>,
 }
 
+/// The control plane's data directory.
+pub fn controlplane_dir(l: &Layout) -> PathBuf {
+    l.dir.join("controlplane")
+}
+
+/// The admin kubeconfig the control plane writes.
+pub fn admin_kubeconfig(l: &Layout) -> PathBuf {
+    controlplane_dir(l).join("admin.kubeconfig")
+}
+
+/// The scheduler's kubeconfig the control plane writes.
+pub fn scheduler_kubeconfig(l: &Layout) -> PathBuf {
+    controlplane_dir(l).join("tls").join("scheduler.kubeconfig")
+}
+
+/// The control plane, then the scheduler (which needs the kubeconfig the control plane
+/// writes, so it is started once the API serves).
 pub fn control_processes(l: &Layout, bins: &Binaries) -> Vec<ProcessSpec> {
     let logs = l.dir.join("logs");
-    let server = format!("http://{}", l.api_addr);
     vec![
         ProcessSpec {
             name: "controlplane".into(),
@@ -204,7 +226,7 @@ pub fn control_processes(l: &Layout, bins: &Binaries) -> Vec<ProcessSpec> {
                 "--listen".into(),
                 l.api_addr.clone(),
                 "--data-dir".into(),
-                l.dir.join("controlplane").display().to_string(),
+                controlplane_dir(l).display().to_string(),
             ],
             log: logs.join("controlplane.log"),
         },
@@ -213,8 +235,8 @@ pub fn control_processes(l: &Layout, bins: &Binaries) -> Vec<ProcessSpec> {
             netns: None,
             argv: vec![
                 bins.scheduler.display().to_string(),
-                "--server".into(),
-                server,
+                "--kubeconfig".into(),
+                scheduler_kubeconfig(l).display().to_string(),
             ],
             log: logs.join("scheduler.log"),
         },
@@ -223,7 +245,7 @@ pub fn control_processes(l: &Layout, bins: &Binaries) -> Vec<ProcessSpec> {
 
 pub fn node_processes(l: &Layout, node: &NodeLayout, bins: &Binaries) -> Vec<ProcessSpec> {
     let logs = l.dir.join("logs");
-    let server = format!("http://{}", l.api_addr);
+    let kubeconfig = node.kubeconfig().display().to_string();
     let mut out = vec![
         ProcessSpec {
             name: format!("{}/containerd", node.name),
@@ -240,8 +262,8 @@ pub fn node_processes(l: &Layout, node: &NodeLayout, bins: &Binaries) -> Vec<Pro
             netns: Some(node.netns.clone()),
             argv: vec![
                 bins.agent.display().to_string(),
-                "--server".into(),
-                server.clone(),
+                "--kubeconfig".into(),
+                kubeconfig.clone(),
                 "--node-name".into(),
                 node.name.clone(),
                 "--node-ip".into(),
@@ -266,8 +288,8 @@ pub fn node_processes(l: &Layout, node: &NodeLayout, bins: &Binaries) -> Vec<Pro
             netns: Some(node.netns.clone()),
             argv: vec![
                 proxy.display().to_string(),
-                "--server".into(),
-                server,
+                "--kubeconfig".into(),
+                kubeconfig,
                 "--node-name".into(),
                 node.name.clone(),
             ],

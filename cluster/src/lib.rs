@@ -49,6 +49,10 @@ pub enum Error {
     },
     #[error("state file {path}: {message}")]
     State { path: String, message: String },
+    #[error("cluster credentials: {0}")]
+    Kubeconfig(#[from] corral_api::kubeconfig::KubeconfigError),
+    #[error("cluster CA: {0}")]
+    Pki(#[from] corral_controlplane::pki::PkiError),
     #[error("this needs root (network namespaces, containerd)")]
     NotRoot,
     #[error("containerd of node {node} is not running")]
@@ -135,7 +139,13 @@ impl State {
     }
 
     pub fn server_url(&self) -> String {
-        format!("http://{}", self.layout.api_addr)
+        format!("https://{}", self.layout.api_addr)
+    }
+
+    /// The admin's credentials, from the kubeconfig the control plane wrote.
+    pub fn admin_credentials(&self) -> Result<corral_api::Credentials> {
+        let path = layout::admin_kubeconfig(&self.layout);
+        Ok(corral_api::kubeconfig::load(&path)?.1)
     }
 
     pub fn running(&self) -> bool {
@@ -276,10 +286,9 @@ async fn bring_up(
         state.save()
     };
     progress(&format!("Starting control plane on {}", l.api_addr));
-    for spec in layout::control_processes(&l, &opts.binaries) {
-        let p = process::spawn(&spec)?;
-        started(state, p)?;
-    }
+    let control = layout::control_processes(&l, &opts.binaries);
+    let p = process::spawn(&control[0])?;
+    started(state, p)?;
     progress("Starting containerd on every node");
     for node in l.nodes.iter().filter(|n| !stopped.contains(&n.name)) {
         std::fs::create_dir_all(&node.run_dir).map_err(io_err(&node.run_dir))?;
@@ -290,6 +299,11 @@ async fn bring_up(
         started(state, p)?;
     }
     let client = wait_for_api(&l, timeout).await?;
+    for spec in &control[1..] {
+        let p = process::spawn(spec)?;
+        started(state, p)?;
+    }
+    write_node_kubeconfigs(&l)?;
     for node in l.nodes.iter().filter(|n| !stopped.contains(&n.name)) {
         wait_for_containerd(&l, node, timeout).await?;
     }
@@ -313,13 +327,35 @@ async fn bring_up(
     wait_for_nodes_ready(&client, &want, &l.name, timeout).await
 }
 
+/// Each node's kubeconfig: a `system:node:<name>` certificate in `system:nodes` signed by
+/// the cluster CA its control plane made (a year; written again at every start).
+fn write_node_kubeconfigs(l: &Layout) -> Result<()> {
+    use corral_controlplane::{auth, pki};
+    let tls = layout::controlplane_dir(l).join("tls");
+    let ca = pki::Pki::load_existing(&tls)?;
+    let server = format!("https://{}", l.api_addr);
+    for node in &l.nodes {
+        let creds = ca.client_credentials(
+            &format!("{}{}", auth::NODE_PREFIX, node.name),
+            &[auth::NODES],
+            pki::LEAF_LIFETIME,
+        )?;
+        std::fs::create_dir_all(&node.dir).map_err(io_err(&node.dir))?;
+        corral_api::kubeconfig::write(&node.kubeconfig(), "corral", &server, &creds)?;
+    }
+    Ok(())
+}
+
 async fn wait_for_api(l: &Layout, timeout: Duration) -> Result<Client> {
     let deadline = Instant::now() + timeout;
-    let url = format!("http://{}", l.api_addr);
+    let url = format!("https://{}", l.api_addr);
+    let kubeconfig = layout::admin_kubeconfig(l);
     loop {
-        if let Ok(c) = Client::connect(&url).await {
-            if c.version().await.is_ok() {
-                return Ok(c);
+        if let Ok((_, creds)) = corral_api::kubeconfig::load(&kubeconfig) {
+            if let Ok(c) = Client::connect_with(&url, &creds).await {
+                if c.version().await.is_ok() {
+                    return Ok(c);
+                }
             }
         }
         if Instant::now() > deadline {

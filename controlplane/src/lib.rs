@@ -15,6 +15,7 @@ pub mod admission;
 pub mod auth;
 pub mod cluster_id;
 pub mod listener;
+pub mod pki;
 pub mod registry;
 pub mod server;
 pub mod store;
@@ -24,7 +25,7 @@ pub mod validate;
 use registry::{Registry, ServiceAllocator};
 use store::Store;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -39,6 +40,29 @@ pub struct Config {
     pub limits: listener::ServeLimits,
     /// Pod Security policy of namespaces without `pod-security.kubernetes.io/*` labels.
     pub pod_security: admission::podsecurity::Defaults,
+    /// Names and addresses the serving certificate carries besides the defaults
+    /// (`--tls-san`).
+    pub tls_sans: Vec<String>,
+    /// Serve plaintext only, every request as the admin (`--insecure-plaintext`).
+    pub insecure_plaintext: bool,
+    /// Bearer tokens are checked by this (None: no token is accepted).
+    pub token_authenticator: Option<Arc<dyn auth::TokenAuthenticator>>,
+    /// Where the admin kubeconfig is written (default `DATA_DIR/admin.kubeconfig`).
+    pub write_kubeconfig: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("controllers", &self.controllers)
+            .field("tls_sans", &self.tls_sans)
+            .field("insecure_plaintext", &self.insecure_plaintext)
+            .field("token_authenticator", &self.token_authenticator.is_some())
+            .field("write_kubeconfig", &self.write_kubeconfig)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -53,6 +77,10 @@ impl Default for Config {
             history: 100_000,
             limits: Default::default(),
             pod_security: Default::default(),
+            tls_sans: Vec::new(),
+            insecure_plaintext: false,
+            token_authenticator: None,
+            write_kubeconfig: None,
         }
     }
 }
@@ -79,6 +107,12 @@ pub enum StartError {
     },
     #[error("{0}")]
     Config(String),
+    #[error("cluster PKI: {0}")]
+    Pki(#[from] pki::PkiError),
+    #[error("writing a kubeconfig: {0}")]
+    Kubeconfig(#[from] corral_api::kubeconfig::KubeconfigError),
+    #[error("connecting the controllers: {0}")]
+    Client(#[from] corral_api::client::Error),
 }
 
 /// A running control plane. Dropping it stops the server and the controllers.
@@ -87,15 +121,48 @@ pub struct Running {
     pub registry: Arc<Registry>,
     /// Made once with the store; agents refuse a control plane whose ID differs.
     pub cluster_id: String,
+    /// The cluster CA and serving certificate (`None` with `insecure_plaintext`).
+    pub pki: Option<Arc<pki::Pki>>,
+    admin: corral_api::Credentials,
+    admin_kubeconfig: Option<PathBuf>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// `http://ADDR`, for clients.
+    /// `https://ADDR` (`http://ADDR` with `insecure_plaintext`), for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The admin's credentials (the CA and a `CN=admin, O=system:masters` certificate), as in
+    /// the admin kubeconfig; empty with `insecure_plaintext`.
+    pub fn admin_credentials(&self) -> corral_api::Credentials {
+        self.admin.clone()
+    }
+
+    /// Where the admin kubeconfig was written.
+    pub fn admin_kubeconfig(&self) -> Option<&std::path::Path> {
+        self.admin_kubeconfig.as_deref()
+    }
+
+    /// A client connected as the admin.
+    pub async fn client(&self) -> Result<corral_api::Client, corral_api::client::Error> {
+        corral_api::Client::connect_with(&self.url(), &self.admin).await
+    }
+
+    /// Credentials for `cn` in groups `orgs` (a year), signed by the cluster CA.
+    pub fn credentials_for(
+        &self,
+        cn: &str,
+        orgs: &[&str],
+    ) -> Result<corral_api::Credentials, pki::PkiError> {
+        match &self.pki {
+            Some(p) => p.client_credentials(cn, orgs, pki::LEAF_LIFETIME),
+            None => Ok(Default::default()),
+        }
     }
 
     /// Waits until the server stops (it runs until shut down).
@@ -166,6 +233,62 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr: config.listen,
         source,
     })?;
+    let secure = !config.insecure_plaintext;
+    let pki = if secure {
+        let sans = pki::default_sans(config.listen.ip(), &config.tls_sans);
+        Some(Arc::new(pki::Pki::load_or_create(
+            &config.data_dir.join("tls"),
+            &sans,
+        )?))
+    } else {
+        warn!(
+            %addr,
+            "INSECURE: --insecure-plaintext serves the API without TLS and treats EVERY \
+             request as the cluster admin; anyone who reaches this port owns the cluster"
+        );
+        None
+    };
+    // Clients in this process and the kubeconfigs reach the API on a name the serving
+    // certificate has.
+    let local_addr = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let scheme = if secure { "https" } else { "http" };
+    let local_url = format!("{scheme}://{local_addr}");
+    let (admin, admin_kubeconfig) = match &pki {
+        Some(p) => {
+            let admin = p.client_credentials("admin", &[auth::MASTERS], pki::LEAF_LIFETIME)?;
+            let path = config
+                .write_kubeconfig
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("admin.kubeconfig"));
+            corral_api::kubeconfig::write(&path, "corral", &local_url, &admin)?;
+            let scheduler =
+                p.client_credentials("system:kube-scheduler", &[], pki::LEAF_LIFETIME)?;
+            corral_api::kubeconfig::write(
+                &p.dir().join("scheduler.kubeconfig"),
+                "corral",
+                &local_url,
+                &scheduler,
+            )?;
+            info!(path = %path.display(), "wrote the admin kubeconfig");
+            (admin, Some(path))
+        }
+        None => (Default::default(), None),
+    };
+    let mode = match &pki {
+        Some(_) => auth::authn::Mode::Secure {
+            tokens: config.token_authenticator.clone(),
+            admin_kubeconfig: admin_kubeconfig
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        },
+        None => auth::authn::Mode::Insecure,
+    };
+    let server_tls = pki.as_ref().map(|p| p.server_config()).transpose()?;
     let tunnels = tunnel::Tunnels::default();
     let api = corral_proto::api_server::ApiServer::new(
         server::ApiService::new(registry.clone(), tunnels.clone())
@@ -176,8 +299,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .max_decoding_message_size(limits::MAX_REQUEST_MESSAGE)
     .max_encoding_message_size(limits::MAX_RESPONSE_MESSAGE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-    let incoming = listener::incoming(listener, &config.limits);
+    let incoming = listener::incoming(listener, &config.limits, server_tls);
     let router = tonic::transport::Server::builder()
+        .layer(auth::authn::AuthnLayer::new(mode))
         .timeout(config.limits.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -195,8 +319,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let mut tasks = vec![spawn_compactor(store, config.history)];
     if config.controllers {
-        let client = corral_api::Client::connect_lazy(&format!("http://{addr}"))
-            .map_err(|e| StartError::Config(e.to_string()))?;
+        let creds = match &pki {
+            Some(p) => {
+                p.client_credentials("system:kube-controller-manager", &[], pki::LEAF_LIFETIME)?
+            }
+            None => Default::default(),
+        };
+        let client = corral_api::Client::connect_lazy_with(&local_url, &creds)?;
         tasks.extend(corral_controllers::spawn(
             client,
             config.controllers_config.clone(),
@@ -206,6 +335,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr,
         registry,
         cluster_id,
+        pki,
+        admin,
+        admin_kubeconfig,
         shutdown: Some(shutdown_tx),
         server: Some(server),
         tasks,

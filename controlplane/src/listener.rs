@@ -1,6 +1,7 @@
 //! The API's accepting side: at most `max_connections` connections open at once (the rest
 //! wait in the kernel's backlog until one closes), and a new connection must send its first
-//! bytes (the HTTP/2 preface) within `handshake_timeout` or it is closed. Together with the
+//! bytes and finish its TLS handshake (its first byte says whether it speaks TLS) within
+//! `handshake_timeout` or it is closed. Together with the
 //! server's request timeout and HTTP/2 keep-alive, no client can hold the API by connecting
 //! and saying nothing.
 
@@ -10,12 +11,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{Future, Stream};
+use std::net::SocketAddr;
+
+use futures::{Stream, StreamExt};
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 use tracing::{debug, warn};
 
 /// Limits on the API's connections and requests.
@@ -40,18 +43,35 @@ impl Default for ServeLimits {
     }
 }
 
-/// A connection holding its slot until closed, and its handshake deadline until the client
-/// has spoken.
+/// What the server knows about a connection, in every request's extensions (tonic copies a
+/// connection's `ConnectInfo` into each request): the peer's address, whether it spoke TLS,
+/// and the client certificate chain the handshake verified against the cluster CA.
+#[derive(Debug, Clone, Default)]
+pub struct ConnInfo {
+    pub remote: Option<SocketAddr>,
+    pub tls: bool,
+    /// Leaf first; `None` when the client presented no certificate.
+    pub peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    /// The certificate's identity, read on the connection's first request.
+    pub identity: crate::auth::authn::IdentityCache,
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// A connection holding its slot until closed.
 pub struct Guarded {
-    inner: TcpStream,
+    inner: Io,
+    info: ConnInfo,
     _slot: OwnedSemaphorePermit,
-    handshake: Option<Pin<Box<Sleep>>>,
 }
 
 impl Connected for Guarded {
-    type ConnectInfo = TcpConnectInfo;
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.inner.connect_info()
+    type ConnectInfo = ConnInfo;
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
     }
 }
 
@@ -61,22 +81,10 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if self.handshake.is_some() {
-            if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-                self.handshake = None;
-            } else if let Some(deadline) = self.handshake.as_mut() {
-                if deadline.as_mut().poll(cx).is_ready() {
-                    debug!("connection closed: no handshake in time");
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no handshake in time",
-                    )));
-                }
-            }
+        match &mut self.inner {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
-        read
     }
 }
 
@@ -86,42 +94,123 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        match &mut self.inner {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match &mut self.inner {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match &mut self.inner {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
-/// Accepted connections under `limits`: a connection is accepted only when a slot is free.
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Waits for the client's first byte, then (with `tls`, when that byte opens a TLS record)
+/// completes the TLS handshake, all within `deadline`.
+async fn handshake(
+    tcp: TcpStream,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+) -> io::Result<(Io, ConnInfo)> {
+    let remote = tcp.peer_addr().ok();
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "closed before speaking",
+        ));
+    }
+    match tls {
+        Some(acceptor) if first[0] == TLS_HANDSHAKE => {
+            let stream = acceptor.accept(tcp).await?;
+            let peer_certs = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .filter(|c| !c.is_empty())
+                .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect()));
+            let info = ConnInfo {
+                remote,
+                tls: true,
+                peer_certs,
+                identity: Default::default(),
+            };
+            Ok((Io::Tls(Box::new(stream)), info))
+        }
+        _ => Ok((
+            Io::Plain(tcp),
+            ConnInfo {
+                remote,
+                tls: false,
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+/// Accepted connections under `limits`: a connection is accepted only when a slot is free,
+/// and handed to the server once it has spoken (and, with `tls`, finished its handshake)
+/// within the handshake timeout. Handshakes run side by side, so a slow client delays only
+/// itself.
 pub fn incoming(
     listener: TcpListener,
     limits: &ServeLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> impl Stream<Item = io::Result<Guarded>> + Send + 'static {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let handshake = limits.handshake_timeout;
-    futures::stream::unfold((listener, slots), move |(listener, slots)| async move {
-        let slot = slots.clone().acquire_owned().await.ok()?;
+    let timeout = limits.handshake_timeout;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Guarded>(64);
+    tokio::spawn(async move {
         loop {
-            match listener.accept().await {
-                Ok((inner, _)) => {
-                    let _ = inner.set_nodelay(true);
-                    let conn = Guarded {
-                        inner,
-                        _slot: slot,
-                        handshake: Some(Box::pin(tokio::time::sleep(handshake))),
-                    };
-                    return Some((Ok(conn), (listener, slots)));
+            let slot = tokio::select! {
+                s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => return },
+                _ = tx.closed() => return,
+            };
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = tx.closed() => return,
+            };
+            match accepted {
+                Ok((tcp, _)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let tx = tx.clone();
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(timeout, handshake(tcp, acceptor.as_ref())).await
+                        {
+                            Ok(Ok((inner, info))) => {
+                                let _ = tx
+                                    .send(Guarded {
+                                        inner,
+                                        info,
+                                        _slot: slot,
+                                    })
+                                    .await;
+                            }
+                            Ok(Err(e)) => debug!(error = %e, "connection closed during handshake"),
+                            Err(_) => debug!("connection closed: no handshake in time"),
+                        }
+                    });
                 }
                 // Out of descriptors and the like: wait a moment rather than spin or stop.
                 Err(e) => {
+                    drop(slot);
                     warn!(error = %e, "accepting an API connection failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
-    })
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok)
 }

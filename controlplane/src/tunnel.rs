@@ -18,6 +18,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use crate::auth::{UserInfo, MASTERS};
 use crate::registry::ApiError;
 
 type Chunk = Result<Vec<u8>, ApiError>;
@@ -205,6 +206,27 @@ impl Tunnels {
     }
 }
 
+/// The node a tunnel serves: the one its identity names, never a name the message claims.
+/// Only the admin (tests, a rig started with `--insecure-plaintext`) may name any node.
+pub fn tunnel_node(user: Option<&UserInfo>, hello: String) -> Result<String, Status> {
+    let Some(user) = user else {
+        return Err(Status::unauthenticated(
+            "agent tunnel: no identity; connect with the node's credentials",
+        ));
+    };
+    match user.node_name() {
+        Some(own) if own == hello => Ok(hello),
+        Some(own) => Err(Status::permission_denied(format!(
+            "agent tunnel: node {own:?} may not open the tunnel of node {hello:?}"
+        ))),
+        None if user.in_group(MASTERS) => Ok(hello),
+        None => Err(Status::permission_denied(format!(
+            "agent tunnel: user {:?} is not a node (certificate CN=system:node:<name>, O=system:nodes)",
+            user.name
+        ))),
+    }
+}
+
 pub struct TunnelService {
     tunnels: Tunnels,
 }
@@ -217,8 +239,9 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
         &self,
         request: Request<Streaming<pb::AgentUp>>,
     ) -> Result<Response<Self::OpenStream>, Status> {
+        let user = request.extensions().get::<UserInfo>().cloned();
         let mut up = request.into_inner();
-        let node = match up.message().await? {
+        let hello = match up.message().await? {
             Some(pb::AgentUp {
                 msg: Some(pb::agent_up::Msg::Hello(h)),
             }) if !h.node_name.is_empty() => h.node_name,
@@ -229,6 +252,7 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
                 .into())
             }
         };
+        let node = tunnel_node(user.as_ref(), hello)?;
         let (down_tx, down_rx) = mpsc::unbounded_channel();
         // Weak: a newer session of the node replaces this one by dropping its sender.
         let down_weak = down_tx.downgrade();

@@ -501,7 +501,7 @@ async fn acknowledged_objects_survive_kill_9_of_the_control_plane() {
             .unwrap()
     };
     let mut child = spawn();
-    let client = common::connect_when_serving(port).await;
+    let client = common::connect_when_serving(port, dir.path()).await;
     for i in 0..50 {
         client
             .apply_value("default", &replicaset(&format!("rs-{i}"), 1, "i:1"), false)
@@ -515,7 +515,7 @@ async fn acknowledged_objects_survive_kill_9_of_the_control_plane() {
     .unwrap();
     child.wait().unwrap();
     let mut child = spawn();
-    let client = common::connect_when_serving(port).await;
+    let client = common::connect_when_serving(port, dir.path()).await;
     assert_eq!(count(&client, "replicasets").await, 50);
     let rs: ReplicaSet = client.get("default", "rs-49").await.unwrap();
     assert_eq!(rs.spec.unwrap().replicas, Some(1));

@@ -2,6 +2,8 @@
 //! concurrent clients create and apply ConfigMaps; after every restart each acknowledged write
 //! is there (a later, unacknowledged one may be too).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -152,12 +154,13 @@ async fn killing_the_control_plane_during_a_thousand_writes_loses_no_acknowledge
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let mut plane = Plane::start(&addr, dir.path());
-    let api = Client::connect_lazy(&format!("http://{addr}")).unwrap();
+    let creds = common::admin_credentials(&dir.path().join("data")).await;
+    let api = Client::connect_lazy_with(&format!("https://{addr}"), &creds).unwrap();
     check(&api, &Mutex::default()).await;
     let acked = Arc::new(Mutex::new(Acked::default()));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
-            let c = Client::connect_lazy(&format!("http://{addr}")).unwrap();
+            let c = Client::connect_lazy_with(&format!("https://{addr}"), &creds).unwrap();
             tokio::spawn(client(id, c, acked.clone()))
         })
         .collect();

@@ -54,7 +54,7 @@ async fn connections_that_never_speak_are_closed_and_free_their_slots() {
         let _ = read.expect("a silent connection was kept open");
         assert!(buf.len() < 100, "the server sent {} bytes", buf.len());
     }
-    let client = Client::connect(&running.url()).await.unwrap();
+    let client = running.client().await.unwrap();
     let served = tokio::time::timeout(Duration::from_secs(5), list(&client)).await;
     assert!(served.expect("a real client was not served") >= 1);
 }
@@ -66,11 +66,12 @@ async fn a_connection_beyond_the_cap_waits_for_a_free_slot() {
         ..Default::default()
     })
     .await;
-    let first = Client::connect(&running.url()).await.unwrap();
+    let first = running.client().await.unwrap();
     list(&first).await;
     let url = running.url();
+    let creds = running.admin_credentials();
     let second = tokio::spawn(async move {
-        let client = Client::connect_lazy(&url).unwrap();
+        let client = Client::connect_lazy_with(&url, &creds).unwrap();
         list(&client).await
     });
     // A bounded wait to show the second is *not* served while the slot is taken: a

@@ -84,7 +84,7 @@ async fn a_namespace_purge_killed_midway_resumes_after_restart_and_orphans_nothi
         l.local_addr().unwrap().port()
     };
     let mut cp = ControlPlane::spawn(port, dir.path());
-    let client = connect_when_serving(port).await;
+    let client = connect_when_serving(port, dir.path()).await;
     client
         .create(&Namespace {
             metadata: corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -132,7 +132,7 @@ async fn a_namespace_purge_killed_midway_resumes_after_restart_and_orphans_nothi
     );
 
     let _cp = ControlPlane::spawn(port, dir.path());
-    let client = connect_when_serving(port).await;
+    let client = connect_when_serving(port, dir.path()).await;
     let ns: Option<Namespace> = client.get_opt("", "big").await.unwrap();
     let ns = ns.expect("the namespace is kept until it is empty");
     assert_eq!(

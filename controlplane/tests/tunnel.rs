@@ -36,10 +36,8 @@ async fn bound_pod(client: &Client, name: &str) {
 /// A fake agent for node `n1`: answers each request with `CHUNKS` chunks of `CHUNK` bytes,
 /// spending credit as a real agent does, except for pod `greedy`, whose data it sends
 /// without waiting for credit.
-async fn fake_agent(url: &str) {
-    let mut client = pb::agent_tunnel_client::AgentTunnelClient::connect(url.to_string())
-        .await
-        .unwrap();
+async fn fake_agent(api: &Client) {
+    let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(api.transport());
     let (up, up_rx) = mpsc::channel(16);
     up.send(pb::AgentUp {
         msg: Some(pb::agent_up::Msg::Hello(pb::AgentHello {
@@ -121,11 +119,11 @@ async fn open_logs(client: &Client, pod: &str) -> tonic::Streaming<pb::LogChunk>
 
 #[tokio::test]
 async fn a_reader_that_stops_reading_holds_back_no_other_log_stream_of_its_node() {
-    let (_dir, running, client) = boot().await;
+    let (_dir, _running, client) = boot().await;
     for pod in ["stalled", "reader", "greedy"] {
         bound_pod(&client, pod).await;
     }
-    fake_agent(&running.url()).await;
+    fake_agent(&client).await;
 
     // Never read past its first chunk: its window fills and its agent stops sending.
     let mut stalled = open_logs(&client, "stalled").await;

@@ -53,8 +53,10 @@ pub enum Error {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Control plane URL, `http://host:port`.
+    /// Control plane URL, `https://host:port` (`http://` only for a plaintext control plane).
     pub server: String,
+    /// The cluster CA and this node's credentials (empty: plaintext).
+    pub credentials: corral_api::Credentials,
     pub node_name: String,
     /// Where the Ingress reverse proxy listens.
     pub ingress_listen: SocketAddr,
@@ -69,6 +71,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             server: "http://127.0.0.1:7443".into(),
+            credentials: Default::default(),
             node_name: String::new(),
             ingress_listen: "0.0.0.0:80".parse().expect("valid address"),
             resync: Duration::from_secs(30),
@@ -103,10 +106,13 @@ pub async fn run(
     ipt: Arc<dyn Iptables>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let client = Client::connect_lazy(&config.server).map_err(|source| Error::Connect {
-        server: config.server.clone(),
-        source,
-    })?;
+    let client =
+        Client::connect_lazy_with(&config.server, &config.credentials).map_err(|source| {
+            Error::Connect {
+                server: config.server.clone(),
+                source,
+            }
+        })?;
     let (changed, mut changes) = watch::channel(0u64);
     let (services, t1) = cache::follow::<Service>(&client, &changed);
     let (endpoints, t2) = cache::follow::<Endpoints>(&client, &changed);

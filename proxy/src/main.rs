@@ -11,9 +11,12 @@ use clap::Parser;
     about = "Corral's per-node service proxy and ingress"
 )]
 struct Args {
-    /// Control plane URL.
-    #[arg(long, default_value = "http://127.0.0.1:7443")]
-    server: String,
+    /// Control plane URL (overrides the kubeconfig's; default http://127.0.0.1:7443).
+    #[arg(long)]
+    server: Option<String>,
+    /// Kubeconfig with the server, the cluster CA and this node's credentials.
+    #[arg(long, env = "CORRAL_KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
     /// Name of the node this proxy runs on.
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
@@ -41,8 +44,11 @@ fn main() -> anyhow::Result<()> {
 async fn run() -> anyhow::Result<()> {
     corral_api::runtime::logging::init();
     let args = Args::parse();
+    let (server, credentials) =
+        corral_api::kubeconfig::for_component(args.kubeconfig.as_deref(), args.server.as_deref())?;
     let config = corral_proxy::Config {
-        server: args.server,
+        server,
+        credentials,
         node_name: args.node_name,
         ingress_listen: SocketAddr::new(args.ingress_address, args.ingress_port),
         ingress_threads: args.ingress_threads,

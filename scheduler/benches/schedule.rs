@@ -43,6 +43,18 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A client for `server` with the admin credentials in `CORRAL_KUBECONFIG` (none: plaintext).
+async fn bench_client(server: &str) -> anyhow::Result<Client> {
+    let kubeconfig = std::env::var("CORRAL_KUBECONFIG").unwrap_or_default();
+    bench_client_with(server, &kubeconfig).await
+}
+
+async fn bench_client_with(server: &str, kubeconfig: &str) -> anyhow::Result<Client> {
+    let path = (!kubeconfig.is_empty()).then(|| std::path::PathBuf::from(kubeconfig));
+    let (server, creds) = corral_api::kubeconfig::for_component(path.as_deref(), Some(server))?;
+    Ok(Client::connect_with(&server, &creds).await?)
+}
+
 /// Runs until stdin closes (the parent exited).
 async fn until_parent_exits() {
     let _ = tokio::task::spawn_blocking(|| {
@@ -62,10 +74,16 @@ async fn controlplane() -> anyhow::Result<()> {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().to_path_buf(),
         controllers: false,
+        // BENCH_PLAINTEXT=1 measures the same run without TLS.
+        insecure_plaintext: std::env::var("BENCH_PLAINTEXT").as_deref() == Ok("1"),
         ..Default::default()
     })
     .await?;
-    println!("ADDR {}", cp.addr);
+    let kubeconfig = cp
+        .admin_kubeconfig()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    println!("ADDR {} {} {kubeconfig}", cp.url(), cp.addr);
     std::io::stdout().flush()?;
     until_parent_exits().await;
     drop(cp);
@@ -75,7 +93,7 @@ async fn controlplane() -> anyhow::Result<()> {
 async fn hollow() -> anyhow::Result<()> {
     let server = std::env::var("CORRAL_SERVER")?;
     let nodes = env_usize("BENCH_NODES", 5000);
-    let client = Client::connect(&server).await?;
+    let client = bench_client(&server).await?;
     let hollow = Hollow::new(
         client,
         HollowConfig {
@@ -99,7 +117,7 @@ async fn creator() -> anyhow::Result<()> {
     let server = std::env::var("CORRAL_SERVER")?;
     let pods = env_usize("BENCH_PODS", 10_000);
     let concurrency = env_usize("BENCH_CREATE_CONCURRENCY", 256);
-    let client = Client::connect(&server).await?;
+    let client = bench_client(&server).await?;
     let started = Instant::now();
     let failures = futures::stream::iter(0..pods)
         .map(|i| {
@@ -264,9 +282,13 @@ async fn parent() -> anyhow::Result<()> {
     );
 
     let cp = Kid::spawn("controlplane", &[])?;
-    let addr = cp.expect("ADDR ", Duration::from_secs(30))?;
-    let server = format!("http://{addr}");
+    let line = cp.expect("ADDR ", Duration::from_secs(30))?;
+    let mut fields = line.split_whitespace();
+    let server = fields.next().unwrap_or_default().to_string();
+    let _addr = fields.next();
+    let kubeconfig = fields.next().unwrap_or_default().to_string();
     let envs = [
+        ("CORRAL_KUBECONFIG", kubeconfig.clone()),
         ("CORRAL_SERVER", server.clone()),
         ("BENCH_NODES", nodes.to_string()),
         ("BENCH_PODS", pods.to_string()),
@@ -276,7 +298,7 @@ async fn parent() -> anyhow::Result<()> {
     let took = hollow.expect("REGISTERED ", Duration::from_secs(600))?;
     eprintln!("bench: {nodes} hollow nodes registered in {took}s");
 
-    let client = Client::connect(&server).await?;
+    let client = bench_client_with(&server, &kubeconfig).await?;
     let scheduler = Scheduler::new(
         client.clone(),
         Config {

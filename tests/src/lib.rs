@@ -9,6 +9,27 @@ use std::time::{Duration, Instant};
 
 use corral_cluster::{CreateRequest, Options, State};
 
+/// The admin kubeconfig of each cluster this process created, by server address, so the
+/// helpers that take a server (`corral`, clients) find its credentials.
+static KUBECONFIGS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+fn kubeconfig_of(server: &str) -> Option<PathBuf> {
+    KUBECONFIGS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(s, _)| s == server)
+        .map(|(_, p)| p.clone())
+}
+
+/// The admin credentials of the cluster this process created at `server`.
+pub fn credentials_for(server: &str) -> corral_api::Credentials {
+    kubeconfig_of(server)
+        .and_then(|p| corral_api::kubeconfig::load(&p).ok())
+        .map(|(_, c)| c)
+        .unwrap_or_default()
+}
+
 /// Why end-to-end tests cannot run here, or None.
 pub fn skip_reason() -> Option<String> {
     if !nix::unistd::Uid::effective().is_root() {
@@ -112,6 +133,14 @@ impl TestCluster {
                     logs_of(&base.path().join("clusters").join(name))
                 )
             });
+        KUBECONFIGS.lock().unwrap().push((
+            state.server_url(),
+            state
+                .layout
+                .dir
+                .join("controlplane")
+                .join("admin.kubeconfig"),
+        ));
         Self {
             opts,
             name: name.to_string(),
@@ -125,7 +154,7 @@ impl TestCluster {
     }
 
     pub async fn client(&self) -> corral_api::Client {
-        corral_api::Client::connect(&self.server())
+        corral_api::Client::connect_with(&self.server(), &credentials_for(&self.server()))
             .await
             .expect("connect to the cluster")
     }
@@ -267,7 +296,11 @@ where
 pub fn corral(server: &str, args: &[&str]) -> (String, String, bool) {
     let home = std::env::temp_dir().join(format!("corral-e2e-home-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&home);
-    let out = Command::new(target_dir().join("corral"))
+    let mut cmd = Command::new(target_dir().join("corral"));
+    if let Some(kubeconfig) = kubeconfig_of(server) {
+        cmd.env("CORRAL_CONFIG", kubeconfig);
+    }
+    let out = cmd
         .args(args)
         .env("CORRAL_SERVER", server)
         .env("HOME", &home)

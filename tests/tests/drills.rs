@@ -106,7 +106,8 @@ impl ReadyWatch {
         let not_ready = Arc::new(AtomicUsize::new(0));
         let count = not_ready.clone();
         let task = tokio::spawn(async move {
-            let client = Client::connect_lazy(&server).unwrap();
+            let creds = corral_tests::credentials_for(&server);
+            let client = Client::connect_lazy_with(&server, &creds).unwrap();
             loop {
                 if let Ok(Some(n)) = client.get_opt::<Node>("", &node).await {
                     if !ready(&n) {

@@ -58,7 +58,7 @@ impl Cluster {
         })
         .await
         .expect("control plane starts");
-        let client = Client::connect(&cp.url()).await.unwrap();
+        let client = cp.client().await.unwrap();
         let n: u32 = rand::thread_rng().gen_range(0..60_000);
         let cidr = format!("10.{}.{}.0/24", 200 + n / 1000 % 50, n % 250);
         let bridge = format!("crl{n}");
@@ -97,8 +97,15 @@ impl Cluster {
         // CORRAL_AGENT_BIN runs another build of the agent (A/B benchmark runs).
         let bin = std::env::var_os("CORRAL_AGENT_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_corral-agent").into());
+        let kubeconfig = self.dir.path().join("node.kubeconfig");
+        let creds = cp
+            .credentials_for(&format!("system:node:{}", self.name), &["system:nodes"])
+            .unwrap();
+        corral_api::kubeconfig::write(&kubeconfig, "corral", &cp.url(), &creds).unwrap();
         let child = Command::new(bin)
-            .args(["--server", &cp.url(), "--node-name", &self.name])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--node-name", &self.name])
             .arg("--containerd-socket")
             .arg(&self.ctd.as_ref().unwrap().socket)
             .arg("--data-dir")

@@ -134,12 +134,12 @@ fn err(e: corral_cluster::Error) -> crate::error::CliError {
     local(e)
 }
 
-/// Points the config file's current context at a local cluster.
-fn switch_context(config_path: &Path, name: &str, server: &str) -> Result<()> {
+/// Points the config file's current context at a local cluster, with its admin's credentials.
+fn switch_context(config_path: &Path, name: &str, state: &corral_cluster::State) -> Result<()> {
+    let creds = state.admin_credentials().map_err(err)?;
     let mut cfg = Config::load(config_path).map_err(local)?;
     let ctx = format!("corral-{name}");
-    cfg.set_cluster(&ctx, server);
-    cfg.set_credentials(&ctx, None);
+    cfg.set_inline_credentials(&ctx, &state.server_url(), &creds);
     cfg.set_context(&ctx, Some(&ctx), Some(&ctx), None);
     cfg.current_context = ctx;
     cfg.save(config_path).map_err(local)
@@ -168,7 +168,7 @@ pub async fn run(config_path: &Path, args: &ClusterArgs) -> Result<()> {
                 .await
                 .map_err(err)?;
             if !no_switch_context {
-                switch_context(config_path, name, &state.server_url())?;
+                switch_context(config_path, name, &state)?;
             }
             let nodes: Vec<&str> = state.layout.nodes.iter().map(|n| n.name.as_str()).collect();
             println!(

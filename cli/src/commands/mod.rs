@@ -69,20 +69,20 @@ fn config_path(cli: &Cli) -> PathBuf {
 }
 
 fn resolve(cli: &Cli) -> Result<Resolved> {
-    let cfg = Config::load(&config_path(cli)).map_err(local)?;
+    let path = config_path(cli);
+    let cfg = Config::load(&path).map_err(local)?;
     let overrides = Overrides {
         server: cli.server.clone(),
         context: cli.context.clone(),
         namespace: cli.namespace.clone(),
         env_server: std::env::var(config::ENV_SERVER).ok(),
     };
-    cfg.resolve(&overrides).map_err(local)
+    config::resolve(&cfg, &overrides, corral_api::kubeconfig::base_dir(&path)).map_err(local)
 }
 
 fn connect(cli: &Cli) -> Result<Ctx> {
     let r = resolve(cli)?;
-    let client = Client::connect_lazy(&r.server)
-        .map_err(|e| local(format!("invalid server address {:?}: {e}", r.server)))?;
+    let client = Client::connect_lazy_with(&r.server, &r.credentials).map_err(local)?;
     Ok(Ctx {
         client,
         server: r.server,

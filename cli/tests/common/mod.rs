@@ -47,17 +47,38 @@ impl Cluster {
         Self::start_with(false).await
     }
 
+    /// A control plane over TLS; the CLI's config file is the admin kubeconfig (so `corral`
+    /// sends the admin's certificate), `CORRAL_SERVER` its address.
     pub async fn start_with(controllers: bool) -> Self {
+        let c = Self::boot(controllers, false).await;
+        corral_api::kubeconfig::write(
+            &c.dir.path().join("config"),
+            "test",
+            &c.cp.url(),
+            &c.cp.admin_credentials(),
+        )
+        .expect("writing the CLI config");
+        c
+    }
+
+    /// A plaintext control plane (`insecure_plaintext`: every request is the admin) and no
+    /// config file, for tests of the config file itself.
+    pub async fn start_insecure() -> Self {
+        Self::boot(false, true).await
+    }
+
+    async fn boot(controllers: bool, insecure_plaintext: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let cp = corral_controlplane::start(Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("data"),
             controllers,
+            insecure_plaintext,
             ..Default::default()
         })
         .await
         .expect("control plane starts");
-        let client = Client::connect(&cp.url()).await.expect("client connects");
+        let client = cp.client().await.expect("client connects");
         Self { cp, client, dir }
     }
 

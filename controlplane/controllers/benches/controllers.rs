@@ -213,7 +213,7 @@ async fn main() {
     })
     .await
     .unwrap();
-    let client = Client::connect(&running.url()).await.unwrap();
+    let client = running.client().await.unwrap();
     let config = corral_controllers::Config::default();
     println!(
         "flags: node_monitor_grace {:?}, pod_eviction_timeout {:?}; {NODES} hollow nodes renewing leases every 1 s",

@@ -60,6 +60,17 @@ struct Args {
     /// Pod Security level that is logged (namespaces without a `.../audit` label).
     #[arg(long, default_value = "privileged")]
     pod_security_audit_default: Level,
+    /// Another name or address for the serving certificate (repeatable); localhost, the
+    /// loopback addresses, the hostname and the listen address are always in it.
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// Serve plaintext without authentication: EVERY request is the cluster admin. Only for
+    /// a machine no one else can reach.
+    #[arg(long)]
+    insecure_plaintext: bool,
+    /// Where to write the admin kubeconfig (default DATA_DIR/admin.kubeconfig).
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -90,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
             warn: Policy::latest(args.pod_security_warn_default),
             audit: Policy::latest(args.pod_security_audit_default),
         },
+        tls_sans: args.tls_san,
+        insecure_plaintext: args.insecure_plaintext,
+        write_kubeconfig: args.write_kubeconfig,
         ..Default::default()
     };
     let running = corral_controlplane::start(config).await?;

@@ -17,15 +17,35 @@ pub async fn boot() -> (tempfile::TempDir, Running, Client) {
     })
     .await
     .unwrap();
-    let client = Client::connect(&running.url()).await.unwrap();
+    let client = running.client().await.unwrap();
     (dir, running, client)
 }
 
-/// A client for the control plane on `127.0.0.1:port` once it answers `Version` (within 20 s).
-pub async fn connect_when_serving(port: u16) -> Client {
+/// The admin's credentials a control plane binary wrote to `data_dir`, once written (within
+/// 20 s).
+pub async fn admin_credentials(data_dir: &std::path::Path) -> corral_api::Credentials {
+    let path = data_dir.join("admin.kubeconfig");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        if let Ok(c) = Client::connect(&format!("http://127.0.0.1:{port}")).await {
+        if let Ok((_, creds)) = corral_api::kubeconfig::load(&path) {
+            return creds;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} was not written",
+            path.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// An admin client for the control plane binary on `127.0.0.1:port` with data dir `data_dir`
+/// once it answers `Version` (within 20 s).
+pub async fn connect_when_serving(port: u16, data_dir: &std::path::Path) -> Client {
+    let creds = admin_credentials(data_dir).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Ok(c) = Client::connect_with(&format!("https://127.0.0.1:{port}"), &creds).await {
             if c.version().await.is_ok() {
                 return c;
             }

@@ -231,6 +231,8 @@ pub struct Rig {
     pub service_cidr: String,
     /// Control plane URL as seen from the node netns.
     pub server_in_node: String,
+    /// The node's kubeconfig (its `system:node:node-1` certificate), written by `deploy`.
+    pub kubeconfig: Option<std::path::PathBuf>,
     _routes: Vec<Blackhole>,
 }
 
@@ -376,6 +378,7 @@ impl Rig {
             pod_cidr,
             service_cidr,
             server_in_node: String::new(),
+            kubeconfig: None,
             _routes: routes,
         })
     }
@@ -392,7 +395,7 @@ impl Rig {
             relay(l, cp, host).await
         });
         let addr = lrx.recv().expect("relay started");
-        self.server_in_node = format!("http://{addr}");
+        self.server_in_node = format!("https://{addr}");
     }
 
     /// Starts the real corral-proxy binary in the node netns.
@@ -402,6 +405,12 @@ impl Rig {
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_corral-proxy"))
             .args(["--server", &self.server_in_node, "--node-name", "node-1"])
+            .arg("--kubeconfig")
+            .arg(
+                self.kubeconfig
+                    .as_ref()
+                    .expect("deploy writes the node's kubeconfig"),
+            )
             .args(["--ingress-port", &ingress_port.to_string()])
             .env(
                 "RUST_LOG",
@@ -514,8 +523,14 @@ pub async fn deploy(rig: &mut Rig) -> Deployed {
     })
     .await
     .unwrap();
-    let client = Client::connect(&cp.url()).await.unwrap();
+    let client = cp.client().await.unwrap();
     rig.start_relay(cp.addr);
+    let kubeconfig = dir.path().join("node-1.kubeconfig");
+    let creds = cp
+        .credentials_for("system:node:node-1", &["system:nodes"])
+        .unwrap();
+    corral_api::kubeconfig::write(&kubeconfig, "corral", &rig.server_in_node, &creds).unwrap();
+    rig.kubeconfig = Some(kubeconfig);
 
     // The node (Ready, with its InternalIP) and the pods, Ready with their IPs.
     let node = client

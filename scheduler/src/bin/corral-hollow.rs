@@ -10,8 +10,12 @@ use corral_scheduler::hollow::{Hollow, HollowConfig};
     about = "Fake nodes that heartbeat and run pods without containers"
 )]
 struct Args {
-    #[arg(long, env = "CORRAL_SERVER", default_value = "http://127.0.0.1:7443")]
-    server: String,
+    /// Control plane address (overrides the kubeconfig's; default http://127.0.0.1:7443).
+    #[arg(long, env = "CORRAL_SERVER")]
+    server: Option<String>,
+    /// Kubeconfig with the server, the cluster CA and credentials (the admin's, or nodes').
+    #[arg(long, env = "CORRAL_KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
     /// Number of nodes to register.
     #[arg(long, default_value_t = 100)]
     nodes: usize,
@@ -38,8 +42,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     corral_api::runtime::logging::init();
     let args = Args::parse();
-    let client = corral_api::Client::connect_lazy(&args.server)
-        .with_context(|| format!("connecting to {}", args.server))?;
+    let (server, creds) =
+        corral_api::kubeconfig::for_component(args.kubeconfig.as_deref(), args.server.as_deref())?;
+    let client = corral_api::Client::connect_lazy_with(&server, &creds)
+        .with_context(|| format!("connecting to {server}"))?;
     let hollow = Hollow::new(
         client,
         HollowConfig {

@@ -9,9 +9,13 @@ use tokio::sync::watch;
 #[derive(Parser)]
 #[command(version, about = "Corral's scheduler: binds pending pods to nodes")]
 struct Args {
-    /// Control plane address.
-    #[arg(long, env = "CORRAL_SERVER", default_value = "http://127.0.0.1:7443")]
-    server: String,
+    /// Control plane address (overrides the kubeconfig's; default http://127.0.0.1:7443).
+    #[arg(long, env = "CORRAL_SERVER")]
+    server: Option<String>,
+    /// Kubeconfig with the server, the cluster CA and this component's credentials (the
+    /// control plane writes the scheduler's to DATA_DIR/tls/scheduler.kubeconfig).
+    #[arg(long, env = "CORRAL_KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
     /// Identity for leader election and events (default: hostname and pid).
     #[arg(long)]
     name: Option<String>,
@@ -37,8 +41,10 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|_| "localhost".into());
         format!("{host}_{}", std::process::id())
     });
-    let client = corral_api::Client::connect_lazy(&args.server)
-        .with_context(|| format!("connecting to {}", args.server))?;
+    let (server, creds) =
+        corral_api::kubeconfig::for_component(args.kubeconfig.as_deref(), args.server.as_deref())?;
+    let client = corral_api::Client::connect_lazy_with(&server, &creds)
+        .with_context(|| format!("connecting to {server}"))?;
     let config = Config {
         identity: identity.clone(),
         percentage_of_nodes_to_score: args.percentage_of_nodes_to_score,

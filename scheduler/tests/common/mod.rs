@@ -34,8 +34,8 @@ pub async fn cluster() -> Cluster {
     })
     .await
     .expect("control plane starts");
-    let url = format!("http://{}", cp.addr);
-    let client = Client::connect(&url).await.expect("client connects");
+    let url = cp.url();
+    let client = cp.client().await.expect("client connects");
     Cluster {
         client,
         url,

@@ -61,7 +61,7 @@ pub async fn start(config: corral_controllers::Config) -> Cluster {
     })
     .await
     .unwrap();
-    let client = Client::connect(&running.url()).await.unwrap();
+    let client = running.client().await.unwrap();
     let controllers = corral_controllers::spawn(client.clone(), config);
     let mut tasks = Vec::new();
     let nodes = Arc::new(Mutex::new(BTreeMap::new()));
