@@ -121,11 +121,9 @@ fn selectors(label: &str, field: &str) -> Result<(LabelSelectorExpr, FieldSelect
 /// Access reviews are answered on create only.
 fn not_virtual(info: &ResourceInfo) -> Result<(), Status> {
     if info.is_virtual() {
-        return Err(ApiError::MethodNotAllowed(format!(
-            "{} can only be created",
-            info.plural
-        ))
-        .into());
+        return Err(
+            ApiError::MethodNotAllowed(format!("{} can only be created", info.plural)).into(),
+        );
     }
     Ok(())
 }
@@ -324,10 +322,7 @@ impl pb::api_server::Api for ApiService {
             }));
         }
         access::restrict(&user, info, &ns, &object, None)?;
-        let written = self
-            .registry
-            .create(info, &ns, object, req.dry_run)
-            .await?;
+        let written = self.registry.create(info, &ns, object, req.dry_run).await?;
         Ok(Response::new(pb::Object { json: written.json }))
     }
 
@@ -434,10 +429,7 @@ impl pb::api_server::Api for ApiService {
         let checked = if old.is_some() { name.as_str() } else { "" };
         self.check(&user, verb, info, "", &ns, checked).await?;
         access::restrict(&user, info, &ns, &object, old.as_ref())?;
-        let (applied, v) = self
-            .registry
-            .apply(&ns, object, req.dry_run)
-            .await?;
+        let (applied, v) = self.registry.apply(&ns, object, req.dry_run).await?;
         let result = match applied {
             Applied::Created => pb::apply_response::Result::Created,
             Applied::Configured => pb::apply_response::Result::Configured,

@@ -151,8 +151,8 @@ pub(super) fn validate(plural: &str, object: &Value, errs: &mut Errors) {
 /// A binding's `roleRef` cannot change (Kubernetes: delete and re-create the binding).
 pub(super) fn validate_update(old: &Value, new: &Value, errs: &mut Errors) {
     if old.get("roleRef") != new.get("roleRef") {
-        let shown = serde_json::to_string(new.get("roleRef").unwrap_or(&Value::Null))
-            .unwrap_or_default();
+        let shown =
+            serde_json::to_string(new.get("roleRef").unwrap_or(&Value::Null)).unwrap_or_default();
         errs.invalid("roleRef", shown, "cannot change roleRef");
     }
 }

@@ -171,22 +171,43 @@ fn scheduler_rules() -> Vec<PolicyRule> {
     let mut lease_by_name = rule(&["get", "update"], &["coordination.k8s.io"], &["leases"]);
     lease_by_name.resource_names = Some(vec!["corral-scheduler".into(), "kube-scheduler".into()]);
     vec![
-        rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
+        rule(
+            &["create", "patch", "update"],
+            &["", "events.k8s.io"],
+            &["events"],
+        ),
         rule(&["create"], &["coordination.k8s.io"], &["leases"]),
         lease_by_name,
-        rule(READ, &[""], &["nodes", "namespaces", "services", "replicationcontrollers"]),
+        rule(
+            READ,
+            &[""],
+            &["nodes", "namespaces", "services", "replicationcontrollers"],
+        ),
         rule(&["delete", "get", "list", "watch"], &[""], &["pods"]),
         rule(&["create"], &[""], &["bindings", "pods/binding"]),
         rule(&["patch", "update"], &[""], &["pods/status"]),
         rule(READ, &["apps"], &["replicasets", "statefulsets"]),
         rule(READ, &["policy"], &["poddisruptionbudgets"]),
-        rule(READ, &[""], &["persistentvolumeclaims", "persistentvolumes"]),
+        rule(
+            READ,
+            &[""],
+            &["persistentvolumeclaims", "persistentvolumes"],
+        ),
         rule(
             READ,
             &["storage.k8s.io"],
-            &["csinodes", "csidrivers", "csistoragecapacities", "storageclasses"],
+            &[
+                "csinodes",
+                "csidrivers",
+                "csistoragecapacities",
+                "storageclasses",
+            ],
         ),
-        rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+        rule(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+        ),
     ]
 }
 
@@ -196,7 +217,15 @@ fn scheduler_rules() -> Vec<PolicyRule> {
 fn controller_manager_rules() -> Vec<PolicyRule> {
     vec![
         rule(
-            &["get", "list", "watch", "patch", "update", "delete", "deletecollection"],
+            &[
+                "get",
+                "list",
+                "watch",
+                "patch",
+                "update",
+                "delete",
+                "deletecollection",
+            ],
             &["*"],
             &["*"],
         ),
@@ -240,10 +269,19 @@ fn cluster_role(name: &str, rules: Vec<PolicyRule>) -> ClusterRole {
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
-        labels: Some([("kubernetes.io/bootstrapping".to_string(), "rbac-defaults".to_string())].into()),
+        labels: Some(
+            [(
+                "kubernetes.io/bootstrapping".to_string(),
+                "rbac-defaults".to_string(),
+            )]
+            .into(),
+        ),
         annotations: Some(
-            [("rbac.authorization.kubernetes.io/autoupdate".to_string(), "true".to_string())]
-                .into(),
+            [(
+                "rbac.authorization.kubernetes.io/autoupdate".to_string(),
+                "true".to_string(),
+            )]
+            .into(),
         ),
         ..Default::default()
     }
@@ -290,7 +328,12 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
 pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
     vec![
         binding("cluster-admin", "cluster-admin", "Group", MASTERS),
-        binding("system:basic-user", "system:basic-user", "Group", AUTHENTICATED),
+        binding(
+            "system:basic-user",
+            "system:basic-user",
+            "Group",
+            AUTHENTICATED,
+        ),
         binding(SCHEDULER_USER, SCHEDULER_USER, "User", SCHEDULER_USER),
         binding(
             CONTROLLER_MANAGER_USER,
@@ -304,7 +347,9 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
 /// Creates each default role and binding that is missing; an existing one is left as the
 /// administrator made it.
 pub async fn reconcile(registry: &Registry) -> Result<(), ApiError> {
-    let roles = cluster_roles().into_iter().map(|r| (&kinds::CLUSTERROLES, to_value(&r)));
+    let roles = cluster_roles()
+        .into_iter()
+        .map(|r| (&kinds::CLUSTERROLES, to_value(&r)));
     let bindings = cluster_role_bindings()
         .into_iter()
         .map(|b| (&kinds::CLUSTERROLEBINDINGS, to_value(&b)));

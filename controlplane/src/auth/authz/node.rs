@@ -23,7 +23,10 @@ pub enum Lookup {
     /// The node's pods in this namespace (does one of them use the object?).
     PodsIn(String),
     /// One pod (is it bound to the node?).
-    Pod { namespace: String, name: String },
+    Pod {
+        namespace: String,
+        name: String,
+    },
     /// The node's pods everywhere and the claims they use (is a volume theirs?).
     Claims,
 }
@@ -86,13 +89,13 @@ pub fn references(spec: &PodSpec, resource: &str) -> Vec<String> {
             out.extend(v.config_map.as_ref().map(|c| c.name.clone()));
         }
         if resource == "persistentvolumeclaims" {
-            out.extend(v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()));
+            out.extend(
+                v.persistent_volume_claim
+                    .as_ref()
+                    .map(|c| c.claim_name.clone()),
+            );
         }
-        for p in v
-            .projected
-            .iter()
-            .flat_map(|p| p.sources.iter().flatten())
-        {
+        for p in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
             if secrets {
                 out.extend(p.secret.as_ref().map(|s| s.name.clone()));
             }
@@ -109,7 +112,10 @@ pub fn references(spec: &PodSpec, resource: &str) -> Vec<String> {
         for e in c.env.iter().flatten() {
             let from = e.value_from.as_ref();
             if secrets {
-                out.extend(from.and_then(|f| f.secret_key_ref.as_ref()).map(|r| r.name.clone()));
+                out.extend(
+                    from.and_then(|f| f.secret_key_ref.as_ref())
+                        .map(|r| r.name.clone()),
+                );
             }
             if configmaps {
                 out.extend(
@@ -186,7 +192,11 @@ pub fn decide(node: &str, a: &Attributes, related: &Related) -> (Decision, Optio
         });
         return allow_if(used, node);
     }
-    let allow = match (a.api_group.as_str(), a.resource.as_str(), a.subresource.as_str()) {
+    let allow = match (
+        a.api_group.as_str(),
+        a.resource.as_str(),
+        a.subresource.as_str(),
+    ) {
         ("", "nodes", "") if read || verb == "create" => true,
         ("", "nodes", "" | "status") if matches!(verb, "update" | "patch") => a.name == node,
         ("", "pods", "") if read => true,
