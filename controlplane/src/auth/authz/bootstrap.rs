@@ -252,12 +252,6 @@ fn controller_manager_rules() -> Vec<PolicyRule> {
     ]
 }
 
-fn all() -> PolicyRule {
-    let mut r = rule(&["*"], &["*"], &["*"]);
-    r.non_resource_urls = None;
-    r
-}
-
 fn cluster_role(name: &str, rules: Vec<PolicyRule>) -> ClusterRole {
     ClusterRole {
         metadata: meta(name),
@@ -307,7 +301,7 @@ fn binding(name: &str, role: &str, kind: &str, subject: &str) -> ClusterRoleBind
 /// The default cluster roles.
 pub fn cluster_roles() -> Vec<ClusterRole> {
     vec![
-        cluster_role("cluster-admin", vec![all()]),
+        cluster_role("cluster-admin", vec![rule(&["*"], &["*"], &["*"])]),
         cluster_role("admin", admin_rules()),
         cluster_role("edit", edit_rules()),
         cluster_role("view", view_rules()),

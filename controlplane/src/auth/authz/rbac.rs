@@ -3,7 +3,6 @@
 //! `resource/subresource`, `*/subresource`) and name. The policy is read from the registry's
 //! memory and re-parsed only when a role or binding changed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -216,6 +215,3 @@ pub fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> PolicyRule {
         ..Default::default()
     }
 }
-
-/// A map from role name to rules, for the table tests' readability.
-pub type RuleSet = HashMap<&'static str, Vec<PolicyRule>>;
