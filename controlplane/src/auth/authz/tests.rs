@@ -460,6 +460,15 @@ fn the_node_authorizer_reads_only_what_a_decision_needs() {
     assert_eq!(lookup(&attrs(&n1, "list", "pods", "", "")), Lookup::Nothing);
 }
 
+/// Kind, namespace, the written object, the stored one, and the verdict.
+type RestrictionCase = (
+    &'static kinds::ResourceInfo,
+    &'static str,
+    serde_json::Value,
+    Option<serde_json::Value>,
+    Result<(), &'static str>,
+);
+
 #[test]
 fn node_restriction_keeps_a_node_to_its_own_node_and_lease() {
     let node = |name: &str, labels: serde_json::Value, taints: serde_json::Value| json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}});
@@ -475,13 +484,7 @@ fn node_restriction_keeps_a_node_to_its_own_node_and_lease() {
         json!([{"key": "k", "effect": "NoSchedule"}]),
     );
     let lease = |name: &str| json!({"metadata": {"name": name}});
-    let cases: Vec<(
-        &kinds::ResourceInfo,
-        &str,
-        serde_json::Value,
-        Option<serde_json::Value>,
-        Result<(), &str>,
-    )> = vec![
+    let cases: Vec<RestrictionCase> = vec![
         (&kinds::NODES, "", plain.clone(), None, Ok(())),
         (&kinds::NODES, "", tainted.clone(), None, Ok(())),
         (
