@@ -1,7 +1,8 @@
 //! The Node authorizer, as Kubernetes': a node identity (`system:node:<name>` in
 //! `system:nodes`) reads the Secrets, ConfigMaps, claims and volumes of the pods bound to it,
 //! reads what its agent and proxy follow (nodes, pods, services, endpoints, ingresses), and
-//! writes its own Node and Lease, the status and deletion of its pods, and events.
+//! writes its own Node and Lease, the status and deletion of its pods, and events; its proxy
+//! (the ingress controller, with the node's credentials) writes Ingress status.
 
 use std::sync::Arc;
 
@@ -212,6 +213,10 @@ pub fn decide(node: &str, a: &Attributes, related: &Related) -> (Decision, Optio
         }
         ("", "services" | "endpoints", "") if read => true,
         ("networking.k8s.io", "ingresses" | "ingressclasses", "") if read => true,
+        // The node's proxy is the cluster's ingress controller: it publishes the addresses it
+        // serves an Ingress on, and creates the default IngressClass (NodeRestriction: only it).
+        ("networking.k8s.io", "ingresses", "status") => matches!(verb, "update" | "patch"),
+        ("networking.k8s.io", "ingressclasses", "") => verb == "create",
         ("", "events", "") => matches!(verb, "create" | "update" | "patch"),
         ("coordination.k8s.io", "leases", "") if a.namespace == NODE_LEASE_NAMESPACE => {
             verb == "create"

@@ -7,6 +7,9 @@ use serde_json::Value;
 
 use super::node::NODE_LEASE_NAMESPACE;
 
+/// The IngressClass a node's proxy creates (`corral-proxy`'s `ingress::class::CLASS_NAME`).
+pub const PROXY_INGRESS_CLASS: &str = "corral";
+
 /// Labels only an administrator may set on a Node (workload isolation relies on them).
 pub const RESTRICTED_LABEL_DOMAIN: &str = "node-restriction.kubernetes.io";
 
@@ -77,6 +80,15 @@ pub fn admit(
                 return Err(
                     "can only access node lease with the same name as the requesting node".into(),
                 );
+            }
+            Ok(())
+        }
+        ("networking.k8s.io", "ingressclasses") => {
+            let target = name(new);
+            if target != PROXY_INGRESS_CLASS {
+                return Err(format!(
+                    "node {node:?} may only create the IngressClass {PROXY_INGRESS_CLASS:?}, not {target:?}"
+                ));
             }
             Ok(())
         }

@@ -389,6 +389,38 @@ fn a_node_reads_only_what_its_pods_use_and_writes_only_its_own() {
             attrs(
                 &n1,
                 "update",
+                "networking.k8s.io:ingresses/status",
+                "default",
+                "i",
+            ),
+            &none,
+            true,
+        ),
+        (
+            attrs(&n1, "update", "networking.k8s.io:ingresses", "default", "i"),
+            &none,
+            false,
+        ),
+        (
+            attrs(&n1, "create", "networking.k8s.io:ingressclasses", "", ""),
+            &none,
+            true,
+        ),
+        (
+            attrs(
+                &n1,
+                "delete",
+                "networking.k8s.io:ingressclasses",
+                "",
+                "corral",
+            ),
+            &none,
+            false,
+        ),
+        (
+            attrs(
+                &n1,
+                "update",
                 "coordination.k8s.io:leases",
                 "kube-node-lease",
                 "n1",
@@ -536,6 +568,14 @@ fn node_restriction_keeps_a_node_to_its_own_node_and_lease() {
             Err("can only access node lease with the same name as the requesting node"),
         ),
         (&kinds::EVENTS, "default", lease("x"), None, Ok(())),
+        (&kinds::INGRESSCLASSES, "", lease("corral"), None, Ok(())),
+        (
+            &kinds::INGRESSCLASSES,
+            "",
+            lease("nginx"),
+            None,
+            Err(r#"node "n1" may only create the IngressClass "corral", not "nginx""#),
+        ),
     ];
     for (info, ns, new, old, want) in cases {
         let got = restriction::admit("n1", info, ns, &new, old.as_ref());
