@@ -21,8 +21,13 @@ pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     Nothing,
-    /// The node's pods in this namespace (does one of them use the object?).
-    PodsIn(String),
+    /// The node's pods in `namespace` that may use the object `name` of `resource` (one
+    /// that does is enough).
+    PodsUsing {
+        namespace: String,
+        resource: String,
+        name: String,
+    },
     /// One pod (is it bound to the node?).
     Pod {
         namespace: String,
@@ -60,7 +65,11 @@ pub fn lookup(a: &Attributes) -> Lookup {
         return if a.resource == "persistentvolumes" {
             Lookup::Claims
         } else {
-            Lookup::PodsIn(a.namespace.clone())
+            Lookup::PodsUsing {
+                namespace: a.namespace.clone(),
+                resource: a.resource.clone(),
+                name: a.name.clone(),
+            }
         };
     }
     let pod_write = a.api_group.is_empty()
@@ -241,7 +250,8 @@ impl NodeAuthorizer {
         Self { registry }
     }
 
-    async fn pods_on(&self, node: &str, namespace: &str) -> Result<Vec<Pod>, ApiError> {
+    /// The node's pods in `namespace` (all namespaces for ""), as stored JSON.
+    async fn pods_on_raw(&self, node: &str, namespace: &str) -> Result<Vec<Vec<u8>>, ApiError> {
         let fields = FieldSelector::parse(&format!("spec.nodeName={node}"))
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let everything = LabelSelectorExpr::parse("").expect("the empty selector parses");
@@ -249,7 +259,13 @@ impl NodeAuthorizer {
             .registry
             .list_raw(&kinds::PODS, namespace, &everything, &fields)
             .await?;
-        Ok(items
+        Ok(items)
+    }
+
+    async fn pods_on(&self, node: &str, namespace: &str) -> Result<Vec<Pod>, ApiError> {
+        Ok(self
+            .pods_on_raw(node, namespace)
+            .await?
             .iter()
             .filter_map(|b| serde_json::from_slice(b).ok())
             .collect())
@@ -259,7 +275,32 @@ impl NodeAuthorizer {
         let mut related = Related::default();
         match lookup {
             Lookup::Nothing => {}
-            Lookup::PodsIn(ns) => related.pods = self.pods_on(node, ns).await?,
+            Lookup::PodsUsing {
+                namespace,
+                resource,
+                name,
+            } => {
+                // A pod that uses the object holds its name as a JSON string: the others are
+                // not parsed (a node's pods in a namespace can be many), and the first pod
+                // that uses it settles the question.
+                let needle = serde_json::to_vec(name).expect("strings serialize");
+                for raw in self.pods_on_raw(node, namespace).await? {
+                    if !raw.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                        continue;
+                    }
+                    let Ok(pod) = serde_json::from_slice::<Pod>(&raw) else {
+                        continue;
+                    };
+                    let uses = pod
+                        .spec
+                        .as_ref()
+                        .is_some_and(|s| references(s, resource).contains(name));
+                    if uses {
+                        related.pods.push(pod);
+                        break;
+                    }
+                }
+            }
             Lookup::Pod { namespace, name } => {
                 match self.registry.get(&kinds::PODS, namespace, name).await {
                     Ok(v) => related.pods.extend(serde_json::from_value(v).ok()),

@@ -476,7 +476,11 @@ fn the_node_authorizer_reads_only_what_a_decision_needs() {
     let n1 = user("system:node:n1", &[NODES]);
     assert_eq!(
         lookup(&attrs(&n1, "get", "secrets", "ns", "s")),
-        Lookup::PodsIn("ns".into())
+        Lookup::PodsUsing {
+            namespace: "ns".into(),
+            resource: "secrets".into(),
+            name: "s".into()
+        }
     );
     assert_eq!(
         lookup(&attrs(&n1, "get", "persistentvolumes", "", "v")),
