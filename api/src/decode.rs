@@ -164,7 +164,8 @@ fn roundtrip_as<K: DeserializeOwned + Serialize>(
 /// Returns the object in canonical form (typed round-trip).
 pub fn check_schema(info: &ResourceInfo, object: &Value) -> Result<Value, DecodeError> {
     use k8s_openapi::api::{
-        apps::v1 as apps, coordination::v1 as coord, core::v1 as core, networking::v1 as net,
+        apps::v1 as apps, authorization::v1 as authz, coordination::v1 as coord, core::v1 as core,
+        networking::v1 as net, rbac::v1 as rbac,
     };
     let what = describe(object);
     let canonical = match info.plural {
@@ -186,6 +187,14 @@ pub fn check_schema(info: &ResourceInfo, object: &Value) -> Result<Value, Decode
         "ingresses" => roundtrip_as::<net::Ingress>(&what, object)?,
         "ingressclasses" => roundtrip_as::<net::IngressClass>(&what, object)?,
         "leases" => roundtrip_as::<coord::Lease>(&what, object)?,
+        "roles" => roundtrip_as::<rbac::Role>(&what, object)?,
+        "clusterroles" => roundtrip_as::<rbac::ClusterRole>(&what, object)?,
+        "rolebindings" => roundtrip_as::<rbac::RoleBinding>(&what, object)?,
+        "clusterrolebindings" => roundtrip_as::<rbac::ClusterRoleBinding>(&what, object)?,
+        "selfsubjectaccessreviews" => {
+            roundtrip_as::<authz::SelfSubjectAccessReview>(&what, object)?
+        }
+        "subjectaccessreviews" => roundtrip_as::<authz::SubjectAccessReview>(&what, object)?,
         other => {
             return Err(DecodeError::Shape {
                 what,

@@ -205,6 +205,75 @@ pub const LEASES: ResourceInfo = info(
     false,
     false,
 );
+pub const ROLES: ResourceInfo = info(
+    "Role",
+    "rbac.authorization.k8s.io",
+    "roles",
+    "role",
+    &[],
+    true,
+    false,
+    false,
+);
+pub const CLUSTERROLES: ResourceInfo = info(
+    "ClusterRole",
+    "rbac.authorization.k8s.io",
+    "clusterroles",
+    "clusterrole",
+    &[],
+    false,
+    false,
+    false,
+);
+pub const ROLEBINDINGS: ResourceInfo = info(
+    "RoleBinding",
+    "rbac.authorization.k8s.io",
+    "rolebindings",
+    "rolebinding",
+    &[],
+    true,
+    false,
+    false,
+);
+pub const CLUSTERROLEBINDINGS: ResourceInfo = info(
+    "ClusterRoleBinding",
+    "rbac.authorization.k8s.io",
+    "clusterrolebindings",
+    "clusterrolebinding",
+    &[],
+    false,
+    false,
+    false,
+);
+/// Create-only and never stored: the answer is in the returned object's `status`.
+pub const SELFSUBJECTACCESSREVIEWS: ResourceInfo = info(
+    "SelfSubjectAccessReview",
+    "authorization.k8s.io",
+    "selfsubjectaccessreviews",
+    "selfsubjectaccessreview",
+    &[],
+    false,
+    false,
+    false,
+);
+/// As [`SELFSUBJECTACCESSREVIEWS`], about any user (for administrators).
+pub const SUBJECTACCESSREVIEWS: ResourceInfo = info(
+    "SubjectAccessReview",
+    "authorization.k8s.io",
+    "subjectaccessreviews",
+    "subjectaccessreview",
+    &[],
+    false,
+    false,
+    false,
+);
+
+impl ResourceInfo {
+    /// Kinds answered on create and never stored (access reviews): no get, list or watch.
+    pub fn is_virtual(&self) -> bool {
+        self.group == "authorization.k8s.io"
+    }
+}
 
 /// Every kind the API server serves.
 pub const ALL: &[ResourceInfo] = &[
@@ -226,6 +295,12 @@ pub const ALL: &[ResourceInfo] = &[
     INGRESSES,
     INGRESSCLASSES,
     LEASES,
+    ROLES,
+    CLUSTERROLES,
+    ROLEBINDINGS,
+    CLUSTERROLEBINDINGS,
+    SELFSUBJECTACCESSREVIEWS,
+    SUBJECTACCESSREVIEWS,
 ];
 
 /// Resolves what a user typed (`po`, `pods`, `Pod`, `deployment.apps`, `deploy`) to a kind.
@@ -284,6 +359,10 @@ mod tests {
             ("ingressclass.networking.k8s.io", "ingressclasses"),
             ("no", "nodes"),
             ("ns", "namespaces"),
+            ("clusterrole", "clusterroles"),
+            ("rolebinding.rbac.authorization.k8s.io", "rolebindings"),
+            ("ClusterRoleBindings", "clusterrolebindings"),
+            ("role", "roles"),
         ] {
             assert_eq!(lookup(typed).map(|r| r.plural), Some(plural), "{typed}");
         }

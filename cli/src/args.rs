@@ -64,6 +64,8 @@ pub enum Command {
     /// Wait for a condition on one or many resources (`--for=condition=Ready`, `--for=delete`,
     /// `--for=jsonpath={.status.phase}=Running`).
     Wait(WaitArgs),
+    /// Inspect authorization (`auth can-i VERB RESOURCE [NAME]`).
+    Auth(AuthArgs),
     /// Print the client and server version information.
     Version(VersionArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish).
@@ -363,6 +365,40 @@ pub enum RolloutAction {
     Pause { resource: Vec<String> },
     /// Resume a paused resource.
     Resume { resource: Vec<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    #[command(subcommand)]
+    pub action: AuthAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthAction {
+    /// Check whether an action is allowed: prints yes or no, exits 0 or 1.
+    CanI(CanIArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CanIArgs {
+    /// The verb: get, list, watch, create, update, patch, delete, ...
+    pub verb: String,
+    /// The resource (`pods`, `deployments.apps`, `pods/log`).
+    pub resource: String,
+    /// One object's name.
+    pub name: Option<String>,
+    /// Ask about every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Print nothing; only the exit code answers.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Ask about this user instead (a SubjectAccessReview: administrators only).
+    #[arg(long = "as")]
+    pub as_user: Option<String>,
+    /// Ask about this group (repeatable), with or instead of --as.
+    #[arg(long = "as-group")]
+    pub as_groups: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -180,3 +180,29 @@ async fn version_completion_and_api_resources() {
         ["deployments", "deploy", "apps/v1", "true", "Deployment"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_can_i_answers_yes_or_no_with_kubectls_exit_codes() {
+    let c = Cluster::start().await;
+    let out = c.corral(&["auth", "can-i", "delete", "pods"]).await;
+    assert_eq!(out.ok(), "yes\n");
+    // About another user (a SubjectAccessReview): nobody bound them to anything.
+    let out = c
+        .corral(&["auth", "can-i", "list", "secrets", "--as", "vera"])
+        .await;
+    assert_eq!((out.code, out.stdout.as_str()), (1, "no\n"), "{out:?}");
+    let out = c
+        .corral(&[
+            "auth",
+            "can-i",
+            "create",
+            "selfsubjectaccessreviews",
+            "--as",
+            "vera",
+            "--as-group",
+            "system:authenticated",
+            "-q",
+        ])
+        .await;
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
+}

@@ -1,6 +1,6 @@
-//! The gRPC `Api` service: decodes requests, calls the registry, encodes Kubernetes JSON.
-//! Watches are filtered here (label and field selectors, with an object that stops matching
-//! delivered as DELETED, as Kubernetes does).
+//! The gRPC `Api` service: authorizes each call (`access.rs`), decodes requests, calls the
+//! registry, encodes Kubernetes JSON. Watches are filtered here (label and field selectors,
+//! with an object that stops matching delivered as DELETED, as Kubernetes does).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,9 +17,13 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
+use crate::auth::authz::{review, Chain};
+use crate::auth::{Authorizer, UserInfo};
 use crate::registry::{self, ApiError, Applied, Filter, Registry};
 use crate::store::{Event, EventType, Revision};
 use crate::tunnel::Tunnels;
+
+mod access;
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
@@ -27,15 +31,42 @@ pub struct ApiService {
     registry: Arc<Registry>,
     tunnels: Tunnels,
     cluster_id: String,
+    authorizer: Arc<dyn Authorizer>,
 }
 
 impl ApiService {
+    /// The service with the cluster's authorizer chain (Node, then RBAC) over the registry.
     pub fn new(registry: Arc<Registry>, tunnels: Tunnels) -> Self {
+        let authorizer = Arc::new(Chain::for_registry(registry.clone()));
         Self {
             registry,
             tunnels,
             cluster_id: String::new(),
+            authorizer,
         }
+    }
+
+    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = authorizer;
+        self
+    }
+
+    async fn check(
+        &self,
+        user: &UserInfo,
+        verb: &str,
+        info: &ResourceInfo,
+        subresource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), Status> {
+        let attrs = access::attributes(user, verb, info, subresource, namespace, name);
+        access::check(self.authorizer.as_ref(), attrs).await
+    }
+
+    /// The stored object a node identity's write replaces, for NodeRestriction.
+    async fn current(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Option<Value> {
+        self.registry.get(info, namespace, name).await.ok()
     }
 
     /// The ID `Version` reports (`cluster_id::read`).
@@ -85,6 +116,16 @@ fn selectors(label: &str, field: &str) -> Result<(LabelSelectorExpr, FieldSelect
     let labels = LabelSelectorExpr::parse(label).map_err(|e| bad(&e))?;
     let fields = FieldSelector::parse(field).map_err(|e| bad(&e))?;
     Ok((labels, fields))
+}
+
+/// Access reviews are answered on create only.
+fn not_virtual(info: &ResourceInfo) -> Result<(), Status> {
+    if info.is_virtual() {
+        return Err(
+            ApiError::MethodNotAllowed(format!("{} can only be created", info.plural)).into(),
+        );
+    }
+    Ok(())
 }
 
 fn object_ref(r: Option<pb::ObjectRef>) -> Result<(pb::ObjectRef, &'static ResourceInfo), Status> {
@@ -173,8 +214,10 @@ impl pb::api_server::Api for ApiService {
 
     async fn version(
         &self,
-        _: Request<pb::VersionRequest>,
+        req: Request<pb::VersionRequest>,
     ) -> Result<Response<pb::VersionResponse>, Status> {
+        // Any authenticated identity may ask (Kubernetes' system:public-info-viewer).
+        access::user_of(&req)?;
         Ok(Response::new(pb::VersionResponse {
             version: format!("v{}", env!("CARGO_PKG_VERSION")),
             git_commit: option_env!("CORRAL_GIT_COMMIT")
@@ -186,7 +229,11 @@ impl pb::api_server::Api for ApiService {
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
+        let user = access::user_of(&req)?;
         let (r, info) = object_ref(req.into_inner().r#ref)?;
+        not_virtual(info)?;
+        self.check(&user, "get", info, "", &r.namespace, &r.name)
+            .await?;
         let json = self.registry.get_json(info, &r.namespace, &r.name).await?;
         Ok(Response::new(pb::Object { json }))
     }
@@ -195,8 +242,13 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
+        let user = access::user_of(&req)?;
         let req = req.into_inner();
         let info = resource(&req.resource)?;
+        not_virtual(info)?;
+        let name = access::selected_name(&req.field_selector);
+        self.check(&user, "list", info, "", &req.namespace, name)
+            .await?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
         let (items, rev) = self
             .registry
@@ -212,8 +264,13 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let user = access::user_of(&req)?;
         let req = req.into_inner();
         let info = resource(&req.resource)?;
+        not_virtual(info)?;
+        let name = access::selected_name(&req.field_selector);
+        self.check(&user, "watch", info, "", &req.namespace, name)
+            .await?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
         let filter = Filter::new(&labels, &fields);
         let events = self
@@ -252,12 +309,20 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let user = access::user_of(&req)?;
         let req = req.into_inner();
         let info = resource(&req.resource)?;
-        let written = self
-            .registry
-            .create(info, &req.namespace, parse_json(&req.json)?, req.dry_run)
-            .await?;
+        let mut object = parse_json(&req.json)?;
+        let ns = Registry::resolve_namespace(info, &req.namespace, &mut object)?;
+        self.check(&user, "create", info, "", &ns, "").await?;
+        if info.is_virtual() {
+            let answered = review::answer(self.authorizer.as_ref(), info, &user, object).await?;
+            return Ok(Response::new(pb::Object {
+                json: to_bytes(&answered),
+            }));
+        }
+        access::restrict(&user, info, &ns, &object, None)?;
+        let written = self.registry.create(info, &ns, object, req.dry_run).await?;
         let object = pb::Object { json: written.json };
         Ok(crate::admission::respond(object, &written.warnings))
     }
@@ -266,8 +331,29 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let user = access::user_of(&req)?;
         let req = req.into_inner();
         let info = resource(&req.resource)?;
+        not_virtual(info)?;
+        let mut object = parse_json(&req.json)?;
+        let ns = Registry::resolve_namespace(info, &req.namespace, &mut object)?;
+        let name = object::name(&object).to_string();
+        let subresource = match pb::Subresource::try_from(req.subresource) {
+            Ok(pb::Subresource::Status) => "status",
+            Ok(pb::Subresource::Finalize) => "finalize",
+            _ => "",
+        };
+        self.check(&user, "update", info, subresource, &ns, &name)
+            .await?;
+        if user.node_name().is_some() {
+            let old = self.current(info, &ns, &name).await;
+            if subresource.is_empty() {
+                access::restrict(&user, info, &ns, &object, old.as_ref())?;
+            } else if let Some(old) = old.as_ref() {
+                // A status write keeps the stored labels and spec: only the name matters.
+                access::restrict(&user, info, &ns, old, Some(old))?;
+            }
+        }
         if req.subresource == pb::Subresource::Finalize as i32 {
             if info.plural != kinds::NAMESPACES.plural {
                 return Err(ApiError::MethodNotAllowed(format!(
@@ -278,20 +364,14 @@ impl pb::api_server::Api for ApiService {
             }
             let json = self
                 .registry
-                .finalize_namespace(parse_json(&req.json)?, req.dry_run)
+                .finalize_namespace(object, req.dry_run)
                 .await?;
             return Ok(Response::new(pb::Object { json }));
         }
         let status = req.subresource == pb::Subresource::Status as i32;
         let updated = self
             .registry
-            .update_with_warnings(
-                info,
-                &req.namespace,
-                parse_json(&req.json)?,
-                status,
-                req.dry_run,
-            )
+            .update_with_warnings(info, &ns, object, status, req.dry_run)
             .await?;
         let object = pb::Object { json: updated.json };
         Ok(crate::admission::respond(object, &updated.warnings))
@@ -301,8 +381,11 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ScaleRequest>,
     ) -> Result<Response<pb::ScaleResponse>, Status> {
+        let user = access::user_of(&req)?;
         let req = req.into_inner();
         let (r, info) = object_ref(req.r#ref)?;
+        self.check(&user, "update", info, "scale", &r.namespace, &r.name)
+            .await?;
         let (replicas, previous) = self
             .registry
             .scale(info, &r.namespace, &r.name, req.replicas)
@@ -314,9 +397,13 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let user = access::user_of(&req)?;
         let req = req.into_inner();
         let opts = DeleteOptions::from(&req);
         let (r, info) = object_ref(req.r#ref)?;
+        not_virtual(info)?;
+        self.check(&user, "delete", info, "", &r.namespace, &r.name)
+            .await?;
         let (object, finished) = self
             .registry
             .delete(info, &r.namespace, &r.name, opts)
@@ -331,11 +418,20 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let user = access::user_of(&req)?;
         let req = req.into_inner();
-        let (applied, v) = self
-            .registry
-            .apply(&req.namespace, parse_json(&req.json)?, req.dry_run)
-            .await?;
+        let mut object = parse_json(&req.json)?;
+        let info = corral_api::decode::kind_of(&object).map_err(ApiError::from)?;
+        not_virtual(info)?;
+        let ns = Registry::resolve_namespace(info, &req.namespace, &mut object)?;
+        let name = object::name(&object).to_string();
+        // Kubernetes authorizes an apply as a patch, and as a create when the object is new.
+        let old = self.current(info, &ns, &name).await;
+        let verb = if old.is_some() { "patch" } else { "create" };
+        let checked = if old.is_some() { name.as_str() } else { "" };
+        self.check(&user, verb, info, "", &ns, checked).await?;
+        access::restrict(&user, info, &ns, &object, old.as_ref())?;
+        let (applied, v) = self.registry.apply(&ns, object, req.dry_run).await?;
         let result = match applied {
             Applied::Created => pb::apply_response::Result::Created,
             Applied::Configured => pb::apply_response::Result::Configured,
@@ -349,12 +445,15 @@ impl pb::api_server::Api for ApiService {
     }
 
     async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::Object>, Status> {
+        let user = access::user_of(&req)?;
         let req = req.into_inner();
         let ns = if req.namespace.is_empty() {
             "default"
         } else {
             &req.namespace
         };
+        self.check(&user, "create", &kinds::PODS, "binding", ns, &req.name)
+            .await?;
         let json = self
             .registry
             .bind(ns, &req.name, &req.uid, &req.node_name)
@@ -366,12 +465,15 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
+        let user = access::user_of(&req)?;
         let req = req.into_inner();
         let ns = if req.namespace.is_empty() {
             "default".to_string()
         } else {
             req.namespace.clone()
         };
+        self.check(&user, "get", &kinds::PODS, "log", &ns, &req.pod)
+            .await?;
         let pod = self.registry.get(&kinds::PODS, &ns, &req.pod).await?;
         let node = object::str_at(&pod, "/spec/nodeName")
             .unwrap_or("")

@@ -2,6 +2,7 @@
 //! forms (`KIND NAME`, `KIND/NAME`), manifest reading, output and waiting helpers.
 
 mod apply;
+mod auth;
 pub mod cluster;
 mod config_cmd;
 mod create;
@@ -130,6 +131,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             crate::args::SetWhat::Image { args } => patch::set_image(&ctx, args).await,
         },
         Command::Version(a) => version::run(&ctx, a.client).await,
+        Command::Auth(a) => match &a.action {
+            crate::args::AuthAction::CanI(c) => auth::can_i(&ctx, c).await,
+        },
         Command::Completion(_)
         | Command::Config(_)
         | Command::ApiResources

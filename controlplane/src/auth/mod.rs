@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 pub mod authn;
+pub mod authz;
 
 /// Group of every authenticated identity, as in Kubernetes.
 pub const AUTHENTICATED: &str = "system:authenticated";

@@ -47,7 +47,9 @@ impl Registry {
         Ok(canonical)
     }
 
-    pub(super) fn resolve_namespace(
+    /// The namespace a write lands in (the request's, the object's, or `default`); the
+    /// authorizer asks about the same one.
+    pub fn resolve_namespace(
         info: &ResourceInfo,
         namespace: &str,
         object: &mut Value,

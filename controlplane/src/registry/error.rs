@@ -83,6 +83,14 @@ pub enum ApiError {
         reason: String,
         causes: Vec<StatusCause>,
     },
+    /// Refused by authorization, worded by `auth::authz::forbidden_message` (`pods "p" is
+    /// forbidden: User "x" cannot delete resource "pods" in API group "" in the namespace
+    /// "default"`).
+    #[error("{message}")]
+    Denied { what: Subject, message: String },
+    /// The request carries no identity.
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("the server doesn't have a resource type {0:?}")]
@@ -133,7 +141,10 @@ impl ApiError {
             ApiError::NotFound { .. } => (Code::NotFound, StatusReason::NotFound),
             ApiError::AlreadyExists { .. } => (Code::AlreadyExists, StatusReason::AlreadyExists),
             ApiError::Conflict { .. } => (Code::Aborted, StatusReason::Conflict),
-            ApiError::Forbidden { .. } => (Code::PermissionDenied, StatusReason::Forbidden),
+            ApiError::Forbidden { .. } | ApiError::Denied { .. } => {
+                (Code::PermissionDenied, StatusReason::Forbidden)
+            }
+            ApiError::Unauthenticated(_) => (Code::Unauthenticated, StatusReason::Unauthorized),
             ApiError::Invalid { .. } => (Code::InvalidArgument, StatusReason::Invalid),
             ApiError::Decode(_) | ApiError::BadRequest(_) | ApiError::UnknownResource(_) => {
                 (Code::InvalidArgument, StatusReason::BadRequest)
@@ -159,7 +170,8 @@ impl ApiError {
         match self {
             ApiError::NotFound { what }
             | ApiError::AlreadyExists { what }
-            | ApiError::Conflict { what, .. } => status.with_details(what.details(Vec::new())),
+            | ApiError::Conflict { what, .. }
+            | ApiError::Denied { what, .. } => status.with_details(what.details(Vec::new())),
             ApiError::Forbidden { what, causes, .. } => {
                 status.with_details(what.details(causes.clone()))
             }

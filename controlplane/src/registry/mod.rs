@@ -118,7 +118,7 @@ impl Registry {
         &self.store
     }
 
-    /// Creates the namespaces every cluster has.
+    /// Creates the namespaces every cluster has, and the default roles and bindings.
     pub async fn bootstrap(&self) -> Result<()> {
         for ns in ["default", "kube-system", "kube-node-lease", "kube-public"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -127,6 +127,6 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        crate::auth::authz::bootstrap::reconcile(self).await
     }
 }

@@ -34,6 +34,11 @@ pub(super) fn validate_meta(info: &ResourceInfo, meta: &ObjectMeta, errs: &mut E
     let name = meta.name.as_deref().unwrap_or("");
     if name.is_empty() {
         errs.required("metadata.name");
+    } else if info.group == super::rbac::RBAC_GROUP {
+        // RBAC names are path segments (`system:node-proxier`), not DNS names.
+        if let Some(why) = super::rbac::path_segment_problem(name) {
+            errs.invalid("metadata.name", format!("{name:?}"), &why);
+        }
     } else {
         let (ok, msg) = match info.plural {
             "namespaces" => (is_dns1123_label(name), DNS1123_LABEL_MSG),

@@ -13,6 +13,7 @@ mod ingress;
 mod lifecycle;
 mod meta;
 mod pod;
+mod rbac;
 mod service;
 mod update;
 mod workloads;
@@ -106,6 +107,9 @@ pub fn validate(info: &ResourceInfo, object: &Value) -> Vec<FieldError> {
         "ingresses" => ingress::validate_ingress(&typed(object), &mut errs),
         "configmaps" => configdata::validate_configmap(&typed(object), &mut errs),
         "secrets" => configdata::validate_secret(&typed(object), &mut errs),
+        "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings" => {
+            rbac::validate(info.plural, object, &mut errs)
+        }
         _ => {}
     }
     errs.0

@@ -128,6 +128,7 @@ pub fn validate_update(plural: &str, old: &Value, new: &Value) -> Vec<FieldError
                 forbidden(&mut errs, "spec", "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims");
             }
         }
+        "rolebindings" | "clusterrolebindings" => super::rbac::validate_update(old, new, &mut errs),
         _ => {}
     }
     errs.0
