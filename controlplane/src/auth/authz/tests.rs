@@ -9,7 +9,7 @@ use serde_json::json;
 use super::node::{decide, lookup, Lookup, Related};
 use super::rbac::{rule, rule_allows, Policy};
 use super::*;
-use crate::auth::{AUTHENTICATED, NODES};
+use crate::auth::{UserInfo, AUTHENTICATED, NODES};
 use corral_api::kinds;
 
 fn user(name: &str, groups: &[&str]) -> UserInfo {
