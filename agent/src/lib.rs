@@ -4,7 +4,9 @@
 pub mod clock;
 pub mod cluster_id;
 pub mod configdata;
+pub mod credentials;
 pub mod hosts;
+pub mod join;
 pub mod logs;
 pub mod network;
 pub mod node;
@@ -53,6 +55,8 @@ pub struct Config {
     /// Accept a control plane whose cluster ID differs from the recorded one, once (the
     /// cluster was rebuilt on purpose); its old containers are then removed.
     pub rejoin_cluster: bool,
+    /// Join token (`--token`/`--token-file`): used when DATA_DIR has no valid node certificate.
+    pub token: Option<corral_api::token::Token>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,8 @@ pub enum AgentError {
     Api(#[from] corral_api::client::Error),
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
     #[error("creating {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -121,6 +127,26 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         bridge: cfg.bridge.clone(),
         pod_cidr: cfg.pod_cidr.clone(),
     }));
+    // Over https:// the node needs its certificate first: use it, renew it, or join.
+    let _creds = if cfg.server.starts_with("https://") {
+        let creds = join::ensure(
+            &cfg.server,
+            cfg.token.as_ref(),
+            &cfg.node_name,
+            &cfg.data_dir,
+        )
+        .await?;
+        tokio::spawn(join::renew_forever(
+            cfg.node_name.clone(),
+            cfg.data_dir.clone(),
+            // MERGE: `client.reload_credentials(&creds.to_credentials())` (tls helper).
+            |_creds| {},
+        ));
+        Some(creds.to_credentials())
+    } else {
+        None
+    };
+    // MERGE: `Client::connect_lazy_with(&cfg.server, &creds)` when `_creds` is set (tls helper).
     let client = corral_api::Client::connect_lazy(&cfg.server)?;
     let node_cfg = node::NodeConfig {
         name: cfg.node_name.clone(),

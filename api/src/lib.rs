@@ -8,10 +8,12 @@ pub mod credentials;
 pub mod decode;
 pub mod kinds;
 pub mod object;
+pub mod pin;
 pub mod rules;
 pub mod runtime;
 pub mod selector;
 pub mod status;
+pub mod token;
 
 pub use client::{Client, DeleteOptions, ListParams, WatchEvent};
 pub use credentials::Credentials;

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 pub mod auth;
 pub mod cluster_id;
+pub mod join;
 pub mod listener;
 pub mod registry;
 pub mod server;
@@ -36,6 +37,8 @@ pub struct Config {
     pub history: i64,
     /// Connection and request limits of the API listener.
     pub limits: listener::ServeLimits,
+    /// Lifetime of node certificates issued by Join and Renew (shortened by tests).
+    pub node_cert_lifetime: Duration,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             defaults: Default::default(),
             history: 100_000,
             limits: Default::default(),
+            node_cert_lifetime: join::DEFAULT_NODE_CERT_LIFETIME,
         }
     }
 }
@@ -75,6 +79,10 @@ pub enum StartError {
     },
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Ca(#[from] join::sign::SignError),
+    #[error(transparent)]
+    AgentToken(#[from] auth::tokens::AgentTokenError),
 }
 
 /// A running control plane. Dropping it stops the server and the controllers.
@@ -153,6 +161,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         info!(data_dir = %config.data_dir.display(), cluster_id = %cluster_id, "cluster store opened");
     }
 
+    // MERGE: replace with tls helper's Pki (its CA signs node CSRs through `CsrSigner`).
+    let ca = join::sign::LocalCa::load_or_create(&config.data_dir)?;
+    auth::tokens::ensure_agent_token(&registry, &config.data_dir, &ca.ca_der()).await?;
+    // MERGE: the tls helper's authentication layer takes this as its `Arc<dyn TokenAuthenticator>`.
+    let _tokens: Arc<dyn auth::TokenAuthenticator> =
+        Arc::new(auth::tokens::RegistryTokens::new(registry.clone()));
+    let join = join::JoinService::new(registry.clone(), Arc::new(ca), config.node_cert_lifetime)
+        .into_server();
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -179,7 +196,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(api)
-        .add_service(tunnels.service());
+        .add_service(tunnels.service())
+        .add_service(join);
     let server = tokio::spawn(async move {
         let stop = async {
             let _ = shutdown_rx.await;

@@ -15,6 +15,7 @@ mod nodes;
 mod patch;
 mod rollout;
 mod scale;
+pub mod token;
 mod version;
 mod wait;
 
@@ -79,6 +80,11 @@ fn resolve(cli: &Cli) -> Result<Resolved> {
     cfg.resolve(&overrides).map_err(local)
 }
 
+/// The cluster CA's DER for the hash in printed tokens.
+fn ca_der(cli: &Cli) -> Option<Vec<u8>> {
+    token::ca_der_from_config(&config_path(cli), cli.context.as_deref())
+}
+
 fn connect(cli: &Cli) -> Result<Ctx> {
     let r = resolve(cli)?;
     let client = Client::connect_lazy(&r.server)
@@ -95,7 +101,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     // Commands that need no server come first, so they work without one.
     match &cli.command {
         Command::Completion(a) => return version::completion(a.shell),
-        Command::Config(a) => {
+        Command::Config(a) if !matches!(a.action, crate::args::ConfigAction::CreateUser(_)) => {
             return config_cmd::run(&config_path(&cli), &a.action, cli.namespace.as_deref())
         }
         Command::ApiResources => return version::api_resources(),
@@ -110,6 +116,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         _ => {}
     }
     let ctx = connect(&cli)?;
+    let ca = matches!(cli.command, Command::Token(_) | Command::Config(_))
+        .then(|| ca_der(&cli))
+        .flatten();
     match cli.command {
         Command::Apply(a) => apply::run(&ctx, &a).await,
         Command::Get(a) => get::run(&ctx, &a).await,
@@ -130,6 +139,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             crate::args::SetWhat::Image { args } => patch::set_image(&ctx, args).await,
         },
         Command::Version(a) => version::run(&ctx, a.client).await,
+        Command::Token(a) => token::run(&ctx, &a, ca).await,
+        Command::Config(crate::args::ConfigArgs {
+            action: crate::args::ConfigAction::CreateUser(a),
+        }) => token::create_user(&ctx, &a, ca).await,
         Command::Completion(_)
         | Command::Config(_)
         | Command::ApiResources

@@ -4,6 +4,8 @@
 
 use async_trait::async_trait;
 
+pub mod tokens;
+
 /// Group of every authenticated identity, as in Kubernetes.
 pub const AUTHENTICATED: &str = "system:authenticated";
 /// Group whose members may do anything (the admin's client certificate carries it).

@@ -49,6 +49,9 @@ struct Args {
     /// Zones with more nodes than this use the secondary rate when partially disrupted.
     #[arg(long, default_value_t = 50)]
     large_cluster_size_threshold: usize,
+    /// Lifetime of node certificates in seconds (365 days; shorter only to test renewal).
+    #[arg(long, default_value_t = 365 * 86_400, hide = true)]
+    node_cert_lifetime_seconds: u64,
 }
 
 #[tokio::main]
@@ -74,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         defaults: corral_controlplane::validate::Defaults {
             toleration_seconds: args.pod_eviction_seconds as i64,
         },
+        node_cert_lifetime: Duration::from_secs(args.node_cert_lifetime_seconds),
         ..Default::default()
     };
     let running = corral_controlplane::start(config).await?;
