@@ -127,6 +127,8 @@ async fn channel(
     let endpoint = Endpoint::from_shared(server.to_string())
         .map_err(|e| connect(e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
+        // A server that accepts and never answers must not hang the agent's start.
+        .timeout(Duration::from_secs(30))
         .tls_config(tls)
         .map_err(|e| connect(e.to_string()))?;
     endpoint.connect().await.map_err(|e| {
@@ -210,7 +212,7 @@ pub async fn join(
         .await
         .map_err(|s| refused(server, s))?
         .into_inner();
-    if pin::der_to_pem(&pem_der(&resp.ca_pem).unwrap_or_default()) != ca_pem {
+    if pin::pem_to_der(&resp.ca_pem).as_deref() != Some(ca_der.as_slice()) {
         return Err(JoinError::CaChanged {
             server: server.to_string(),
         });
@@ -228,11 +230,6 @@ pub async fn join(
         "joined the cluster; node certificate written"
     );
     Ok(creds)
-}
-
-fn pem_der(pem: &str) -> Option<Vec<u8>> {
-    use x509_parser::prelude::*;
-    parse_x509_pem(pem.as_bytes()).ok().map(|(_, p)| p.contents)
 }
 
 /// Renews with a new key, authenticating with the current certificate; writes atomically.

@@ -188,6 +188,18 @@ pub fn check(server: &str, token_hash: &str, ca_der: &[u8]) -> Result<(), PinErr
     Ok(())
 }
 
+/// DER of the first certificate in a PEM text.
+pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let body = pem
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)?
+        .split("-----END CERTIFICATE-----")
+        .next()?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
 /// PEM of one DER certificate.
 pub fn der_to_pem(der: &[u8]) -> String {
     use base64::Engine;
@@ -222,6 +234,13 @@ mod tests {
             let got = got.as_ref().map(|(h, a)| (h.as_str(), a.as_str()));
             assert_eq!(got, *want, "{server}");
         }
+    }
+
+    #[test]
+    fn certificates_round_trip_between_der_and_pem() {
+        let der = b"not really a certificate".to_vec();
+        assert_eq!(pem_to_der(&der_to_pem(&der)), Some(der));
+        assert_eq!(pem_to_der("junk"), None);
     }
 
     #[test]

@@ -91,17 +91,7 @@ pub fn ca_der_from_config(path: &Path, context: Option<&str>) -> Option<Vec<u8>>
     let pem = base64::engine::general_purpose::STANDARD
         .decode(data)
         .ok()?;
-    pem_to_der(std::str::from_utf8(&pem).ok()?)
-}
-
-fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    let body = pem
-        .split("-----BEGIN CERTIFICATE-----")
-        .nth(1)?
-        .split("-----END CERTIFICATE-----")
-        .next()?;
-    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    corral_api::pin::pem_to_der(std::str::from_utf8(&pem).ok()?)
 }
 
 fn expiration(ttl: &str) -> Result<Option<jiff::Timestamp>> {

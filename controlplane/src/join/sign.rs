@@ -12,8 +12,13 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 
 /// Certificates are dated this far back, so a node whose clock is a little behind accepts
-/// them (Kubernetes' CSR signer backdates by 5 minutes too).
+/// them (Kubernetes' CSR signer backdates by 5 minutes too); at most a tenth of a short
+/// lifetime, or a test's certificate would be due for renewal as soon as it is issued.
 const BACKDATE: Duration = Duration::from_secs(300);
+
+fn backdate(lifetime: Duration) -> Duration {
+    BACKDATE.min(lifetime / 10)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -54,7 +59,7 @@ pub fn client_params(cn: &str, orgs: &[&str], lifetime: Duration) -> Certificate
     }
     params.distinguished_name = dn;
     let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - BACKDATE;
+    params.not_before = now - backdate(lifetime);
     params.not_after = now + lifetime;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -148,14 +153,4 @@ impl CsrSigner for LocalCa {
     }
 }
 
-/// DER of the first certificate in a PEM text.
-pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    let body = pem
-        .split("-----BEGIN CERTIFICATE-----")
-        .nth(1)?
-        .split("-----END CERTIFICATE-----")
-        .next()?;
-    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
-}
+pub use corral_api::pin::pem_to_der;
