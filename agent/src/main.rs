@@ -89,7 +89,12 @@ async fn main() -> anyhow::Result<()> {
             .to_string_lossy()
             .into_owned(),
     };
-    let token = corral_agent::join::read_token(a.token.as_deref(), a.token_file.as_deref())?;
+    // A token means nothing over plaintext (nothing to join): read it only for https://.
+    let token = if a.server.starts_with("https://") {
+        corral_agent::join::read_token(a.token.as_deref(), a.token_file.as_deref())?
+    } else {
+        None
+    };
     if let Some(name) = Some(&node_name).filter(|_| token.is_some()) {
         // Checked here too so a bad hostname fails before anything is sent.
         anyhow::ensure!(

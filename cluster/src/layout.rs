@@ -256,6 +256,10 @@ pub fn node_processes(l: &Layout, node: &NodeLayout, bins: &Binaries) -> Vec<Pro
                 node.images_dir().display().to_string(),
                 "--netns-dir".into(),
                 l.run_dir.join("netns").display().to_string(),
+                // The control plane's default agent token (written before it serves); used
+                // over https:// to join when the node has no certificate yet.
+                "--token-file".into(),
+                l.dir.join("controlplane/agent-token").display().to_string(),
             ],
             log: logs.join(format!("{}-agent.log", node.name)),
         },

@@ -5,7 +5,8 @@ const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab
 #[test]
 fn token_text_parses_into_hash_id_and_secret() {
     let long = format!("K10{HASH}::abcdef.0123456789abcdef");
-    let table: &[(&str, Result<(Option<&str>, &str, &str), TokenError>)] = &[
+    type Parts<'a> = (Option<&'a str>, &'a str, &'a str);
+    let table: &[(&str, Result<Parts, TokenError>)] = &[
         (&long, Ok((Some(HASH), "abcdef", "0123456789abcdef"))),
         (
             "abcdef.0123456789abcdef",
