@@ -4,7 +4,9 @@
 pub mod clock;
 pub mod cluster_id;
 pub mod configdata;
+pub mod credentials;
 pub mod hosts;
+pub mod join;
 pub mod logs;
 pub mod network;
 pub mod node;
@@ -55,6 +57,8 @@ pub struct Config {
     /// Accept a control plane whose cluster ID differs from the recorded one, once (the
     /// cluster was rebuilt on purpose); its old containers are then removed.
     pub rejoin_cluster: bool,
+    /// Join token (`--token`/`--token-file`): used when DATA_DIR has no valid node certificate.
+    pub token: Option<corral_api::token::Token>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,8 @@ pub enum AgentError {
     Api(#[from] corral_api::client::Error),
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
     #[error("creating {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -123,7 +129,34 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         bridge: cfg.bridge.clone(),
         pod_cidr: cfg.pod_cidr.clone(),
     }));
-    let client = corral_api::Client::connect_lazy_with(&cfg.server, &cfg.credentials)?;
+    // Over https:// without an identity from --kubeconfig, the node needs its own certificate
+    // first: use the one in DATA_DIR, renew it, or join with the token.
+    let joined = cfg.server.starts_with("https://") && cfg.credentials.identity.is_none();
+    let credentials = if joined {
+        join::ensure(
+            &cfg.server,
+            cfg.token.as_ref(),
+            &cfg.node_name,
+            &cfg.data_dir,
+        )
+        .await?
+        .to_credentials()
+    } else {
+        cfg.credentials.clone()
+    };
+    let client = corral_api::Client::connect_lazy_with(&cfg.server, &credentials)?;
+    if joined {
+        let reload = client.clone();
+        tokio::spawn(join::renew_forever(
+            cfg.node_name.clone(),
+            cfg.data_dir.clone(),
+            move |renewed| {
+                if let Err(e) = reload.reload_credentials(&renewed.to_credentials()) {
+                    warn!(error = %e, "loading the renewed node certificate");
+                }
+            },
+        ));
+    }
     let node_cfg = node::NodeConfig {
         name: cfg.node_name.clone(),
         ip: cfg.node_ip.clone(),

@@ -67,6 +67,13 @@ struct Args {
     /// are removed. Use once.
     #[arg(long)]
     rejoin_cluster: bool,
+    /// Join token `K10<ca-hash>::<id>.<secret>` (the control plane's DATA_DIR/agent-token, or
+    /// `corral token create`); used only when DATA_DIR has no valid node certificate.
+    #[arg(long, env = "CORRAL_TOKEN", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// File holding the join token.
+    #[arg(long, env = "CORRAL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -88,6 +95,19 @@ async fn main() -> anyhow::Result<()> {
     };
     let (server, credentials) =
         corral_api::kubeconfig::for_component(a.kubeconfig.as_deref(), a.server.as_deref())?;
+    // A token means nothing over plaintext (nothing to join): read it only for https://.
+    let token = if server.starts_with("https://") && credentials.identity.is_none() {
+        corral_agent::join::read_token(a.token.as_deref(), a.token_file.as_deref())?
+    } else {
+        None
+    };
+    if let Some(name) = Some(&node_name).filter(|_| token.is_some()) {
+        // Checked here too so a bad hostname fails before anything is sent.
+        anyhow::ensure!(
+            corral_api::rules::names::is_dns1123_subdomain(name),
+            "node name {name:?}: must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.'): choose one with --node-name"
+        );
+    }
     let cfg = corral_agent::Config {
         server,
         credentials,
@@ -117,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
         lease_every: Duration::from_secs(1),
         status_every: Duration::from_secs(10),
         rejoin_cluster: a.rejoin_cluster,
+        token,
     };
     corral_agent::run(cfg).await?;
     Ok(())

@@ -317,8 +317,6 @@ impl Config {
     /// Writes the file (mode 0600, it may hold keys and tokens) then renames it into place, so
     /// a crash never leaves half a config behind.
     pub fn save(&self, path: &Path) -> Result<(), KubeconfigError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let err = |source| KubeconfigError::Write {
             path: path.to_path_buf(),
             source,
@@ -327,17 +325,7 @@ impl Config {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let text = serde_yaml::to_string(self).expect("config always serializes");
-        let tmp = path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        crate::files::write_private(path, text.as_bytes()).map_err(err)
     }
 
     pub fn context(&self, name: &str) -> Option<&NamedContext> {

@@ -6,15 +6,18 @@
 pub mod client;
 pub mod credentials;
 pub mod decode;
+pub mod files;
 pub mod kinds;
 pub mod kubeconfig;
 pub mod object;
+pub mod pin;
 pub mod rules;
 pub mod runtime;
 pub mod selector;
 pub mod status;
-pub mod warning;
 pub mod tls;
+pub mod token;
+pub mod warning;
 
 pub use client::{Client, DeleteOptions, ListParams, WatchEvent};
 pub use credentials::Credentials;

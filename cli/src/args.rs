@@ -80,6 +80,8 @@ pub enum Command {
     Node(crate::commands::cluster::NodeCmdArgs),
     /// Import image archives onto the nodes of a local cluster.
     Image(crate::commands::cluster::ImageArgs),
+    /// Manage join (agent) and user tokens.
+    Token(crate::commands::token::TokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -540,6 +542,8 @@ pub enum ConfigAction {
     },
     /// Display the config file.
     View,
+    /// Create a user with a token and a role binding, and print its kubeconfig.
+    CreateUser(crate::commands::token::CreateUserArgs),
 }
 
 /// Parses Go-style durations: `30s`, `5m`, `1h`, `500ms`, `1m30s`, or bare seconds.

@@ -45,10 +45,14 @@ impl NodeLayout {
     pub fn containerd_config(&self) -> PathBuf {
         self.dir.join("containerd.toml")
     }
-    /// The node's kubeconfig (its `system:node:<name>` certificate), used by its agent and
-    /// proxy.
+    /// The agent's data directory.
+    pub fn agent_dir(&self) -> PathBuf {
+        self.dir.join("agent")
+    }
+    /// The node's kubeconfig (its `system:node:<name>` certificate), written by its agent when
+    /// it joins with the cluster's agent token, and used by its proxy too.
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig")
+        self.agent_dir().join("kubeconfig")
     }
 
     pub fn images_dir(&self) -> PathBuf {
@@ -262,8 +266,8 @@ pub fn node_processes(l: &Layout, node: &NodeLayout, bins: &Binaries) -> Vec<Pro
             netns: Some(node.netns.clone()),
             argv: vec![
                 bins.agent.display().to_string(),
-                "--kubeconfig".into(),
-                kubeconfig.clone(),
+                "--server".into(),
+                format!("https://{}", l.api_addr),
                 "--node-name".into(),
                 node.name.clone(),
                 "--node-ip".into(),
@@ -271,13 +275,17 @@ pub fn node_processes(l: &Layout, node: &NodeLayout, bins: &Binaries) -> Vec<Pro
                 "--containerd-socket".into(),
                 node.containerd_socket().display().to_string(),
                 "--data-dir".into(),
-                node.dir.join("agent").display().to_string(),
+                node.agent_dir().display().to_string(),
                 "--pod-cidr".into(),
                 node.pod_cidr.clone(),
                 "--images-dir".into(),
                 node.images_dir().display().to_string(),
                 "--netns-dir".into(),
                 l.run_dir.join("netns").display().to_string(),
+                // The control plane's default agent token (written before it serves): the
+                // node joins with it as a lab host does, when it has no certificate yet.
+                "--token-file".into(),
+                l.dir.join("controlplane/agent-token").display().to_string(),
             ],
             log: logs.join(format!("{}-agent.log", node.name)),
         },

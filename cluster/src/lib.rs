@@ -303,15 +303,25 @@ async fn bring_up(
         let p = process::spawn(spec)?;
         started(state, p)?;
     }
-    write_node_kubeconfigs(&l)?;
     for node in l.nodes.iter().filter(|n| !stopped.contains(&n.name)) {
         wait_for_containerd(&l, node, timeout).await?;
     }
     progress("Starting agents");
-    for node in l.nodes.iter().filter(|n| !stopped.contains(&n.name)) {
+    let up: Vec<&NodeLayout> = l
+        .nodes
+        .iter()
+        .filter(|n| !stopped.contains(&n.name))
+        .collect();
+    for node in &up {
+        let p = process::spawn(&layout::node_processes(&l, node, &opts.binaries)[1])?;
+        started(state, p)?;
+    }
+    // A node's proxy uses the credentials its agent got by joining.
+    for node in &up {
+        wait_for_kubeconfig(&l, node, timeout).await?;
         for spec in layout::node_processes(&l, node, &opts.binaries)
             .iter()
-            .skip(1)
+            .skip(2)
         {
             let p = process::spawn(spec)?;
             started(state, p)?;
@@ -327,21 +337,21 @@ async fn bring_up(
     wait_for_nodes_ready(&client, &want, &l.name, timeout).await
 }
 
-/// Each node's kubeconfig: a `system:node:<name>` certificate in `system:nodes` signed by
-/// the cluster CA its control plane made (a year; written again at every start).
-fn write_node_kubeconfigs(l: &Layout) -> Result<()> {
-    use corral_controlplane::{auth, pki};
-    let tls = layout::controlplane_dir(l).join("tls");
-    let ca = pki::Pki::load_existing(&tls)?;
-    let server = format!("https://{}", l.api_addr);
-    for node in &l.nodes {
-        let creds = ca.client_credentials(
-            &format!("{}{}", auth::NODE_PREFIX, node.name),
-            &[auth::NODES],
-            pki::LEAF_LIFETIME,
-        )?;
-        std::fs::create_dir_all(&node.dir).map_err(io_err(&node.dir))?;
-        corral_api::kubeconfig::write(&node.kubeconfig(), "corral", &server, &creds)?;
+/// Waits for the agent of `node` to have joined (its kubeconfig written).
+async fn wait_for_kubeconfig(l: &Layout, node: &NodeLayout, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !node.kubeconfig().exists() {
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                what: format!(
+                    "node {} to join (see its agent log for the reason)",
+                    node.name
+                ),
+                seconds: timeout.as_secs(),
+                cluster: l.name.clone(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
 }

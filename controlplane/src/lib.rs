@@ -14,6 +14,7 @@ use tracing::{info, warn};
 pub mod admission;
 pub mod auth;
 pub mod cluster_id;
+pub mod join;
 pub mod listener;
 pub mod pki;
 pub mod registry;
@@ -45,10 +46,12 @@ pub struct Config {
     pub tls_sans: Vec<String>,
     /// Serve plaintext only, every request as the admin (`--insecure-plaintext`).
     pub insecure_plaintext: bool,
-    /// Bearer tokens are checked by this (None: no token is accepted).
+    /// Bearer tokens are checked by this (None: the join and user tokens stored in the registry).
     pub token_authenticator: Option<Arc<dyn auth::TokenAuthenticator>>,
     /// Where the admin kubeconfig is written (default `DATA_DIR/admin.kubeconfig`).
     pub write_kubeconfig: Option<PathBuf>,
+    /// Lifetime of node certificates issued by Join and Renew (shortened by tests).
+    pub node_cert_lifetime: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             insecure_plaintext: false,
             token_authenticator: None,
             write_kubeconfig: None,
+            node_cert_lifetime: join::DEFAULT_NODE_CERT_LIFETIME,
         }
     }
 }
@@ -113,6 +117,8 @@ pub enum StartError {
     Kubeconfig(#[from] corral_api::kubeconfig::KubeconfigError),
     #[error("connecting the controllers: {0}")]
     Client(#[from] corral_api::client::Error),
+    #[error(transparent)]
+    AgentToken(#[from] auth::tokens::AgentTokenError),
 }
 
 /// A running control plane. Dropping it stops the server and the controllers.
@@ -278,17 +284,32 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         None => (Default::default(), None),
     };
-    let mode = match &pki {
-        Some(_) => auth::authn::Mode::Secure {
-            tokens: config.token_authenticator.clone(),
-            admin_kubeconfig: admin_kubeconfig
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        },
-        None => auth::authn::Mode::Insecure,
-    };
+    let mode =
+        match &pki {
+            Some(_) => auth::authn::Mode::Secure {
+                tokens: Some(config.token_authenticator.clone().unwrap_or_else(|| {
+                    Arc::new(auth::tokens::RegistryTokens::new(registry.clone()))
+                })),
+                admin_kubeconfig: admin_kubeconfig
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            },
+            None => auth::authn::Mode::Insecure,
+        };
     let server_tls = pki.as_ref().map(|p| p.server_config()).transpose()?;
+    // Join tokens: the default agent token (DATA_DIR/agent-token) names the CA's hash; the
+    // Join service signs node CSRs with the cluster CA (not served without TLS).
+    let join = match &pki {
+        Some(p) => {
+            auth::tokens::ensure_agent_token(&registry, &config.data_dir, p.ca_der()).await?;
+            Some(
+                join::JoinService::new(registry.clone(), p.clone(), config.node_cert_lifetime)
+                    .into_server(),
+            )
+        }
+        None => None,
+    };
     let tunnels = tunnel::Tunnels::default();
     let api = corral_proto::api_server::ApiServer::new(
         server::ApiService::new(registry.clone(), tunnels.clone())
@@ -306,7 +327,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(api)
-        .add_service(tunnels.service());
+        .add_service(tunnels.service())
+        .add_optional_service(join);
     let server = tokio::spawn(async move {
         let stop = async {
             let _ = shutdown_rx.await;

@@ -72,5 +72,7 @@ pub fn run(path: &Path, action: &ConfigAction, namespace: Option<&str>) -> Resul
             ))
         }
         ConfigAction::View => out(&serde_yaml::to_string(&cfg).map_err(local)?),
+        // Needs the server: dispatched with the commands that connect.
+        ConfigAction::CreateUser(_) => Err(local("config create-user needs a control plane")),
     }
 }

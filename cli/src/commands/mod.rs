@@ -16,6 +16,7 @@ mod nodes;
 mod patch;
 mod rollout;
 mod scale;
+pub mod token;
 mod version;
 mod wait;
 
@@ -81,6 +82,13 @@ fn resolve(cli: &Cli) -> Result<Resolved> {
     config::resolve(&cfg, &overrides, corral_api::kubeconfig::base_dir(&path)).map_err(local)
 }
 
+/// The cluster CA's DER for the hash in printed tokens.
+/// The cluster CA (DER) the current context trusts: printed tokens carry its hash.
+fn ca_der(cli: &Cli) -> Option<Vec<u8>> {
+    let pem = resolve(cli).ok()?.credentials.ca_pem?;
+    corral_api::pin::pem_to_der(std::str::from_utf8(&pem).ok()?)
+}
+
 fn connect(cli: &Cli) -> Result<Ctx> {
     let r = resolve(cli)?;
     let client = Client::connect_lazy_with(&r.server, &r.credentials).map_err(local)?;
@@ -96,7 +104,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     // Commands that need no server come first, so they work without one.
     match &cli.command {
         Command::Completion(a) => return version::completion(a.shell),
-        Command::Config(a) => {
+        Command::Config(a) if !matches!(a.action, crate::args::ConfigAction::CreateUser(_)) => {
             return config_cmd::run(&config_path(&cli), &a.action, cli.namespace.as_deref())
         }
         Command::ApiResources => return version::api_resources(),
@@ -111,6 +119,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         _ => {}
     }
     let ctx = connect(&cli)?;
+    let ca = matches!(cli.command, Command::Token(_) | Command::Config(_))
+        .then(|| ca_der(&cli))
+        .flatten();
     match cli.command {
         Command::Apply(a) => apply::run(&ctx, &a).await,
         Command::Get(a) => get::run(&ctx, &a).await,
@@ -134,6 +145,10 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Auth(a) => match &a.action {
             crate::args::AuthAction::CanI(c) => auth::can_i(&ctx, c).await,
         },
+        Command::Token(a) => token::run(&ctx, &a, ca).await,
+        Command::Config(crate::args::ConfigArgs {
+            action: crate::args::ConfigAction::CreateUser(a),
+        }) => token::create_user(&ctx, &a, ca).await,
         Command::Completion(_)
         | Command::Config(_)
         | Command::ApiResources

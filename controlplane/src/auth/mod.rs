@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 pub mod authn;
 pub mod authz;
+pub mod tokens;
 
 /// Group of every authenticated identity, as in Kubernetes.
 pub const AUTHENTICATED: &str = "system:authenticated";

@@ -71,6 +71,9 @@ struct Args {
     /// Where to write the admin kubeconfig (default DATA_DIR/admin.kubeconfig).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
+    /// Lifetime of node certificates in seconds (365 days; shorter only to test renewal).
+    #[arg(long, default_value_t = 365 * 86_400, hide = true)]
+    node_cert_lifetime_seconds: u64,
 }
 
 #[tokio::main]
@@ -104,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         tls_sans: args.tls_san,
         insecure_plaintext: args.insecure_plaintext,
         write_kubeconfig: args.write_kubeconfig,
+        node_cert_lifetime: Duration::from_secs(args.node_cert_lifetime_seconds),
         ..Default::default()
     };
     let running = corral_controlplane::start(config).await?;

@@ -4,8 +4,7 @@
 //! and groups, from a key made here or from a CSR (the join path).
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,27 +82,19 @@ fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
 
 /// Writes `data` to `path` with `mode`, through a temporary file renamed into place.
 pub fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(data).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    corral_api::files::write_atomic(path, data, mode).map_err(io_err(path))
 }
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-/// Validity from now minus the skew allowance to now plus `lifetime`.
+/// Validity from now minus the skew allowance to now plus `lifetime`. The allowance is at
+/// most a tenth of the lifetime: a short-lived (test) certificate backdated by minutes would be
+/// due for renewal as soon as it is issued.
 fn validity(params: &mut CertificateParams, lifetime: Duration) {
     let start = now();
-    params.not_before = start - CLOCK_SKEW;
+    params.not_before = start - CLOCK_SKEW.min(lifetime / 10);
     params.not_after = start + lifetime;
 }
 

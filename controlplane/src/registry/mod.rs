@@ -24,7 +24,7 @@ pub mod raw;
 mod read;
 mod status;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod update;
 
 pub use alloc::ServiceAllocator;

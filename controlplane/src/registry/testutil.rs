@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Registry, ServiceAllocator};
 use crate::store::sqlite::SqliteStore;
 
-pub(super) async fn registry(dir: &tempfile::TempDir) -> Registry {
+pub(crate) async fn registry(dir: &tempfile::TempDir) -> Registry {
     let store = SqliteStore::open(dir.path().join("db")).expect("store opens");
     let services = ServiceAllocator::new("10.43.0.0/16").expect("valid cidr");
     let registry = Registry::new(Arc::new(store), Default::default(), services);

@@ -90,4 +90,3 @@ pub fn forbidden_message(attrs: &Attributes, reason: &str) -> String {
     };
     format!("{what} is forbidden: {}{reason}", cannot(attrs))
 }
-
