@@ -265,12 +265,9 @@ async fn the_default_agent_token_is_written_once_and_authenticates_as_a_bootstra
         0o600
     );
     let token = corral_api::token::Token::parse(&text).unwrap();
-    assert_eq!(
-        token.ca_hash,
-        Some(corral_api::token::ca_hash(&ca.ca_der()))
-    );
+    assert_eq!(token.ca_hash, Some(corral_api::token::ca_hash(ca.ca_der())));
     // A restart keeps the token.
-    ensure_agent_token(&registry, dir.path(), &ca.ca_der())
+    ensure_agent_token(&registry, dir.path(), ca.ca_der())
         .await
         .unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
