@@ -19,7 +19,7 @@ async fn boot_with(pod_security: Defaults) -> (tempfile::TempDir, Running, Clien
     })
     .await
     .unwrap();
-    let client = Client::connect(&running.url()).await.unwrap();
+    let client = running.client().await.unwrap();
     (dir, running, client)
 }
 

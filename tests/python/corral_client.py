@@ -36,16 +36,18 @@ def call(name, fn):
 api = stub(True)
 call("version", lambda: api.Version(api_pb2.VersionRequest()).version or "-")
 call(
-    "list-namespaces",
+    "list-configmaps",
     lambda: sorted(
         json.loads(o)["metadata"]["name"]
-        for o in api.List(api_pb2.ListRequest(resource="namespaces")).items
+        for o in api.List(api_pb2.ListRequest(resource="configmaps", namespace="default")).items
     ),
 )
 call(
-    "delete-namespace",
+    "delete-configmap",
     lambda: api.Delete(
-        api_pb2.DeleteRequest(ref=api_pb2.ObjectRef(resource="namespaces", name="default"))
+        api_pb2.DeleteRequest(
+            ref=api_pb2.ObjectRef(resource="configmaps", namespace="default", name="settings")
+        )
     ),
 )
 call(

@@ -376,16 +376,22 @@ async fn a_control_plane_restarted_on_an_empty_data_dir_stops_no_container() {
         log("controlplane.log").contains("initialised a NEW cluster"),
         "the control plane says it made a new cluster"
     );
-    // For longer than a relist, the running agent touches nothing and registers nothing.
-    d.assert_kept_outside(&d.client).await;
+    // The new cluster has a new CA: the node's certificate and trust are the old cluster's,
+    // so it cannot even connect. Seen through the new cluster's admin: for longer than a
+    // relist, the running agent touches nothing and registers nothing.
+    let (server, creds) = corral_api::kubeconfig::load(&data.join("admin.kubeconfig")).unwrap();
+    let other = Client::connect_with(&server, &creds).await.unwrap();
+    d.assert_kept_outside(&other).await;
     // An agent started meanwhile (a node reboot, an upgrade) lists the new cluster's pods
     // (none): it must not remove the containers of the pods it does not know either.
     let agent = d.process("agent");
     d.kill(&agent, Signal::SIGKILL);
     d.start_process(&agent).await;
-    d.assert_kept_outside(&d.client).await;
+    d.assert_kept_outside(&other).await;
 
-    let refusals = log(&agent_log).matches("serves cluster").count();
+    let agent_log = log(&agent_log);
+    let refusals = agent_log.matches("serves cluster").count()
+        + agent_log.matches("not signed by the cluster CA").count();
     assert!(
         refusals >= 2,
         "the running and the restarted agent said why they refuse"
