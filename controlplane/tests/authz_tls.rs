@@ -126,3 +126,30 @@ async fn a_user_bound_to_view_reads_but_cannot_delete() {
     // The pod is still there.
     admin.get::<Pod>("default", "p").await.unwrap();
 }
+
+#[tokio::test]
+async fn the_agent_token_joins_but_cannot_administer_the_cluster() {
+    let (dir, running) = boot().await;
+    let token = std::fs::read_to_string(dir.path().join("agent-token")).unwrap();
+    let creds = corral_api::Credentials {
+        ca_pem: running.admin_credentials().ca_pem,
+        identity: None,
+        token: Some(token.trim().to_string()),
+    };
+    let bootstrapper = Client::connect_with(&running.url(), &creds).await.unwrap();
+    bootstrapper.version().await.unwrap();
+    let err = bootstrapper
+        .list::<Secret>("kube-system", &Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::PermissionDenied), "{err}");
+    assert!(
+        err.to_string().contains("cannot list resource \"secrets\""),
+        "{err}"
+    );
+    let err = bootstrapper
+        .create_value(&kinds::SECRETS, "default", &secret("s"), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::PermissionDenied), "{err}");
+}

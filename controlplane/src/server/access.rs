@@ -107,7 +107,7 @@ pub(super) fn restrict(
         let name = corral_api::object::name(new);
         ApiError::Forbidden {
             what: Subject::resource(info, name),
-            reason,
+            reason: reason.to_string(),
             causes: Vec::new(),
         }
         .into()

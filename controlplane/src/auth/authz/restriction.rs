@@ -36,22 +36,44 @@ fn restricted_labels(v: Option<&Value>) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Why NodeRestriction refuses a node's write, in Kubernetes' words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Restricted {
+    #[error("node {node:?} is not allowed to modify node {target:?}")]
+    OtherNode { node: String, target: String },
+    #[error("node {node:?} is not allowed to {verb} the following labels: {}", keys.join(", "))]
+    Labels {
+        node: String,
+        verb: &'static str,
+        keys: Vec<String>,
+    },
+    #[error("node {node:?} is not allowed to modify taints")]
+    Taints { node: String },
+    #[error("can only access node lease with the same name as the requesting node")]
+    OtherLease,
+    #[error(
+        "node {node:?} may only create the IngressClass {PROXY_INGRESS_CLASS:?}, not {target:?}"
+    )]
+    IngressClass { node: String, target: String },
+}
+
 /// Whether node `node` may write `new` (replacing `old`, if it exists) of kind `info` in
-/// `namespace`; the error is the reason in Kubernetes' words.
+/// `namespace`.
 pub fn admit(
     node: &str,
     info: &ResourceInfo,
     namespace: &str,
     new: &Value,
     old: Option<&Value>,
-) -> Result<(), String> {
+) -> Result<(), Restricted> {
     match (info.group, info.plural) {
         ("", "nodes") => {
             let target = name(new);
             if target != node {
-                return Err(format!(
-                    "node {node:?} is not allowed to modify node {target:?}"
-                ));
+                return Err(Restricted::OtherNode {
+                    node: node.into(),
+                    target: target.into(),
+                });
             }
             let (before, after) = (restricted_labels(old), restricted_labels(Some(new)));
             if before != after {
@@ -63,32 +85,32 @@ pub fn admit(
                     .collect();
                 keys.dedup();
                 let verb = if old.is_some() { "modify" } else { "set" };
-                return Err(format!(
-                    "node {node:?} is not allowed to {verb} the following labels: {}",
-                    keys.join(", ")
-                ));
+                return Err(Restricted::Labels {
+                    node: node.into(),
+                    verb,
+                    keys,
+                });
             }
             if let Some(old) = old {
                 if old.pointer("/spec/taints") != new.pointer("/spec/taints") {
-                    return Err(format!("node {node:?} is not allowed to modify taints"));
+                    return Err(Restricted::Taints { node: node.into() });
                 }
             }
             Ok(())
         }
         ("coordination.k8s.io", "leases") => {
             if namespace != NODE_LEASE_NAMESPACE || name(new) != node {
-                return Err(
-                    "can only access node lease with the same name as the requesting node".into(),
-                );
+                return Err(Restricted::OtherLease);
             }
             Ok(())
         }
         ("networking.k8s.io", "ingressclasses") => {
             let target = name(new);
             if target != PROXY_INGRESS_CLASS {
-                return Err(format!(
-                    "node {node:?} may only create the IngressClass {PROXY_INGRESS_CLASS:?}, not {target:?}"
-                ));
+                return Err(Restricted::IngressClass {
+                    node: node.into(),
+                    target: target.into(),
+                });
             }
             Ok(())
         }

@@ -582,7 +582,7 @@ fn node_restriction_keeps_a_node_to_its_own_node_and_lease() {
         ),
     ];
     for (info, ns, new, old, want) in cases {
-        let got = restriction::admit("n1", info, ns, &new, old.as_ref());
+        let got = restriction::admit("n1", info, ns, &new, old.as_ref()).map_err(|e| e.to_string());
         assert_eq!(
             got.as_ref().map_err(String::as_str),
             want.as_ref().map_err(|e| *e),
