@@ -1,7 +1,5 @@
 //! The typed gRPC client every Corral component and the CLI use to reach the API server.
 
-use std::time::Duration;
-
 use corral_proto as pb;
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -10,18 +8,18 @@ use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::credentials::Credentials;
 use crate::tls::{self, TlsError};
 
 use crate::kinds::{self, ResourceInfo};
 use crate::object;
 use crate::rules::limits;
 use crate::status::{ApiStatus, StatusReason};
+
+mod connect;
+pub use connect::Bearer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -208,31 +206,6 @@ impl ListParams {
 pub use pb::apply_response::Result as ApplyResult;
 pub use pb::PropagationPolicy;
 
-/// Adds `authorization: Bearer <token>` to every call when the client has a token; the token
-/// is swapped with [`Client::reload_credentials`].
-#[derive(Clone, Default)]
-pub struct Bearer(Arc<RwLock<Option<MetadataValue<Ascii>>>>);
-
-impl Bearer {
-    fn set(&self, token: Option<&str>) -> Result<()> {
-        let value = token
-            .map(|t| format!("Bearer {t}").parse::<MetadataValue<Ascii>>())
-            .transpose()
-            .map_err(|_| Error::BadToken)?;
-        *self.0.write() = value;
-        Ok(())
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = self.0.read().as_ref() {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
 /// The connection every generated client of this process's [`Client`] shares (API, agent
 /// tunnel): one HTTP/2 channel, with the bearer token added to each call.
 pub type Transport = InterceptedService<Channel, Bearer>;
@@ -286,189 +259,7 @@ fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     })
 }
 
-/// How a server address is dialed: `https://` with TLS, `http://` without.
-fn normalize(server: &str, tls: bool) -> Result<String> {
-    let url = if server.contains("://") {
-        server.to_string()
-    } else if tls {
-        format!("https://{server}")
-    } else {
-        format!("http://{server}")
-    };
-    if tls && url.starts_with("http://") {
-        return Err(Error::BadServer {
-            server: url,
-            problem: "the credentials hold a cluster CA, so the server must be https://",
-        });
-    }
-    if !tls && url.starts_with("https://") {
-        return Err(Error::BadServer {
-            server: url,
-            problem: "https:// needs the cluster CA (certificate-authority-data in the kubeconfig)",
-        });
-    }
-    Ok(url)
-}
-
-fn endpoint(server: &str) -> Result<Endpoint> {
-    Ok(Endpoint::from_shared(server.to_string())
-        .map_err(|source| Error::Connect {
-            server: server.to_string(),
-            source,
-        })?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true))
-}
-
-/// A failed eager connect in the words of its TLS error, when it was one.
-fn connect_error(server: &str, source: tonic::transport::Error) -> Error {
-    match tls::find_tls_error(&source) {
-        Some(t) => Error::Tls {
-            server: server.to_string(),
-            source: Box::new(t.clone()),
-        },
-        None => Error::Connect {
-            server: server.to_string(),
-            source,
-        },
-    }
-}
-
 impl Client {
-    /// Connects to `http://HOST:PORT` (a bare `HOST:PORT` is accepted too), without TLS or
-    /// credentials: only a control plane started with `--insecure-plaintext` answers.
-    pub async fn connect(server: &str) -> Result<Self> {
-        Self::connect_with(server, &Credentials::default()).await
-    }
-
-    /// A plaintext client whose connection is made on first use and re-made after failures.
-    pub fn connect_lazy(server: &str) -> Result<Self> {
-        Self::connect_lazy_with(server, &Credentials::default())
-    }
-
-    /// Connects with `creds`: TLS verifying the server against `creds.ca_pem` when it is
-    /// set (`https://`), the client certificate when there is one, the bearer token on every
-    /// call when there is one.
-    pub async fn connect_with(server: &str, creds: &Credentials) -> Result<Self> {
-        Self::build(server, creds, "the client's credentials", false).await
-    }
-
-    /// As [`Client::connect_with`], connecting on first use and again after failures.
-    pub fn connect_lazy_with(server: &str, creds: &Credentials) -> Result<Self> {
-        Self::build_lazy(server, creds, "the client's credentials")
-    }
-
-    /// Connects with the current context of the kubeconfig at `path` (`server` overrides
-    /// its address when given).
-    pub fn connect_kubeconfig_lazy(path: &std::path::Path, server: Option<&str>) -> Result<Self> {
-        let (file_server, creds) =
-            crate::kubeconfig::load(path).map_err(|e| Error::Kubeconfig(Box::new(e)))?;
-        let server = server.filter(|s| !s.is_empty()).unwrap_or(&file_server);
-        Self::build_lazy(server, &creds, &format!("kubeconfig {}", path.display()))
-    }
-
-    /// As [`Client::connect_with`]; errors name `ca_source` as where the CA came from.
-    pub async fn connect_with_source(
-        server: &str,
-        creds: &Credentials,
-        ca_source: &str,
-    ) -> Result<Self> {
-        Self::build(server, creds, ca_source, false).await
-    }
-
-    async fn build(server: &str, creds: &Credentials, src: &str, lazy: bool) -> Result<Self> {
-        if lazy {
-            return Self::build_lazy(server, creds, src);
-        }
-        let (endpoint, server, slot) = Self::prepare(server, creds, src)?;
-        let channel = match &slot {
-            Some(slot) => endpoint
-                .connect_with_connector(tls::Connector::new(slot.clone(), src))
-                .await
-                .map_err(|e| connect_error(&server, e))?,
-            None => endpoint
-                .connect()
-                .await
-                .map_err(|e| connect_error(&server, e))?,
-        };
-        Self::from_channel(channel, server, creds, slot, src)
-    }
-
-    fn build_lazy(server: &str, creds: &Credentials, src: &str) -> Result<Self> {
-        let (endpoint, server, slot) = Self::prepare(server, creds, src)?;
-        let channel = match &slot {
-            Some(slot) => {
-                endpoint.connect_with_connector_lazy(tls::Connector::new(slot.clone(), src))
-            }
-            None => endpoint.connect_lazy(),
-        };
-        Self::from_channel(channel, server, creds, slot, src)
-    }
-
-    fn prepare(
-        server: &str,
-        creds: &Credentials,
-        src: &str,
-    ) -> Result<(Endpoint, String, Option<tls::ConfigSlot>)> {
-        let secure = creds.ca_pem.is_some();
-        let server = normalize(server, secure)?;
-        let endpoint = endpoint(&server)?;
-        let slot = if secure {
-            let config = tls::client_config(creds, src).map_err(|source| Error::Tls {
-                server: server.clone(),
-                source: Box::new(source),
-            })?;
-            Some(Arc::new(RwLock::new(config)))
-        } else {
-            None
-        };
-        Ok((endpoint, server, slot))
-    }
-
-    fn from_channel(
-        channel: Channel,
-        server: String,
-        creds: &Credentials,
-        tls: Option<tls::ConfigSlot>,
-        src: &str,
-    ) -> Result<Self> {
-        let bearer = Bearer::default();
-        bearer.set(creds.token.as_deref())?;
-        let transport = InterceptedService::new(channel, bearer.clone());
-        let api = pb::api_client::ApiClient::new(transport.clone())
-            .max_decoding_message_size(limits::MAX_RESPONSE_MESSAGE)
-            .max_encoding_message_size(limits::MAX_REQUEST_MESSAGE);
-        Ok(Self {
-            api,
-            transport,
-            server,
-            bearer,
-            tls,
-            ca_source: src.into(),
-        })
-    }
-
-    /// Swaps the credentials new connections use (after a certificate renewal) and the token
-    /// every call sends; open connections keep their handshake.
-    pub fn reload_credentials(&self, creds: &Credentials) -> Result<()> {
-        if let Some(slot) = &self.tls {
-            let config =
-                tls::client_config(creds, &self.ca_source).map_err(|source| Error::Tls {
-                    server: self.server.clone(),
-                    source: Box::new(source),
-                })?;
-            *slot.write() = config;
-        }
-        self.bearer.set(creds.token.as_deref())
-    }
-
-    /// The shared connection, for other generated clients (the agent tunnel).
-    pub fn transport(&self) -> Transport {
-        self.transport.clone()
-    }
-
     pub fn server(&self) -> &str {
         &self.server
     }
