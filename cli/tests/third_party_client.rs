@@ -48,6 +48,17 @@ async fn python_grpcio_stubs_connect_with_the_ca_and_a_view_users_token() {
         ])
         .await;
     out.ok();
+    // kubectl's columns for the binding create-user made.
+    let bindings = c.corral(&["get", "rolebindings", "-o", "wide"]).await;
+    let line = bindings
+        .ok()
+        .lines()
+        .find(|l| l.contains("alice"))
+        .unwrap_or_else(|| panic!("no binding for alice: {bindings:?}"))
+        .to_string();
+    let cells = common::cells(&line);
+    assert_eq!(cells[1], "ClusterRole/view", "{line}");
+    assert_eq!(cells[3], "alice", "{line}");
     let (server, creds) = corral_api::kubeconfig::load(&kubeconfig).unwrap();
     let target = server.strip_prefix("https://").expect("an https:// server");
     let ca_file = c.home().join("ca.crt");

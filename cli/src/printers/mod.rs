@@ -7,6 +7,7 @@ pub mod format;
 pub mod network;
 pub mod output;
 pub mod pods;
+pub mod rbac;
 pub mod table;
 pub mod workloads;
 
@@ -76,6 +77,7 @@ macro_rules! row_fn {
 fn printer_for(info: &ResourceInfo) -> (&'static [&'static str], &'static [&'static str], RowFn) {
     use corral_api::k8s::api::{
         apps::v1 as apps, coordination::v1 as coord, core::v1 as core, networking::v1 as net,
+        rbac::v1 as rbac_v1,
     };
     match info.plural {
         "pods" => (pods::HEADERS, pods::WIDE, row_fn!(core::Pod, pods::row)),
@@ -163,6 +165,26 @@ fn printer_for(info: &ResourceInfo) -> (&'static [&'static str], &'static [&'sta
             cluster::SECRET_HEADERS,
             &[],
             row_fn!(core::Secret, cluster::secret_row),
+        ),
+        "roles" => (
+            rbac::ROLE_HEADERS,
+            &[],
+            row_fn!(rbac_v1::Role, rbac::role_row),
+        ),
+        "clusterroles" => (
+            rbac::ROLE_HEADERS,
+            &[],
+            row_fn!(rbac_v1::ClusterRole, rbac::cluster_role_row),
+        ),
+        "rolebindings" => (
+            rbac::BINDING_HEADERS,
+            rbac::BINDING_WIDE,
+            row_fn!(rbac_v1::RoleBinding, rbac::role_binding_row),
+        ),
+        "clusterrolebindings" => (
+            rbac::BINDING_HEADERS,
+            rbac::BINDING_WIDE,
+            row_fn!(rbac_v1::ClusterRoleBinding, rbac::cluster_role_binding_row),
         ),
         _ => (&["NAME", "AGE"], &[], generic_row),
     }
