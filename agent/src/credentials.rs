@@ -5,9 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use serde_json::json;
-
 pub const KUBECONFIG: &str = "kubeconfig";
 
 #[derive(Debug, thiserror::Error)]
@@ -60,23 +57,8 @@ impl NodeCredentials {
 
     /// The kubeconfig (`corral_api::kubeconfig::load` and kubectl read it).
     pub fn kubeconfig(&self, node_name: &str) -> String {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let user = format!("system:node:{node_name}");
-        let doc = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "corral", "cluster": {
-                "server": self.server,
-                "certificate-authority-data": b64(&self.ca_pem),
-            }}],
-            "users": [{"name": user, "user": {
-                "client-certificate-data": b64(&self.cert_pem),
-                "client-key-data": b64(&self.key_pem),
-            }}],
-            "contexts": [{"name": "corral", "context": {"cluster": "corral", "user": user}}],
-            "current-context": "corral",
-        });
-        serde_yaml::to_string(&doc).expect("JSON values serialize to YAML")
+        let name = format!("system:node:{node_name}");
+        corral_api::kubeconfig::inline(&name, &self.server, &self.to_credentials(), None).to_yaml()
     }
 }
 

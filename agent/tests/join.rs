@@ -99,6 +99,25 @@ async fn recording_tls_server() -> Recorder {
     let mut config = config;
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    recording_server(Some(acceptor)).await
+}
+
+fn rustls_pemfile_certs(chain: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A plain TCP server that records every byte it receives.
+async fn recording_tcp_server() -> Recorder {
+    recording_server(None).await
+}
+
+/// Records every byte each connection sends (after a TLS handshake when `tls` is given),
+/// answering nothing; a plain connection idle for 500 ms is done (a client waiting for a
+/// ServerHello would wait forever).
+async fn recording_server(tls: Option<tokio_rustls::TlsAcceptor>) -> Recorder {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = format!(
         "https://127.0.0.1:{}",
@@ -112,19 +131,16 @@ async fn recording_tls_server() -> Recorder {
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
-            let acceptor = acceptor.clone();
+            let tls = tls.clone();
             let (rec, finished) = (rec.clone(), finished.clone());
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    finished.fetch_add(1, Ordering::SeqCst);
-                    return;
-                };
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = tls.read(&mut buf).await {
-                    if n == 0 {
-                        break;
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(tcp).await {
+                            record(stream, &rec, None).await;
+                        }
                     }
-                    rec.lock().extend_from_slice(&buf[..n]);
+                    None => record(tcp, &rec, Some(Duration::from_millis(500))).await,
                 }
                 finished.fetch_add(1, Ordering::SeqCst);
             });
@@ -133,45 +149,30 @@ async fn recording_tls_server() -> Recorder {
     recorder
 }
 
-fn rustls_pemfile_certs(chain: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
-        .map(Result::unwrap)
-        .collect()
-}
-
-/// A plain TCP server that records every byte it receives.
-async fn recording_tcp_server() -> Recorder {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
-    let recorder = Recorder {
-        server,
-        ..Default::default()
-    };
-    let (rec, finished) = (recorder.bytes.clone(), recorder.finished.clone());
-    tokio::spawn(async move {
-        loop {
-            let (mut tcp, _) = listener.accept().await.unwrap();
-            let (rec, finished) = (rec.clone(), finished.clone());
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                // Answer nothing: a client that waits for a ServerHello times out or gives up.
-                while let Ok(Ok(n)) =
-                    tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await
-                {
-                    if n == 0 {
-                        break;
-                    }
-                    rec.lock().extend_from_slice(&buf[..n]);
-                }
-                finished.fetch_add(1, Ordering::SeqCst);
-            });
+/// Appends what `stream` sends to `rec` until it ends (or is idle for `idle`).
+async fn record(
+    mut stream: impl tokio::io::AsyncRead + Unpin,
+    rec: &Mutex<Vec<u8>>,
+    idle: Option<Duration>,
+) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut buf);
+        let n = match idle {
+            Some(idle) => match tokio::time::timeout(idle, read).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            },
+            None => match read.await {
+                Ok(n) => n,
+                Err(_) => return,
+            },
+        };
+        if n == 0 {
+            return;
         }
-    });
-    recorder
+        rec.lock().extend_from_slice(&buf[..n]);
+    }
 }
 
 #[derive(Default)]

@@ -233,11 +233,17 @@ pub fn write(
     server: &str,
     creds: &Credentials,
 ) -> Result<(), KubeconfigError> {
+    inline(name, server, creds, None).save(path)
+}
+
+/// A kubeconfig of one context `name` (cluster, user and context all called `name`) holding
+/// `creds` inline, with `namespace` as the context's default if given.
+pub fn inline(name: &str, server: &str, creds: &Credentials, namespace: Option<&str>) -> Config {
     let mut cfg = Config::empty();
     cfg.set_inline_credentials(name, server, creds);
-    cfg.set_context(name, Some(name), Some(name), None);
+    cfg.set_context(name, Some(name), Some(name), namespace);
     cfg.current_context = name.to_string();
-    cfg.save(path)
+    cfg
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -324,8 +330,12 @@ impl Config {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let text = serde_yaml::to_string(self).expect("config always serializes");
-        crate::files::write_private(path, text.as_bytes()).map_err(err)
+        crate::files::write_private(path, self.to_yaml().as_bytes()).map_err(err)
+    }
+
+    /// The file's text.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("config always serializes")
     }
 
     pub fn context(&self, name: &str) -> Option<&NamedContext> {

@@ -6,7 +6,7 @@
 //! a client keeps one connection (one TLS handshake however many requests it makes).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use corral_api::{kinds, Client, ListParams};
 use corral_controlplane::{start, Config};
@@ -92,7 +92,6 @@ async fn round(tls: bool, round: usize) -> Figures {
     let handshakes = corral_api::tls::handshakes() - before;
     drop(client);
     running.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     Figures {
         writes_per_sec,
         get_p50_us: h.value_at_quantile(0.5),

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use base64::Engine;
 use clap::{Args, Subcommand};
 use corral_api::client::{DeleteOptions, ListParams};
 use corral_api::kinds;
@@ -194,20 +193,12 @@ pub fn user_kubeconfig(
     token: &str,
     namespace: &str,
 ) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let mut cluster = json!({"server": server});
-    if let Some(ca) = ca_pem {
-        cluster["certificate-authority-data"] = json!(b64(ca));
-    }
-    let doc = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "corral", "cluster": cluster}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": user, "context": {"cluster": "corral", "user": user, "namespace": namespace}}],
-        "current-context": user,
-    });
-    serde_yaml::to_string(&doc).expect("JSON values serialize to YAML")
+    let creds = corral_api::Credentials {
+        ca_pem: ca_pem.map(|c| c.as_bytes().to_vec()),
+        identity: None,
+        token: Some(token.to_string()),
+    };
+    corral_api::kubeconfig::inline(user, server, &creds, Some(namespace)).to_yaml()
 }
 
 pub async fn create_user(ctx: &Ctx, a: &CreateUserArgs, ca_der: Option<Vec<u8>>) -> Result<()> {
