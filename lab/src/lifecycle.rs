@@ -32,7 +32,7 @@ impl LabInfo {
         match self.running {
             0 => "stopped".into(),
             n if n == self.machines => "running".into(),
-            n => format!("degraded ({n}/{} running)", self.machines),
+            n => format!("partial ({n}/{} running)", self.machines),
         }
     }
 }

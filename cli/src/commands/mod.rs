@@ -10,6 +10,7 @@ mod create_data;
 mod delete;
 mod describe;
 mod get;
+mod lab;
 mod label;
 mod logs;
 mod nodes;
@@ -111,6 +112,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Cluster(a) => return cluster::run(&config_path(&cli), a).await,
         Command::Node(a) => return cluster::node(a).await,
         Command::Image(a) => return cluster::image(a).await,
+        Command::Lab(a) => return lab::run(a).await,
         Command::Create(crate::args::CreateArgs { what: Some(w), .. })
             if create::is_client_dry_run(w) =>
         {
@@ -154,7 +156,8 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         | Command::ApiResources
         | Command::Cluster(_)
         | Command::Node(_)
-        | Command::Image(_) => Ok(()),
+        | Command::Image(_)
+        | Command::Lab(_) => Ok(()),
     }
 }
 

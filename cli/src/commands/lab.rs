@@ -1,0 +1,165 @@
+//! `corral lab create|list|delete|exec|poweroff|boot`: machines booting real systemd on this
+//! host that run the installer as real hosts do (crate `corral-lab`). Thin: parsing, progress
+//! lines and the final words are here, the work is in the crate.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use corral_lab::{CreateRequest, Options};
+
+use crate::args::{LabAction, LabArgs};
+use crate::error::{local, Result};
+
+fn options(bin_dir: Option<&Path>) -> Options {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("corral"));
+    let mut opts = Options::beside(&exe);
+    if let Some(dir) = bin_dir {
+        opts.bin_dir = dir.to_path_buf();
+    }
+    if let Ok(base) = std::env::var("CORRAL_LAB_DIR") {
+        opts.base = PathBuf::from(base);
+    }
+    opts
+}
+
+fn progress(msg: &str) {
+    eprintln!("INFO {msg}");
+}
+
+/// The `.tar` archives of `dir`, sorted.
+fn archives(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut tars: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| local(format!("reading image directory {}: {e}", dir.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|f| f.extension().is_some_and(|x| x == "tar"))
+        .collect();
+    tars.sort();
+    Ok(tars)
+}
+
+pub async fn run(args: &LabArgs) -> Result<()> {
+    match &args.action {
+        LabAction::Create {
+            name,
+            machines,
+            images,
+            bin_dir,
+            no_install,
+            timeout,
+        } => {
+            let opts = options(bin_dir.as_deref());
+            let started = Instant::now();
+            let req = CreateRequest {
+                name: name.clone(),
+                machines: *machines,
+                images: images
+                    .as_deref()
+                    .map(archives)
+                    .transpose()?
+                    .unwrap_or_default(),
+                install: !no_install,
+                timeout: Duration::from_secs(*timeout),
+            };
+            let state = match corral_lab::create(&opts, &req, &progress).await {
+                Ok(s) => s,
+                Err(e) => {
+                    return Err(local(format!(
+                        "{e}\n(what was made is kept for a look; remove it with `corral lab delete {name}`)"
+                    )))
+                }
+            };
+            let l = &state.layout;
+            let names: Vec<&str> = l.machines.iter().map(|m| m.name.as_str()).collect();
+            println!(
+                "Lab '{name}' created in {:.1}s: {} machines ({}) on {} ({})",
+                started.elapsed().as_secs_f64(),
+                names.len(),
+                names.join(", "),
+                l.bridge,
+                l.subnet
+            );
+            if req.install {
+                println!(
+                    "You can now use it like this:\n  CORRAL_CONFIG={} corral get nodes -o wide",
+                    l.kubeconfig().display()
+                );
+            } else {
+                println!(
+                    "No installer run (--no-install). Try:\n  corral lab exec {} -- systemctl status",
+                    names[0]
+                );
+            }
+            Ok(())
+        }
+        LabAction::List => {
+            let rows: Vec<Vec<String>> = corral_lab::list(&options(None))
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.name.clone(),
+                        i.machines.to_string(),
+                        i.state(),
+                        i.bridge.clone(),
+                        i.server.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["NAME", "MACHINES", "STATE", "BRIDGE", "SERVER"], &rows);
+            Ok(())
+        }
+        LabAction::Delete { name } => {
+            let t = Instant::now();
+            corral_lab::delete(&options(None), name, &progress)
+                .await
+                .map_err(local)?;
+            println!("Lab '{name}' deleted in {:.1}s", t.elapsed().as_secs_f64());
+            Ok(())
+        }
+        LabAction::Exec { machine, command } => {
+            let code = corral_lab::exec(&options(None), machine, command).map_err(local)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        LabAction::Poweroff { machine } => {
+            let took = corral_lab::poweroff(&options(None), machine)
+                .await
+                .map_err(local)?;
+            println!(
+                "machine/{machine} powered off in {:.1}s",
+                took.as_secs_f64()
+            );
+            Ok(())
+        }
+        LabAction::Boot { machine } => {
+            let took = corral_lab::boot(&options(None), machine)
+                .await
+                .map_err(local)?;
+            println!("machine/{machine} booted in {:.1}s", took.as_secs_f64());
+            Ok(())
+        }
+    }
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", parts.join("   ").trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
