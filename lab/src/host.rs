@@ -211,3 +211,34 @@ async fn remove_tree(dir: &Path) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// What systemd-nspawn leaves on the host when its machine is killed rather than powered off:
+/// `/run/systemd/nspawn/propagate/<machine>`.
+pub fn remove_nspawn_leftovers(machine: &str) {
+    let dir = Path::new(NSPAWN_RUN).join("propagate").join(machine);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            warn!(dir = %dir.display(), error = %e, "cannot remove nspawn's propagation dir");
+        }
+    }
+}
+
+const NSPAWN_RUN: &str = "/run/systemd/nspawn";
+
+/// nspawn's lock on the shared rootfs (`locks/inode-DEV:INO`) once no machine uses it, and
+/// nspawn's run directories if they are empty.
+pub fn remove_rootfs_lock(rootfs: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(rootfs) {
+        let lock = Path::new(NSPAWN_RUN).join("locks").join(format!(
+            "inode-{}:{}",
+            meta.dev(),
+            meta.ino()
+        ));
+        let _ = std::fs::remove_file(lock);
+    }
+    for dir in ["propagate", "locks", ""] {
+        // Only empty ones go: another nspawn user may keep its own there.
+        let _ = std::fs::remove_dir(Path::new(NSPAWN_RUN).join(dir));
+    }
+}

@@ -152,7 +152,13 @@ pub fn which(bin: &str) -> Option<PathBuf> {
 pub fn rootfs(base: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(base).map_err(io_err(base))?;
     let script = base.join("lab-rootfs.sh");
-    std::fs::write(&script, ROOTFS_SCRIPT).map_err(io_err(&script))?;
+    // Replaced whole (never rewritten in place): another `corral lab` may be running it, and
+    // a half-written copy would hash to another cache key.
+    if std::fs::read_to_string(&script).ok().as_deref() != Some(ROOTFS_SCRIPT) {
+        let tmp = base.join(format!(".lab-rootfs.sh.{}", std::process::id()));
+        std::fs::write(&tmp, ROOTFS_SCRIPT).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &script).map_err(io_err(&script))?;
+    }
     let out = std::process::Command::new("bash")
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
@@ -173,7 +179,8 @@ pub fn rootfs(base: &Path) -> Result<PathBuf> {
 
 mod lifecycle;
 pub use lifecycle::{
-    boot, create, delete, exec, exec_output, find_machine, layout_of, list, poweroff, LabInfo,
+    boot, create, delete, exec, exec_output, find_machine, install_lab, layout_of, list, poweroff,
+    LabInfo,
 };
 
 /// Seconds since `t`, for progress lines.

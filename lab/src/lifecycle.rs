@@ -164,6 +164,26 @@ pub async fn create(
     Ok(st)
 }
 
+/// Runs the installer on a lab created with `install: false` (machines booted): a server on
+/// machine 0, agents on the others, then waits for every node to be Ready.
+pub async fn install_lab(
+    opts: &Options,
+    name: &str,
+    timeout: Duration,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<State> {
+    require_host()?;
+    let mut st = State::load(&opts.base, name)?.ok_or_else(|| Error::NotFound(name.into()))?;
+    let mut leaders = Vec::new();
+    for m in &st.layout.machines {
+        let (pid, _) =
+            running_pid(&st, &m.name).ok_or_else(|| Error::PoweredOff(m.name.clone()))?;
+        leaders.push(machine::leader(pid).ok_or_else(|| Error::PoweredOff(m.name.clone()))?);
+    }
+    install_all(&mut st, &leaders, timeout, progress).await?;
+    Ok(st)
+}
+
 async fn install_all(
     st: &mut State,
     leaders: &[i32],
@@ -239,6 +259,7 @@ pub async fn delete(opts: &Options, name: &str, progress: &(dyn Fn(&str) + Sync)
     }
     for ms in &st.machines {
         wait_gone(ms.pid, ms.start_time).await?;
+        host::remove_nspawn_leftovers(&ms.name);
     }
     progress(&format!("Removing bridge {}", l.bridge));
     host::remove_bridge(l)?;
@@ -249,6 +270,14 @@ pub async fn delete(opts: &Options, name: &str, progress: &(dyn Fn(&str) + Sync)
             .filter(|s| s.layout.name != name)
             .count();
         let file = blackholes_file(&opts.base);
+        let machines_left = state::list(&opts.base)
+            .iter()
+            .filter(|s| s.layout.name != name)
+            .flat_map(|s| s.machines.iter())
+            .any(|m| machine::alive(m.pid, m.start_time));
+        if !machines_left {
+            host::remove_rootfs_lock(&st.rootfs);
+        }
         if others == 0 && file.exists() {
             let text = std::fs::read_to_string(&file).unwrap_or_default();
             let added: Vec<String> = text.lines().map(str::to_string).collect();

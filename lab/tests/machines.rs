@@ -110,6 +110,8 @@ fn assert_nothing_left(opts: &Options, state: &State) {
             "cgroups of {} left",
             ms.name
         );
+        let propagate = Path::new("/run/systemd/nspawn/propagate").join(&ms.name);
+        assert!(!propagate.exists(), "{} left", propagate.display());
         let procs = processes_mentioning(&format!("--machine={}", ms.name));
         assert!(procs.is_empty(), "processes of {} left: {procs:?}", ms.name);
     }
