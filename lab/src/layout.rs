@@ -15,7 +15,9 @@ pub const MAX_MACHINES: usize = 32;
 pub const API_PORT: u16 = 7443;
 /// Where the binaries directory is bound, read-only, inside every machine.
 pub const BIN_MOUNT: &str = "/opt/corral/bin";
-/// Where the embedded installer is bound inside every machine.
+/// Where the embedded scripts (installer, killall, uninstall, host-state) are bound.
+pub const SCRIPTS_MOUNT: &str = "/opt/corral";
+/// The installer inside every machine.
 pub const INSTALL_MOUNT: &str = "/opt/corral/install.sh";
 /// Inside a machine: where the installer puts the admin kubeconfig and a server's agent token.
 pub const ADMIN_KUBECONFIG: &str = "etc/corral/admin.kubeconfig";
@@ -75,9 +77,10 @@ impl Layout {
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("admin.kubeconfig")
     }
-    /// The embedded installer, written here and bound into every machine.
-    pub fn install_script(&self) -> PathBuf {
-        self.dir.join("install.sh")
+    /// The embedded scripts, written here and bound into every machine at /opt/corral (with
+    /// an empty `bin/` as the mount point of the binaries).
+    pub fn scripts_dir(&self) -> PathBuf {
+        self.dir.join("opt")
     }
     pub fn state_file(&self) -> PathBuf {
         self.dir.join("state.json")
@@ -185,14 +188,8 @@ pub fn first_boot_files(m: &MachineLayout, machine_id: &str) -> Vec<(&'static st
 
 /// The systemd-nspawn command line booting machine `m` (machine-hosts.md): no machined
 /// registration, all capabilities, the keyring syscalls runc needs, an overlay over the
-/// shared rootfs, the lab bridge, the binaries and the installer bound read-only.
-pub fn nspawn_argv(
-    l: &Layout,
-    m: &MachineLayout,
-    rootfs: &Path,
-    bin_dir: &Path,
-    install_script: &Path,
-) -> Vec<String> {
+/// shared rootfs, the lab bridge, the scripts and the binaries bound read-only.
+pub fn nspawn_argv(l: &Layout, m: &MachineLayout, rootfs: &Path, bin_dir: &Path) -> Vec<String> {
     let rootfs = rootfs.display().to_string();
     vec![
         "systemd-nspawn".into(),
@@ -206,8 +203,9 @@ pub fn nspawn_argv(
         format!("--overlay={rootfs}:{}:/", m.upper().display()),
         format!("--machine={}", m.name),
         format!("--network-bridge={}", l.bridge),
+        // The parent first: the binaries are bound on its empty bin/.
+        format!("--bind-ro={}:{SCRIPTS_MOUNT}", l.scripts_dir().display()),
         format!("--bind-ro={}:{BIN_MOUNT}", bin_dir.display()),
-        format!("--bind-ro={}:{INSTALL_MOUNT}", install_script.display()),
         "--boot".into(),
     ]
 }

@@ -17,8 +17,15 @@ pub use state::State;
 
 /// Builds (once, cached) the Debian rootfs and prints its path. Its hash is the cache key.
 pub const ROOTFS_SCRIPT: &str = include_str!("../../scripts/lab-rootfs.sh");
-/// The installer, bound into every machine at /opt/corral/install.sh.
-pub const INSTALL_SCRIPT: &str = include_str!("../../scripts/install.sh");
+/// The installer and the scripts it installs beside the binaries, plus the host snapshot the
+/// uninstall tests diff: written to the lab's `opt/` and bound into every machine at
+/// /opt/corral (`bash /opt/corral/install.sh server`, as a user runs it from a checkout).
+pub const SCRIPTS: [(&str, &str); 4] = [
+    ("install.sh", include_str!("../../scripts/install.sh")),
+    ("killall.sh", include_str!("../../scripts/killall.sh")),
+    ("uninstall.sh", include_str!("../../scripts/uninstall.sh")),
+    ("host-state.sh", include_str!("../../scripts/host-state.sh")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

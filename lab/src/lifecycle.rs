@@ -91,6 +91,20 @@ fn start_machine(st: &mut State, m: &MachineLayout, images: &[PathBuf]) -> Resul
     Ok((pid, start))
 }
 
+/// The embedded scripts, executable, and the empty mount point of the binaries.
+fn write_scripts(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).map_err(io_err(&bin))?;
+    for (name, text) in crate::SCRIPTS {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(io_err(&path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err(&path))?;
+    }
+    Ok(())
+}
+
 /// The blackholes added by labs, remembered across labs (the last lab removes them).
 fn blackholes_file(base: &Path) -> PathBuf {
     base.join("blackholes-added")
@@ -129,8 +143,7 @@ pub async fn create(
         let index = layout::free_index(&used)?;
         let l = layout::layout(&req.name, index, req.machines, &opts.base)?;
         std::fs::create_dir_all(&l.dir).map_err(io_err(&l.dir))?;
-        let script = l.install_script();
-        std::fs::write(&script, crate::INSTALL_SCRIPT).map_err(io_err(&script))?;
+        write_scripts(&l.scripts_dir())?;
         let st = State::new(l, rootfs, opts.bin_dir.clone());
         st.save()?;
         let added = host::ensure_blackholes()?;

@@ -56,7 +56,7 @@ pub fn spawn(
     bin_dir: &Path,
     cgroups: &[PathBuf],
 ) -> Result<(i32, u64), Error> {
-    let argv = layout::nspawn_argv(l, m, rootfs, bin_dir, &l.install_script());
+    let argv = layout::nspawn_argv(l, m, rootfs, bin_dir);
     // The shell moves itself into every cgroup of the machine, then starts nspawn in the
     // background so that nspawn inherits them and is reparented when the shell exits.
     let script = r#"n=$1; shift

@@ -9,7 +9,6 @@
 //! on the lab branch scripts/install.sh is a placeholder that fails. Run with `--ignored`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -497,16 +496,10 @@ async fn an_agent_with_a_wrong_token_fails_clearly_and_creates_no_node() {
     }
 }
 
-/// The machine's state as `scripts/host-state.sh` prints it (processes, mounts, netns, links,
-/// routes, files, iptables rules; normalised).
+/// The machine's state as `scripts/host-state.sh` (bound at /opt/corral) prints it:
+/// processes, mounts, netns, links, routes, files, iptables rules; normalised.
 fn host_state(lab: &Lab, i: usize) -> String {
-    let path: PathBuf = workspace_dir().join("scripts/host-state.sh");
-    let script = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (written by the install helper)", path.display()));
-    let out = corral_lab::exec_output(&lab.opts, &lab.machine(i).name, &["bash", "-c", &script])
-        .expect("host-state.sh");
-    assert!(out.status.success(), "host-state.sh failed on machine {i}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    lab.ok(i, "bash /opt/corral/host-state.sh")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,7 +131,6 @@ fn nspawn_boots_an_overlay_on_the_bridge_with_binaries_and_installer_bound() {
         &l.machines[0],
         Path::new("/cache/rootfs"),
         Path::new("/build/bin"),
-        Path::new("/b/demo/install.sh"),
     );
     for want in [
         "--register=no",
@@ -141,8 +140,8 @@ fn nspawn_boots_an_overlay_on_the_bridge_with_binaries_and_installer_bound() {
         "--overlay=/cache/rootfs:/b/demo/demo-0/upper:/",
         "--machine=demo-0",
         "--network-bridge=crlab2",
+        "--bind-ro=/b/demo/opt:/opt/corral",
         "--bind-ro=/build/bin:/opt/corral/bin",
-        "--bind-ro=/b/demo/install.sh:/opt/corral/install.sh",
         "--boot",
     ] {
         assert!(
@@ -151,6 +150,18 @@ fn nspawn_boots_an_overlay_on_the_bridge_with_binaries_and_installer_bound() {
         );
     }
     assert_eq!(argv[0], "systemd-nspawn");
+    let scripts = argv
+        .iter()
+        .position(|a| a.ends_with(":/opt/corral"))
+        .unwrap();
+    let bins = argv
+        .iter()
+        .position(|a| a.ends_with(":/opt/corral/bin"))
+        .unwrap();
+    assert!(
+        scripts < bins,
+        "the binaries are bound inside the scripts dir"
+    );
 }
 
 #[test]
