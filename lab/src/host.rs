@@ -39,6 +39,15 @@ pub fn link_exists(name: &str) -> bool {
     run(&["ip", "link", "show", "dev", name]).is_ok()
 }
 
+/// The names of the host's links (one `ip` call).
+pub fn links() -> Result<Vec<String>, Error> {
+    Ok(run(&["ip", "-o", "link", "show"])?
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+        .collect())
+}
+
 /// The lab bridge with 10.77.<k>.1/24, up.
 pub fn ensure_bridge(l: &Layout) -> Result<(), Error> {
     if !link_exists(&l.bridge) {

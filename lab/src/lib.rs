@@ -75,6 +75,14 @@ pub enum Error {
     },
     #[error("timed out after {seconds}s waiting for {what}")]
     Timeout { what: String, seconds: u64 },
+    #[error("binaries directory {0} does not exist (give one with --bin-dir)")]
+    BinDir(PathBuf),
+    #[error("an installer task of lab {lab}: {source}")]
+    Task {
+        lab: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("left behind: {what}")]
     Lingering { what: String },
     #[error("lab credentials: {0}")]

@@ -121,10 +121,7 @@ pub async fn create(
         return Err(Error::Exists(req.name.clone()));
     }
     if !opts.bin_dir.is_dir() {
-        return Err(Error::Io {
-            path: opts.bin_dir.display().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "binaries dir not found"),
-        });
+        return Err(Error::BinDir(opts.bin_dir.clone()));
     }
     let started = Instant::now();
     progress("Preparing the machines' rootfs (built once, then cached)");
@@ -139,7 +136,12 @@ pub async fn create(
             .map(|s| s.layout.index)
             .collect();
         // A bridge left by something else keeps its index out of use.
-        used.extend((0..layout::MAX_LABS).filter(|k| host::link_exists(&format!("crlab{k}"))));
+        let links = host::links()?;
+        used.extend(
+            links
+                .iter()
+                .filter_map(|n| n.strip_prefix("crlab")?.parse::<u8>().ok()),
+        );
         let index = layout::free_index(&used)?;
         let l = layout::layout(&req.name, index, req.machines, &opts.base)?;
         std::fs::create_dir_all(&l.dir).map_err(io_err(&l.dir))?;
@@ -227,8 +229,9 @@ async fn install_all(
         });
     }
     while let Some(res) = joins.join_next().await {
-        res.map_err(|e| Error::Lingering {
-            what: format!("an installer task: {e}"),
+        res.map_err(|source| Error::Task {
+            lab: l.name.clone(),
+            source,
         })??;
     }
     let (kubeconfig, _) = install::copy_kubeconfig(&l, leaders[0], timeout).await?;

@@ -116,6 +116,9 @@ fn assert_nothing_left(opts: &Options, state: &State) {
         assert!(procs.is_empty(), "processes of {} left: {procs:?}", ms.name);
     }
     assert!(!l.dir.exists(), "{} left", l.dir.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = l.dir.display().to_string();
+    assert!(!mounts.contains(&dir), "mounts under {dir} left:\n{mounts}");
     assert!(State::load(&opts.base, &l.name).unwrap().is_none());
     assert!(corral_lab::list(opts).iter().all(|i| i.name != l.name));
 }
@@ -161,12 +164,25 @@ async fn two_machines_boot_systemd_talk_over_tcp_survive_poweroff_and_leave_noth
     // The scripts and the binaries are bound read-only at /opt/corral.
     let (code, listing) = sh(&opts, &m0.name, "ls /opt/corral");
     assert_eq!(code, 0);
-    for script in ["install.sh", "killall.sh", "uninstall.sh", "host-state.sh", "bin"] {
+    for script in [
+        "install.sh",
+        "killall.sh",
+        "uninstall.sh",
+        "host-state.sh",
+        "bin",
+    ] {
         assert!(listing.lines().any(|l| l == script), "{script}: {listing}");
     }
     let (_, bins) = sh(&opts, &m0.name, "ls /opt/corral/bin");
-    assert!(bins.lines().any(|l| l == "deps"), "the binaries dir is bound: {bins}");
-    assert_ne!(sh(&opts, &m0.name, "touch /opt/corral/bin/x").0, 0, "read-only");
+    assert!(
+        bins.lines().any(|l| l == "deps"),
+        "the binaries dir is bound: {bins}"
+    );
+    assert_ne!(
+        sh(&opts, &m0.name, "touch /opt/corral/bin/x").0,
+        0,
+        "read-only"
+    );
     let info = corral_lab::list(&opts);
     let row = info.iter().find(|i| i.name == name).expect("listed");
     assert_eq!((row.machines, row.state()), (2, "running".to_string()));
