@@ -5,10 +5,56 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use clap::{Args, Subcommand};
 use corral_lab::{CreateRequest, Options};
 
-use crate::args::{LabAction, LabArgs};
 use crate::error::{local, Result};
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: LabAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Create a lab: machines NAME-0..N-1 booting systemd on bridge crlab<k> (10.77.<k>.0/24),
+    /// then the installer as a server on NAME-0 and as agents joining it on the others.
+    Create {
+        name: String,
+        /// Number of machines.
+        #[arg(long, default_value_t = 3)]
+        machines: usize,
+        /// A directory whose *.tar image archives are copied into every machine's
+        /// /var/lib/corral/agent/images before the installer runs.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// The directory of the Corral binaries, bound read-only at /opt/corral/bin
+        /// (default: the directory of this `corral`).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Boot the machines only; run no installer.
+        #[arg(long)]
+        no_install: bool,
+        /// Seconds the installs and nodes becoming Ready may take.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// List labs.
+    List,
+    /// Delete a lab: its machines, bridge, cgroups and directories.
+    Delete { name: String },
+    /// Run a command inside a machine (its exit code is corral's).
+    Exec {
+        machine: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Power a machine off (`systemctl poweroff` inside); its disk is kept.
+    Poweroff { machine: String },
+    /// Boot a powered-off machine again.
+    Boot { machine: String },
+}
 
 fn options(bin_dir: Option<&Path>) -> Options {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("corral"));

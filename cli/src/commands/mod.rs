@@ -10,7 +10,7 @@ mod create_data;
 mod delete;
 mod describe;
 mod get;
-mod lab;
+pub mod lab;
 mod label;
 mod logs;
 mod nodes;
