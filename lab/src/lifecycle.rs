@@ -225,14 +225,17 @@ async fn install_all(
         ));
         let (l, m, token) = (l.clone(), m.clone(), token.clone());
         joins.spawn(async move {
-            install::run_installer(&l, &m, leader, Role::Agent, Some(&token), timeout).await
+            install::run_installer(&l, &m, leader, Role::Agent, Some(&token), timeout)
+                .await
+                .map(|()| m.name)
         });
     }
     while let Some(res) = joins.join_next().await {
-        res.map_err(|source| Error::Task {
+        let machine = res.map_err(|source| Error::Task {
             lab: l.name.clone(),
             source,
         })??;
+        progress(&format!("Agent installed on {machine} after {}", secs(t)));
     }
     let (kubeconfig, _) = install::copy_kubeconfig(&l, leaders[0], timeout).await?;
     progress(&format!(
