@@ -27,14 +27,23 @@ struct Lab {
 }
 
 impl Lab {
-    async fn create(test: &str, machines: usize, install: bool) -> Self {
+    /// A lab of `machines` machines; the test images are copied in before boot unless
+    /// `images` is false (then [`Lab::copy_images`] does it later).
+    async fn create(test: &str, machines: usize, install: bool, images: bool) -> Self {
         let mut opts = Options::beside(&target_dir().join("corral"));
-        opts.bin_dir = target_dir();
+        // The machines' /opt/corral/bin: this build's binaries, or CORRAL_LAB_BIN_DIR's.
+        opts.bin_dir = std::env::var_os("CORRAL_LAB_BIN_DIR")
+            .map(Into::into)
+            .unwrap_or_else(target_dir);
         let name = format!("e{}-{test}", std::process::id() % 100_000);
         let req = CreateRequest {
             name: name.clone(),
             machines,
-            images: corral_tests::test_images(),
+            images: if images {
+                corral_tests::test_images()
+            } else {
+                vec![]
+            },
             install,
             timeout: WAIT,
         };
@@ -52,6 +61,21 @@ impl Lab {
             t.elapsed().as_secs_f64()
         );
         Self { opts, state }
+    }
+
+    /// Copies the test images into machine `i`'s agent images directory, as a user drops
+    /// air-gap archives there.
+    fn copy_images(&self, i: usize) {
+        let st = State::load(&self.opts.base, &self.state.layout.name)
+            .unwrap()
+            .unwrap();
+        let leader = corral_lab::machine::leader(st.machines[i].pid.unwrap()).unwrap();
+        let dir = std::path::PathBuf::from(format!("/proc/{leader}/root"))
+            .join(corral_lab::layout::IMAGES_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        for src in corral_tests::test_images() {
+            std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
+        }
     }
 
     fn machine(&self, i: usize) -> &corral_lab::MachineLayout {
@@ -247,7 +271,7 @@ async fn stays(what: &str, window: Duration, mut same: impl FnMut() -> bool) {
 #[ignore = "needs the installer, node IPAM and the pod network merged (see the module header)"]
 async fn three_machines_run_the_workshop_app_across_hosts_and_survive_agent_and_machine_drills() {
     corral_tests::skip_unless_e2e!();
-    let lab = Lab::create("drills", 3, true).await;
+    let lab = Lab::create("drills", 3, true, true).await;
     let client = lab.client().await;
     let names: Vec<String> = (0..3).map(|i| lab.machine(i).name.clone()).collect();
 
@@ -411,8 +435,9 @@ async fn three_machines_run_the_workshop_app_across_hosts_and_survive_agent_and_
         .await;
 }
 
-/// Machine 0's agent token with its secret or its CA hash changed.
-fn spoiled(token: &str) -> [(&'static str, String); 2] {
+/// Machine 0's agent token with its secret or its CA hash changed, and the words its error
+/// must have.
+fn spoiled(token: &str) -> [(&'static str, String, [&'static str; 2]); 2] {
     let (ca, rest) = token.split_once("::").expect("K10<hash>::<id>.<secret>");
     let flip = |s: &str| {
         let last = s.chars().last().unwrap();
@@ -423,8 +448,16 @@ fn spoiled(token: &str) -> [(&'static str, String); 2] {
         )
     };
     [
-        ("secret", format!("{ca}::{}", flip(rest))),
-        ("CA hash", format!("{}::{rest}", flip(ca))),
+        (
+            "secret",
+            format!("{ca}::{}", flip(rest)),
+            ["token", "not valid"],
+        ),
+        (
+            "CA hash",
+            format!("{}::{rest}", flip(ca)),
+            ["hash", "refusing"],
+        ),
     ]
 }
 
@@ -432,7 +465,7 @@ fn spoiled(token: &str) -> [(&'static str, String); 2] {
 #[ignore = "needs the installer, node IPAM and the pod network merged (see the module header)"]
 async fn an_agent_with_a_wrong_token_fails_clearly_and_creates_no_node() {
     corral_tests::skip_unless_e2e!();
-    let lab = Lab::create("token", 2, false).await;
+    let lab = Lab::create("token", 2, false, true).await;
     let l = lab.state.layout.clone();
     let leader = |i: usize| {
         let st = State::load(&lab.opts.base, &l.name).unwrap().unwrap();
@@ -449,9 +482,10 @@ async fn an_agent_with_a_wrong_token_fails_clearly_and_creates_no_node() {
         .unwrap();
     let (server, creds) = corral_api::kubeconfig::load(&kubeconfig).unwrap();
     let client = Client::connect_with(&server, &creds).await.unwrap();
-    for (what, bad) in spoiled(&token) {
+    for (what, bad, words) in spoiled(&token) {
         let m1 = &l.machines[1];
         let _ = std::fs::remove_file(m1.install_log());
+        let since = lab.ok(1, "date +%s");
         let installed =
             corral_lab::install::run_installer(&l, m1, leader(1), Role::Agent, Some(&bad), WAIT)
                 .await;
@@ -461,17 +495,10 @@ async fn an_agent_with_a_wrong_token_fails_clearly_and_creates_no_node() {
             WAIT,
             || async {
                 let log = std::fs::read_to_string(m1.install_log()).unwrap_or_default();
-                let (_, journal, _) = lab.sh(1, "journalctl -u corral-agent --no-pager -n 50");
+                let journal = format!("journalctl -u corral-agent --no-pager --since @{since}");
+                let (_, journal, _) = lab.sh(1, &journal);
                 let text = format!("{log}\n{journal}").to_lowercase();
-                [
-                    "token",
-                    "ca hash",
-                    "certificate authority",
-                    "unauthenticated",
-                ]
-                .iter()
-                .any(|w| text.contains(w))
-                .then_some(text)
+                words.iter().all(|w| text.contains(w)).then_some(text)
             },
         )
         .await;
@@ -506,8 +533,11 @@ fn host_state(lab: &Lab, i: usize) -> String {
 #[ignore = "needs the installer, node IPAM and the pod network merged (see the module header)"]
 async fn uninstall_on_every_machine_leaves_each_host_as_it_was() {
     corral_tests::skip_unless_e2e!();
-    let lab = Lab::create("uninstall", 2, false).await;
+    let lab = Lab::create("uninstall", 2, false, false).await;
     let before: Vec<String> = (0..2).map(|i| host_state(&lab, i)).collect();
+    for i in 0..2 {
+        lab.copy_images(i);
+    }
     corral_lab::install_lab(&lab.opts, &lab.state.layout.name, WAIT, &|m| {
         eprintln!("{m}")
     })
