@@ -1,0 +1,488 @@
+#!/usr/bin/env bash
+# Installs Corral on this host as systemd services, from binaries already built (no download).
+# Idempotent: run it again after a rebuild or a settings change; a unit is restarted only when
+# one of its files (binary, unit, env file, config) changed since it was last (re)started.
+#
+#   sudo bash scripts/install.sh server                 # control plane + scheduler + agent + proxy
+#   sudo CORRAL_URL=https://SERVER:7443 CORRAL_TOKEN=K10... bash scripts/install.sh agent
+#   bash scripts/install.sh render server|agent DIR     # only write the files under DIR (tests)
+#
+# Settings (environment):
+#   CORRAL_URL                  https://HOST:7443 of the server (makes an agent)
+#   CORRAL_TOKEN | CORRAL_TOKEN_FILE   join token (the server's /var/lib/corral/controlplane/agent-token)
+#   INSTALL_CORRAL_BIN_DIR      built binaries (default ../target/release or ../target/debug)
+#   INSTALL_CORRAL_NODE_NAME    node name (default: the hostname)
+#   INSTALL_CORRAL_NODE_IP      node address (default: the agent picks one; the server's --tls-san)
+#   INSTALL_CORRAL_NODE_INTERFACE   interface whose address is the node's
+#   INSTALL_CORRAL_POD_NETWORK  host-gw (default) | vxlan | none
+#   INSTALL_CORRAL_EXEC         extra flags: for corral-controlplane (server) or corral-agent (agent)
+#   INSTALL_CORRAL_SKIP_APT     do not install missing Debian packages
+#   INSTALL_CORRAL_SKIP_START   write and enable, start nothing
+#   INSTALL_CORRAL_WAIT         seconds to wait for the units to be active (default 180)
+set -euo pipefail
+
+# Test knob, not for users: Type=simple units for binaries built without sd-notify.
+UNIT_TYPE=${INSTALL_CORRAL_UNIT_TYPE:-notify}
+ROOT= # where files go: / for an install, a directory for `render`
+
+BIN=/usr/local/bin
+ETC=/etc/corral
+UNIT_DIR=/etc/systemd/system
+DATA=/var/lib/corral
+SOCK=/run/corral/containerd/containerd.sock
+CLUSTER_CIDR=10.42.0.0/16
+HASH_DIR=$DATA/install
+BINARIES=(corral-controlplane corral-scheduler corral-agent corral-proxy corral)
+SERVER_UNITS=(corral-containerd corral-controlplane corral-scheduler corral-agent corral-proxy)
+NODE_UNITS=(corral-containerd corral-agent corral-proxy)
+PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 kmod)
+
+info() { echo "[corral-install] $*" >&2; }
+fatal() {
+  echo "[corral-install] error: $*" >&2
+  exit 1
+}
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# ---- settings ---------------------------------------------------------------------------
+
+parse_role() {
+  ROLE=${1:-}
+  if [[ -z $ROLE ]]; then
+    ROLE=$([[ -n ${CORRAL_URL:-} ]] && echo agent || echo server)
+  fi
+  case $ROLE in
+  server)
+    [[ -z ${CORRAL_URL:-} ]] || fatal "CORRAL_URL is set: a server does not join another (use the agent role)"
+    ;;
+  agent)
+    [[ -n ${CORRAL_URL:-} ]] || fatal "the agent role needs CORRAL_URL=https://SERVER:7443"
+    [[ $CORRAL_URL =~ ^https://[^[:space:]/]+(:[0-9]+)?/?$ ]] ||
+      fatal "CORRAL_URL ${CORRAL_URL@Q}: must be https://HOST[:PORT]"
+    ;;
+  *) fatal "role ${ROLE@Q}: must be server or agent" ;;
+  esac
+  case ${INSTALL_CORRAL_POD_NETWORK:=host-gw} in
+  host-gw | vxlan | none) ;;
+  *) fatal "INSTALL_CORRAL_POD_NETWORK ${INSTALL_CORRAL_POD_NETWORK@Q}: must be host-gw, vxlan or none" ;;
+  esac
+  if [[ -n ${INSTALL_CORRAL_NODE_NAME:-} && ! $INSTALL_CORRAL_NODE_NAME =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]]; then
+    fatal "INSTALL_CORRAL_NODE_NAME ${INSTALL_CORRAL_NODE_NAME@Q}: must be a DNS-1123 subdomain"
+  fi
+  [[ $UNIT_TYPE == notify || $UNIT_TYPE == simple ]] || fatal "INSTALL_CORRAL_UNIT_TYPE: notify or simple"
+}
+
+# The join token of an agent: CORRAL_TOKEN, CORRAL_TOKEN_FILE, else the one already installed.
+agent_token() {
+  local token=${CORRAL_TOKEN:-}
+  if [[ -z $token && -n ${CORRAL_TOKEN_FILE:-} ]]; then
+    [[ -r $CORRAL_TOKEN_FILE ]] || fatal "CORRAL_TOKEN_FILE $CORRAL_TOKEN_FILE: cannot read it"
+    token=$(tr -d '[:space:]' <"$CORRAL_TOKEN_FILE")
+  fi
+  if [[ -z $token && -r $ROOT$ETC/corral-agent.env ]]; then
+    token=$(sed -n 's/^CORRAL_TOKEN=//p' "$ROOT$ETC/corral-agent.env")
+  fi
+  [[ -n $token ]] || fatal "the agent role needs CORRAL_TOKEN or CORRAL_TOKEN_FILE (the server's $DATA/controlplane/agent-token)"
+  [[ $token =~ ^[A-Za-z0-9:._-]+$ ]] || fatal "CORRAL_TOKEN: unexpected characters (expected K10<hash>::<id>.<secret>)"
+  echo "$token"
+}
+
+# The server's address for its certificate: the given one, else the given interface's, else
+# the source of the default route, else the first global IPv4 of an up interface.
+server_ip() {
+  local ip=${INSTALL_CORRAL_NODE_IP:-}
+  if [[ -z $ip && -n ${INSTALL_CORRAL_NODE_INTERFACE:-} ]]; then
+    ip=$(ip -4 -o addr show dev "$INSTALL_CORRAL_NODE_INTERFACE" scope global 2>/dev/null |
+      awk '{split($4, a, "/"); print a[1]; exit}')
+    [[ -n $ip ]] || fatal "INSTALL_CORRAL_NODE_INTERFACE $INSTALL_CORRAL_NODE_INTERFACE: no IPv4 address"
+  fi
+  if [[ -z $ip ]]; then
+    ip=$(ip -4 route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}')
+    [[ -z $ip ]] || ip=$(ip -4 -o addr show dev "$ip" scope global | awk '{split($4, a, "/"); print a[1]; exit}')
+  fi
+  if [[ -z $ip ]]; then
+    ip=$(ip -4 -o addr show scope global up 2>/dev/null | awk '$2 != "lo" {split($4, a, "/"); print a[1]; exit}')
+  fi
+  echo "${ip:-127.0.0.1}"
+}
+
+find_bin_dir() {
+  if [[ -n ${INSTALL_CORRAL_BIN_DIR:-} ]]; then
+    echo "$INSTALL_CORRAL_BIN_DIR"
+    return
+  fi
+  local d b ok
+  for d in "$script_dir/../target/release" "$script_dir/../target/debug"; do
+    ok=1
+    for b in "${BINARIES[@]}"; do [[ -x $d/$b ]] || ok=0; done
+    if ((ok)); then
+      echo "$d"
+      return
+    fi
+  done
+  fatal "no built binaries next to the script: build them (cargo build --release) or set INSTALL_CORRAL_BIN_DIR"
+}
+
+# ---- file contents ----------------------------------------------------------------------
+
+common_service() { # the [Service] settings every Corral unit shares
+  cat <<EOF
+EnvironmentFile=-$ETC/%N.env
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+Restart=always
+RestartSec=5s
+TimeoutStartSec=0
+EOF
+}
+
+unit_containerd() {
+  cat <<EOF
+[Unit]
+Description=Corral's containerd (own root, state and socket; not the host's)
+Wants=network-online.target
+After=network-online.target
+PartOf=corral-server.target corral-node.target
+
+[Service]
+Type=$UNIT_TYPE
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=$CONTAINERD --config $ETC/containerd/config.toml
+# Stopping containerd leaves the shims and their containers running.
+KillMode=process
+Delegate=yes
+OOMScoreAdjust=-999
+$(common_service)
+EOF
+}
+
+unit_controlplane() {
+  cat <<EOF
+[Unit]
+Description=Corral control plane (API server, store, controllers)
+Wants=network-online.target
+After=network-online.target
+PartOf=corral-server.target
+
+[Service]
+Type=$UNIT_TYPE
+ExecStart=$BIN/corral-controlplane --listen 0.0.0.0:7443 --tls-san $NODE_ADDR --write-kubeconfig $ETC/admin.kubeconfig --data-dir $DATA/controlplane --cluster-cidr $CLUSTER_CIDR --node-cidr-mask-size 24${SERVER_EXEC:+ $SERVER_EXEC}
+$(common_service)
+EOF
+}
+
+unit_scheduler() {
+  cat <<EOF
+[Unit]
+Description=Corral scheduler
+Wants=network-online.target corral-controlplane.service
+After=network-online.target corral-controlplane.service
+PartOf=corral-server.target
+
+[Service]
+Type=$UNIT_TYPE
+ExecStart=$BIN/corral-scheduler --server https://127.0.0.1:7443 --kubeconfig $DATA/controlplane/tls/scheduler.kubeconfig
+$(common_service)
+EOF
+}
+
+unit_agent() {
+  local after="network-online.target corral-containerd.service"
+  [[ $ROLE == agent ]] || after+=" corral-controlplane.service"
+  cat <<EOF
+[Unit]
+Description=Corral node agent (pods through Corral's containerd)
+Wants=network-online.target corral-containerd.service
+After=$after
+PartOf=corral-server.target corral-node.target
+
+[Service]
+Type=$UNIT_TYPE
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=$BIN/corral-agent $AGENT_ARGS
+# Stopping or restarting the agent leaves its pods running; the next agent adopts them.
+KillMode=process
+Delegate=yes
+$(common_service)
+EOF
+}
+
+unit_proxy() {
+  cat <<EOF
+[Unit]
+Description=Corral service proxy (ClusterIP, NodePort, Ingress)
+Wants=network-online.target corral-agent.service
+After=network-online.target corral-agent.service
+PartOf=corral-server.target corral-node.target
+
+[Service]
+Type=$UNIT_TYPE
+# The proxy uses the node's credentials, written by the agent once it joined.
+ExecStartPre=/usr/bin/timeout 300 /bin/sh -c 'until [ -s $DATA/agent/kubeconfig ]; do sleep 1; done'
+ExecStart=$BIN/corral-proxy --kubeconfig $DATA/agent/kubeconfig --node-name $PROXY_NODE_NAME
+$(common_service)
+EOF
+}
+
+unit_target() { # NAME DESCRIPTION UNITS...
+  local description=$2
+  shift 2
+  local wants=("${@/%/.service}")
+  cat <<EOF
+[Unit]
+Description=$description
+Wants=${wants[*]}
+After=${wants[*]}
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+containerd_config() {
+  cat <<EOF
+# Corral's containerd: its own root, state and socket, so a containerd or Docker of the host
+# is left alone. Corral talks to it over gRPC in namespace "corral"; no CRI.
+version = 2
+root = "$DATA/containerd"
+state = "/run/corral/containerd"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "$SOCK"
+
+[ttrpc]
+  address = "$SOCK.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$DATA/containerd/opt"
+EOF
+}
+
+env_file() { # UNIT
+  echo "# Environment of $1.service, written by the Corral installer (mode 0600)."
+  if [[ $1 == corral-agent && $ROLE == agent ]]; then
+    echo "CORRAL_TOKEN=$TOKEN"
+  fi
+}
+
+# Computes every setting the files are made of.
+prepare() {
+  CONTAINERD=$(command -v containerd || echo /usr/bin/containerd)
+  NODE_ADDR=127.0.0.1
+  SERVER_EXEC=
+  local args=()
+  if [[ $ROLE == server ]]; then
+    NODE_ADDR=$(server_ip)
+    SERVER_EXEC=${INSTALL_CORRAL_EXEC:-}
+    args+=(--server https://127.0.0.1:7443 --token-file "$DATA/controlplane/agent-token")
+  else
+    TOKEN=$(agent_token)
+    args+=(--server "${CORRAL_URL%/}")
+  fi
+  args+=(--containerd-socket "$SOCK" --data-dir "$DATA/agent" --images-dir "$DATA/agent/images")
+  args+=(--cluster-cidr "$CLUSTER_CIDR" --pod-network "$INSTALL_CORRAL_POD_NETWORK")
+  [[ -z ${INSTALL_CORRAL_NODE_NAME:-} ]] || args+=(--node-name "$INSTALL_CORRAL_NODE_NAME")
+  [[ -z ${INSTALL_CORRAL_NODE_IP:-} ]] || args+=(--node-ip "$INSTALL_CORRAL_NODE_IP")
+  [[ -z ${INSTALL_CORRAL_NODE_INTERFACE:-} ]] || args+=(--node-interface "$INSTALL_CORRAL_NODE_INTERFACE")
+  AGENT_ARGS="${args[*]}"
+  [[ $ROLE == server || -z ${INSTALL_CORRAL_EXEC:-} ]] || AGENT_ARGS+=" $INSTALL_CORRAL_EXEC"
+  # %H: the hostname, which is also the agent's default node name.
+  PROXY_NODE_NAME=${INSTALL_CORRAL_NODE_NAME:-%H}
+  if [[ $ROLE == server ]]; then UNITS=("${SERVER_UNITS[@]}"); else UNITS=("${NODE_UNITS[@]}"); fi
+}
+
+# Writes every file under ROOT (/ for a real install).
+write_files() {
+  local root=$1 u
+  mkdir -p "$root$UNIT_DIR" "$root$ETC/containerd"
+  chmod 0700 "$root$ETC"
+  for u in "${UNITS[@]}"; do
+    put "$root$UNIT_DIR/$u.service" 0644 < <("unit_${u#corral-}")
+    put "$root$ETC/$u.env" 0600 < <(env_file "$u")
+  done
+  if [[ $ROLE == server ]]; then
+    put "$root$UNIT_DIR/corral-server.target" 0644 < <(unit_target x \
+      "Corral server (control plane, scheduler, agent, proxy, containerd)" "${SERVER_UNITS[@]}")
+  fi
+  put "$root$UNIT_DIR/corral-node.target" 0644 < <(unit_target x \
+    "Corral node (agent, proxy, containerd)" "${NODE_UNITS[@]}")
+  put "$root$ETC/containerd/config.toml" 0644 < <(containerd_config)
+}
+
+# put DEST MODE < content: replaces DEST only when its content or mode differs.
+put() {
+  local dest=$1 mode=$2 tmp
+  tmp=$(mktemp "$dest.XXXXXX")
+  cat >"$tmp"
+  chmod "$mode" "$tmp"
+  if [[ -f $dest ]] && cmp -s "$tmp" "$dest" && [[ $(stat -c %a "$dest") == "${mode#0}" ]]; then
+    rm -f "$tmp"
+  else
+    mv -f "$tmp" "$dest"
+    info "wrote $dest"
+  fi
+}
+
+# ---- host changes -----------------------------------------------------------------------
+
+install_packages() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  if [[ -n ${INSTALL_CORRAL_SKIP_APT:-} ]]; then
+    info "missing packages ${missing[*]} (INSTALL_CORRAL_SKIP_APT is set: not installing them)"
+    return 0
+  fi
+  info "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+  # Debian's package starts the host's own containerd; Corral runs its own.
+  if [[ " ${missing[*]} " == *" containerd "* ]]; then
+    systemctl disable --now containerd.service >/dev/null 2>&1 || true
+  fi
+}
+
+install_binaries() {
+  local dir=$1 b
+  for b in "${BINARIES[@]}"; do
+    [[ -x $dir/$b ]] || fatal "$dir/$b: missing or not executable (INSTALL_CORRAL_BIN_DIR=$dir)"
+    if ! cmp -s "$dir/$b" "$BIN/$b"; then
+      install -m 0755 "$dir/$b" "$BIN/$b.tmp"
+      mv -f "$BIN/$b.tmp" "$BIN/$b"
+      info "installed $BIN/$b"
+    fi
+  done
+  install_script "$script_dir/killall.sh" "$BIN/corral-killall.sh"
+  install_script "$script_dir/uninstall.sh" "$BIN/corral-uninstall.sh"
+}
+
+install_script() { # SRC DEST
+  [[ -f $1 ]] || fatal "$1: missing (the installer needs the scripts/ directory it came with)"
+  cmp -s "$1" "$2" || {
+    install -m 0755 "$1" "$2"
+    info "installed $2"
+  }
+}
+
+# The files a unit runs from; a change in any of them restarts the unit.
+unit_files() {
+  local u=$1
+  echo "$UNIT_DIR/$u.service" "$ETC/$u.env"
+  case $u in
+  corral-containerd) echo "$CONTAINERD" "$ETC/containerd/config.toml" ;;
+  *) echo "$BIN/$u" ;;
+  esac
+}
+
+unit_hash() { sha256sum $(unit_files "$1") 2>/dev/null | sha256sum | cut -c1-64; }
+
+# Roles switched: the other role's target is disabled, and an agent drops the server's units.
+remove_other_role() {
+  local u
+  if [[ $ROLE == server ]]; then
+    systemctl disable -q corral-node.target 2>/dev/null || true
+    return
+  fi
+  systemctl disable -q corral-server.target 2>/dev/null || true
+  rm -f "$UNIT_DIR/corral-server.target"
+  for u in corral-controlplane corral-scheduler; do
+    if [[ -f $UNIT_DIR/$u.service ]]; then
+      systemctl stop "$u" 2>/dev/null || true
+      rm -f "$UNIT_DIR/$u.service" "$ETC/$u.env" "$HASH_DIR/$u"
+      info "removed $u (this host is an agent now)"
+    fi
+  done
+}
+
+start_units() {
+  local target=$1 u restart=() h
+  mkdir -p "$HASH_DIR"
+  for u in "${UNITS[@]}"; do
+    h=$(unit_hash "$u")
+    if [[ -f $HASH_DIR/$u && $(<"$HASH_DIR/$u") == "$h" ]] && systemctl is-active -q "$u"; then
+      continue
+    fi
+    restart+=("$u")
+  done
+  if ((${#restart[@]})); then
+    info "starting ${restart[*]}"
+    # In order, so the control plane is up before the scheduler and agent are restarted.
+    systemctl restart --no-block "${restart[@]/%/.service}"
+  else
+    info "nothing changed; no unit restarted"
+  fi
+  systemctl start --no-block "$target"
+  wait_active "${UNITS[@]}"
+  for u in "${restart[@]}"; do unit_hash "$u" >"$HASH_DIR/$u"; done
+}
+
+# Waits (bounded) for every unit to be active; a unit that failed 3 times, or is not active in
+# time, fails the install with its last journal lines.
+wait_active() {
+  local deadline=$((SECONDS + ${INSTALL_CORRAL_WAIT:-180})) u pending bad
+  while :; do
+    pending=() bad=()
+    for u in "$@"; do
+      systemctl is-active -q "$u" && continue
+      pending+=("$u")
+      if (($(systemctl show -P NRestarts "$u" 2>/dev/null || echo 0) >= 3)) ||
+        [[ $(systemctl show -P ActiveState "$u") == failed ]]; then
+        bad+=("$u")
+      fi
+    done
+    ((${#pending[@]})) || break
+    ((${#bad[@]} == 0 && SECONDS < deadline)) || {
+      for u in "${bad[@]:-${pending[@]}}"; do
+        echo "[corral-install] $u is not active ($(systemctl show -P ActiveState "$u")); its last log lines:" >&2
+        journalctl -u "$u" -n 15 --no-pager -o cat >&2 || true
+      done
+      fatal "${bad[*]:-${pending[*]}} did not start (see above; systemd keeps retrying: journalctl -u UNIT -f)"
+    }
+    sleep 1
+  done
+  info "active: $*"
+}
+
+main() {
+  if [[ ${1:-} == render ]]; then # render ROLE DIR: the files only, for tests and review
+    parse_role "${2:-}"
+    [[ -n ${3:-} ]] || fatal "usage: install.sh render server|agent DIR"
+    ROOT=$3
+    prepare
+    write_files "$3"
+    return
+  fi
+  parse_role "${1:-}"
+  ((EUID == 0)) || fatal "run as root"
+  command -v systemctl >/dev/null || fatal "systemd is needed (systemctl not found)"
+  local bin_dir
+  bin_dir=$(find_bin_dir)
+  install_packages
+  prepare
+  install_binaries "$bin_dir"
+  mkdir -p "$DATA/agent/images" "$HASH_DIR"
+  remove_other_role
+  write_files ""
+  systemctl daemon-reload
+  local target=corral-$([[ $ROLE == server ]] && echo server || echo node).target
+  systemctl enable -q "$target"
+  if [[ -n ${INSTALL_CORRAL_SKIP_START:-} ]]; then
+    info "INSTALL_CORRAL_SKIP_START is set: $target enabled, not started"
+    return
+  fi
+  start_units "$target"
+  if [[ $ROLE == server ]]; then
+    info "server ready: CORRAL_CONFIG=$ETC/admin.kubeconfig corral get nodes"
+    info "join agents with CORRAL_URL=https://$NODE_ADDR:7443 CORRAL_TOKEN=\$(cat $DATA/controlplane/agent-token)"
+  fi
+}
+
+main "$@"
