@@ -11,7 +11,7 @@ set -uo pipefail
 
 section() { printf '\n## %s\n' "$1"; }
 
-exclude='^/(var/lib/(apt|dpkg|dhcp|systemd/(timers|coredump|catalog))|var/cache|var/log|run/(systemd/(journal|transient|units|seats|sessions|users|inhibit|ask-password|propagate|netif/leases)|user|udev|log|lock|utmp|credentials)|etc/ld\.so\.cache)(/|$)'
+exclude='^/(var/lib/(apt|dpkg|dhcp|systemd/(timers|coredump|catalog))|var/cache|var/log|run/(agetty\.reload|systemd/(journal|transient|units|seats|sessions|users|inhibit|ask-password|propagate|netif/leases)|user|udev|log|lock|utmp|credentials)|etc/ld\.so\.cache)(/|$)'
 [[ -z ${HOST_STATE_EXCLUDE:-} ]] || exclude="($exclude)|($HOST_STATE_EXCLUDE)"
 
 section links
@@ -21,8 +21,9 @@ ip -o link show | sed -E 's/^[0-9]+: //; s/ qlen [0-9]+//; s/ (alias|altname) .*
 section addresses
 ip -o addr show | awk '{print $2, $3, $4}' | sort
 section routes
-ip -4 route show table all | sed -E 's/ expires [0-9]+sec//' | sort
-ip -6 route show table all | sed -E 's/ expires [0-9]+sec//' | sort
+# Without the local table: the kernel derives it from the addresses above.
+ip -4 route show table all | grep -v ' table local ' | sed -E 's/ expires [0-9]+sec//' | sort
+ip -6 route show table all | grep -v ' table local ' | sed -E 's/ expires [0-9]+sec//' | sort
 section "ip rules"
 ip -4 rule show | sort
 ip -6 rule show | sort
@@ -30,7 +31,13 @@ for family in iptables ip6tables; do
   for variant in -legacy -nft; do
     command -v "$family$variant-save" >/dev/null || continue
     section "$family$variant"
-    "$family$variant-save" 2>/dev/null | grep -v '^#' | sed -E 's/ \[[0-9]+:[0-9]+\]$//'
+    # Without counters; a table with no rule and only accepting chains is the same as none
+    # (iptables-nft keeps empty tables registered), so it is left out.
+    "$family$variant-save" 2>/dev/null | grep -v '^#' | sed -E 's/ \[[0-9]+:[0-9]+\]$//' |
+      awk '/^\*/ {buf = $0 "\n"; keep = 0; next}
+        /^:/ {buf = buf $0 "\n"; if ($2 != "ACCEPT") keep = 1; next}
+        /^COMMIT/ {if (keep) printf "%s%s\n", buf, $0; next}
+        {buf = buf $0 "\n"; keep = 1}'
   done
 done
 section /run/netns
@@ -41,7 +48,7 @@ section cgroups
 find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d \
   ! -path '*.slice*' ! -path '*.scope*' ! -path '*.service*' ! -path '*.mount*' 2>/dev/null | sort
 section "listening sockets"
-ss -Hlntuw 2>/dev/null | awk '{print $1, $5}' | sort -u
+ss -Hlntu 2>/dev/null | awk '{print $1, $5}' | sort -u
 section processes
 # Names only (PIDs change), without kernel threads and this script's own pipeline.
 ps -e -o pid=,ppid=,comm= | awk -v self=$$ '
@@ -55,9 +62,11 @@ ps -e -o pid=,ppid=,comm= | awk -v self=$$ '
     }
   }' | sort -u
 if command -v systemctl >/dev/null; then
+  # Loaded units and their load state, not whether they run: installing may start a unit of
+  # the host (network-online.target) that was idle, which is no trace of Corral.
   section "systemd units"
   systemctl list-units --all --no-legend --plain 2>/dev/null |
-    awk '$1 !~ /^(session-|user@|user-|user-runtime-dir@|run-)/ {print $1, $2, $3}' | sort
+    awk '$1 !~ /^(session-|user@|user-|user-runtime-dir@|run-)/ {print $1, $2}' | sort
   section "systemd unit files"
   systemctl list-unit-files --no-legend 2>/dev/null | awk '{print $1, $2}' | sort
 fi

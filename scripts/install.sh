@@ -286,6 +286,12 @@ prepare() {
   fi
   args+=(--containerd-socket "$SOCK" --data-dir "$DATA/agent" --images-dir "$DATA/agent/images")
   args+=(--cluster-cidr "$CLUSTER_CIDR" --pod-network "$INSTALL_CORRAL_POD_NETWORK")
+  # containerd's overlayfs snapshotter cannot put its layers on an overlay root (a container
+  # or nspawn machine booted over one): copy layers instead.
+  if [[ -z $ROOT && $(stat -f -c %T /var/lib 2>/dev/null) == overlayfs ]]; then
+    info "/var/lib is on overlayfs: the agent uses containerd's native snapshotter"
+    args+=(--snapshotter native)
+  fi
   [[ -z ${INSTALL_CORRAL_NODE_NAME:-} ]] || args+=(--node-name "$INSTALL_CORRAL_NODE_NAME")
   [[ -z ${INSTALL_CORRAL_NODE_IP:-} ]] || args+=(--node-ip "$INSTALL_CORRAL_NODE_IP")
   [[ -z ${INSTALL_CORRAL_NODE_INTERFACE:-} ]] || args+=(--node-interface "$INSTALL_CORRAL_NODE_INTERFACE")
@@ -360,15 +366,17 @@ install_binaries() {
       info "installed $BIN/$b"
     fi
   done
-  install_script "$script_dir/killall.sh" "$BIN/corral-killall.sh"
-  install_script "$script_dir/uninstall.sh" "$BIN/corral-uninstall.sh"
+  install_script killall.sh "$dir" "$BIN/corral-killall.sh"
+  install_script uninstall.sh "$dir" "$BIN/corral-uninstall.sh"
 }
 
-install_script() { # SRC DEST
-  [[ -f $1 ]] || fatal "$1: missing (the installer needs the scripts/ directory it came with)"
-  cmp -s "$1" "$2" || {
-    install -m 0755 "$1" "$2"
-    info "installed $2"
+install_script() { # NAME BIN_DIR DEST: NAME from beside this script, else from BIN_DIR
+  local src=$script_dir/$1
+  [[ -f $src ]] || src=$2/$1
+  [[ -f $src ]] || fatal "$1: not beside install.sh ($script_dir) nor in $2 (copy scripts/$1 with it)"
+  cmp -s "$src" "$3" || {
+    install -m 0755 "$src" "$3"
+    info "installed $3"
   }
 }
 
@@ -420,8 +428,13 @@ start_units() {
     info "nothing changed; no unit restarted"
   fi
   systemctl start --no-block "$target"
-  wait_active "${UNITS[@]}"
-  for u in "${restart[@]}"; do unit_hash "$u" >"$HASH_DIR/$u"; done
+  local ok=0
+  wait_active "${UNITS[@]}" || ok=$?
+  # Recorded for the units that run, so the next run restarts only what still fails.
+  for u in "${restart[@]}"; do
+    if systemctl is-active -q "$u"; then unit_hash "$u" >"$HASH_DIR/$u"; else rm -f "$HASH_DIR/$u"; fi
+  done
+  ((ok == 0)) || fatal "${FAILED[*]} did not start (see above; systemd keeps retrying: journalctl -u UNIT -f)"
 }
 
 # Waits (bounded) for every unit to be active; a unit that failed 3 times, or is not active in
@@ -444,7 +457,8 @@ wait_active() {
         echo "[corral-install] $u is not active ($(systemctl show -P ActiveState "$u")); its last log lines:" >&2
         journalctl -u "$u" -n 15 --no-pager -o cat >&2 || true
       done
-      fatal "${bad[*]:-${pending[*]}} did not start (see above; systemd keeps retrying: journalctl -u UNIT -f)"
+      FAILED=("${bad[@]:-${pending[@]}}")
+      return 1
     }
     sleep 1
   done

@@ -57,7 +57,10 @@ kill_shims() {
   # SHA-256 of "<containerd address>/<namespace>/<id>"); remember them to remove them after.
   for pid in "${shims[@]}"; do
     id=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n '/^-id$/{n;p;q}')
-    [[ -z $id ]] || SHIM_SOCKETS+=("/run/containerd/s/$(printf '%s' "$SOCK/corral/$id" | sha256sum | cut -c1-64)")
+    [[ -n $id ]] || continue
+    SHIM_SOCKETS+=("/run/containerd/s/$(printf '%s' "$SOCK/corral/$id" | sha256sum | cut -c1-64)")
+    # runc's state: the runc shim keeps it under /run/containerd/runc/<namespace> too.
+    SHIM_SOCKETS+=("/run/containerd/runc/corral/$id")
   done
   pids=$(descendants "${shims[@]}")
   info "killing ${#shims[@]} containerd shims and their containers"
@@ -164,11 +167,27 @@ remove_cgroups() {
   return 0
 }
 
-remove_shim_sockets() {
+# What the shims left in /run/containerd (its path is fixed in containerd), then the
+# directories they made if nothing else is in them.
+remove_shim_state() {
   local s
-  for s in "${SHIM_SOCKETS[@]}"; do rm -f "$s"; done
-  rmdir /run/containerd/s /run/containerd 2>/dev/null
+  for s in "${SHIM_SOCKETS[@]}"; do rm -rf "$s"; done
+  rmdir /run/containerd/s /run/containerd/runc/corral /run/containerd/runc /run/containerd 2>/dev/null
   return 0
+}
+
+# iptables-nft leaves its tables registered once they are empty; an empty table whose chains
+# all accept is the same as none, so it goes (with nft, when installed).
+remove_empty_nft_tables() {
+  command -v nft >/dev/null || return 0
+  local family table
+  for family in ip ip6; do
+    for table in filter nat mangle raw; do
+      nft list table "$family" "$table" >/dev/null 2>&1 || continue
+      nft list table "$family" "$table" | grep -Eq '^\s+(meta|ip|ip6|tcp|udp|counter|jump|goto|oifname|iifname|ct|mark|fib|xt)\b|policy drop' ||
+        nft delete table "$family" "$table"
+    done
+  done
 }
 
 SHIM_SOCKETS=()
@@ -178,6 +197,7 @@ unmount_all
 delete_links
 clean_iptables
 remove_cgroups
-remove_shim_sockets
+remove_shim_state
+remove_empty_nft_tables
 rm -rf /run/corral
 info "done"
