@@ -21,9 +21,14 @@ struct Args {
     /// Node name (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
-    /// Address other nodes and the control plane reach this node at.
-    #[arg(long, default_value = "127.0.0.1")]
-    node_ip: String,
+    /// Address other nodes and the control plane reach this node at (the Node's InternalIP;
+    /// default: see --node-interface).
+    #[arg(long)]
+    node_ip: Option<String>,
+    /// Take the node address from this interface (default: the one holding the default
+    /// IPv4 route, else the first up interface with a global IPv4 address).
+    #[arg(long, conflicts_with = "node_ip")]
+    node_interface: Option<String>,
     #[arg(long, default_value = "/run/containerd/containerd.sock")]
     containerd_socket: PathBuf,
     #[arg(long, default_value = "corral")]
@@ -32,10 +37,12 @@ struct Args {
     snapshotter: String,
     #[arg(long, default_value = "/var/lib/corral/agent")]
     data_dir: PathBuf,
-    /// This node's pod CIDR (host-local IPAM range).
-    #[arg(long, default_value = "10.88.0.0/24")]
-    pod_cidr: String,
-    /// OCI / docker-archive tars imported at start (like k3s's airgap images).
+    /// This node's pod CIDR (host-local IPAM range; default: the one the control plane
+    /// assigns from its --cluster-cidr, waited for before pods start).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// OCI / docker-archive tars imported at start and when new ones appear (k3s's airgap
+    /// images; default DATA_DIR/images).
     #[arg(long)]
     images_dir: Option<PathBuf>,
     /// Register with this taint, `key[=value]:Effect` (repeatable).
@@ -108,17 +115,19 @@ async fn main() -> anyhow::Result<()> {
             "node name {name:?}: must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.'): choose one with --node-name"
         );
     }
+    let node_ip = corral_agent::nodeip::resolve(a.node_ip.as_deref(), a.node_interface.as_deref())?;
+    let images_dir = a.images_dir.unwrap_or_else(|| a.data_dir.join("images"));
     let cfg = corral_agent::Config {
         server,
         credentials,
         node_name,
-        node_ip: a.node_ip,
+        node_ip: node_ip.to_string(),
         containerd_socket: a.containerd_socket,
         containerd_namespace: a.containerd_namespace,
         snapshotter: a.snapshotter,
         data_dir: a.data_dir,
         pod_cidr: a.pod_cidr,
-        images_dir: a.images_dir,
+        images_dir: Some(images_dir),
         taints,
         cni_bin_dir: a.cni_bin_dir,
         netns_dir: a.netns_dir,
