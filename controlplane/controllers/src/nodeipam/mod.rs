@@ -34,8 +34,15 @@ fn view(node: &Node) -> NodeView {
 pub fn start(ctx: Arc<Context>, range: Range) -> Vec<JoinHandle<()>> {
     let notify = Arc::new(Notify::new());
     {
+        // Only what can change the plan: a node without a pod CIDR, or a deletion (which may
+        // free one). Heartbeats of thousands of nodes must not make the loop spin.
         let n = notify.clone();
-        ctx.nodes.on_change(move |_| n.notify_one());
+        ctx.nodes.on_change(move |c| {
+            let deleted = matches!(c, corral_api::runtime::Change::Deleted(_));
+            if deleted || view(c.object()).pod_cidrs.is_empty() {
+                n.notify_one();
+            }
+        });
     }
     vec![tokio::spawn(async move {
         ctx.nodes.wait_synced().await;
