@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::clock::SystemClock;
 use crate::network::{Cni, CniConfig, Network};

@@ -242,7 +242,7 @@ pub async fn register(
             match client.create(&n).await {
                 Ok(n) => n,
                 Err(e) if e.is_already_exists() => client.get::<Node>("", &cfg.name).await?,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     };

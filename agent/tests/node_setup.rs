@@ -28,9 +28,16 @@ async fn without_pod_cidr_the_agent_waits_for_the_assigned_one_then_reports_read
     let node: Node = c.client.get("", &c.name).await.unwrap();
     assert_eq!(node.spec.as_ref().and_then(|s| s.pod_cidr.clone()), None);
     let internal = node.status.unwrap().addresses.unwrap();
-    assert_eq!(internal[0].address, "127.0.0.1", "--node-ip is the InternalIP");
+    assert_eq!(
+        internal[0].address, "127.0.0.1",
+        "--node-ip is the InternalIP"
+    );
     socket.set_nonblocking(true).unwrap();
-    assert_eq!(recv_ready(&socket), None, "READY=1 before the pod CIDR is known");
+    assert_eq!(
+        recv_ready(&socket),
+        None,
+        "READY=1 before the pod CIDR is known"
+    );
 
     let mut node: Node = c.client.get("", &c.name).await.unwrap();
     let spec = node.spec.get_or_insert_with(Default::default);
@@ -60,7 +67,11 @@ async fn without_pod_cidr_the_agent_waits_for_the_assigned_one_then_reports_read
         })
         .await;
     let ip = p.status.unwrap().pod_ip.unwrap();
-    assert!(ip.starts_with(&c.cidr[..c.cidr.len() - 5]), "{ip} in {}", c.cidr);
+    assert!(
+        ip.starts_with(&c.cidr[..c.cidr.len() - 5]),
+        "{ip} in {}",
+        c.cidr
+    );
 
     // A --pod-cidr other than the Node's: a clear error, and the Node keeps its pod CIDR.
     c.stop_agent();
@@ -71,7 +82,10 @@ async fn without_pod_cidr_the_agent_waits_for_the_assigned_one_then_reports_read
         if let Some(s) = c.agent.as_mut().unwrap().try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "agent kept running");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "agent kept running"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(!status.success());
