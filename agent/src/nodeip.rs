@@ -170,6 +170,15 @@ mod tests {
         }
     }
 
+    /// (what, --node-ip, --node-interface, the host's interfaces, expected)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Vec<Interface>,
+        (Ipv4Addr, How),
+    );
+
     #[test]
     fn the_node_ip_comes_from_the_flag_the_interface_the_default_route_or_the_first_global() {
         let host = vec![
@@ -179,13 +188,7 @@ mod tests {
             iface("eth2", &[], false),
         ];
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        let cases: Vec<(
-            &str,
-            Option<&str>,
-            Option<&str>,
-            Vec<Interface>,
-            (Ipv4Addr, How),
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "flag wins",
                 Some("10.61.9.9"),

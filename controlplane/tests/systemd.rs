@@ -1,11 +1,14 @@
 //! The real `corral-controlplane` binary as systemd runs it: `READY=1` reaches
-//! `$NOTIFY_SOCKET` only once the API serves, and bad node IPAM flags stop it with an error
-//! naming the flag.
+//! `$NOTIFY_SOCKET` only once the API serves, its node IPAM (under the controller manager's
+//! own identity and RBAC) gives nodes pod CIDRs from `--cluster-cidr`, and bad node IPAM
+//! flags stop it with an error naming the flag.
 
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use corral_api::k8s::api::core::v1::Node;
+use corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use corral_api::Client;
 
 /// The control plane process, killed when dropped.
@@ -24,7 +27,7 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_reaches_the_notify_socket_once_the_api_serves() {
+async fn ready_reaches_the_notify_socket_once_the_api_serves_and_nodes_get_pod_cidrs() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
@@ -38,6 +41,7 @@ async fn ready_reaches_the_notify_socket_once_the_api_serves() {
         Command::new(env!("CARGO_BIN_EXE_corral-controlplane"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(&data)
+            .args(["--cluster-cidr", "10.61.0.0/16"])
             .env("NOTIFY_SOCKET", &socket_path)
             .stdout(Stdio::null())
             .stderr(log)
@@ -63,6 +67,29 @@ async fn ready_reaches_the_notify_socket_once_the_api_serves() {
         .await
         .expect("the API accepts connections once READY=1 is sent");
     client.version().await.expect("the API answers");
+
+    // The controllers (system:kube-controller-manager, not the admin) patch node specs.
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some("n1".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    client.create(&node).await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let n: Node = client.get("", "n1").await.unwrap();
+        if let Some(cidr) = n.spec.and_then(|s| s.pod_cidr) {
+            assert_eq!(cidr, "10.61.0.0/24");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "node n1 never got a pod CIDR"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[test]

@@ -68,7 +68,11 @@ async fn nodes_get_distinct_subnets_and_a_deleted_nodes_subnet_is_reused() {
             ["10.61.1.0/24", "10.61.2.0/24"].contains(&cidr.as_str()),
             "{cidr}"
         );
-        assert_eq!(cidrs, &[cidr.clone()], "podCIDRs holds the podCIDR");
+        assert_eq!(
+            cidrs,
+            std::slice::from_ref(cidr),
+            "podCIDRs holds the podCIDR"
+        );
     }
 
     c.client
