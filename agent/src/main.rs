@@ -25,9 +25,9 @@ struct Args {
     /// default: see --node-interface).
     #[arg(long)]
     node_ip: Option<String>,
-    /// Take the node address from this interface (default: the one holding the default
-    /// IPv4 route, else the first up interface with a global IPv4 address).
-    #[arg(long, conflicts_with = "node_ip")]
+    /// Take the node address from this interface when --node-ip is not given (default: the
+    /// one holding the default IPv4 route, else the first up interface with a global IPv4).
+    #[arg(long)]
     node_interface: Option<String>,
     #[arg(long, default_value = "/run/containerd/containerd.sock")]
     containerd_socket: PathBuf,
