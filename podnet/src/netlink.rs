@@ -236,6 +236,12 @@ impl Netlink {
                 for a in &m.attributes {
                     match a {
                         NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) => ip = Some(*d),
+                        // Bridge-family entries carry their IPv4 destination as raw bytes.
+                        NeighbourAttribute::Destination(NeighbourAddress::Other(b))
+                            if b.len() == 4 =>
+                        {
+                            ip = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+                        }
                         NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
                             mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
                         }
