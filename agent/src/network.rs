@@ -81,6 +81,8 @@ pub struct CniConfig {
     pub state_dir: PathBuf,
     pub bridge: String,
     pub pod_cidr: String,
+    /// Bridge and pod MTU (lowered for VXLAN); `None`: the plugin's default.
+    pub mtu: Option<u32>,
 }
 
 pub struct Cni {
@@ -103,7 +105,7 @@ impl Cni {
     }
 
     fn bridge_conf(&self) -> Value {
-        json!({
+        let mut conf = json!({
             "cniVersion": CNI_VERSION,
             "name": "corral",
             "type": "bridge",
@@ -117,7 +119,11 @@ impl Cni {
                 "routes": [{ "dst": "0.0.0.0/0" }],
                 "dataDir": self.cfg.state_dir.join("ipam"),
             },
-        })
+        });
+        if let Some(mtu) = self.cfg.mtu {
+            conf["mtu"] = json!(mtu);
+        }
+        conf
     }
 
     fn portmap_conf(ports: &[HostPort]) -> Value {
