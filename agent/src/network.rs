@@ -554,4 +554,21 @@ mod tests {
         assert_eq!(c["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
         assert_eq!(c["runtimeConfig"]["portMappings"][0]["protocol"], "tcp");
     }
+
+    #[test]
+    fn bridge_conf_sets_the_mtu_only_when_the_pod_network_lowers_it() {
+        let cni = |mtu| {
+            Cni::new(CniConfig {
+                bin_dir: "/usr/lib/cni".into(),
+                netns_dir: "/run/netns".into(),
+                state_dir: "/tmp/x".into(),
+                bridge: "corral0".into(),
+                pod_cidr: "10.42.1.0/24".into(),
+                mtu,
+            })
+            .bridge_conf()
+        };
+        assert_eq!(cni(Some(1450))["mtu"], 1450);
+        assert!(cni(None).get("mtu").is_none());
+    }
 }

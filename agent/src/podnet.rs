@@ -58,21 +58,28 @@ pub async fn run(client: Client, cfg: PodNetConfig) {
         }
     };
     info!(mode = %cfg.mode, cluster_cidr = %cfg.cluster_cidr, "pod network");
+    let mut last: Option<Vec<NodeInfo>> = None;
+    let mut periodic = true;
     loop {
-        sync_once(&client, &nl, &store, &cfg).await;
-        tokio::select! {
-            _ = changed.notified() => {}
-            _ = tokio::time::sleep(cfg.resync) => {}
+        // Node status updates (heartbeats) change nothing the network reads: only a change
+        // of what the planner sees, or the periodic repair, goes to the kernel.
+        let nodes: Vec<NodeInfo> = store
+            .list()
+            .iter()
+            .map(|n| NodeInfo::from_node(n))
+            .collect();
+        if periodic || last.as_ref() != Some(&nodes) {
+            sync_once(&client, &nl, &nodes, &cfg).await;
+            last = Some(nodes);
         }
+        periodic = tokio::select! {
+            _ = changed.notified() => false,
+            _ = tokio::time::sleep(cfg.resync) => true,
+        };
     }
 }
 
-async fn sync_once(client: &Client, nl: &Netlink, store: &Store<Node>, cfg: &PodNetConfig) {
-    let nodes: Vec<NodeInfo> = store
-        .list()
-        .iter()
-        .map(|n| NodeInfo::from_node(n))
-        .collect();
+async fn sync_once(client: &Client, nl: &Netlink, nodes: &[NodeInfo], cfg: &PodNetConfig) {
     let own = nodes.iter().find(|n| n.name == cfg.node_name);
     // Taken at every sync: the control plane may assign the pod CIDR after the agent starts.
     let pod_cidr = own.and_then(|n| n.pod_cidr);
@@ -83,7 +90,7 @@ async fn sync_once(client: &Client, nl: &Netlink, store: &Store<Node>, cfg: &Pod
         Some(&cfg.node_name),
         node_ip,
         cfg.cluster_cidr,
-        &nodes,
+        nodes,
     )
     .await
     {

@@ -29,7 +29,7 @@ pub enum Error {
     Netlink {
         op: String,
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     #[error("opening a netlink socket: {0}")]
     Socket(#[source] std::io::Error),

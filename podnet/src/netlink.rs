@@ -25,7 +25,10 @@ use crate::{Error, ROUTE_PROTOCOL, VXLAN_DEV, VXLAN_PORT, VXLAN_VNI};
 
 fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
     let op = op.into();
-    move |source| Error::Netlink { op, source }
+    move |source| Error::Netlink {
+        op,
+        source: Box::new(source),
+    }
 }
 
 /// Whether a netlink error is the kernel's "no such entry" (ENOENT / ESRCH).

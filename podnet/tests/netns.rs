@@ -278,7 +278,7 @@ fn host_gw_routes_connect_pods_across_nodes_and_follow_the_nodes() {
     sync_node(&l, 0, Mode::HostGw, all[..2].to_vec());
     assert_eq!(routes77(&l.nodes[0]).lines().count(), 1);
     let again = block_in(&l.nodes[0], |nl| async move {
-        let two: Vec<NodeInfo> = (0..2).map(|i| info_plain(i)).collect();
+        let two: Vec<NodeInfo> = (0..2).map(info_plain).collect();
         let (d, _) = corral_podnet::plan::desired(Mode::HostGw, Some("n0"), scope(), &two);
         nl.apply(&d, scope(), None).await.unwrap().actions
     });

@@ -64,7 +64,8 @@ fn host_gw_routes_lead_to_every_other_node_and_skip_incomplete_ones() {
         Some("192.168.1.17"),
         None,
     ));
-    let cases: &[(Option<&str>, &[Route], &[(&str, Skip)])] = &[
+    type Case<'a> = (Option<&'a str>, &'a [Route], &'a [(&'a str, Skip)]);
+    let cases: &[Case] = &[
         (
             Some("a"),
             &[
