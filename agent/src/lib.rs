@@ -13,6 +13,7 @@ pub mod network;
 pub mod node;
 pub mod nodeip;
 pub mod pod;
+pub mod podnet;
 pub mod probe;
 pub mod runtime;
 pub mod spec;
@@ -63,6 +64,9 @@ pub struct Config {
     pub rejoin_cluster: bool,
     /// Join token (`--token`/`--token-file`): used when DATA_DIR has no valid node certificate.
     pub token: Option<corral_api::token::Token>,
+    /// Pod routes to the other nodes (`--pod-network`) and the range not masqueraded.
+    pub pod_network: corral_podnet::Mode,
+    pub cluster_cidr: corral_podnet::Cidr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +178,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         state_dir: cfg.data_dir.join("cni"),
         bridge: cfg.bridge.clone(),
         pod_cidr,
+        mtu: podnet::pod_mtu(cfg.pod_network, cfg.node_ip.parse().ok()).await,
     }));
     let ctx = Arc::new(NodeContext {
         client: client.clone(),
@@ -198,6 +203,16 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         node_cfg,
         runtime,
         guard.clone(),
+    ));
+    tokio::spawn(podnet::run(
+        client.clone(),
+        podnet::PodNetConfig {
+            node_name: cfg.node_name.clone(),
+            mode: cfg.pod_network,
+            cluster_cidr: cfg.cluster_cidr,
+            node_ip: cfg.node_ip.parse().ok(),
+            resync: Duration::from_secs(30),
+        },
     ));
     tokio::spawn(tunnel::run(
         client.clone(),

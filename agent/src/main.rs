@@ -81,6 +81,12 @@ struct Args {
     /// File holding the join token.
     #[arg(long, env = "CORRAL_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// The cluster's pod range: pod traffic leaving it is masqueraded.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: corral_podnet::Cidr,
+    /// Routes to other nodes' pods: host-gw (hosts on one segment), vxlan, or none.
+    #[arg(long, default_value = "host-gw")]
+    pod_network: corral_podnet::Mode,
 }
 
 #[tokio::main]
@@ -147,6 +153,8 @@ async fn main() -> anyhow::Result<()> {
         status_every: Duration::from_secs(10),
         rejoin_cluster: a.rejoin_cluster,
         token,
+        pod_network: a.pod_network,
+        cluster_cidr: a.cluster_cidr,
     };
     corral_agent::run(cfg).await?;
     Ok(())
