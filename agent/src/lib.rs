@@ -6,11 +6,14 @@ pub mod cluster_id;
 pub mod configdata;
 pub mod credentials;
 pub mod hosts;
+pub mod images;
 pub mod join;
 pub mod logs;
 pub mod network;
 pub mod node;
+pub mod nodeip;
 pub mod pod;
+pub mod podnet;
 pub mod probe;
 pub mod runtime;
 pub mod spec;
@@ -22,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::clock::SystemClock;
 use crate::network::{Cni, CniConfig, Network};
@@ -43,7 +46,9 @@ pub struct Config {
     pub containerd_namespace: String,
     pub snapshotter: String,
     pub data_dir: PathBuf,
-    pub pod_cidr: String,
+    /// `--pod-cidr`; none: the one the control plane assigns (waited for before pods start).
+    pub pod_cidr: Option<String>,
+    /// Air-gap image archives, imported at start and when new ones settle there.
     pub images_dir: Option<PathBuf>,
     pub taints: Vec<k8s_openapi::api::core::v1::Taint>,
     pub cni_bin_dir: PathBuf,
@@ -59,6 +64,9 @@ pub struct Config {
     pub rejoin_cluster: bool,
     /// Join token (`--token`/`--token-file`): used when DATA_DIR has no valid node certificate.
     pub token: Option<corral_api::token::Token>,
+    /// Pod routes to the other nodes (`--pod-network`) and the range not masqueraded.
+    pub pod_network: corral_podnet::Mode,
+    pub cluster_cidr: corral_podnet::Cidr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,36 +77,14 @@ pub enum AgentError {
     Runtime(#[from] runtime::RuntimeError),
     #[error(transparent)]
     Join(#[from] join::JoinError),
+    #[error(transparent)]
+    Register(node::RegisterError),
     #[error("creating {path}: {source}")]
     DataDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Imports every `*.tar` in the images directory (k3s's airgap images); failures are logged.
-pub async fn import_images_dir(rt: &dyn ContainerRuntime, dir: &std::path::Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        warn!(dir = %dir.display(), "images directory is not readable");
-        return 0;
-    };
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
-        .collect();
-    files.sort();
-    let mut n = 0;
-    for f in files {
-        match rt.import_archive(&f).await {
-            Ok(names) => {
-                info!(archive = %f.display(), images = ?names, "imported images");
-                n += names.len();
-            }
-            Err(e) => warn!(archive = %f.display(), error = %e, "image import failed"),
-        }
-    }
-    n
 }
 
 /// Runs the agent until the process is stopped.
@@ -120,15 +106,8 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         .with_registries(cfg.registries.clone()),
     );
     if let Some(dir) = &cfg.images_dir {
-        import_images_dir(runtime.as_ref(), dir).await;
+        images::start(runtime.clone(), dir.clone()).await;
     }
-    let network: Arc<dyn Network> = Arc::new(Cni::new(CniConfig {
-        bin_dir: cfg.cni_bin_dir.clone(),
-        netns_dir: cfg.netns_dir.clone(),
-        state_dir: cfg.data_dir.join("cni"),
-        bridge: cfg.bridge.clone(),
-        pod_cidr: cfg.pod_cidr.clone(),
-    }));
     // Over https:// without an identity from --kubeconfig, the node needs its own certificate
     // first: use the one in DATA_DIR, renew it, or join with the token.
     let joined = cfg.server.starts_with("https://") && cfg.credentials.identity.is_none();
@@ -157,7 +136,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
             },
         ));
     }
-    let node_cfg = node::NodeConfig {
+    let mut node_cfg = node::NodeConfig {
         name: cfg.node_name.clone(),
         ip: cfg.node_ip.clone(),
         pod_cidr: cfg.pod_cidr.clone(),
@@ -174,16 +153,33 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         &cfg.data_dir,
         cfg.rejoin_cluster,
     ));
-    loop {
+    let registered = loop {
         guard.wait_verified().await;
         match node::register(&client, &node_cfg, &runtime).await {
-            Ok(()) => break,
+            Ok(cidr) => break cidr,
+            Err(e @ node::RegisterError::PodCidrMismatch { .. }) => {
+                return Err(AgentError::Register(e))
+            }
             Err(e) => {
                 warn!(error = %e, "node registration failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-    }
+    };
+    // No pod and no CNI configuration before the node's pod CIDR is known.
+    let pod_cidr = match registered {
+        Some(cidr) => cidr,
+        None => node::wait_pod_cidr(&client, &cfg.node_name).await,
+    };
+    node_cfg.pod_cidr = Some(pod_cidr.clone());
+    let network: Arc<dyn Network> = Arc::new(Cni::new(CniConfig {
+        bin_dir: cfg.cni_bin_dir.clone(),
+        netns_dir: cfg.netns_dir.clone(),
+        state_dir: cfg.data_dir.join("cni"),
+        bridge: cfg.bridge.clone(),
+        pod_cidr,
+        mtu: podnet::pod_mtu(cfg.pod_network, cfg.node_ip.parse().ok()).await,
+    }));
     let ctx = Arc::new(NodeContext {
         client: client.clone(),
         api: Arc::new(client.clone()),
@@ -208,6 +204,16 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         runtime,
         guard.clone(),
     ));
+    tokio::spawn(podnet::run(
+        client.clone(),
+        podnet::PodNetConfig {
+            node_name: cfg.node_name.clone(),
+            mode: cfg.pod_network,
+            cluster_cidr: cfg.cluster_cidr,
+            node_ip: cfg.node_ip.parse().ok(),
+            resync: Duration::from_secs(30),
+        },
+    ));
     tokio::spawn(tunnel::run(
         client.clone(),
         cfg.server.clone(),
@@ -215,6 +221,8 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         cfg.data_dir.clone(),
         index.clone(),
     ));
+    // Registered, pod CIDR known: systemd may count the node agent up.
+    corral_api::runtime::systemd::notify_ready();
     Manager::new(ctx, index).with_guard(guard).run().await;
     Ok(())
 }

@@ -21,9 +21,14 @@ struct Args {
     /// Node name (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
-    /// Address other nodes and the control plane reach this node at.
-    #[arg(long, default_value = "127.0.0.1")]
-    node_ip: String,
+    /// Address other nodes and the control plane reach this node at (the Node's InternalIP;
+    /// default: see --node-interface).
+    #[arg(long)]
+    node_ip: Option<String>,
+    /// Take the node address from this interface when --node-ip is not given (default: the
+    /// one holding the default IPv4 route, else the first up interface with a global IPv4).
+    #[arg(long)]
+    node_interface: Option<String>,
     #[arg(long, default_value = "/run/containerd/containerd.sock")]
     containerd_socket: PathBuf,
     #[arg(long, default_value = "corral")]
@@ -32,10 +37,12 @@ struct Args {
     snapshotter: String,
     #[arg(long, default_value = "/var/lib/corral/agent")]
     data_dir: PathBuf,
-    /// This node's pod CIDR (host-local IPAM range).
-    #[arg(long, default_value = "10.88.0.0/24")]
-    pod_cidr: String,
-    /// OCI / docker-archive tars imported at start (like k3s's airgap images).
+    /// This node's pod CIDR (host-local IPAM range; default: the one the control plane
+    /// assigns from its --cluster-cidr, waited for before pods start).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// OCI / docker-archive tars imported at start and when new ones appear (k3s's airgap
+    /// images; default DATA_DIR/images).
     #[arg(long)]
     images_dir: Option<PathBuf>,
     /// Register with this taint, `key[=value]:Effect` (repeatable).
@@ -74,6 +81,12 @@ struct Args {
     /// File holding the join token.
     #[arg(long, env = "CORRAL_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// The cluster's pod range: pod traffic leaving it is masqueraded.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: corral_podnet::Cidr,
+    /// Routes to other nodes' pods: host-gw (hosts on one segment), vxlan, or none.
+    #[arg(long, default_value = "host-gw")]
+    pod_network: corral_podnet::Mode,
 }
 
 #[tokio::main]
@@ -108,17 +121,19 @@ async fn main() -> anyhow::Result<()> {
             "node name {name:?}: must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.'): choose one with --node-name"
         );
     }
+    let node_ip = corral_agent::nodeip::resolve(a.node_ip.as_deref(), a.node_interface.as_deref())?;
+    let images_dir = a.images_dir.unwrap_or_else(|| a.data_dir.join("images"));
     let cfg = corral_agent::Config {
         server,
         credentials,
         node_name,
-        node_ip: a.node_ip,
+        node_ip: node_ip.to_string(),
         containerd_socket: a.containerd_socket,
         containerd_namespace: a.containerd_namespace,
         snapshotter: a.snapshotter,
         data_dir: a.data_dir,
         pod_cidr: a.pod_cidr,
-        images_dir: a.images_dir,
+        images_dir: Some(images_dir),
         taints,
         cni_bin_dir: a.cni_bin_dir,
         netns_dir: a.netns_dir,
@@ -138,6 +153,8 @@ async fn main() -> anyhow::Result<()> {
         status_every: Duration::from_secs(10),
         rejoin_cluster: a.rejoin_cluster,
         token,
+        pod_network: a.pod_network,
+        cluster_cidr: a.cluster_cidr,
     };
     corral_agent::run(cfg).await?;
     Ok(())

@@ -81,6 +81,8 @@ pub struct CniConfig {
     pub state_dir: PathBuf,
     pub bridge: String,
     pub pod_cidr: String,
+    /// Bridge and pod MTU (lowered for VXLAN); `None`: the plugin's default.
+    pub mtu: Option<u32>,
 }
 
 pub struct Cni {
@@ -103,7 +105,7 @@ impl Cni {
     }
 
     fn bridge_conf(&self) -> Value {
-        json!({
+        let mut conf = json!({
             "cniVersion": CNI_VERSION,
             "name": "corral",
             "type": "bridge",
@@ -117,7 +119,11 @@ impl Cni {
                 "routes": [{ "dst": "0.0.0.0/0" }],
                 "dataDir": self.cfg.state_dir.join("ipam"),
             },
-        })
+        });
+        if let Some(mtu) = self.cfg.mtu {
+            conf["mtu"] = json!(mtu);
+        }
+        conf
     }
 
     fn portmap_conf(ports: &[HostPort]) -> Value {
@@ -547,5 +553,22 @@ mod tests {
         }]);
         assert_eq!(c["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
         assert_eq!(c["runtimeConfig"]["portMappings"][0]["protocol"], "tcp");
+    }
+
+    #[test]
+    fn bridge_conf_sets_the_mtu_only_when_the_pod_network_lowers_it() {
+        let cni = |mtu| {
+            Cni::new(CniConfig {
+                bin_dir: "/usr/lib/cni".into(),
+                netns_dir: "/run/netns".into(),
+                state_dir: "/tmp/x".into(),
+                bridge: "corral0".into(),
+                pod_cidr: "10.42.1.0/24".into(),
+                mtu,
+            })
+            .bridge_conf()
+        };
+        assert_eq!(cni(Some(1450))["mtu"], 1450);
+        assert!(cni(None).get("mtu").is_none());
     }
 }

@@ -25,6 +25,22 @@ pub enum HeartbeatError {
     /// node's cluster's: creating them would join another cluster.
     #[error("not creating node objects: {0}")]
     Cluster(#[from] ClusterIdError),
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Api(#[from] corral_api::client::Error),
+    /// The flag and the stored Node disagree: the agent never changes a pod CIDR (pods and
+    /// other nodes' routes use it), and the API refuses it too.
+    #[error("node {node:?}: --pod-cidr {flag} differs from spec.podCIDR {stored} the node already has: drop --pod-cidr or give {stored}")]
+    PodCidrMismatch {
+        node: String,
+        flag: String,
+        stored: String,
+    },
 }
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -34,7 +50,8 @@ pub const LEASE_DURATION_SECONDS: i32 = 40;
 pub struct NodeConfig {
     pub name: String,
     pub ip: String,
-    pub pod_cidr: String,
+    /// `--pod-cidr`, or the one the control plane assigned once known; none: wait for it.
+    pub pod_cidr: Option<String>,
     pub taints: Vec<Taint>,
     pub max_pods: u32,
     pub lease_every: Duration,
@@ -161,12 +178,23 @@ fn node_status(
     }
 }
 
-/// Creates the Node if missing (labels, taints, pod CIDR) and posts its first status.
+/// The Node's pod CIDR (`spec.podCIDR`, else the first of `spec.podCIDRs`).
+pub fn pod_cidr_of(node: &Node) -> Option<String> {
+    let spec = node.spec.as_ref()?;
+    spec.pod_cidr
+        .clone()
+        .filter(|c| !c.is_empty())
+        .or_else(|| spec.pod_cidrs.as_ref()?.first().cloned())
+}
+
+/// Creates the Node if missing (labels, taints, pod CIDR when `--pod-cidr` is given) and posts
+/// its first status. Returns the Node's pod CIDR, if it has one yet. A pod CIDR on the Node
+/// is never changed or wiped (one that differs from `--pod-cidr` is an error).
 pub async fn register(
     client: &corral_api::Client,
     cfg: &NodeConfig,
     runtime: &Arc<dyn ContainerRuntime>,
-) -> Result<(), corral_api::client::Error> {
+) -> Result<Option<String>, RegisterError> {
     let labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), cfg.name.clone()),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
@@ -178,11 +206,24 @@ pub async fn register(
             let l = n.metadata.labels.get_or_insert_with(Default::default);
             let before = l.clone();
             l.extend(labels);
-            let spec = n.spec.get_or_insert_with(Default::default);
-            let cidr_changed = spec.pod_cidr.as_deref() != Some(cfg.pod_cidr.as_str());
-            spec.pod_cidr = Some(cfg.pod_cidr.clone());
-            spec.pod_cidrs = Some(vec![cfg.pod_cidr.clone()]);
-            if before != *n.metadata.labels.as_ref().expect("set above") || cidr_changed {
+            let stored = pod_cidr_of(&n);
+            let set_cidr = match (&cfg.pod_cidr, &stored) {
+                (Some(flag), Some(stored)) if flag != stored => {
+                    return Err(RegisterError::PodCidrMismatch {
+                        node: cfg.name.clone(),
+                        flag: flag.clone(),
+                        stored: stored.clone(),
+                    })
+                }
+                (Some(flag), None) => Some(flag.clone()),
+                _ => None,
+            };
+            if let Some(cidr) = &set_cidr {
+                let spec = n.spec.get_or_insert_with(Default::default);
+                spec.pod_cidr = Some(cidr.clone());
+                spec.pod_cidrs = Some(vec![cidr.clone()]);
+            }
+            if before != *n.metadata.labels.as_ref().expect("set above") || set_cidr.is_some() {
                 client.update(&n).await?
             } else {
                 n
@@ -193,21 +234,47 @@ pub async fn register(
             n.metadata.name = Some(cfg.name.clone());
             n.metadata.labels = Some(labels);
             n.spec = Some(NodeSpec {
-                pod_cidr: Some(cfg.pod_cidr.clone()),
-                pod_cidrs: Some(vec![cfg.pod_cidr.clone()]),
+                pod_cidr: cfg.pod_cidr.clone(),
+                pod_cidrs: cfg.pod_cidr.clone().map(|c| vec![c]),
                 taints: Some(cfg.taints.clone()).filter(|t| !t.is_empty()),
                 ..Default::default()
             });
             match client.create(&n).await {
                 Ok(n) => n,
                 Err(e) if e.is_already_exists() => client.get::<Node>("", &cfg.name).await?,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     };
+    let pod_cidr = pod_cidr_of(&node);
     post_status(client, cfg, runtime, &mut None, node).await?;
-    info!(node = %cfg.name, ip = %cfg.ip, pod_cidr = %cfg.pod_cidr, "node registered");
-    Ok(())
+    info!(node = %cfg.name, ip = %cfg.ip, pod_cidr = ?pod_cidr, "node registered");
+    Ok(pod_cidr)
+}
+
+/// Waits until the control plane's node IPAM has given the Node a pod CIDR (polls the Node;
+/// this happens once, at start).
+pub async fn wait_pod_cidr(client: &corral_api::Client, name: &str) -> String {
+    info!(node = %name, "waiting for the control plane to assign this node's pod CIDR (--cluster-cidr)");
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        match client.get_opt::<Node>("", name).await {
+            Ok(Some(n)) => {
+                if let Some(cidr) = pod_cidr_of(&n) {
+                    info!(node = %name, pod_cidr = %cidr, "pod CIDR assigned by the control plane");
+                    return cidr;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(node = %name, error = %e, "reading the node for its pod CIDR"),
+        }
+        if !warned && started.elapsed() > Duration::from_secs(30) {
+            warned = true;
+            warn!(node = %name, "still no pod CIDR after 30s: are the controllers running, is the cluster CIDR full (see the node's events)?");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// How long the runtime must fail without a break before the node reports it down: a
@@ -364,7 +431,10 @@ pub async fn heartbeat(
                     .map_err(Into::into),
                 // Deleted behind our back (or another cluster): register again if it is ours.
                 Ok(None) => match guard.check().await {
-                    Ok(()) => register(&client, &cfg, &runtime).await.map_err(Into::into),
+                    Ok(()) => register(&client, &cfg, &runtime)
+                        .await
+                        .map(drop)
+                        .map_err(Into::into),
                     Err(e) => Err(e.into()),
                 },
                 Err(e) => Err(e.into()),

@@ -239,6 +239,7 @@ fn a_crash_between_cni_add_and_its_record_leaks_no_address_and_the_next_setup_su
         state_dir: dir.path().join("cni"),
         bridge: "crlfail0".into(),
         pod_cidr: "10.99.7.0/24".into(),
+        mtu: None,
     };
     let ipam = cfg.state_dir.join("ipam");
     // The plugins run from this thread, inside a network namespace of its own: the bridge and

@@ -33,6 +33,8 @@ async fn node(c: &Cluster, name: &str) {
         "nodeInfo": {"kubeletVersion": "v0.1.0", "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "containerd://2.0",
                      "kernelVersion": "6.1", "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux",
                      "osImage": "Debian", "systemUUID": ""}})).unwrap();
+    // Last writer wins, as kubelets write status: node IPAM may have set the spec already.
+    n.metadata.resource_version = None;
     c.client.update_status(&n).await.unwrap();
 }
 

@@ -155,6 +155,14 @@ pub fn layout(
     })
 }
 
+impl Layout {
+    /// The block holding every pod CIDR of this cluster's slot (16 /24s): the host's pod
+    /// routes inside it are this cluster's, those of other slots are left alone.
+    pub fn pod_block(&self) -> String {
+        format!("10.42.{}.0/20", self.slot as usize * MAX_NODES)
+    }
+}
+
 /// The cluster-wide ranges that get blackhole routes on the host, so that a packet for a pod
 /// or service address without a more specific route is dropped here instead of leaving.
 pub const BLACKHOLES: &[&str] = &["10.42.0.0/16", SERVICE_CIDR];
@@ -335,6 +343,7 @@ mod tests {
         assert_eq!(l.api_addr, "10.44.2.1:7443");
         assert_eq!(l.nodes[3].ip, "10.44.2.13");
         assert_eq!(l.nodes[3].pod_cidr, "10.42.35.0/24");
+        assert_eq!(l.pod_block(), "10.42.32.0/20");
         assert!(l
             .nodes
             .iter()

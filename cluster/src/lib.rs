@@ -47,6 +47,12 @@ pub enum Error {
         seconds: u64,
         cluster: String,
     },
+    #[error("pod routes of cluster {cluster:?}: {source}")]
+    PodNet {
+        cluster: String,
+        #[source]
+        source: corral_podnet::Error,
+    },
     #[error("state file {path}: {message}")]
     State { path: String, message: String },
     #[error("cluster credentials: {0}")]
@@ -279,7 +285,7 @@ async fn bring_up(
         l.subnet,
         l.nodes.len()
     ));
-    net::ensure(&l)?;
+    net::ensure(&l).await?;
     let started = |state: &mut State, p: process::Running| {
         state.processes.retain(|q| q.name != p.name);
         state.processes.push(p);
@@ -566,7 +572,7 @@ pub async fn delete(opts: &Options, name: &str, progress: &(dyn Fn(&str) + Sync)
         "Removing network {} and node namespaces",
         l.bridge
     ));
-    net::teardown(&l, others == 0)?;
+    net::teardown(&l, others == 0).await?;
     unmount_under(&l.run_dir);
     unmount_under(&l.dir);
     for dir in [&l.run_dir, &l.dir] {

@@ -1,9 +1,13 @@
 //! Host networking of a local cluster, carried out with iproute2: a bridge on the host, one
-//! network namespace per node joined to it by a veth pair, routes to each node's pod CIDR
-//! (host-gw style, on the host and in every node), and blackhole routes for the pod and
-//! service ranges so that nothing unrouted leaves the machine.
+//! network namespace per node joined to it by a veth pair, and blackhole routes for the pod
+//! and service ranges so that nothing unrouted leaves the machine. Pod routes come from
+//! `corral-podnet`, the one home for them: each node's agent routes to the others (host-gw),
+//! and the host, which is no node, routes to every node's pod CIDR with the same planner.
 
 use std::process::Command;
+
+use corral_podnet::netlink::Netlink;
+use corral_podnet::{Cidr, Mode, NodeInfo};
 
 use crate::layout::{Layout, NodeLayout, BLACKHOLES, SERVICE_CIDR};
 use crate::Error;
@@ -53,7 +57,7 @@ pub fn netns_exists(name: &str) -> bool {
 }
 
 /// Creates (or completes) the cluster's network. Safe to run again.
-pub fn ensure(l: &Layout) -> Result<(), Error> {
+pub async fn ensure(l: &Layout) -> Result<(), Error> {
     if !link_exists(&l.bridge) {
         run(&["ip", "link", "add", &l.bridge, "type", "bridge"])?;
     }
@@ -72,20 +76,44 @@ pub fn ensure(l: &Layout) -> Result<(), Error> {
     for node in &l.nodes {
         ensure_node(l, node)?;
     }
-    for node in &l.nodes {
-        run(&["ip", "route", "replace", &node.pod_cidr, "via", &node.ip])?;
-        for other in l.nodes.iter().filter(|o| o.name != node.name) {
-            run(&[
-                "ip",
-                "-n",
-                &node.netns,
-                "route",
-                "replace",
-                &other.pod_cidr,
-                "via",
-                &other.ip,
-            ])?;
-        }
+    host_routes(l, &l.nodes).await
+}
+
+/// Makes the host's pod routes (protocol 77, inside this cluster's block of pod CIDRs) lead
+/// to exactly `nodes`.
+async fn host_routes(l: &Layout, nodes: &[NodeLayout]) -> Result<(), Error> {
+    let podnet = |source| Error::PodNet {
+        cluster: l.name.clone(),
+        source,
+    };
+    let scope: Cidr = l.pod_block().parse().map_err(podnet)?;
+    let infos = nodes
+        .iter()
+        .map(|n| {
+            Ok(NodeInfo {
+                name: n.name.clone(),
+                pod_cidr: Some(n.pod_cidr.parse().map_err(podnet)?),
+                ip: Some(n.ip.parse().map_err(|_| Error::PodNet {
+                    cluster: l.name.clone(),
+                    source: corral_podnet::Error::Invalid {
+                        what: "node address",
+                        value: n.ip.clone(),
+                        reason: "not an IPv4 address",
+                    },
+                })?),
+                vtep_mac: None,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let nl = Netlink::connect().map_err(podnet)?;
+    let (report, _) = corral_podnet::netlink::sync(&nl, Mode::HostGw, None, None, scope, &infos)
+        .await
+        .map_err(podnet)?;
+    if let Some((action, error)) = report.failed.into_iter().next() {
+        return Err(Error::Command {
+            command: action.to_string(),
+            stderr: error,
+        });
     }
     Ok(())
 }
@@ -181,9 +209,9 @@ pub fn set_node_link(node: &NodeLayout, up: bool) -> Result<(), Error> {
 }
 
 /// Removes everything `ensure` made. `last` also removes the shared blackhole routes.
-pub fn teardown(l: &Layout, last: bool) -> Result<(), Error> {
+pub async fn teardown(l: &Layout, last: bool) -> Result<(), Error> {
+    host_routes(l, &[]).await?;
     for node in &l.nodes {
-        run_ok(&["ip", "route", "del", &node.pod_cidr, "via", &node.ip])?;
         if netns_exists(&node.netns) {
             run_ok(&["ip", "netns", "delete", &node.netns])?;
         }

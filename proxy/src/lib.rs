@@ -153,6 +153,7 @@ pub async fn run(
     };
     let mut resync = tokio::time::interval(config.resync);
     let mut retry = false;
+    let mut ready = false;
     // Ingresses of other classes already reported, so each is logged once.
     let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
     while !stopped {
@@ -189,6 +190,11 @@ pub async fn run(
         syncer = s;
         retry |= match result {
             Ok(wrote) => {
+                if !ready {
+                    // The first sync is in the kernel: systemd may count the proxy up.
+                    ready = true;
+                    corral_api::runtime::systemd::notify_ready();
+                }
                 if wrote {
                     tracing::debug!("iptables rules synced");
                 }

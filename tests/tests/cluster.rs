@@ -28,6 +28,41 @@ async fn a_cluster_comes_up_ready_and_delete_leaves_nothing_behind() {
             "{}",
             cluster.logs()
         );
+        // Pod routes are the agents' (corral-podnet, host-gw, route protocol 77), and the
+        // host's own routes to the pod CIDRs come from the same planner.
+        let l = &cluster.state.layout;
+        let (server, agent) = (&l.nodes[0], &l.nodes[1]);
+        let want = format!("{} via {} dev eth0", agent.pod_cidr, agent.ip);
+        let routes_77 = |args: Vec<String>| async move {
+            let out = std::process::Command::new("ip").args(&args).output().ok()?;
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        corral_tests::eventually(
+            "the server's route to the agent's pods",
+            Duration::from_secs(30),
+            || {
+                let args: Vec<String> = ["-n", &server.netns, "route", "show", "proto", "77"]
+                    .map(String::from)
+                    .into();
+                let want = want.clone();
+                async move {
+                    routes_77(args)
+                        .await
+                        .filter(|r| r.contains(&want))
+                        .map(drop)
+                }
+            },
+        )
+        .await;
+        let host = routes_77(["route", "show", "proto", "77"].map(String::from).into())
+            .await
+            .unwrap_or_default();
+        for n in &l.nodes {
+            assert!(
+                host.contains(&format!("{} via {}", n.pod_cidr, n.ip)),
+                "{host}"
+            );
+        }
         let after_create = HostSnapshot::take();
         assert!(after_create
             .netns

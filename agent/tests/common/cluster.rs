@@ -27,6 +27,10 @@ pub struct Cluster {
     pub client: Client,
     /// Extra flags for the agent.
     pub agent_args: Vec<String>,
+    /// Pass `--pod-cidr` (else the agent waits for the Node's spec.podCIDR).
+    pub pod_cidr_flag: bool,
+    /// Extra environment of the agent.
+    pub agent_env: Vec<(String, PathBuf)>,
 }
 
 fn ip(args: &[&str]) -> bool {
@@ -45,6 +49,14 @@ impl Cluster {
     }
 
     pub async fn start_with(agent_args: Vec<String>) -> Self {
+        Self::start_opts(agent_args, true, Vec::new()).await
+    }
+
+    pub async fn start_opts(
+        agent_args: Vec<String>,
+        pod_cidr_flag: bool,
+        agent_env: Vec<(String, PathBuf)>,
+    ) -> Self {
         let ctd = super::ContainerdFixture::start();
         let dir = tempfile::Builder::new()
             .prefix("e2e")
@@ -77,6 +89,8 @@ impl Cluster {
             cidr,
             client,
             agent_args,
+            pod_cidr_flag,
+            agent_env,
         };
         c.start_agent();
         c.wait_node_ready().await;
@@ -102,7 +116,12 @@ impl Cluster {
             .credentials_for(&format!("system:node:{}", self.name), &["system:nodes"])
             .unwrap();
         corral_api::kubeconfig::write(&kubeconfig, "corral", &cp.url(), &creds).unwrap();
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if self.pod_cidr_flag {
+            cmd.args(["--pod-cidr", &self.cidr]);
+        }
+        let child = cmd
+            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(["--node-name", &self.name])
@@ -110,7 +129,9 @@ impl Cluster {
             .arg(&self.ctd.as_ref().unwrap().socket)
             .arg("--data-dir")
             .arg(self.agent_dir())
-            .args(["--pod-cidr", &self.cidr, "--bridge", &self.bridge])
+            .args(["--bridge", &self.bridge])
+            // The address these tests were written for (the agent now detects one by default).
+            .args(["--node-ip", "127.0.0.1"])
             .arg("--images-dir")
             .arg(super::images_dir())
             .args(["--backoff-initial", "1", "--backoff-max", "4"])

@@ -15,6 +15,7 @@ mod endpoints;
 pub mod gc;
 pub mod localpath;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod ops;
 pub mod pods;
@@ -43,7 +44,7 @@ pub struct Config {
     pub eviction: nodelifecycle::plan::EvictionRates,
     /// Controllers not to start, by name (`replicaset`, `deployment`, `daemonset`,
     /// `statefulset`, `garbagecollector`, `nodelifecycle`, `localpath`, `endpoints`,
-    /// `namespace`).
+    /// `namespace`, `nodeipam`).
     pub disabled: BTreeSet<String>,
     /// Parallel reconciles per controller.
     pub workers: usize,
@@ -53,6 +54,8 @@ pub struct Config {
     pub leader_election: bool,
     /// How long a leader's Lease lasts without renewal.
     pub leader_lease: Duration,
+    /// Node pod CIDRs (`--cluster-cidr`, `--node-cidr-mask-size`); none: nodes set their own.
+    pub cluster_cidr: Option<nodeipam::plan::Range>,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             local_path_root: "/var/lib/corral/storage".into(),
             leader_election: true,
             leader_lease: Duration::from_secs(8),
+            cluster_cidr: Some(Default::default()),
         }
     }
 }
@@ -233,6 +237,13 @@ fn spawn_controllers(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     }
     if ctx.config.enabled("namespace") {
         handles.extend(namespace::start(ctx.clone()));
+    }
+    if let Some(range) = ctx
+        .config
+        .cluster_cidr
+        .filter(|_| ctx.config.enabled("nodeipam"))
+    {
+        handles.extend(nodeipam::start(ctx.clone(), range));
     }
     handles.push(run_informer(&ctx, &ctx.pods));
     handles.push(run_informer(&ctx, &ctx.replicasets));

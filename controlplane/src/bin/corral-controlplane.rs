@@ -27,6 +27,13 @@ struct Args {
     /// Do not run the controllers in this process.
     #[arg(long)]
     no_controllers: bool,
+    /// Range the nodes' pod CIDRs are cut from (each Node without `spec.podCIDR` gets the
+    /// lowest free subnet; a deleted node's subnet is free again).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// Service ClusterIP range.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
@@ -80,6 +87,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     corral_api::runtime::logging::init();
     let args = Args::parse();
+    let cluster_cidr = corral_controllers::nodeipam::plan::Range::new(
+        &args.cluster_cidr,
+        args.node_cidr_mask_size,
+    )?;
     let config = corral_controlplane::Config {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -93,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
                 unhealthy_zone_threshold: args.unhealthy_zone_threshold,
                 large_cluster_size_threshold: args.large_cluster_size_threshold,
             },
+            cluster_cidr: Some(cluster_cidr),
             ..Default::default()
         },
         service_cidr: args.service_cidr,
@@ -111,6 +123,8 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     let running = corral_controlplane::start(config).await?;
+    // The store is open and the listener accepts: systemd may start what comes after us.
+    corral_api::runtime::systemd::notify_ready();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate() => {}

@@ -129,6 +129,23 @@ pub fn validate_update(plural: &str, old: &Value, new: &Value) -> Vec<FieldError
             }
         }
         "rolebindings" | "clusterrolebindings" => super::rbac::validate_update(old, new, &mut errs),
+        "nodes" => {
+            // Kubernetes' rule: a pod CIDR is set once (by node IPAM or the agent's --pod-cidr)
+            // and never changed or wiped, as pods and routes depend on it.
+            for (field, path) in [("podCIDR", "spec.podCIDR"), ("podCIDRs", "spec.podCIDRs")] {
+                let before = old.pointer(&format!("/spec/{field}"));
+                let set = before.is_some_and(|v| {
+                    !v.is_null() && v != "" && v.as_array().is_none_or(|a| !a.is_empty())
+                });
+                if set && before != new.pointer(&format!("/spec/{field}")) {
+                    forbidden(
+                        &mut errs,
+                        path,
+                        "node updates may not change podCIDR except from \"\" to valid",
+                    );
+                }
+            }
+        }
         _ => {}
     }
     errs.0
@@ -177,6 +194,24 @@ mod tests {
             msgs("pods", p("a:1", 80, t2), p("a:1", 80, t1)),
             ["spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"]
         );
+    }
+
+    #[test]
+    fn a_node_pod_cidr_is_set_once_and_never_changed_or_wiped() {
+        let n = |cidr: Value| json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+        let none = json!({"spec": {}});
+        let a = json!("10.42.0.0/24");
+        assert!(msgs("nodes", none.clone(), n(a.clone())).is_empty());
+        assert!(msgs("nodes", n(a.clone()), n(a.clone())).is_empty());
+        let changed = msgs("nodes", n(a.clone()), n(json!("10.42.1.0/24")));
+        assert_eq!(
+            changed,
+            [
+                r#"spec.podCIDR: Forbidden: node updates may not change podCIDR except from "" to valid"#,
+                r#"spec.podCIDRs: Forbidden: node updates may not change podCIDR except from "" to valid"#,
+            ]
+        );
+        assert_eq!(msgs("nodes", n(a), none).len(), 2);
     }
 
     #[test]

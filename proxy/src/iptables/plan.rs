@@ -16,7 +16,15 @@ pub const POSTROUTING: &str = "CORRAL-POSTROUTING";
 pub const MARK_MASQ: &str = "CORRAL-MARK-MASQ";
 /// The packet mark asking for masquerade (kube-proxy's 0x4000).
 pub const MASQ_MARK: &str = "0x4000";
-const PREFIX: &str = "CORRAL-";
+
+/// Whether a chain is the proxy's: other CORRAL-* chains (the agent's pod network chains
+/// `CORRAL-POD-EGRESS`, `CORRAL-FORWARD`) share these tables and are not ours to flush.
+fn is_ours(chain: &str) -> bool {
+    [SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ].contains(&chain)
+        || ["CORRAL-SVC-", "CORRAL-EXT-", "CORRAL-SEP-"]
+            .iter()
+            .any(|p| chain.starts_with(p))
+}
 
 /// A rule in a built-in chain jumping into ours, exactly as `iptables-save` prints it.
 struct Jump {
@@ -142,7 +150,7 @@ fn table_text(
     let stale: Vec<&String> = existing
         .chains
         .iter()
-        .filter(|c| c.starts_with(PREFIX) && !chains.contains(*c))
+        .filter(|c| is_ours(c) && !chains.contains(*c))
         .collect();
     let _ = writeln!(out, "*{name}");
     for c in chains.iter().chain(stale.iter().copied()) {
@@ -280,11 +288,7 @@ pub fn plan(ports: &[ServicePortInfo], existing: &Existing) -> String {
 pub fn cleanup(existing: &Existing) -> String {
     let mut out = String::new();
     for (name, table) in &existing.tables {
-        let ours: Vec<&String> = table
-            .chains
-            .iter()
-            .filter(|c| c.starts_with(PREFIX))
-            .collect();
+        let ours: Vec<&String> = table.chains.iter().filter(|c| is_ours(c)).collect();
         let jumps: Vec<(&Jump, usize)> = JUMPS
             .iter()
             .filter(|j| j.table == name)

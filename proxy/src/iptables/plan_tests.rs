@@ -244,3 +244,17 @@ fn turning_affinity_on_changes_the_plan_so_the_syncer_rewrites() {
     // Same chains either way: nothing is deleted.
     assert!(!has(&text, "-X "), "{text}");
 }
+
+#[test]
+fn the_agents_pod_network_chains_in_the_same_tables_are_left_alone() {
+    let agent = "*nat\n:POSTROUTING ACCEPT [0:0]\n:CORRAL-POD-EGRESS - [0:0]\n-A POSTROUTING -m comment --comment \"corral pod egress\" -j CORRAL-POD-EGRESS\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\n:CORRAL-FORWARD - [0:0]\n-A FORWARD -m comment --comment \"corral pod forward\" -j CORRAL-FORWARD\nCOMMIT\n";
+    let existing = Existing::parse(agent);
+    for text in [
+        plan(&ports(&["10.42.0.2"], 0), &existing),
+        cleanup(&existing),
+    ] {
+        for chain in ["CORRAL-POD-EGRESS", "CORRAL-FORWARD"] {
+            assert!(!text.contains(chain), "{chain} touched:\n{text}");
+        }
+    }
+}

@@ -53,6 +53,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let scheduler = Scheduler::new(client.clone(), config);
     let metrics = scheduler.metrics();
+    // READY=1 once the node and pod caches have synced (a standby also serves: it waits).
+    let synced = metrics.clone();
+    tokio::spawn(async move {
+        while !synced.synced.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        corral_api::runtime::systemd::notify_ready();
+    });
     let (tx, rx) = watch::channel(!args.leader_elect);
     let run = scheduler.run(rx);
     tokio::pin!(run);

@@ -118,6 +118,8 @@ impl Cluster {
         // Status is a subresource: write it separately.
         let mut with_status = created.clone();
         with_status.status = node.status.clone();
+        // Last writer wins, as kubelets write status: node IPAM may have set the spec already.
+        with_status.metadata.resource_version = None;
         self.client.update_status(&with_status).await.unwrap();
         self.nodes
             .lock()
