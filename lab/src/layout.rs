@@ -162,12 +162,19 @@ pub fn split_machine(machine: &str) -> Option<(&str, usize)> {
     Some((lab, i))
 }
 
+/// The Service range (ClusterIPs), blackholed on the host.
+pub const SERVICE_CIDR: &str = "10.43.0.0/16";
+
 /// systemd-networkd's file for the machine's end of the bridge: a static address and no
-/// gateway, since lab machines have no route out.
-pub fn network_file(m: &MachineLayout) -> String {
+/// gateway, since lab machines have no route out. Only the Service range is routed, to the
+/// host (which blackholes it): a host's own connection to a ClusterIP is routed before the
+/// proxy's OUTPUT DNAT, so without a route (real hosts have their default one) it fails with
+/// "network unreachable".
+pub fn network_file(m: &MachineLayout, bridge_ip: &str) -> String {
     format!(
         "# Written by corral lab: {name} on its lab bridge, no route out.\n\
-         [Match]\nName=host0\n\n[Network]\nAddress={ip}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+         [Match]\nName=host0\n\n[Network]\nAddress={ip}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n\
+         [Route]\nDestination={SERVICE_CIDR}\nGateway={bridge_ip}\n",
         name = m.name,
         ip = m.ip
     )
@@ -175,13 +182,17 @@ pub fn network_file(m: &MachineLayout) -> String {
 
 /// The files written into a machine's upper directory before its first boot (relative path,
 /// contents): a fresh machine ID, its hostname and its network.
-pub fn first_boot_files(m: &MachineLayout, machine_id: &str) -> Vec<(&'static str, String)> {
+pub fn first_boot_files(
+    l: &Layout,
+    m: &MachineLayout,
+    machine_id: &str,
+) -> Vec<(&'static str, String)> {
     vec![
         ("etc/machine-id", format!("{machine_id}\n")),
         ("etc/hostname", format!("{}\n", m.name)),
         (
             "etc/systemd/network/10-corral-lab-host0.network",
-            network_file(m),
+            network_file(m, &l.bridge_ip),
         ),
     ]
 }

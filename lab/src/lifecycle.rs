@@ -78,7 +78,7 @@ fn running_pid(st: &State, name: &str) -> Option<(i32, u64)> {
 
 /// Prepares and starts machine `m` (not waiting for its boot), recording its PID.
 fn start_machine(st: &mut State, m: &MachineLayout, images: &[PathBuf]) -> Result<(i32, u64)> {
-    machine::prepare(m, images)?;
+    machine::prepare(&st.layout, m, images)?;
     let cgroups = host::cgroup_dirs(&m.name);
     host::ensure_cgroups(&cgroups)?;
     let (pid, start) = machine::spawn(&st.layout, m, &st.rootfs, &st.bin_dir, &cgroups)?;

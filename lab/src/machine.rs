@@ -19,12 +19,12 @@ const MACHINE_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 
 /// Writes the first-boot files (a fresh machine ID, hostname, network) unless the machine has
 /// booted before, and copies image archives into the agent's images directory.
-pub fn prepare(m: &MachineLayout, images: &[PathBuf]) -> Result<(), Error> {
+pub fn prepare(l: &Layout, m: &MachineLayout, images: &[PathBuf]) -> Result<(), Error> {
     let upper = m.upper();
     std::fs::create_dir_all(&upper).map_err(io_err(&upper))?;
     if !upper.join("etc/machine-id").exists() {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        for (rel, text) in layout::first_boot_files(m, &id) {
+        for (rel, text) in layout::first_boot_files(l, m, &id) {
             let path = upper.join(rel);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(io_err(dir))?;

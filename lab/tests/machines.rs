@@ -160,6 +160,12 @@ async fn two_machines_boot_systemd_talk_over_tcp_survive_poweroff_and_leave_noth
             routes.is_empty(),
             "lab machines have no route out: {routes}"
         );
+        let (_, routes) = sh(&opts, &m.name, "ip route show 10.43.0.0/16");
+        let want = format!("10.43.0.0/16 via {} dev host0", state.layout.bridge_ip);
+        assert!(
+            routes.starts_with(&want),
+            "the Service range to the host: {routes}"
+        );
     }
     // The scripts and the binaries are bound read-only at /opt/corral.
     let (code, listing) = sh(&opts, &m0.name, "ls /opt/corral");

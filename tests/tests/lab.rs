@@ -308,7 +308,8 @@ async fn three_machines_run_the_workshop_app_across_hosts_and_survive_agent_and_
         pod_ip(b),
         b.metadata.name.clone().unwrap(),
     );
-    let script = format!("ip netns exec corral-{a_uid} busybox wget -q -T 3 -O- http://{b_ip}:80/");
+    let script =
+        format!("ip netns exec corral-{a_uid} timeout 5 busybox wget -q -O- http://{b_ip}:80/");
     eventually(
         "pod on machine 1 to reach pod on machine 2",
         WAIT,
@@ -347,15 +348,17 @@ async fn three_machines_run_the_workshop_app_across_hosts_and_survive_agent_and_
         for (what, script) in [
             (
                 "ClusterIP",
-                format!("busybox wget -q -T 3 -O- http://{cluster_ip}:80/"),
+                format!("timeout 5 busybox wget -q -O- http://{cluster_ip}:80/"),
             ),
             (
                 "NodePort",
-                format!("busybox wget -q -T 3 -O- http://{ip}:{node_port}/"),
+                format!("timeout 5 busybox wget -q -O- http://{ip}:{node_port}/"),
             ),
             (
                 "Ingress",
-                format!("busybox wget -q -T 3 -O- --header 'Host: mi-app.com' http://{ip}:80/"),
+                format!(
+                    "timeout 5 busybox wget -q -O- --header 'Host: mi-app.com' http://{ip}:80/"
+                ),
             ),
         ] {
             eventually(&format!("{what} from machine {i}"), WAIT, || async {
@@ -407,7 +410,10 @@ async fn three_machines_run_the_workshop_app_across_hosts_and_survive_agent_and_
     // `systemctl stop corral-agent`: containers keep running and serving.
     lab.ok(2, "systemctl stop corral-agent");
     assert_eq!(lab.tasks(2), tasks[2]);
-    let (code, body, _) = lab.sh(0, &format!("busybox wget -q -T 3 -O- http://{b_ip}:80/"));
+    let (code, body, _) = lab.sh(
+        0,
+        &format!("timeout 5 busybox wget -q -O- http://{b_ip}:80/"),
+    );
     assert!(code == 0 && body.contains(&b_name), "{body}");
     lab.ok(2, "systemctl start corral-agent");
     lab.wait_active(2, "corral-agent").await;

@@ -103,13 +103,19 @@ fn machine_names_split_into_lab_and_index() {
 }
 
 #[test]
-fn a_machine_gets_a_static_address_and_no_route_out() {
+fn a_machine_gets_a_static_address_and_no_route_out_but_the_service_range_to_the_host() {
     let l = layout("demo", 1, 2, Path::new("/b")).unwrap();
-    let text = network_file(&l.machines[1]);
+    let text = network_file(&l.machines[1], &l.bridge_ip);
     assert!(text.contains("Name=host0"));
     assert!(text.contains("Address=10.77.1.11/24"));
-    assert!(!text.contains("Gateway"), "{text}");
-    let files = first_boot_files(&l.machines[1], "0123abcd");
+    let (network, routes) = text.split_once("[Route]").expect("one route");
+    assert!(!network.contains("Gateway"), "no default route: {text}");
+    assert_eq!(
+        routes.trim(),
+        "Destination=10.43.0.0/16\nGateway=10.77.1.1",
+        "only the Service range, to the host's blackhole"
+    );
+    let files = first_boot_files(&l, &l.machines[1], "0123abcd");
     let names: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
     assert_eq!(
         names,
