@@ -169,7 +169,7 @@ PartOf=corral-server.target
 
 [Service]
 Type=$UNIT_TYPE
-ExecStart=$BIN/corral-controlplane --listen 0.0.0.0:7443 --tls-san $NODE_ADDR --write-kubeconfig $ETC/admin.kubeconfig --data-dir $DATA/controlplane --cluster-cidr $CLUSTER_CIDR --node-cidr-mask-size 24${SERVER_EXEC:+ $SERVER_EXEC}
+ExecStart=$BIN/corral-controlplane --listen 0.0.0.0:7443 --tls-san $NODE_ADDR --write-kubeconfig $ETC/admin.kubeconfig --data-dir $DATA/controlplane --cluster-cidr $CLUSTER_CIDR --node-cidr-mask-size 24 --node-monitor-grace-seconds 40 --pod-eviction-seconds 300${SERVER_EXEC:+ $SERVER_EXEC}
 $(common_service)
 EOF
 }

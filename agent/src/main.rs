@@ -8,6 +8,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(
     version,
+    // A flag given again wins (installed units put INSTALL_CORRAL_EXEC after their defaults).
+    args_override_self = true,
     about = "Corral node agent: runs the pods bound to this node through containerd"
 )]
 struct Args {

@@ -25,9 +25,10 @@ pub async fn run_installer(
     leader: i32,
     role: Role,
     token: Option<&str>,
+    server_exec: Option<&str>,
     timeout: Duration,
 ) -> Result<(), Error> {
-    let argv = layout::install_argv(l, role, token);
+    let argv = layout::install_argv(l, role, token, server_exec);
     let log_path = m.install_log();
     let log = std::fs::OpenOptions::new()
         .create(true)

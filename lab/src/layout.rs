@@ -227,15 +227,28 @@ pub enum Role {
     Agent,
 }
 
-/// The command running the installer inside a machine, as a user would on a real host.
-pub fn install_argv(l: &Layout, role: Role, token: Option<&str>) -> Vec<String> {
+/// The command running the installer inside a machine, as a user would on a real host;
+/// `server_exec` becomes the server's `INSTALL_CORRAL_EXEC`.
+pub fn install_argv(
+    l: &Layout,
+    role: Role,
+    token: Option<&str>,
+    server_exec: Option<&str>,
+) -> Vec<String> {
     let mut argv = vec![
         "env".to_string(),
         format!("INSTALL_CORRAL_BIN_DIR={BIN_MOUNT}"),
     ];
-    if role == Role::Agent {
-        argv.push(format!("CORRAL_URL={}", l.server_url()));
-        argv.push(format!("CORRAL_TOKEN={}", token.unwrap_or_default()));
+    match role {
+        Role::Agent => {
+            argv.push(format!("CORRAL_URL={}", l.server_url()));
+            argv.push(format!("CORRAL_TOKEN={}", token.unwrap_or_default()));
+        }
+        Role::Server => {
+            if let Some(exec) = server_exec.filter(|e| !e.trim().is_empty()) {
+                argv.push(format!("INSTALL_CORRAL_EXEC={exec}"));
+            }
+        }
     }
     argv.extend(["bash".into(), INSTALL_MOUNT.into()]);
     argv.push(match role {

@@ -114,6 +114,9 @@ pub struct Options {
     pub bin_dir: PathBuf,
     /// How long a machine may take to boot.
     pub boot_timeout: Duration,
+    /// Extra flags for the server's control plane (the installer's `INSTALL_CORRAL_EXEC`),
+    /// e.g. shorter node grace and eviction times for drills.
+    pub server_exec: Option<String>,
 }
 
 impl Options {
@@ -123,6 +126,7 @@ impl Options {
             base: PathBuf::from("/var/lib/corral-lab"),
             bin_dir: exe.parent().unwrap_or(Path::new(".")).to_path_buf(),
             boot_timeout: Duration::from_secs(60),
+            server_exec: None,
         }
     }
 }

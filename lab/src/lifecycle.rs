@@ -173,7 +173,14 @@ pub async fn create(
         ));
     }
     if req.install {
-        install_all(&mut st, &leaders, req.timeout, progress).await?;
+        install_all(
+            &mut st,
+            &leaders,
+            opts.server_exec.as_deref(),
+            req.timeout,
+            progress,
+        )
+        .await?;
     }
     info!(lab = %l.name, seconds = started.elapsed().as_secs_f64(), "lab created");
     Ok(st)
@@ -195,13 +202,21 @@ pub async fn install_lab(
             running_pid(&st, &m.name).ok_or_else(|| Error::PoweredOff(m.name.clone()))?;
         leaders.push(machine::leader(pid).ok_or_else(|| Error::PoweredOff(m.name.clone()))?);
     }
-    install_all(&mut st, &leaders, timeout, progress).await?;
+    install_all(
+        &mut st,
+        &leaders,
+        opts.server_exec.as_deref(),
+        timeout,
+        progress,
+    )
+    .await?;
     Ok(st)
 }
 
 async fn install_all(
     st: &mut State,
     leaders: &[i32],
+    server_exec: Option<&str>,
     timeout: Duration,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<()> {
@@ -213,7 +228,7 @@ async fn install_all(
         m0.name,
         m0.install_log().display()
     ));
-    install::run_installer(&l, m0, leaders[0], Role::Server, None, timeout).await?;
+    install::run_installer(&l, m0, leaders[0], Role::Server, None, server_exec, timeout).await?;
     let token = install::agent_token(m0, leaders[0], timeout).await?;
     progress(&format!("Server installed on {} in {}", m0.name, secs(t)));
     let mut joins = JoinSet::new();
@@ -225,7 +240,7 @@ async fn install_all(
         ));
         let (l, m, token) = (l.clone(), m.clone(), token.clone());
         joins.spawn(async move {
-            install::run_installer(&l, &m, leader, Role::Agent, Some(&token), timeout)
+            install::run_installer(&l, &m, leader, Role::Agent, Some(&token), None, timeout)
                 .await
                 .map(|()| m.name)
         });

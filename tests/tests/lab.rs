@@ -4,12 +4,9 @@
 //! kills and stops leave pods alone; a powered-off machine's pods move and it comes back;
 //! wrong tokens fail clearly; uninstall leaves every host as it was.
 //!
-//! IGNORED until the lead has merged the lab branch and settled one finding: with main's
-//! binaries (installer, IPAM, pod network merged) the wrong-token and uninstall tests pass,
-//! and the drills pass up to `kill -9` of the agent, where systemd's `RestartSec=5s` outlasts
-//! the control plane's test defaults (`--node-monitor-grace-seconds 4`,
-//! `--pod-eviction-seconds 1`): the node goes NotReady, its pods are evicted, and the
-//! restarted agent stops them. Run with `--ignored`.
+//! Installed servers wait 40 s before a silent node is NotReady and 300 s more before
+//! evicting its pods; these labs install with 15 s and 5 s, still longer than systemd's 5 s
+//! restart of a killed agent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -38,6 +35,10 @@ impl Lab {
         opts.bin_dir = std::env::var_os("CORRAL_LAB_BIN_DIR")
             .map(Into::into)
             .unwrap_or_else(target_dir);
+        // Installed servers use Kubernetes' node grace (40 s) and eviction (300 s) times;
+        // drills need shorter ones, but longer than systemd's 5 s restart of a killed agent.
+        opts.server_exec =
+            Some("--node-monitor-grace-seconds 15 --pod-eviction-seconds 5".to_string());
         let name = format!("e{}-{test}", std::process::id() % 100_000);
         let req = CreateRequest {
             name: name.clone(),
@@ -271,7 +272,6 @@ async fn stays(what: &str, window: Duration, mut same: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "see the module header: eviction timing after kill -9 of the agent"]
 async fn three_machines_run_the_workshop_app_across_hosts_and_survive_agent_and_machine_drills() {
     corral_tests::skip_unless_e2e!();
     let lab = Lab::create("drills", 3, true, true).await;
@@ -471,7 +471,6 @@ fn spoiled(token: &str) -> [(&'static str, String, [&'static str; 2]); 2] {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "see the module header: eviction timing after kill -9 of the agent"]
 async fn an_agent_with_a_wrong_token_fails_clearly_and_creates_no_node() {
     corral_tests::skip_unless_e2e!();
     let lab = Lab::create("token", 2, false, true).await;
@@ -480,9 +479,17 @@ async fn an_agent_with_a_wrong_token_fails_clearly_and_creates_no_node() {
         let st = State::load(&lab.opts.base, &l.name).unwrap().unwrap();
         corral_lab::machine::leader(st.machines[i].pid.unwrap()).unwrap()
     };
-    corral_lab::install::run_installer(&l, &l.machines[0], leader(0), Role::Server, None, WAIT)
-        .await
-        .expect("server install");
+    corral_lab::install::run_installer(
+        &l,
+        &l.machines[0],
+        leader(0),
+        Role::Server,
+        None,
+        None,
+        WAIT,
+    )
+    .await
+    .expect("server install");
     let token = corral_lab::install::agent_token(&l.machines[0], leader(0), WAIT)
         .await
         .unwrap();
@@ -495,9 +502,16 @@ async fn an_agent_with_a_wrong_token_fails_clearly_and_creates_no_node() {
         let m1 = &l.machines[1];
         let _ = std::fs::remove_file(m1.install_log());
         let since = lab.ok(1, "date +%s");
-        let installed =
-            corral_lab::install::run_installer(&l, m1, leader(1), Role::Agent, Some(&bad), WAIT)
-                .await;
+        let installed = corral_lab::install::run_installer(
+            &l,
+            m1,
+            leader(1),
+            Role::Agent,
+            Some(&bad),
+            None,
+            WAIT,
+        )
+        .await;
         // The error is clear wherever it shows: the installer's output or the agent's journal.
         let text = eventually(
             &format!("an error about the wrong {what}"),
@@ -539,7 +553,6 @@ fn host_state(lab: &Lab, i: usize) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "see the module header: eviction timing after kill -9 of the agent"]
 async fn uninstall_on_every_machine_leaves_each_host_as_it_was() {
     corral_tests::skip_unless_e2e!();
     let lab = Lab::create("uninstall", 2, false, false).await;

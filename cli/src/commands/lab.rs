@@ -36,6 +36,10 @@ pub enum LabAction {
         /// Boot the machines only; run no installer.
         #[arg(long)]
         no_install: bool,
+        /// Extra flags for the server's control plane (the installer's INSTALL_CORRAL_EXEC),
+        /// e.g. "--node-monitor-grace-seconds 10 --pod-eviction-seconds 5" for quick drills.
+        #[arg(long, allow_hyphen_values = true)]
+        server_exec: Option<String>,
         /// Seconds the installs and nodes becoming Ready may take.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
@@ -92,9 +96,11 @@ pub async fn run(args: &LabArgs) -> Result<()> {
             images,
             bin_dir,
             no_install,
+            server_exec,
             timeout,
         } => {
-            let opts = options(bin_dir.as_deref());
+            let mut opts = options(bin_dir.as_deref());
+            opts.server_exec = server_exec.clone();
             let started = Instant::now();
             let req = CreateRequest {
                 name: name.clone(),

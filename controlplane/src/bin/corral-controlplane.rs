@@ -11,6 +11,8 @@ use corral_controlplane::admission::podsecurity::{self, Level, Policy};
 #[command(
     name = "corral-controlplane",
     version,
+    // A flag given again wins (installed units put INSTALL_CORRAL_EXEC after their defaults).
+    args_override_self = true,
     about = "Corral's API server, store and controllers"
 )]
 struct Args {

@@ -174,7 +174,7 @@ fn nspawn_boots_an_overlay_on_the_bridge_with_binaries_and_installer_bound() {
 fn the_installer_runs_as_server_on_machine_0_and_as_agent_with_url_and_token() {
     let l = layout("demo", 4, 3, Path::new("/b")).unwrap();
     assert_eq!(
-        install_argv(&l, Role::Server, None),
+        install_argv(&l, Role::Server, None, None),
         [
             "env",
             "INSTALL_CORRAL_BIN_DIR=/opt/corral/bin",
@@ -184,7 +184,7 @@ fn the_installer_runs_as_server_on_machine_0_and_as_agent_with_url_and_token() {
         ]
     );
     assert_eq!(
-        install_argv(&l, Role::Agent, Some("K10abc::id.secret")),
+        install_argv(&l, Role::Agent, Some("K10abc::id.secret"), Some("--x 1")),
         [
             "env",
             "INSTALL_CORRAL_BIN_DIR=/opt/corral/bin",
