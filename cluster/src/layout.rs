@@ -83,15 +83,20 @@ pub enum LayoutError {
     NoSlot,
 }
 
-pub fn validate_name(name: &str) -> Result<(), LayoutError> {
-    let ok = !name.is_empty()
+/// The name rule of local rigs (clusters and labs): 1-20 lower case letters, digits or '-',
+/// starting with a letter and not ending with '-' (it becomes part of link and machine names).
+pub fn is_rig_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 20
         && name.as_bytes()[0].is_ascii_lowercase()
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.ends_with('-');
-    if ok {
+        && !name.ends_with('-')
+}
+
+pub fn validate_name(name: &str) -> Result<(), LayoutError> {
+    if is_rig_name(name) {
         Ok(())
     } else {
         Err(LayoutError::Name(name.to_string()))

@@ -13,9 +13,9 @@ use tracing::{debug, warn};
 use crate::layout::{self, Layout};
 use crate::Error;
 
-/// The ranges the cluster rig blackholes on the host (`corral_cluster::layout::BLACKHOLES`):
-/// pod and service traffic that no route claims is dropped here instead of leaving.
-pub const BLACKHOLES: &[&str] = &["10.42.0.0/16", "10.43.0.0/16"];
+/// The ranges the cluster rig blackholes on the host: pod and service traffic that no route
+/// claims is dropped here instead of leaving.
+pub use corral_cluster::layout::BLACKHOLES;
 
 pub(crate) fn run(args: &[&str]) -> Result<String, Error> {
     let out = Command::new(args[0])

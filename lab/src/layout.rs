@@ -101,14 +101,7 @@ pub enum LayoutError {
 }
 
 pub fn validate_name(name: &str) -> Result<(), LayoutError> {
-    let ok = !name.is_empty()
-        && name.len() <= 20
-        && name.as_bytes()[0].is_ascii_lowercase()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.ends_with('-');
-    if ok {
+    if corral_cluster::layout::is_rig_name(name) {
         Ok(())
     } else {
         Err(LayoutError::Name(name.to_string()))
