@@ -289,29 +289,9 @@ pub async fn image(args: &ImageArgs) -> Result<()> {
     Ok(())
 }
 
+/// A list in kubectl's `get` layout (the CLI's one table writer).
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i + 1 == cells.len() {
-                    c.to_string()
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        println!("{}", parts.join("   "));
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
+    let mut table = crate::printers::table::Table::new(header.iter().copied());
+    table.rows = rows.to_vec();
+    print!("{}", table.render(true));
 }
