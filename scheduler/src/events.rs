@@ -152,6 +152,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bind_is_reported_in_kube_schedulers_words() {
+        assert_eq!(
+            scheduled_message("default", "web-0", "node-1"),
+            "Successfully assigned default/web-0 to node-1"
+        );
+    }
+
+    #[test]
     fn the_condition_is_set_once_per_message() {
         let mut pod = Pod::default();
         assert!(set_unschedulable(
