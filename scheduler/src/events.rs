@@ -32,17 +32,8 @@ impl Recorder {
 
     /// Records in the background, so the scheduling loop never waits on it.
     pub fn failed_scheduling(self: &Arc<Self>, pod: Arc<PodInfo>, message: String) {
-        let regarding = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(pod.name.clone()),
-            namespace: Some(pod.namespace.clone()),
-            uid: Some(pod.uid.clone()),
-            resource_version: Some(pod.resource_version.clone()),
-            ..Default::default()
-        };
         self.events.record(
-            &regarding,
+            &regarding(&pod),
             recorder::WARNING,
             "FailedScheduling",
             &message,
@@ -54,6 +45,17 @@ impl Recorder {
                 tracing::warn!(pod = %pod.key(), error = %e, "setting PodScheduled condition");
             }
         });
+    }
+
+    /// kube-scheduler's Normal `Scheduled` event once the binding is written.
+    pub fn scheduled(&self, pod: &PodInfo, node: &str) {
+        self.events.record(
+            &regarding(pod),
+            recorder::NORMAL,
+            "Scheduled",
+            &scheduled_message(&pod.namespace, &pod.name, node),
+            Some("Binding"),
+        );
     }
 
     /// The pod was bound or deleted: its repeat bookkeeping goes.
@@ -95,6 +97,23 @@ impl Recorder {
     }
 }
 
+fn regarding(pod: &PodInfo) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(pod.name.clone()),
+        namespace: Some(pod.namespace.clone()),
+        uid: Some(pod.uid.clone()),
+        resource_version: Some(pod.resource_version.clone()),
+        ..Default::default()
+    }
+}
+
+/// kube-scheduler's words for a bind (schedule_one.go).
+pub fn scheduled_message(namespace: &str, name: &str, node: &str) -> String {
+    format!("Successfully assigned {namespace}/{name} to {node}")
+}
+
 /// Sets `PodScheduled=False, reason Unschedulable`; false when it already says exactly that.
 pub fn set_unschedulable(pod: &mut Pod, message: &str) -> bool {
     let status = pod.status.get_or_insert_with(Default::default);
@@ -131,6 +150,14 @@ pub fn set_unschedulable(pod: &mut Pod, message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bind_is_reported_in_kube_schedulers_words() {
+        assert_eq!(
+            scheduled_message("default", "web-0", "node-1"),
+            "Successfully assigned default/web-0 to node-1"
+        );
+    }
 
     #[test]
     fn the_condition_is_set_once_per_message() {

@@ -218,6 +218,7 @@ impl Scheduler {
                         Ok(()) => {
                             st.queue.done(&info.uid);
                             drop(st);
+                            recorder.scheduled(info, &placement.node);
                             recorder.forget(&info.uid);
                             metrics.bound.fetch_add(1, Ordering::Relaxed);
                             metrics::record(&metrics.attempt, now - started);

@@ -7,6 +7,61 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 
 const COMPONENT: &str = "kubelet";
 
+/// kubelet's reasons (pkg/kubelet/events/event.go).
+pub mod reason {
+    pub const CREATED: &str = "Created";
+    pub const STARTED: &str = "Started";
+    pub const FAILED: &str = "Failed";
+    pub const KILLING: &str = "Killing";
+    pub const BACK_OFF: &str = "BackOff";
+    pub const PULLING: &str = "Pulling";
+    pub const PULLED: &str = "Pulled";
+    pub const FAILED_MOUNT: &str = "FailedMount";
+    pub const UNHEALTHY: &str = "Unhealthy";
+}
+
+/// kubelet's messages, word for word (its image manager and kuberuntime).
+pub mod message {
+    use std::time::Duration;
+
+    pub fn pulling(image: &str) -> String {
+        format!("Pulling image {image:?}")
+    }
+    pub fn already_present(image: &str) -> String {
+        format!("Container image {image:?} already present on machine")
+    }
+    pub fn pulled(image: &str, took: Duration) -> String {
+        format!("Successfully pulled image {image:?} in {took:?} ({took:?} including waiting)")
+    }
+    pub fn pull_failed(image: &str, error: &str) -> String {
+        format!("Failed to pull image {image:?}: {error}")
+    }
+    pub fn pull_back_off(image: &str) -> String {
+        format!("Back-off pulling image {image:?}")
+    }
+    pub fn created(container: &str) -> String {
+        format!("Created container: {container}")
+    }
+    pub fn started(container: &str) -> String {
+        format!("Started container {container}")
+    }
+    pub fn stopping(container: &str) -> String {
+        format!("Stopping container {container}")
+    }
+    /// `pod` as kubelet's `format.Pod`: `name_namespace(uid)`.
+    pub fn back_off(container: &str, name: &str, namespace: &str, uid: &str) -> String {
+        format!("Back-off restarting failed container {container} in pod {name}_{namespace}({uid})")
+    }
+    /// A failed attempt, as kubelet's `Error: ...` event after CreateContainerConfigError and
+    /// the like.
+    pub fn error(message: &str) -> String {
+        format!("Error: {message}")
+    }
+    pub fn readiness_failed(output: &str) -> String {
+        format!("Readiness probe failed: {output}")
+    }
+}
+
 /// The reporter of a node's events: `kubelet` on this host.
 pub fn reporter(node: &str) -> Reporter {
     Reporter {
@@ -39,6 +94,12 @@ impl PodEvents {
     /// A Normal event about one container of the pod.
     pub fn normal(&self, container: &str, reason: &str, message: &str) {
         self.record(container, NORMAL, reason, message);
+    }
+
+    /// A Warning about the pod itself (FailedMount: no fieldPath, as kubelet's).
+    pub fn pod_warning(&self, reason: &str, message: &str) {
+        self.recorder
+            .record(&self.pod, WARNING, reason, message, None);
     }
 
     fn record(&self, container: &str, type_: &str, reason: &str, message: &str) {

@@ -19,6 +19,8 @@ pub enum ProbeUpdate {
     Started,
     /// The readiness result changed.
     Ready(bool),
+    /// A readiness attempt failed (kubelet records each as an Unhealthy event).
+    ReadinessFailed(String),
     /// Liveness (or startup) failed `failureThreshold` times: the container must be killed.
     Unhealthy {
         kind: Kind,
@@ -72,6 +74,11 @@ pub fn spawn<E: Send + 'static>(
             tokio::time::sleep_until(started + spec.initial_delay).await;
             loop {
                 let r = attempt(&spec, &target).await;
+                if let Err(output) = &r {
+                    if !send(ProbeUpdate::ReadinessFailed(output.clone())).await {
+                        return;
+                    }
+                }
                 if let Some(ready) = state.observe(r.is_ok()) {
                     info!(container = %target.container, ready, error = ?r.err(), "readiness changed");
                     if !send(ProbeUpdate::Ready(ready)).await {

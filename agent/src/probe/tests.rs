@@ -402,3 +402,33 @@ async fn prober_reports_readiness_changes_and_liveness_failure() {
         "{got:?}"
     );
 }
+
+#[tokio::test]
+async fn each_failed_readiness_attempt_is_reported_for_kubelets_unhealthy_event() {
+    let rt: Arc<dyn crate::runtime::ContainerRuntime> = Arc::new(FakeRuntime::new());
+    let mut probes = std::collections::BTreeMap::new();
+    let mut ready = spec(1, 3, Kind::Readiness);
+    ready.period = Duration::from_millis(20);
+    ready.action = Action::Exec {
+        command: vec!["false".into()],
+    };
+    probes.insert("readinessProbe", ready);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let target = Target {
+        container: "app".into(),
+        id: "c1".into(),
+        pod_ip: "127.0.0.1".into(),
+        runtime: rt,
+    };
+    let h = spawn(probes, target, tx, |u| u);
+    let mut failed = 0;
+    while failed < 3 {
+        let u = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        match u.expect("prober update in time").expect("prober alive") {
+            ProbeUpdate::ReadinessFailed(_) => failed += 1,
+            ProbeUpdate::Ready(false) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    h.abort();
+}

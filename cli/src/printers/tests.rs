@@ -545,3 +545,50 @@ fn describe_without_events_says_none() {
         "{text}"
     );
 }
+
+#[test]
+fn describe_pod_lists_events_of_the_same_second_in_the_order_they_happened() {
+    let pod: corral_api::k8s::api::core::v1::Pod =
+        serde_json::from_value(running_pod("web", 5, "10.42.1.11", "node-1")).unwrap();
+    // The list order (by name) is not the order they happened in; lastTimestamp has whole
+    // seconds, eventTime microseconds.
+    let at = ago(5);
+    let ev = |name: &str, micros: u32, reason: &str, from: &str| {
+        serde_json::from_value::<corral_api::k8s::api::core::v1::Event>(json!({
+            "metadata": {"name": name}, "involvedObject": {"kind": "Pod", "name": "web"},
+            "type": "Normal", "reason": reason, "message": reason,
+            "source": {"component": from}, "firstTimestamp": at, "lastTimestamp": at,
+            "eventTime": at.replace('Z', &format!(".{micros:06}Z")),
+        }))
+        .unwrap()
+    };
+    let rel = super::describe::Related {
+        events: vec![
+            ev("a", 400, "Started", "kubelet"),
+            ev("b", 300, "Created", "kubelet"),
+            ev("c", 100, "Scheduled", "default-scheduler"),
+            ev("d", 200, "Pulled", "kubelet"),
+        ],
+        ..Default::default()
+    };
+    let text = super::describe::pod(&pod, &rel, now());
+    let reasons: Vec<(&str, &str)> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Events:"))
+        .skip(3)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols[1], cols[3])
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("Scheduled", "default-scheduler"),
+            ("Pulled", "kubelet"),
+            ("Created", "kubelet"),
+            ("Started", "kubelet")
+        ],
+        "{text}"
+    );
+}

@@ -1,14 +1,17 @@
 //! A typed fake of `PodApi` for tests without an API server: it records every status, delete
-//! and event a worker sends, answers with no Services, ConfigMaps or Secrets, and lets a test
-//! wait (under its own deadline) until the recorded calls show what it expects.
+//! and event a worker sends, answers with no Services, with the ConfigMaps and bound claims a
+//! test added (none at first), and lets a test wait (under its own deadline) until the
+//! recorded calls show what it expects.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 use corral_api::client::{DeleteOptions, Error};
 use corral_api::runtime::recorder::EventSink;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{Event, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, PodStatus};
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::PodApi;
@@ -44,17 +47,39 @@ impl Calls {
 
 pub struct FakePodApi {
     calls: watch::Sender<Calls>,
+    configmaps: Mutex<BTreeMap<String, ConfigMap>>,
+    /// Bound claims and their volumes' directories.
+    claims: Mutex<BTreeMap<String, PathBuf>>,
 }
 
 impl Default for FakePodApi {
     fn default() -> Self {
         FakePodApi {
             calls: watch::Sender::new(Calls::default()),
+            configmaps: Mutex::default(),
+            claims: Mutex::default(),
         }
     }
 }
 
 impl FakePodApi {
+    /// Creates (or replaces) ConfigMap `name` with `data`.
+    pub fn add_configmap(&self, name: &str, data: &[(&str, &str)]) {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cm.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        self.configmaps.lock().insert(name.into(), cm);
+    }
+
+    /// Binds claim `claim` to a volume in `dir`.
+    pub fn bind_claim(&self, claim: &str, dir: PathBuf) {
+        self.claims.lock().insert(claim.into(), dir);
+    }
+
     pub fn calls(&self) -> Calls {
         self.calls.borrow().clone()
     }
@@ -99,18 +124,28 @@ impl PodApi for FakePodApi {
         Ok(Vec::new())
     }
 
-    async fn config_data(&self, namespace: &str, _: &References) -> Result<ConfigData, Error> {
+    async fn config_data(&self, namespace: &str, refs: &References) -> Result<ConfigData, Error> {
+        let have = self.configmaps.lock();
+        let configmaps = refs
+            .configmaps
+            .iter()
+            .filter_map(|n| have.get(n).map(|cm| (n.clone(), cm.clone())))
+            .collect();
         Ok(ConfigData {
             namespace: namespace.into(),
+            configmaps,
             ..Default::default()
         })
     }
 
     async fn claim_dir(&self, _: &str, claim: &str) -> Result<PathBuf, ClaimError> {
-        // The fake API has no claims.
-        Err(ClaimError::ClaimNotFound {
-            claim: claim.into(),
-        })
+        self.claims
+            .lock()
+            .get(claim)
+            .cloned()
+            .ok_or_else(|| ClaimError::NotBound {
+                claim: claim.into(),
+            })
     }
 }
 

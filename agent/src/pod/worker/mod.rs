@@ -28,6 +28,7 @@ mod status;
 mod stop;
 #[cfg(test)]
 mod tests;
+mod waiting;
 
 pub use sandbox::release_pod_resources;
 
@@ -132,6 +133,9 @@ pub struct Worker {
     probers: probes::Tasks,
     /// postStart hooks still running, by container name.
     post_starts: probes::Tasks,
+    /// The last report of each failure waiting for objects: FailedMount under "", a
+    /// container's missing ConfigMap/Secret under its name.
+    reported: std::collections::HashMap<String, waiting::MountReport>,
 }
 
 const RESYNC: Duration = Duration::from_secs(10);
@@ -168,6 +172,7 @@ impl Worker {
             events,
             probers: probes::Tasks::default(),
             post_starts: probes::Tasks::default(),
+            reported: Default::default(),
         };
         let name = format!(
             "{}/{}",
@@ -258,6 +263,7 @@ impl Worker {
                     finished_at: exit.finished_at,
                 };
                 on_exit(rec, t, policy, &self.ctx.backoff);
+                self.report_back_off(&name);
             }
             Event::Relist {
                 containers,
@@ -268,9 +274,30 @@ impl Worker {
                     warn!(container = %name, id = %t.container_id, "container stopped behind the agent's back");
                     if let Some(rec) = self.records.get_mut(&name) {
                         on_exit(rec, t, policy, &self.ctx.backoff);
+                        self.report_back_off(&name);
                     }
                 }
             }
+        }
+    }
+
+    /// kubelet's BackOff event when a container's restart waits out its crash back-off.
+    fn report_back_off(&self, name: &str) {
+        let backing_off = self.records.get(name).is_some_and(|r| {
+            r.waiting
+                .as_ref()
+                .is_some_and(|(reason, _)| reason == "CrashLoopBackOff")
+        });
+        if backing_off {
+            let m = &self.pod.metadata;
+            let message = crate::pod::events::message::back_off(
+                name,
+                m.name.as_deref().unwrap_or(""),
+                m.namespace.as_deref().unwrap_or(""),
+                &self.uid,
+            );
+            self.pod_events()
+                .warning(name, crate::pod::events::reason::BACK_OFF, &message);
         }
     }
 

@@ -92,8 +92,12 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30);
-        // Built only for a kill (kubelet's events), not for every probe result.
-        let events = matches!(update, ProbeUpdate::Unhealthy { .. }).then(|| self.pod_events());
+        // Built only for kubelet's events (a kill, a failed readiness attempt).
+        let events = matches!(
+            update,
+            ProbeUpdate::Unhealthy { .. } | ProbeUpdate::ReadinessFailed(_)
+        )
+        .then(|| self.pod_events());
         let Some(rec) = self.records.get_mut(&name) else {
             return;
         };
@@ -102,6 +106,15 @@ impl Worker {
         }
         match update {
             ProbeUpdate::Started => rec.probe_started = Some(true),
+            ProbeUpdate::ReadinessFailed(output) => {
+                if let Some(events) = &events {
+                    events.warning(
+                        &name,
+                        crate::pod::events::reason::UNHEALTHY,
+                        &crate::pod::events::message::readiness_failed(&output),
+                    );
+                }
+            }
             ProbeUpdate::Ready(ready) => {
                 if rec.probe_ready.is_some() {
                     rec.probe_ready = Some(ready);

@@ -9,7 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Container;
 use tracing::{debug, info, warn};
 
+use super::waiting::{self, Retry};
 use super::Worker;
+use crate::pod::events::{message, reason};
 use crate::pod::state::{decide, on_failure, Current, Decision, RestartPolicy};
 use crate::runtime::{self as rt, CreateContainer};
 use crate::spec;
@@ -29,6 +31,7 @@ pub(super) struct Failure {
     reason: &'static str,
     message: String,
     image_id: String,
+    retry: Retry,
 }
 
 fn wants_pod_ip(c: &Container) -> bool {
@@ -135,7 +138,12 @@ impl Worker {
         }
     }
 
-    async fn ensure_image(&self, c: &Container) -> Result<rt::ImageInfo, (&'static str, String)> {
+    /// The image of `c`, pulled if its policy says so, and the Pulled event's message (recorded
+    /// once the attempt's volumes are ready, so a pod waiting for them repeats no event).
+    async fn ensure_image(
+        &self,
+        c: &Container,
+    ) -> Result<(rt::ImageInfo, String), (&'static str, String)> {
         let image = c.image.clone().unwrap_or_default();
         if image.is_empty() {
             return Err((
@@ -154,20 +162,37 @@ impl Worker {
             .image(&image)
             .await
             .map_err(|e| ("ErrImagePull", e.to_string()))?;
+        let events = self.pod_events();
         match (policy.as_str(), present) {
-            ("Never", Some(i)) | ("IfNotPresent", Some(i)) => Ok(i),
-            ("Never", None) => Err((
-                "ErrImageNeverPull",
-                format!("container image {image:?} is not present with pull policy of Never"),
-            )),
+            ("Never", Some(i)) | ("IfNotPresent", Some(i)) => {
+                Ok((i, message::already_present(&image)))
+            }
+            ("Never", None) => {
+                let m =
+                    format!("container image {image:?} is not present with pull policy of Never");
+                events.warning(
+                    &c.name,
+                    "ErrImageNeverPull",
+                    &format!("Container image {image:?} is not present with pull policy of Never"),
+                );
+                Err(("ErrImageNeverPull", m))
+            }
             _ => {
                 info!(%image, "pulling image");
-                self.ctx.runtime.pull(&image).await.map_err(|e| {
-                    (
-                        "ErrImagePull",
-                        format!("failed to pull image {image:?}: {e}"),
-                    )
-                })
+                events.normal(&c.name, reason::PULLING, &message::pulling(&image));
+                let t0 = std::time::Instant::now();
+                match self.ctx.runtime.pull(&image).await {
+                    Ok(i) => Ok((i, message::pulled(&image, t0.elapsed()))),
+                    Err(e) => {
+                        let m = message::pull_failed(&image, &e.to_string());
+                        events.warning(&c.name, reason::FAILED, &m);
+                        events.warning(&c.name, reason::FAILED, &message::error("ErrImagePull"));
+                        Err((
+                            "ErrImagePull",
+                            format!("failed to pull image {image:?}: {e}"),
+                        ))
+                    }
+                }
             }
         }
     }
@@ -190,15 +215,22 @@ impl Worker {
             self.ctx.api.service_env(&self.pod),
             self.config_data()
         );
-        let image = image.map_err(|(reason, message)| Failure {
+        let (image, pulled) = image.map_err(|(reason, message)| Failure {
             reason,
             message,
             image_id: String::new(),
+            retry: Retry::Backoff,
         })?;
         let fail = |reason: &'static str, message: String| Failure {
             reason,
             message,
             image_id: image.id.clone(),
+            retry: Retry::Backoff,
+        };
+        // Missing objects: wait for them to appear.
+        let wait = |reason: &'static str, message: String| Failure {
+            retry: Retry::Soon,
+            ..fail(reason, message)
         };
         let rec = self.records.get(&c.name).cloned().unwrap_or_default();
         let attempt = if rec.current.is_some() {
@@ -213,13 +245,14 @@ impl Worker {
             Err(e) => warn!(container = %c.name, error = %e, "starting without service variables"),
         }
         let config_data = config_data.map_err(|m| fail("CreateContainerConfigError", m))?;
-        let config_env = crate::configdata::container_env(c, &config_data)
-            .map_err(|m| fail("CreateContainerConfigError", m))?;
         // kubelet keeps a pod whose volumes cannot be set up in ContainerCreating.
         let volume_dirs = self
             .volume_dirs(&config_data)
             .await
-            .map_err(|m| fail("ContainerCreating", m))?;
+            .map_err(|m| wait("ContainerCreating", m))?;
+        let config_env = crate::configdata::container_env(c, &config_data)
+            .map_err(|m| wait("CreateContainerConfigError", m))?;
+        self.pod_events().normal(&c.name, reason::PULLED, &pulled);
         let dir = self.ctx.pod_dir(&self.uid);
         let input = spec::SpecInput {
             pod: &self.pod,
@@ -269,6 +302,8 @@ impl Worker {
                 .await
                 .map_err(|_| fail("CreateContainerError", e.to_string()))?;
         }
+        self.pod_events()
+            .normal(&c.name, reason::CREATED, &message::created(&c.name));
         let task = if with_task {
             Some(self.ctx.runtime.create_task(&id).await)
         } else {
@@ -285,6 +320,31 @@ impl Worker {
     fn record_failure(&mut self, c: &Container, f: Failure) {
         let now = self.now();
         let backoff = self.ctx.backoff;
+        let events = self.pod_events();
+        if f.retry == Retry::Soon {
+            // Waiting for a claim, ConfigMap or Secret: looked at again soon, reported as
+            // kubelet does (FailedMount on the pod for volumes, Failed on the container for
+            // its env) at growing intervals, so the retries aggregate into one event.
+            let (key, reason, text) = if f.reason == "ContainerCreating" {
+                (String::new(), reason::FAILED_MOUNT, f.message.clone())
+            } else {
+                (c.name.clone(), reason::FAILED, message::error(&f.message))
+            };
+            if let Some(r) = waiting::mount_report(self.reported.get(&key), &text, now) {
+                info!(container = %c.name, reason = f.reason, message = %f.message, "waiting for volumes or config objects");
+                if key.is_empty() {
+                    events.pod_warning(reason, &text);
+                } else {
+                    events.warning(&c.name, reason, &text);
+                }
+                self.reported.insert(key, r);
+            }
+            let rec = self.records.entry(c.name.clone()).or_default();
+            if !f.image_id.is_empty() {
+                rec.image_id = f.image_id;
+            }
+            return waiting::wait_for_sources(rec, f.reason, f.message, now);
+        }
         let rec = self.records.entry(c.name.clone()).or_default();
         let reason = if f.reason == "ErrImagePull" && rec.pull_failures > 0 {
             "ImagePullBackOff"
@@ -293,6 +353,12 @@ impl Worker {
         };
         if f.reason == "ErrImagePull" {
             rec.pull_failures += 1;
+            if reason == "ImagePullBackOff" {
+                let image = c.image.clone().unwrap_or_default();
+                events.normal(&c.name, reason::BACK_OFF, &message::pull_back_off(&image));
+            }
+        } else if !matches!(f.reason, "ErrImageNeverPull" | "InvalidImageName") {
+            events.warning(&c.name, reason::FAILED, &message::error(&f.message));
         }
         if !f.image_id.is_empty() {
             rec.image_id = f.image_id;
@@ -326,9 +392,12 @@ impl Worker {
                     reason: "RunContainerError",
                     message: e.to_string(),
                     image_id,
+                    retry: Retry::Backoff,
                 },
             );
         }
+        self.pod_events()
+            .normal(&c.name, reason::STARTED, &message::started(&c.name));
         info!(container = %c.name, %id, attempt, start_ms = (self.now().duration_since(started_at).as_millis()) as u64, "container started");
         let rec = self.records.entry(c.name.clone()).or_default();
         // The exited attempt becomes lastState; the one before it is removed.

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{probes, release_pod_resources, Desired, Event, Terminate, Worker};
+use crate::pod::events::{message, reason};
 use crate::pod::lifecycle;
 use crate::pod::state::Current;
 use crate::runtime as rt;
@@ -48,9 +49,13 @@ impl Worker {
         // A pod already gone from the API was deleted by force: no hooks then.
         let grace = Duration::from_secs(grace);
         let hooks = how == Terminate::Graceful;
+        let events = self.pod_events();
         let stops: Vec<_> = running(self)
             .into_iter()
-            .map(|(name, id)| self.stopper(&name, &id, grace, hooks))
+            .map(|(name, id)| {
+                events.normal(&name, reason::KILLING, &message::stopping(&name));
+                self.stopper(&name, &id, grace, hooks)
+            })
             .collect();
         let stops = futures::future::join_all(stops);
         tokio::pin!(stops);

@@ -20,9 +20,11 @@ use crate::pod::state::BackoffPolicy;
 use crate::runtime::fake::{Call, FakeRuntime};
 use crate::runtime::{self as rt, TaskState};
 
+mod events;
+
 const DEADLINE: Duration = Duration::from_secs(10);
 
-struct Rig {
+pub(super) struct Rig {
     ctx: Arc<NodeContext>,
     runtime: Arc<FakeRuntime>,
     network: Arc<FakeNetwork>,
@@ -31,14 +33,14 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-struct Running {
+pub(super) struct Running {
     desired: watch::Sender<Desired>,
     events: mpsc::Sender<Event>,
     done: mpsc::UnboundedReceiver<String>,
 }
 
 impl Rig {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(FakeClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
         let runtime = Arc::new(
@@ -76,7 +78,7 @@ impl Rig {
         }
     }
 
-    fn spawn(&self, pod: Pod) -> Running {
+    pub(super) fn spawn(&self, pod: Pod) -> Running {
         self.spawn_adopting(pod, Vec::new())
     }
 
@@ -95,7 +97,7 @@ impl Rig {
     }
 
     /// The first status posted for which `f` holds.
-    async fn status_where(&self, f: impl Fn(&PodStatus) -> bool) -> PodStatus {
+    pub(super) async fn status_where(&self, f: impl Fn(&PodStatus) -> bool) -> PodStatus {
         within(
             self.api
                 .wait_for(|c: &Calls| c.statuses.iter().find(|s| f(s)).cloned()),
@@ -104,7 +106,7 @@ impl Rig {
     }
 
     /// The container `app` once it runs with `restarts` restarts.
-    async fn running(&self, restarts: i32) -> ContainerStatus {
+    pub(super) async fn running(&self, restarts: i32) -> ContainerStatus {
         let s = self
             .status_where(|s| {
                 app(s).is_some_and(|c| {
@@ -116,13 +118,13 @@ impl Rig {
     }
 }
 
-async fn within<T>(f: impl Future<Output = T>) -> T {
+pub(super) async fn within<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(DEADLINE, f)
         .await
         .expect("the worker got there before the deadline")
 }
 
-fn pod(restart_policy: &str) -> Pod {
+pub(super) fn pod(restart_policy: &str) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
         "spec": {
@@ -133,14 +135,14 @@ fn pod(restart_policy: &str) -> Pod {
     .unwrap()
 }
 
-fn app(s: &PodStatus) -> Option<&ContainerStatus> {
+pub(super) fn app(s: &PodStatus) -> Option<&ContainerStatus> {
     s.container_statuses
         .as_ref()?
         .iter()
         .find(|c| c.name == "app")
 }
 
-fn waiting_reason(s: &PodStatus) -> Option<String> {
+pub(super) fn waiting_reason(s: &PodStatus) -> Option<String> {
     app(s)?.state.as_ref()?.waiting.as_ref()?.reason.clone()
 }
 

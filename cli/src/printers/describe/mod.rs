@@ -356,7 +356,9 @@ pub(super) fn events(doc: &mut Doc, evs: &[Event], now: Timestamp) {
         return;
     }
     let mut evs = evs.to_vec();
-    evs.sort_by_key(event_last_seen);
+    // By last seen (whole seconds on the wire), then by eventTime (microseconds): events of
+    // the same second keep the order they happened in (Scheduled, Pulled, Created, Started).
+    evs.sort_by_key(|e| (event_last_seen(e), e.event_time.as_ref().map(|t| t.0)));
     doc.0
         .push_str("Events:\n  Type\tReason\tAge\tFrom\tMessage\n");
     doc.w(1, "----\t------\t----\t----\t-------\n");
