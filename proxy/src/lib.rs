@@ -5,6 +5,7 @@
 //! caches by pure functions on each change; the kernel and the API are written only on change.
 
 pub mod cache;
+pub mod dns;
 pub mod ingress;
 pub mod iptables;
 pub mod loadgen;
