@@ -159,3 +159,55 @@ fn upstreams_are_the_nameserver_lines_of_resolv_conf() {
     );
     assert_eq!(nameservers(text, true).len(), 2);
 }
+
+/// The figure: queries/s and latency of the server answering a Service name from the
+/// snapshot, 16 clients in a closed loop over loopback UDP for 3 s.
+/// `cargo test -p corral-proxy --release --lib dns_throughput -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark figure, not a check"]
+async fn dns_throughput() {
+    let handler = Handler {
+        snapshot: Arc::new(RwLock::new(Arc::new(snapshot()))),
+        upstreams: vec![],
+        upstream_timeout: Duration::from_secs(1),
+    };
+    let (_server, addr) = serve("127.0.0.1:0".parse().unwrap(), handler)
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(tokio::spawn(async move {
+            let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+            let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            sock.connect(addr).await.unwrap();
+            let mut q = Message::query();
+            q.add_query(Query::query(
+                Name::from_ascii("mi-deploy-svc.default.svc.cluster.local.").unwrap(),
+                RecordType::A,
+            ));
+            let bytes = q.to_vec().unwrap();
+            let mut buf = vec![0u8; 512];
+            while std::time::Instant::now() < until {
+                let t = std::time::Instant::now();
+                sock.send(&bytes).await.unwrap();
+                let n = sock.recv(&mut buf).await.unwrap();
+                h.record(t.elapsed().as_micros() as u64).unwrap();
+                assert!(n > 12);
+            }
+            h
+        }));
+    }
+    let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for c in clients {
+        all.add(c.await.unwrap()).unwrap();
+    }
+    println!(
+        "cluster DNS: {} queries in 3 s = {:.0} q/s; latency p50 {} us, p99 {} us, max {} us",
+        all.len(),
+        all.len() as f64 / 3.0,
+        all.value_at_quantile(0.5),
+        all.value_at_quantile(0.99),
+        all.max()
+    );
+}
