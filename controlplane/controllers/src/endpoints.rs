@@ -211,7 +211,6 @@ pub fn plan(service: &Service, pods: &[Arc<Pod>]) -> Option<Endpoints> {
                 uid: pod.metadata.uid.clone(),
                 ..Default::default()
             }),
-            ..Default::default()
         };
         let group = groups.entry(set).or_default();
         if publish_not_ready || is_ready(pod) {
