@@ -38,8 +38,8 @@ struct Args {
     #[arg(long, default_value_t = 53)]
     dns_port: u16,
     /// Resolvers for names outside the cluster domain, `IP` or `IP:PORT`, repeatable
-    /// (default: the nameservers of /etc/resolv.conf).
-    #[arg(long = "dns-upstream", value_parser = parse_upstream)]
+    /// or comma-separated (default: the nameservers of /etc/resolv.conf).
+    #[arg(long = "dns-upstream", env = "CORRAL_DNS_UPSTREAM", value_delimiter = ',', value_parser = parse_upstream)]
     dns_upstreams: Vec<SocketAddr>,
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
