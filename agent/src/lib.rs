@@ -15,6 +15,7 @@ pub mod nodeip;
 pub mod pod;
 pub mod podnet;
 pub mod probe;
+pub mod resolv;
 pub mod runtime;
 pub mod spec;
 pub mod svcenv;
@@ -67,6 +68,8 @@ pub struct Config {
     /// Pod routes to the other nodes (`--pod-network`) and the range not masqueraded.
     pub pod_network: corral_podnet::Mode,
     pub cluster_cidr: corral_podnet::Cidr,
+    /// Cluster DNS written into pods' resolv.conf (`--cluster-dns`, `--cluster-domain`).
+    pub cluster_dns: resolv::ClusterDns,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +198,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         data_dir: cfg.data_dir.clone(),
         backoff: cfg.backoff,
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        cluster_dns: cfg.cluster_dns.clone(),
         nofile: spec::own_nofile_limit(),
     });
     let index = PodIndex::default();

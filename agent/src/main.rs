@@ -89,6 +89,13 @@ struct Args {
     /// Routes to other nodes' pods: host-gw (hosts on one segment), vxlan, or none.
     #[arg(long, default_value = "host-gw")]
     pod_network: corral_podnet::Mode,
+    /// The cluster DNS Service's address written into ClusterFirst pods' resolv.conf
+    /// (repeatable; none: pods use the node's resolvers).
+    #[arg(long = "cluster-dns", default_value = "10.43.0.10")]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain, in pods' search path.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 #[tokio::main]
@@ -157,6 +164,10 @@ async fn main() -> anyhow::Result<()> {
         token,
         pod_network: a.pod_network,
         cluster_cidr: a.cluster_cidr,
+        cluster_dns: corral_agent::resolv::ClusterDns {
+            servers: a.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+            domain: a.cluster_domain,
+        },
     };
     corral_agent::run(cfg).await?;
     Ok(())

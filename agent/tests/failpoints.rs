@@ -86,6 +86,7 @@ impl Node {
             data_dir: dir.path().to_path_buf(),
             backoff: BackoffPolicy::default(),
             resolv_conf: dir.path().join("resolv.conf"),
+            cluster_dns: Default::default(),
             nofile: 1024,
         });
         Node {

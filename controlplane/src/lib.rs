@@ -15,6 +15,7 @@ pub mod admission;
 pub mod auth;
 pub mod cluster_id;
 pub mod join;
+pub mod kubedns;
 pub mod listener;
 pub mod pki;
 pub mod registry;
@@ -34,6 +35,8 @@ pub struct Config {
     pub controllers: bool,
     pub controllers_config: corral_controllers::Config,
     pub service_cidr: String,
+    /// ClusterIP of `kube-system/kube-dns`, created at start (`--cluster-dns`); `None`: none.
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
     pub defaults: validate::Defaults,
     /// Watch history kept (in revisions) before compaction.
     pub history: i64,
@@ -76,6 +79,7 @@ impl Default for Config {
             controllers: true,
             controllers_config: Default::default(),
             service_cidr: "10.43.0.0/16".into(),
+            cluster_dns: Some(std::net::Ipv4Addr::new(10, 43, 0, 10)),
             defaults: Default::default(),
             history: 100_000,
             limits: Default::default(),
@@ -217,6 +221,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .with_pod_security(config.pod_security),
     );
     registry.bootstrap().await?;
+    if let Some(ip) = config.cluster_dns {
+        kubedns::ensure(&registry, ip).await;
+    }
     let cluster_id = cluster_id::read(&registry).await?;
     if data_dir == cluster_id::DataDir::Empty {
         warn!(

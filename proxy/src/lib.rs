@@ -5,6 +5,7 @@
 //! caches by pure functions on each change; the kernel and the API are written only on change.
 
 pub mod cache;
+pub mod dns;
 pub mod ingress;
 pub mod iptables;
 pub mod loadgen;
@@ -65,6 +66,31 @@ pub struct Config {
     /// Ingress worker threads, each with its own single-threaded runtime and listening
     /// socket (SO_REUSEPORT); 0 means one per CPU, as nginx's `worker_processes auto`.
     pub ingress_threads: usize,
+    /// Node-local cluster DNS; `None` serves none.
+    pub dns: Option<DnsConfig>,
+}
+
+/// Cluster DNS: where this node's server listens and where it forwards other names. The
+/// iptables plan sends the `kube-system/kube-dns` ClusterIP to this listener, so every pod's
+/// query stays on its node (NodeLocal DNSCache's shape).
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Listening address; `None`: this node's InternalIP, once the Node says it.
+    pub address: Option<std::net::IpAddr>,
+    pub port: u16,
+    pub upstreams: Vec<SocketAddr>,
+    pub cluster_domain: String,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            address: None,
+            port: 53,
+            upstreams: vec![],
+            cluster_domain: "cluster.local".into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -76,6 +102,7 @@ impl Default for Config {
             ingress_listen: "0.0.0.0:80".parse().expect("valid address"),
             resync: Duration::from_secs(30),
             ingress_threads: 0,
+            dns: None,
         }
     }
 }
@@ -138,6 +165,9 @@ pub async fn run(
     })?;
     tracing::info!(node = %config.node_name, ingress = %config.ingress_listen, ingress_threads = threads, server = %config.server, "proxy started");
 
+    let snapshot: dns::SharedSnapshot = Arc::default();
+    // Started once the node's address is known; dropped when `run` returns.
+    let mut dns_server: Option<(hickory_server::Server<dns::Handler>, SocketAddr)> = None;
     let mut syncer = Syncer::new(ipt.clone());
     tokio::pin!(shutdown);
     let synced = async {
@@ -167,7 +197,21 @@ pub async fn run(
         retry = false;
         let svc_list = services.list();
         let ep_map = by_key(endpoints.list());
-        let ports = model::service_ports(&svc_list, &ep_map);
+        let mut ports = model::service_ports(&svc_list, &ep_map);
+        if let Some(cfg) = &config.dns {
+            *snapshot.write() = Arc::new(dns::plan::Snapshot::build(
+                &cfg.cluster_domain,
+                &svc_list,
+                &ep_map,
+            ));
+            if dns_server.is_none() {
+                dns_server = start_dns(cfg, &config.node_name, &nodes.list(), &snapshot).await;
+                retry |= dns_server.is_none();
+            }
+            if let Some((_, addr)) = &dns_server {
+                model::local_dns(&mut ports, dns::SERVICE_NAMESPACE, dns::SERVICE_NAME, *addr);
+            }
+        }
         let selection = ingress::class::select(&ingresses.list(), &classes.list());
         for (ing, class) in &selection.ignored {
             if reported.insert((ing.clone(), class.clone())) {
@@ -230,6 +274,40 @@ pub async fn run(
     tokio::task::spawn_blocking(move || syncer.cleanup())
         .await
         .expect("iptables cleanup does not panic")
+}
+
+/// Binds the DNS server on the configured address, else this node's InternalIP; `None`
+/// (logged) until that works.
+async fn start_dns(
+    cfg: &DnsConfig,
+    node_name: &str,
+    nodes: &[Arc<Node>],
+    snapshot: &dns::SharedSnapshot,
+) -> Option<(hickory_server::Server<dns::Handler>, SocketAddr)> {
+    let ip = cfg.address.or_else(|| {
+        nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node_name))
+            .and_then(|n| n.status.as_ref()?.addresses.as_ref())
+            .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+            .and_then(|a| a.address.parse().ok())
+    });
+    let Some(ip) = ip else {
+        tracing::info!(node = %node_name, "cluster DNS waits for the node's InternalIP");
+        return None;
+    };
+    let handler = dns::Handler {
+        snapshot: snapshot.clone(),
+        upstreams: cfg.upstreams.clone(),
+        upstream_timeout: Duration::from_secs(2),
+    };
+    match dns::serve(SocketAddr::new(ip, cfg.port), handler).await {
+        Ok(served) => Some(served),
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster DNS not serving yet, retrying");
+            None
+        }
+    }
 }
 
 /// Creates the `corral` IngressClass; false when that failed (the caller retries). Another

@@ -30,6 +30,28 @@ struct Args {
     /// socket (like nginx's workers with `reuseport`); 0 = one per CPU.
     #[arg(long, env = "CORRAL_INGRESS_THREADS", default_value_t = 0)]
     ingress_threads: usize,
+    /// Address of the node-local cluster DNS server (default: this node's InternalIP); the
+    /// kube-dns ClusterIP is DNATed to it.
+    #[arg(long)]
+    dns_address: Option<IpAddr>,
+    /// Port of the cluster DNS server.
+    #[arg(long, default_value_t = 53)]
+    dns_port: u16,
+    /// Resolvers for names outside the cluster domain, `IP` or `IP:PORT`, repeatable
+    /// or comma-separated (default: the nameservers of /etc/resolv.conf).
+    #[arg(long = "dns-upstream", env = "CORRAL_DNS_UPSTREAM", value_delimiter = ',', value_parser = parse_upstream)]
+    dns_upstreams: Vec<SocketAddr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Serve no cluster DNS.
+    #[arg(long)]
+    disable_dns: bool,
+}
+
+fn parse_upstream(s: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +74,24 @@ async fn run() -> anyhow::Result<()> {
         node_name: args.node_name,
         ingress_listen: SocketAddr::new(args.ingress_address, args.ingress_port),
         ingress_threads: args.ingress_threads,
+        dns: if args.disable_dns {
+            None
+        } else {
+            let upstreams = if args.dns_upstreams.is_empty() {
+                corral_proxy::dns::upstreams_from("/etc/resolv.conf").unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cluster DNS forwards nothing: names outside the cluster fail");
+                    vec![]
+                })
+            } else {
+                args.dns_upstreams
+            };
+            Some(corral_proxy::DnsConfig {
+                address: args.dns_address,
+                port: args.dns_port,
+                upstreams,
+                cluster_domain: args.cluster_domain,
+            })
+        },
         ..Default::default()
     };
     let shutdown = async {

@@ -2,7 +2,7 @@
 //! virtual addresses and the ready endpoints behind it. Pure.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort, ServiceSpec};
@@ -53,6 +53,26 @@ pub fn affinity_timeout(spec: &ServiceSpec) -> Option<u32> {
         .filter(|t| (1..=MAX_AFFINITY_TIMEOUT).contains(t))
         .map_or(DEFAULT_AFFINITY_TIMEOUT, |t| t as u32);
     Some(timeout)
+}
+
+/// Points every port of the DNS Service (`kube-system/kube-dns`, no selector, so no
+/// Endpoints) at this node's own DNS listener, so the ClusterIP's DNAT keeps each query on
+/// the node it came from, as NodeLocal DNSCache does.
+pub fn local_dns(
+    ports: &mut [ServicePortInfo],
+    namespace: &str,
+    service: &str,
+    listener: SocketAddr,
+) {
+    let std::net::SocketAddr::V4(listener) = listener else {
+        return;
+    };
+    for p in ports
+        .iter_mut()
+        .filter(|p| p.namespace == namespace && p.service == service)
+    {
+        p.endpoints = vec![listener];
+    }
 }
 
 /// Ready endpoints of `port` in `endpoints`: the subset ports with the same name and protocol.
@@ -270,6 +290,36 @@ mod tests {
                 "default/plain: Some(10.43.0.11):80 np=None -> []",
                 "default/web:admin Some(10.43.0.10):81 np=Some(30081) -> [\"10.42.0.2:9000\", \"10.42.0.3:9000\"]",
                 "default/web:http Some(10.43.0.10):80 np=Some(30080) -> [\"10.42.0.2:8080\", \"10.42.0.3:8080\"]",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_dns_service_is_sent_to_this_nodes_listener_and_nothing_else_is() {
+        let svcs = vec![
+            service("kube-dns", "ClusterIP", "10.43.0.10", &[("dns", 53, 0)]),
+            service("web", "ClusterIP", "10.43.0.11", &[("", 80, 0)]),
+        ];
+        let eps = by_key(&[endpoints("web", &["10.42.0.2"], &[], &[("", 80)])]);
+        let mut ports = service_ports(&svcs, &eps);
+        local_dns(
+            &mut ports,
+            "default",
+            "kube-dns",
+            "10.44.0.2:53".parse().unwrap(),
+        );
+        let got: Vec<(String, Vec<String>)> = ports
+            .iter()
+            .map(|p| (p.id(), p.endpoints.iter().map(|e| e.to_string()).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "default/kube-dns:dns".to_string(),
+                    vec!["10.44.0.2:53".to_string()]
+                ),
+                ("default/web:".to_string(), vec!["10.42.0.2:80".to_string()]),
             ]
         );
     }

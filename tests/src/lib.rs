@@ -115,6 +115,10 @@ impl TestCluster {
             .prefix("corral-e2e")
             .tempdir()
             .expect("temp dir");
+        // Tests never query a real resolver: the nodes' proxies (which inherit this
+        // environment) forward names outside the cluster to the node's own loopback, where
+        // nothing answers.
+        std::env::set_var("CORRAL_DNS_UPSTREAM", "127.0.0.1:53");
         let mut opts = Options::beside(&target_dir().join("corral"));
         opts.base = base.path().join("clusters");
         opts.run_base = PathBuf::from(format!("/run/corral-e2e-{}", std::process::id()));

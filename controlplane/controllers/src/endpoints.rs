@@ -196,6 +196,13 @@ pub fn plan(service: &Service, pods: &[Arc<Pod>]) -> Option<Endpoints> {
         set.sort();
         let addr = EndpointAddress {
             ip: ip.to_string(),
+            // Kubernetes' rule: the pod's hostname names its address when its subdomain is
+            // this Service (what `web-0.web.ns.svc.cluster.local` resolves through).
+            hostname: pod
+                .spec
+                .as_ref()
+                .filter(|s| s.subdomain.is_some() && s.subdomain == service.metadata.name)
+                .and_then(|s| s.hostname.clone()),
             node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             target_ref: Some(ObjectReference {
                 kind: Some("Pod".into()),
@@ -204,7 +211,6 @@ pub fn plan(service: &Service, pods: &[Arc<Pod>]) -> Option<Endpoints> {
                 uid: pod.metadata.uid.clone(),
                 ..Default::default()
             }),
-            ..Default::default()
         };
         let group = groups.entry(set).or_default();
         if publish_not_ready || is_ready(pod) {
@@ -562,6 +568,24 @@ mod tests {
             (r.kind.as_deref(), r.name.as_deref(), r.uid.as_deref()),
             (Some("Pod"), Some("a"), Some("uid-a"))
         );
+    }
+
+    #[test]
+    fn a_pod_whose_subdomain_is_the_service_is_listed_by_its_hostname() {
+        let svc = service(APP, vec![port("", 80, None)]);
+        let with = |hostname: &str, subdomain: &str| {
+            let pod = pod(&p("a", "10.42.0.2", true));
+            let mut pod = (*pod).clone();
+            let spec = pod.spec.get_or_insert_with(Default::default);
+            spec.hostname = Some(hostname.into());
+            spec.subdomain = Some(subdomain.into());
+            let ep = plan(&svc, &[Arc::new(pod)]).unwrap();
+            ep.subsets.unwrap()[0].addresses.clone().unwrap()[0]
+                .hostname
+                .clone()
+        };
+        assert_eq!(with("web-0", "mi-svc").as_deref(), Some("web-0"));
+        assert_eq!(with("web-0", "other"), None);
     }
 
     #[test]

@@ -39,6 +39,9 @@ struct Args {
     /// Service ClusterIP range.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
+    /// ClusterIP of the cluster DNS Service (kube-system/kube-dns), created at start.
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
     /// Seconds without a Lease renewal before a node is marked NotReady/Unknown.
     #[arg(long, default_value_t = 4)]
     node_monitor_grace_seconds: u64,
@@ -110,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
         service_cidr: args.service_cidr,
+        cluster_dns: Some(args.cluster_dns),
         defaults: corral_controlplane::validate::Defaults {
             toleration_seconds: args.pod_eviction_seconds as i64,
         },

@@ -52,6 +52,8 @@ pub struct NodeContext {
     pub backoff: BackoffPolicy,
     /// The node's resolv.conf, copied into pods.
     pub resolv_conf: PathBuf,
+    /// What ClusterFirst pods resolve through.
+    pub cluster_dns: crate::resolv::ClusterDns,
     /// RLIMIT_NOFILE given to containers.
     pub nofile: u64,
 }

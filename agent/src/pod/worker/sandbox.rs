@@ -62,10 +62,11 @@ impl Worker {
         };
         let dir = self.ctx.pod_dir(&self.uid);
         let name = crate::hosts::hostname(&self.pod);
-        let hosts = crate::hosts::hosts_file(&self.pod, &net.ip, "cluster.local");
-        let resolv = tokio::fs::read_to_string(&self.ctx.resolv_conf)
+        let hosts = crate::hosts::hosts_file(&self.pod, &net.ip, &self.ctx.cluster_dns.domain);
+        let node_resolv = tokio::fs::read_to_string(&self.ctx.resolv_conf)
             .await
             .unwrap_or_default();
+        let resolv = crate::resolv::resolv_conf(&self.pod, &node_resolv, &self.ctx.cluster_dns);
         let write = |file: &'static str, content: String| {
             let path = dir.join(file);
             async move {

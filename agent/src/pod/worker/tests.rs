@@ -66,6 +66,7 @@ impl Rig {
             data_dir: dir.path().to_path_buf(),
             backoff: BackoffPolicy::default(),
             resolv_conf: dir.path().join("resolv.conf"),
+            cluster_dns: Default::default(),
             nofile: 1024,
         });
         Rig {
