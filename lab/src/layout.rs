@@ -174,7 +174,9 @@ pub fn network_file(m: &MachineLayout, bridge_ip: &str) -> String {
 }
 
 /// The files written into a machine's upper directory before its first boot (relative path,
-/// contents): a fresh machine ID, its hostname and its network.
+/// contents): a fresh machine ID, its hostname, its network, and a resolv.conf naming no
+/// resolver (debootstrap copied this host's; a lab machine has no route to it, and its cluster
+/// DNS must never forward there).
 pub fn first_boot_files(
     l: &Layout,
     m: &MachineLayout,
@@ -186,6 +188,10 @@ pub fn first_boot_files(
         (
             "etc/systemd/network/10-corral-lab-host0.network",
             network_file(m, &l.bridge_ip),
+        ),
+        (
+            "etc/resolv.conf",
+            "# Written by corral lab: no resolvers, lab machines have no route out.\n".into(),
         ),
     ]
 }

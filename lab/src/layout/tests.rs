@@ -122,9 +122,11 @@ fn a_machine_gets_a_static_address_and_no_route_out_but_the_service_range_to_the
         [
             "etc/machine-id",
             "etc/hostname",
-            "etc/systemd/network/10-corral-lab-host0.network"
+            "etc/systemd/network/10-corral-lab-host0.network",
+            "etc/resolv.conf"
         ]
     );
+    assert!(!files[3].1.contains("nameserver"), "{}", files[3].1);
     assert_eq!(files[0].1, "0123abcd\n");
     assert_eq!(files[1].1, "demo-1\n");
 }
