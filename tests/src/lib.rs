@@ -430,3 +430,28 @@ fn blocking_get(addr: &str, host: &str, timeout: Duration) -> Result<(u16, Strin
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// The pods of namespace `default` matching a label selector (none while the API is away).
+pub async fn pods(
+    client: &corral_api::Client,
+    selector: &str,
+) -> Vec<corral_api::k8s::api::core::v1::Pod> {
+    client
+        .list::<corral_api::k8s::api::core::v1::Pod>(
+            "default",
+            &corral_api::ListParams::labels(selector),
+        )
+        .await
+        .map(|(p, _)| p)
+        .unwrap_or_default()
+}
+
+/// Running, Ready and not being deleted.
+pub fn running(p: &corral_api::k8s::api::core::v1::Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}

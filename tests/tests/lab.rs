@@ -16,7 +16,7 @@ use corral_api::k8s::api::core::v1::{Node, Pod, Service};
 use corral_api::{Client, ListParams};
 use corral_lab::layout::Role;
 use corral_lab::{CreateRequest, Options, State};
-use corral_tests::{eventually, target_dir, workspace_dir};
+use corral_tests::{eventually, pods, running, target_dir, workspace_dir};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -203,23 +203,6 @@ fn internal_ip(n: &Node) -> Option<String> {
         .iter()
         .find(|a| a.type_ == "InternalIP")
         .map(|a| a.address.clone())
-}
-
-async fn pods(client: &Client, selector: &str) -> Vec<Pod> {
-    client
-        .list::<Pod>("default", &ListParams::labels(selector))
-        .await
-        .map(|(p, _)| p)
-        .unwrap_or_default()
-}
-
-fn running(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-        && p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn node_of(p: &Pod) -> String {

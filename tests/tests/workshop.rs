@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use corral_api::k8s::api::core::v1::{Endpoints, Pod};
-use corral_api::{Client, ListParams};
-use corral_tests::{corral, eventually, http_get, rows, skip_unless_e2e, TestCluster};
+use corral_api::Client;
+use corral_tests::{
+    corral, eventually, http_get, pods, rows, running, skip_unless_e2e, TestCluster,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -14,23 +16,6 @@ fn ok(server: &str, args: &[&str]) -> String {
     let (out, err, success) = corral(server, args);
     assert!(success, "corral {} failed:\n{out}\n{err}", args.join(" "));
     out
-}
-
-async fn pods(client: &Client, selector: &str) -> Vec<Pod> {
-    client
-        .list::<Pod>("default", &ListParams::labels(selector))
-        .await
-        .map(|(p, _)| p)
-        .unwrap_or_default()
-}
-
-fn running(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-        && p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn name(p: &Pod) -> String {
