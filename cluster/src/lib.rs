@@ -226,8 +226,10 @@ pub async fn create(
         return Err(Error::Exists(req.name.clone()));
     }
     let used: Vec<u8> = list(opts).iter().map(|s| s.layout.slot).collect();
+    // A slot whose bridge exists belongs to a cluster of another state directory (tests
+    // running side by side each keep their own): taking it would share its addresses.
     let slot = (0..layout::MAX_SLOTS)
-        .find(|s| !used.contains(s))
+        .find(|s| !used.contains(s) && !Path::new(&format!("/sys/class/net/crl{s}br")).exists())
         .ok_or(layout::LayoutError::NoSlot)?;
     let l = layout::layout(
         &req.name,

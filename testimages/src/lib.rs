@@ -21,6 +21,8 @@ const APPLETS: &[&str] = &[
     "ps", "kill", "nc", "ip", "mkdir", "date", "head", "tail", "cp", "mv", "rm", "id", "uname",
     "seq", "yes", "dd", "grep", "sed", "test", "[", "printf", "touch", "wc", "whoami", "pwd",
     "mount", "ln", "chmod", "stat", "awk", "top", "free", "nslookup", "ping", "vi", "tee",
+    // `corral cp` runs tar in the container, as kubectl cp does; `stty` for exec -t tests.
+    "tar", "stty",
 ];
 
 #[derive(Debug, thiserror::Error)]

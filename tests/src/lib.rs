@@ -298,17 +298,7 @@ where
 
 /// Runs the real `corral` CLI against a server; returns (stdout, stderr, success).
 pub fn corral(server: &str, args: &[&str]) -> (String, String, bool) {
-    let home = std::env::temp_dir().join(format!("corral-e2e-home-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&home);
-    let mut cmd = Command::new(target_dir().join("corral"));
-    if let Some(kubeconfig) = kubeconfig_of(server) {
-        cmd.env("CORRAL_CONFIG", kubeconfig);
-    }
-    let out = cmd
-        .args(args)
-        .env("CORRAL_SERVER", server)
-        .env("HOME", &home)
-        .current_dir(workspace_dir())
+    let out = corral_command(server, args)
         .output()
         .expect("running corral");
     (
@@ -316,6 +306,22 @@ pub fn corral(server: &str, args: &[&str]) -> (String, String, bool) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
         out.status.success(),
     )
+}
+
+/// The real `corral` CLI set up for a server (its credentials, a private HOME), for tests
+/// that need its stdin or a terminal.
+pub fn corral_command(server: &str, args: &[&str]) -> Command {
+    let home = std::env::temp_dir().join(format!("corral-e2e-home-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&home);
+    let mut cmd = Command::new(target_dir().join("corral"));
+    if let Some(kubeconfig) = kubeconfig_of(server) {
+        cmd.env("CORRAL_CONFIG", kubeconfig);
+    }
+    cmd.args(args)
+        .env("CORRAL_SERVER", server)
+        .env("HOME", &home)
+        .current_dir(workspace_dir());
+    cmd
 }
 
 /// The repository root (examples live there).
