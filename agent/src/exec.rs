@@ -361,20 +361,18 @@ async fn copy_in(
                     }
                 }
             }
-            Some(Msg::StdinEof(_)) => {
-                if stdin.take().is_some() {
-                    let _ = c
-                        .tasks()
-                        .close_io(c.req(
-                            cs::CloseIoRequest {
-                                container_id: id.to_string(),
-                                exec_id: exec_id.to_string(),
-                                stdin: true,
-                            },
-                            None,
-                        ))
-                        .await;
-                }
+            Some(Msg::StdinEof(_)) if stdin.take().is_some() => {
+                let _ = c
+                    .tasks()
+                    .close_io(c.req(
+                        cs::CloseIoRequest {
+                            container_id: id.to_string(),
+                            exec_id: exec_id.to_string(),
+                            stdin: true,
+                        },
+                        None,
+                    ))
+                    .await;
             }
             Some(Msg::Resize(size)) => {
                 let _ = c
