@@ -104,27 +104,17 @@ fn target(kind: Kind, first: &mut pb::StreamFrame) -> Result<(String, String), A
     }
 }
 
-pub(super) async fn open(
+/// Authorizes a stream's first frame for `user` and finds the pod's node; returns the node
+/// and the frame with its namespace and container filled in.
+async fn prepare(
     svc: &ApiService,
-    req: Request<Streaming<pb::StreamFrame>>,
+    user: &crate::auth::UserInfo,
     kind: Kind,
-) -> Result<Response<FrameStream>, Status> {
-    let user = access::user_of(&req)?;
-    let mut input = req.into_inner();
-    let mut first = input
-        .message()
-        .await?
-        .ok_or_else(|| ApiError::BadRequest("the stream ended before its request".into()))?;
+    mut first: pb::StreamFrame,
+) -> Result<(String, pb::StreamFrame), Status> {
     let (ns, name) = target(kind, &mut first)?;
-    svc.check(
-        &user,
-        "create",
-        &kinds::PODS,
-        kind.subresource(),
-        &ns,
-        &name,
-    )
-    .await?;
+    svc.check(user, "create", &kinds::PODS, kind.subresource(), &ns, &name)
+        .await?;
     let pod = svc.registry.get(&kinds::PODS, &ns, &name).await?;
     let node = object::str_at(&pod, "/spec/nodeName")
         .unwrap_or("")
@@ -152,6 +142,21 @@ pub(super) async fn open(
         Some(Msg::Attach(r)) => r.container = container_of(&pod, &name, &r.container)?,
         _ => {}
     }
+    Ok((node, first))
+}
+
+pub(super) async fn open(
+    svc: &ApiService,
+    req: Request<Streaming<pb::StreamFrame>>,
+    kind: Kind,
+) -> Result<Response<FrameStream>, Status> {
+    let user = access::user_of(&req)?;
+    let mut input = req.into_inner();
+    let first = input
+        .message()
+        .await?
+        .ok_or_else(|| ApiError::BadRequest("the stream ended before its request".into()))?;
+    let (node, first) = prepare(svc, &user, kind, first).await?;
     let (to_agent, from_agent) = svc.tunnels.stream(&node, first).await?;
     // The client's frames, relayed as they come; the client closing its side is not the end
     // of the stream (it may still read), a client that goes away drops the response below.
@@ -171,6 +176,90 @@ pub(super) async fn open(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
+
+    use crate::auth::{authn::admin, UserInfo, AUTHENTICATED};
+    use crate::registry::{Registry, ServiceAllocator};
+    use crate::store::sqlite::SqliteStore;
+    use crate::tunnel::Tunnels;
+
+    async fn service(dir: &std::path::Path) -> ApiService {
+        let store = SqliteStore::open(dir.join("db")).unwrap();
+        let services = ServiceAllocator::new("10.43.0.0/16").unwrap();
+        let registry = Arc::new(Registry::new(Arc::new(store), Default::default(), services));
+        registry.bootstrap().await.unwrap();
+        for (name, node) in [("web", "n1"), ("pending", "")] {
+            let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"containers": [{"name": "app", "image": "busybox:1"}]}});
+            if !node.is_empty() {
+                pod["spec"]["nodeName"] = node.into();
+            }
+            registry
+                .create(&kinds::PODS, "default", pod, false)
+                .await
+                .unwrap();
+        }
+        ApiService::new(registry, Tunnels::default())
+    }
+
+    fn exec_of(pod: &str) -> pb::StreamFrame {
+        pb::StreamFrame {
+            msg: Some(Msg::Exec(pb::ExecRequest {
+                pod: pod.into(),
+                command: vec!["true".into()],
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_needs_create_on_the_pods_subresource_and_a_scheduled_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path()).await;
+        let (node, first) = prepare(&svc, &admin(), Kind::Exec, exec_of("web"))
+            .await
+            .unwrap();
+        assert_eq!(node, "n1");
+        match first.msg {
+            Some(Msg::Exec(r)) => assert_eq!(
+                (r.namespace.as_str(), r.container.as_str()),
+                ("default", "app")
+            ),
+            other => panic!("{other:?}"),
+        }
+        let nobody = UserInfo::new("nobody", [AUTHENTICATED]);
+        for (kind, first, sub) in [
+            (Kind::Exec, exec_of("web"), "pods/exec"),
+            (
+                Kind::PortForward,
+                pb::StreamFrame {
+                    msg: Some(Msg::PortForward(pb::PortForwardRequest {
+                        pod: "web".into(),
+                        port: 80,
+                        ..Default::default()
+                    })),
+                },
+                "pods/portforward",
+            ),
+        ] {
+            let err = prepare(&svc, &nobody, kind, first).await.unwrap_err();
+            assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+            assert!(
+                err.message()
+                    .contains(&format!("User \"nobody\" cannot create resource \"{sub}\"")),
+                "{}",
+                err.message()
+            );
+        }
+        let err = prepare(&svc, &admin(), Kind::Exec, exec_of("pending"))
+            .await
+            .unwrap_err();
+        assert!(err.message().contains("not scheduled"), "{}", err.message());
+        let err = prepare(&svc, &admin(), Kind::Exec, exec_of("nope"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    }
 
     #[test]
     fn a_request_names_a_container_of_the_pod_or_gets_its_first() {
