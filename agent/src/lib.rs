@@ -14,6 +14,7 @@ pub mod node;
 pub mod nodeip;
 pub mod pod;
 pub mod podnet;
+pub mod portforward;
 pub mod probe;
 pub mod resolv;
 pub mod runtime;
@@ -201,7 +202,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         cluster_dns: cfg.cluster_dns.clone(),
         nofile: spec::own_nofile_limit(),
     });
-    let index = PodIndex::default();
+    let index = PodIndex::with_network(ctx.network.clone());
     tokio::spawn(node::heartbeat(
         client.clone(),
         node_cfg,
