@@ -214,8 +214,8 @@ async fn every_failed_liveness_attempt_records_unhealthy_then_the_kill_records_k
         .calls()
         .events
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("Unhealthy"))
-        .last()
+        .rev()
+        .find(|e| e.reason.as_deref() == Some("Unhealthy"))
         .expect("Unhealthy events");
     assert_eq!(
         unhealthy.message.as_deref(),
