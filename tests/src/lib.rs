@@ -296,19 +296,25 @@ where
     }
 }
 
-/// Runs the real `corral` CLI against a server; returns (stdout, stderr, success).
-pub fn corral(server: &str, args: &[&str]) -> (String, String, bool) {
+/// The real `corral` CLI set up for a server (its admin credentials, a private HOME), for
+/// commands that run on (port-forward) rather than to completion.
+pub fn corral_command(server: &str, args: &[&str]) -> Command {
     let home = std::env::temp_dir().join(format!("corral-e2e-home-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&home);
     let mut cmd = Command::new(target_dir().join("corral"));
     if let Some(kubeconfig) = kubeconfig_of(server) {
         cmd.env("CORRAL_CONFIG", kubeconfig);
     }
-    let out = cmd
-        .args(args)
+    cmd.args(args)
         .env("CORRAL_SERVER", server)
         .env("HOME", &home)
-        .current_dir(workspace_dir())
+        .current_dir(workspace_dir());
+    cmd
+}
+
+/// Runs the real `corral` CLI against a server; returns (stdout, stderr, success).
+pub fn corral(server: &str, args: &[&str]) -> (String, String, bool) {
+    let out = corral_command(server, args)
         .output()
         .expect("running corral");
     (
