@@ -5,6 +5,7 @@ pub mod clock;
 pub mod cluster_id;
 pub mod configdata;
 pub mod credentials;
+pub mod exec;
 pub mod hosts;
 pub mod images;
 pub mod join;
@@ -19,6 +20,7 @@ pub mod probe;
 pub mod resolv;
 pub mod runtime;
 pub mod spec;
+pub mod streams;
 pub mod svcenv;
 pub mod tunnel;
 pub mod volumes;
@@ -99,16 +101,17 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
             source,
         })?;
     }
-    let runtime: Arc<dyn ContainerRuntime> = Arc::new(
-        Containerd::connect(
-            &cfg.containerd_socket,
-            &cfg.containerd_namespace,
-            &cfg.snapshotter,
-            cfg.data_dir.join("tmp"),
-        )
-        .await?
-        .with_registries(cfg.registries.clone()),
-    );
+    let containerd = Containerd::connect(
+        &cfg.containerd_socket,
+        &cfg.containerd_namespace,
+        &cfg.snapshotter,
+        cfg.data_dir.join("tmp"),
+    )
+    .await?
+    .with_registries(cfg.registries.clone());
+    // exec and attach talk to containerd's task API directly (stdio FIFOs, resize).
+    let containerd_client = containerd.client().clone();
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(containerd);
     if let Some(dir) = &cfg.images_dir {
         images::start(runtime.clone(), dir.clone()).await;
     }
@@ -223,8 +226,11 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         client.clone(),
         cfg.server.clone(),
         cfg.node_name.clone(),
-        cfg.data_dir.clone(),
-        index.clone(),
+        exec::ExecContext {
+            containerd: containerd_client,
+            index: index.clone(),
+            data_dir: cfg.data_dir.clone(),
+        },
     ));
     // Registered, pod CIDR known: systemd may count the node agent up.
     corral_api::runtime::systemd::notify_ready();

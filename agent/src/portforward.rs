@@ -4,6 +4,7 @@
 //! credit, `stdin_eof` as a TCP half-close, and a `StreamEnd` when either side is done.
 
 mod dial;
-// mod stream; (wired once the tunnel streams core is merged)
+mod stream;
 
 pub use dial::{dial, DialError, Netns};
+pub use stream::{connect, serve, ForwardError};

@@ -1,9 +1,10 @@
 //! The agent's end of `AgentTunnel.Open`: one outbound stream to the control plane (nodes
 //! keep no inbound port, as with k3s), carrying node-local requests such as logs. Each
 //! request's data flows under its own credit, so a slow reader stalls only its own stream.
+//! Interactive streams (exec, attach, port-forward) go to their handler by kind with a
+//! `streams::Duplex`, under credit both ways.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::exec::ExecContext;
 use crate::logs;
-use crate::pod::manager::PodIndex;
+use crate::streams::{self, Duplex, Inbound, StreamSink};
 
 /// Credit a request starts with when the control plane names none.
 const DEFAULT_WINDOW: u32 = 16;
@@ -29,14 +31,37 @@ struct Request {
 
 type Requests = Arc<Mutex<HashMap<u64, Request>>>;
 
+/// One interactive stream: its handler's task and where its input goes.
+struct OpenStream {
+    task: JoinHandle<()>,
+    inbound: Inbound,
+    sink: StreamSink,
+}
+
+type Streams = Arc<Mutex<HashMap<u64, OpenStream>>>;
+
+/// Runs the handler of a stream's kind; makes sure the stream gets its end whatever the
+/// handler did.
+async fn dispatch(ctx: ExecContext, first: pb::StreamFrame, io: Duplex) {
+    use pb::stream_frame::Msg;
+    let sink = io.output.clone();
+    match first.msg {
+        Some(Msg::Exec(req)) => crate::exec::exec(ctx, req, io).await,
+        Some(Msg::Attach(req)) => crate::exec::attach(ctx, req, io).await,
+        Some(Msg::PortForward(req)) => crate::portforward::serve(ctx.index, req, io).await,
+        _ => {
+            let _ = sink.fail("unsupported stream request").await;
+        }
+    }
+    if !sink.ended() {
+        let _ = sink
+            .fail("the agent's handler ended without a result")
+            .await;
+    }
+}
+
 /// Keeps the tunnel to the control plane open, reconnecting after failures.
-pub async fn run(
-    api: corral_api::Client,
-    server: String,
-    node: String,
-    data_dir: PathBuf,
-    index: PodIndex,
-) {
+pub async fn run(api: corral_api::Client, server: String, node: String, ctx: ExecContext) {
     let server = if server.contains("://") {
         server
     } else {
@@ -45,7 +70,7 @@ pub async fn run(
     let mut delay = Duration::from_millis(500);
     loop {
         let opened = std::time::Instant::now();
-        match once(&api, &server, &node, &data_dir, &index).await {
+        match once(&api, &server, &node, &ctx).await {
             Ok(()) => info!(%server, "agent tunnel closed by the control plane; reconnecting"),
             // An API server without the tunnel service: logs are unavailable, retry slowly.
             Err(e) if e.code() == tonic::Code::Unimplemented => {
@@ -68,9 +93,9 @@ async fn once(
     api: &corral_api::Client,
     server: &str,
     node: &str,
-    data_dir: &Path,
-    index: &PodIndex,
+    ctx: &ExecContext,
 ) -> Result<(), tonic::Status> {
+    let (data_dir, index) = (&ctx.data_dir, &ctx.index);
     // The API client's connection: its TLS identity is the node's, and the tunnel is one
     // more HTTP/2 stream on it.
     let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(api.transport())
@@ -91,6 +116,7 @@ async fn once(
         .into_inner();
     info!(%server, "agent tunnel open");
     let requests: Requests = Default::default();
+    let streams: Streams = Default::default();
     let result = loop {
         let msg = match down.message().await {
             Ok(Some(m)) => m,
@@ -132,12 +158,59 @@ async fn once(
                 if let Some(r) = requests.lock().remove(&c.request_id) {
                     r.task.abort();
                 }
+                if let Some(s) = streams.lock().remove(&c.request_id) {
+                    s.task.abort();
+                }
+            }
+            Some(pb::agent_down::Msg::StreamOpen(open)) => {
+                let id = open.request_id;
+                let (io, inbound) = streams::open(id, up_tx.clone(), open.window);
+                let sink = io.output.clone();
+                let serve = dispatch(ctx.clone(), open.first.unwrap_or_default(), io);
+                let streams2 = streams.clone();
+                // Held until the entry is in the map, so a handler that ends at once still
+                // removes it.
+                let gate = Arc::new(tokio::sync::Notify::new());
+                let gate2 = gate.clone();
+                let task = tokio::spawn(async move {
+                    gate2.notified().await;
+                    serve.await;
+                    streams2.lock().remove(&id);
+                });
+                streams.lock().insert(
+                    id,
+                    OpenStream {
+                        task,
+                        inbound,
+                        sink,
+                    },
+                );
+                gate.notify_one();
+            }
+            Some(pb::agent_down::Msg::StreamDown(d)) => {
+                let id = d.request_id;
+                let overrun = match (streams.lock().get(&id), d.frame) {
+                    (Some(s), Some(frame)) => s.inbound.deliver(id, frame).err(),
+                    _ => None,
+                };
+                if let Some(e) = overrun {
+                    warn!(request_id = id, error = %e, "stream closed");
+                    if let Some(s) = streams.lock().remove(&id) {
+                        s.task.abort();
+                        tokio::spawn(async move {
+                            let _ = s.sink.fail(e).await;
+                        });
+                    }
+                }
             }
             None => {}
         }
     };
     for (_, r) in requests.lock().drain() {
         r.task.abort();
+    }
+    for (_, s) in streams.lock().drain() {
+        s.task.abort();
     }
     result
 }

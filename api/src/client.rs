@@ -19,7 +19,9 @@ use crate::rules::limits;
 use crate::status::{ApiStatus, StatusReason};
 
 mod connect;
+mod streams;
 pub use connect::Bearer;
+pub use streams::{stdin_frames, StreamKind, MAX_DATA};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -45,6 +45,8 @@ pub enum Command {
     Create(CreateArgs),
     /// Print the logs for a container in a pod.
     Logs(LogsArgs),
+    /// Forward one or more local ports to a pod.
+    PortForward(crate::commands::port_forward::PortForwardArgs),
     /// Manage the rollout of a resource.
     Rollout(RolloutArgs),
     /// Mark node as unschedulable.

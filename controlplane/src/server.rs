@@ -24,6 +24,7 @@ use crate::store::{Event, EventType, Revision};
 use crate::tunnel::Tunnels;
 
 mod access;
+mod streams;
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
@@ -211,6 +212,9 @@ type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>
 impl pb::api_server::Api for ApiService {
     type WatchStream = WatchStream;
     type LogsStream = LogStream;
+    type ExecStream = streams::FrameStream;
+    type AttachStream = streams::FrameStream;
+    type PortForwardStream = streams::FrameStream;
 
     async fn version(
         &self,
@@ -493,5 +497,26 @@ impl pb::api_server::Api for ApiService {
                 .map(|data| pb::LogChunk { data })
                 .map_err(Status::from)
         }))))
+    }
+
+    async fn exec(
+        &self,
+        req: Request<tonic::Streaming<pb::StreamFrame>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        streams::open(self, req, streams::Kind::Exec).await
+    }
+
+    async fn attach(
+        &self,
+        req: Request<tonic::Streaming<pb::StreamFrame>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        streams::open(self, req, streams::Kind::Attach).await
+    }
+
+    async fn port_forward(
+        &self,
+        req: Request<tonic::Streaming<pb::StreamFrame>>,
+    ) -> Result<Response<Self::PortForwardStream>, Status> {
+        streams::open(self, req, streams::Kind::PortForward).await
     }
 }

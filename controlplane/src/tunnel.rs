@@ -1,6 +1,7 @@
 //! Agent tunnels: each node agent keeps one outbound bidirectional stream open
 //! (`AgentTunnel.Open`); node-local requests such as logs travel down it, so nodes need no
-//! inbound port, as with k3s's agent tunnel.
+//! inbound port, as with k3s's agent tunnel. Interactive streams (exec, attach,
+//! port-forward) share it, each under its own credit both ways (`tunnel/stream.rs`).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -20,6 +21,9 @@ use tracing::{info, warn};
 
 use crate::auth::{UserInfo, MASTERS};
 use crate::registry::ApiError;
+
+mod stream;
+pub use stream::{Frame, MAX_DATA};
 
 type Chunk = Result<Vec<u8>, ApiError>;
 type Down = mpsc::UnboundedSender<Result<pb::AgentDown, Status>>;
@@ -41,6 +45,7 @@ struct Conn {
     /// holds is bounded by the readers' own requests and consumption.
     down: Down,
     pending: Pending,
+    streams: stream::Streams,
 }
 
 #[derive(Default)]
@@ -257,6 +262,7 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
         // Weak: a newer session of the node replaces this one by dropping its sender.
         let down_weak = down_tx.downgrade();
         let pending: Pending = Default::default();
+        let streams: stream::Streams = Default::default();
         let inner = self.tunnels.inner.clone();
         let session = inner.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         inner.nodes.lock().insert(
@@ -265,6 +271,7 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
                 session,
                 down: down_tx,
                 pending: pending.clone(),
+                streams: streams.clone(),
             },
         );
         info!(node = %node, "agent tunnel connected");
@@ -278,14 +285,18 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
                         break;
                     }
                 };
-                let Some(pb::agent_up::Msg::Log(data)) = msg.msg else {
-                    continue;
-                };
                 let Some(down) = down_weak.upgrade() else {
                     break;
                 };
-                deliver(&node, &pending, &down, data);
+                match msg.msg {
+                    Some(pb::agent_up::Msg::Log(data)) => deliver(&node, &pending, &down, data),
+                    Some(pb::agent_up::Msg::Stream(up)) => {
+                        stream::deliver(&node, &streams, &down, up)
+                    }
+                    _ => {}
+                }
             }
+            stream::broken(&node, &streams);
             // Readers of this session's logs see the stream end with an error.
             for (_, tx) in pending.lock().drain() {
                 let _ = tx.try_send(Err(ApiError::Unavailable(format!(

@@ -10,8 +10,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corral_api::k8s::api::core::v1::Pod;
-use corral_tests::{corral, corral_command, eventually, pods, running, skip_unless_e2e};
 use corral_tests::TestCluster;
+use corral_tests::{corral, corral_command, eventually, pods, running, skip_unless_e2e};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -143,7 +143,12 @@ fn get(addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP header from {addr}: {:?}", String::from_utf8_lossy(&buf)))?;
+        .ok_or_else(|| {
+            format!(
+                "no HTTP header from {addr}: {:?}",
+                String::from_utf8_lossy(&buf)
+            )
+        })?;
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let status = head
         .split_whitespace()
@@ -189,11 +194,18 @@ async fn port_forward_serves_pods_services_and_loopback_ports_and_reports_refuse
     let started = Instant::now();
     for i in 0..1000 {
         let (status, body) = get(&http, "/").unwrap_or_else(|e| {
-            panic!("request {i}: {e}\nstderr:\n{}\n{}", pf.stderr(), cluster.logs())
+            panic!(
+                "request {i}: {e}\nstderr:\n{}\n{}",
+                pf.stderr(),
+                cluster.logs()
+            )
         });
         assert_eq!(status, 200, "request {i}");
         let body = String::from_utf8_lossy(&body);
-        assert!(body.contains(&format!("Hello from {name}")), "request {i}: {body}");
+        assert!(
+            body.contains(&format!("Hello from {name}")),
+            "request {i}: {body}"
+        );
     }
     eprintln!("1,000 sequential requests in {:?}", started.elapsed());
 
@@ -205,7 +217,10 @@ async fn port_forward_serves_pods_services_and_loopback_ports_and_reports_refuse
         })
         .collect();
     for (i, w) in workers.into_iter().enumerate() {
-        let (status, body) = w.join().unwrap().unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        let (status, body) = w
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
         assert_eq!(status, 200);
         assert_eq!(body.len(), 1 << 20, "connection {i} got all of the file");
         assert!(body.iter().all(|b| *b == 0));
@@ -213,7 +228,10 @@ async fn port_forward_serves_pods_services_and_loopback_ports_and_reports_refuse
 
     // Bound only on the pod's loopback: no address but the pod's own 127.0.0.1 reaches it.
     let (status, body) = get(&local_only, "/").unwrap();
-    assert_eq!((status, String::from_utf8_lossy(&body).trim()), (200, "local-only"));
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).trim()),
+        (200, "local-only")
+    );
     drop(pf);
 
     // A Service: port 8000 targets the pod's port named http (80).
@@ -228,7 +246,10 @@ async fn port_forward_serves_pods_services_and_loopback_ports_and_reports_refuse
     // Nothing listens on 81: the connection closes and the agent's error is printed.
     let pf = PortForward::start(&server, &["deployment/web", ":81"]);
     let fwd = pf.forwarding(1);
-    assert!(get(&fwd[0].0, "/").is_err(), "no answer from a refused port");
+    assert!(
+        get(&fwd[0].0, "/").is_err(),
+        "no answer from a refused port"
+    );
     let uid = pod.metadata.uid.clone().unwrap();
     let printed = eventually("the refused port's error", Duration::from_secs(10), || {
         let e = pf.stderr();

@@ -8,11 +8,23 @@ use corral_containerd::Client;
 
 use crate::runtime::{Result, RuntimeError};
 
-const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+pub const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Runs `command` in container `id`; returns its exit code. Past `timeout` the process is
 /// killed and 137 is returned (a failure, as for any non-zero exit).
 pub async fn exec(c: &Client, id: &str, command: &[String], timeout: Duration) -> Result<i32> {
+    let mut process = container_process(c, id).await?;
+    process["args"] = serde_json::json!(command);
+    process["terminal"] = serde_json::json!(false);
+    if let Some(p) = process.as_object_mut() {
+        p.remove("consoleSize");
+    }
+    exec_process(c, id, process, timeout).await
+}
+
+/// The OCI process of container `id` (user, env, cwd, capabilities...): what a process
+/// exec'd into it runs with, as CRI does, with only its args, terminal and size changed.
+pub async fn container_process(c: &Client, id: &str) -> Result<serde_json::Value> {
     let container = c
         .containers()
         .get(c.req(cs::GetContainerRequest { id: id.to_string() }, None))
@@ -26,15 +38,18 @@ pub async fn exec(c: &Client, id: &str, command: &[String], timeout: Duration) -
         .as_ref()
         .and_then(|s| serde_json::from_slice(&s.value).ok())
         .unwrap_or_default();
-    let mut process = spec
+    Ok(spec
         .get("process")
         .cloned()
-        .unwrap_or_else(|| serde_json::json!({"cwd": "/", "user": {"uid": 0, "gid": 0}}));
-    process["args"] = serde_json::json!(command);
-    process["terminal"] = serde_json::json!(false);
-    if let Some(p) = process.as_object_mut() {
-        p.remove("consoleSize");
-    }
+        .unwrap_or_else(|| serde_json::json!({"cwd": "/", "user": {"uid": 0, "gid": 0}})))
+}
+
+async fn exec_process(
+    c: &Client,
+    id: &str,
+    process: serde_json::Value,
+    timeout: Duration,
+) -> Result<i32> {
     let exec_id = format!("probe-{}", uuid::Uuid::new_v4().simple());
     let what = format!("{id} exec {exec_id}");
     c.tasks()

@@ -15,6 +15,7 @@ mod label;
 mod logs;
 mod nodes;
 mod patch;
+pub mod port_forward;
 mod rollout;
 mod scale;
 pub mod token;
@@ -132,6 +133,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Scale(a) => scale::run(&ctx, &a).await,
         Command::Create(a) => create::run(&ctx, &a).await,
         Command::Logs(a) => logs::run(&ctx, &a).await,
+        Command::PortForward(a) => port_forward::run(&ctx, &a).await,
         Command::Rollout(a) => rollout::run(&ctx, &a.action).await,
         Command::Cordon(a) => nodes::cordon(&ctx, &a.node, true).await,
         Command::Uncordon(a) => nodes::cordon(&ctx, &a.node, false).await,

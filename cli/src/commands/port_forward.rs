@@ -195,7 +195,9 @@ pub async fn run(ctx: &Ctx, a: &PortForwardArgs) -> Result<()> {
                     let conn = match l.accept().await {
                         Ok((conn, _)) => conn,
                         Err(e) => {
-                            errln(&format!("error accepting a connection on port {local_port}: {e}"));
+                            errln(&format!(
+                                "error accepting a connection on port {local_port}: {e}"
+                            ));
                             continue;
                         }
                     };
@@ -213,8 +215,8 @@ pub async fn run(ctx: &Ctx, a: &PortForwardArgs) -> Result<()> {
             });
         }
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(local)?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(local)?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
