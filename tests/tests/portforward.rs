@@ -180,14 +180,21 @@ async fn port_forward_serves_pods_services_and_loopback_ports_and_reports_refuse
     let name = pod.metadata.name.clone().unwrap();
     let target = format!("pod/{name}");
 
-    let pf = PortForward::start(&server, &[&target, ":80", ":8081", "18082:8082"]);
+    // An explicit LOCAL: a port free a moment ago.
+    let local = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let explicit = format!("{local}:8082");
+    let pf = PortForward::start(&server, &[&target, ":80", ":8081", &explicit]);
     let fwd = pf.forwarding(3);
     assert!(fwd[0].0.starts_with("127.0.0.1:"), "{fwd:?}");
     assert_eq!(
         fwd.iter().map(|f| f.1).collect::<Vec<_>>(),
         [80, 8081, 8082]
     );
-    assert_eq!(fwd[2].0, "127.0.0.1:18082");
+    assert_eq!(fwd[2].0, format!("127.0.0.1:{local}"));
     let (http, local_only, files) = (fwd[0].0.clone(), fwd[1].0.clone(), fwd[2].0.clone());
 
     // 1,000 sequential requests, each on its own connection and so its own stream.

@@ -276,10 +276,10 @@ async fn forward(
             };
             match frame.msg {
                 Some(Msg::Stdout(data)) => {
-                    if wr.write_all(&data).await.is_err() {
-                        // The local side is gone: nobody reads the rest.
+                    // The local side gone: nobody reads the rest.
+                    let Ok(()) = wr.write_all(&data).await else {
                         return Ok(());
-                    }
+                    };
                 }
                 Some(Msg::End(end)) if !end.error.is_empty() => {
                     return Err(ForwardError::Remote(end.error))
