@@ -45,6 +45,12 @@ pub enum Command {
     Create(CreateArgs),
     /// Print the logs for a container in a pod.
     Logs(LogsArgs),
+    /// Execute a command in a container.
+    Exec(ExecArgs),
+    /// Attach to a running container (its output).
+    Attach(AttachArgs),
+    /// Copy files and directories to and from containers.
+    Cp(CpArgs),
     /// Forward one or more local ports to a pod.
     PortForward(crate::commands::port_forward::PortForwardArgs),
     /// Manage the rollout of a resource.
@@ -332,6 +338,50 @@ pub struct LogsArgs {
     /// Lines of recent log to show; -1 shows all.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub tail: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// POD, pod/POD, or a controller (deployment/NAME) whose first pod is used.
+    pub pod: String,
+    /// Container name (default: the pod's first container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Pass stdin to the container.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Stdin is a TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// POD, pod/POD, or a controller (deployment/NAME) whose first pod is used.
+    pub pod: String,
+    /// Container name (default: the pod's first container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Pass stdin to the container (Corral's containers have none: output only).
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Stdin is a TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: a local path or [NAMESPACE/]POD:PATH.
+    pub src: String,
+    /// Destination: a local path or [NAMESPACE/]POD:PATH.
+    pub dest: String,
+    /// Container name (default: the pod's first container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,10 @@ pub enum CliError {
     /// The details were already printed while the command went on; only the exit code is left.
     #[error("")]
     Reported,
+    /// Exit with this code, everything already printed (`corral exec`: the remote
+    /// command's exit code).
+    #[error("")]
+    Exit(i32),
 }
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;

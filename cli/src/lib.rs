@@ -24,6 +24,7 @@ pub fn report(result: Result<(), CliError>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(CliError::Reported) => 1,
+        Err(CliError::Exit(code)) => code,
         Err(CliError::Message(m)) => {
             let _ = writeln!(std::io::stderr(), "{m}");
             1

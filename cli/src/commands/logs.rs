@@ -12,7 +12,7 @@ use crate::args::LogsArgs;
 use crate::error::{local, Result};
 
 /// Resolves `POD`, `pod/POD` or `KIND/NAME` of a controller to one pod.
-async fn pick_pod(ctx: &Ctx, target: &str) -> Result<Pod> {
+pub(super) async fn pick_pod(ctx: &Ctx, target: &str) -> Result<Pod> {
     let (info, name): (&ResourceInfo, &str) = match target.split_once('/') {
         Some((k, n)) => (kind(k)?, n),
         None => (&kinds::PODS, target),
@@ -65,40 +65,7 @@ async fn pick_pod(ctx: &Ctx, target: &str) -> Result<Pod> {
 pub async fn run(ctx: &Ctx, a: &LogsArgs) -> Result<()> {
     let pod = pick_pod(ctx, &a.pod).await?;
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
-    let containers: Vec<String> = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
-        .unwrap_or_default();
-    let container = match &a.container {
-        Some(c) if containers.contains(c) => c.clone(),
-        Some(c) => {
-            return Err(local(format!(
-                "container {c} is not valid for pod {pod_name}"
-            )))
-        }
-        None => {
-            let default = pod
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
-                .filter(|c| containers.contains(c))
-                .cloned();
-            match default.or_else(|| containers.first().cloned()) {
-                Some(c) => {
-                    if containers.len() > 1 {
-                        errln(&format!(
-                            "Defaulted container {c:?} out of: {}",
-                            containers.join(", ")
-                        ));
-                    }
-                    c
-                }
-                None => return Err(local(format!("pod {pod_name} has no containers"))),
-            }
-        }
-    };
+    let container = pick_container(&pod, a.container.as_deref())?;
     let req = pb::LogsRequest {
         namespace: pod
             .metadata
@@ -123,4 +90,43 @@ pub async fn run(ctx: &Ctx, a: &LogsArgs) -> Result<()> {
         out_bytes(&chunk.data)?;
     }
     Ok(())
+}
+
+/// The container `requested` names, or the pod's default (its
+/// `kubectl.kubernetes.io/default-container` annotation, else its first), with kubectl's
+/// "Defaulted container" note when it has several.
+pub(super) fn pick_container(pod: &Pod, requested: Option<&str>) -> Result<String> {
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let containers: Vec<String> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    match requested {
+        Some(c) if containers.iter().any(|n| n == c) => Ok(c.to_string()),
+        Some(c) => Err(local(format!(
+            "container {c} is not valid for pod {pod_name}"
+        ))),
+        None => {
+            let default = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
+                .filter(|c| containers.contains(c))
+                .cloned();
+            match default.or_else(|| containers.first().cloned()) {
+                Some(c) => {
+                    if containers.len() > 1 {
+                        errln(&format!(
+                            "Defaulted container {c:?} out of: {}",
+                            containers.join(", ")
+                        ));
+                    }
+                    Ok(c)
+                }
+                None => Err(local(format!("pod {pod_name} has no containers"))),
+            }
+        }
+    }
 }

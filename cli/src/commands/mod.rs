@@ -2,13 +2,16 @@
 //! forms (`KIND NAME`, `KIND/NAME`), manifest reading, output and waiting helpers.
 
 mod apply;
+mod attach;
 mod auth;
 pub mod cluster;
 mod config_cmd;
+mod cp;
 mod create;
 mod create_data;
 mod delete;
 mod describe;
+mod exec;
 mod get;
 pub mod lab;
 mod label;
@@ -133,6 +136,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Scale(a) => scale::run(&ctx, &a).await,
         Command::Create(a) => create::run(&ctx, &a).await,
         Command::Logs(a) => logs::run(&ctx, &a).await,
+        Command::Exec(a) => exec::run(&ctx, &a).await,
+        Command::Attach(a) => attach::run(&ctx, &a).await,
+        Command::Cp(a) => cp::run(&ctx, &a).await,
         Command::PortForward(a) => port_forward::run(&ctx, &a).await,
         Command::Rollout(a) => rollout::run(&ctx, &a.action).await,
         Command::Cordon(a) => nodes::cordon(&ctx, &a.node, true).await,
