@@ -205,7 +205,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         cluster_dns: cfg.cluster_dns.clone(),
         nofile: spec::own_nofile_limit(),
     });
-    let index = PodIndex::default();
+    let index = PodIndex::with_network(ctx.network.clone());
     tokio::spawn(node::heartbeat(
         client.clone(),
         node_cfg,

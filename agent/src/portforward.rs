@@ -1,17 +1,10 @@
-//! Port-forward to a pod's port (helper `portfwd` replaces this stub): until then every
-//! request ends at once with an "unsupported" error.
+//! Port-forward's agent end: one tunnel stream per forwarded TCP connection. The pod's port
+//! is dialed on 127.0.0.1 inside its network namespace (`dial.rs`, as CRI does), then bytes
+//! flow both ways: `stdin` frames to the port, `stdout` frames back under the stream's
+//! credit, `stdin_eof` as a TCP half-close, and a `StreamEnd` when either side is done.
 
-use corral_proto as pb;
+mod dial;
+mod stream;
 
-use crate::pod::manager::PodIndex;
-use crate::streams::Duplex;
-
-pub async fn serve(_index: PodIndex, req: pb::PortForwardRequest, io: Duplex) {
-    let _ = io
-        .output
-        .fail(format!(
-            "port-forward to pod {:?} port {}: unsupported by this agent",
-            req.pod, req.port
-        ))
-        .await;
-}
+pub use dial::{dial, DialError, Netns};
+pub use stream::{connect, serve, ForwardError};

@@ -51,6 +51,8 @@ pub enum Command {
     Attach(AttachArgs),
     /// Copy files and directories to and from containers.
     Cp(CpArgs),
+    /// Forward one or more local ports to a pod.
+    PortForward(crate::commands::port_forward::PortForwardArgs),
     /// Manage the rollout of a resource.
     Rollout(RolloutArgs),
     /// Mark node as unschedulable.

@@ -80,6 +80,8 @@ pub struct DnsConfig {
     pub port: u16,
     pub upstreams: Vec<SocketAddr>,
     pub cluster_domain: String,
+    /// The pod and Service ranges whose reverse (PTR) names the server answers.
+    pub reverse_ranges: Vec<ipnet::Ipv4Net>,
 }
 
 impl Default for DnsConfig {
@@ -89,6 +91,10 @@ impl Default for DnsConfig {
             port: 53,
             upstreams: vec![],
             cluster_domain: "cluster.local".into(),
+            reverse_ranges: ["10.42.0.0/16", "10.43.0.0/16"]
+                .iter()
+                .map(|r| r.parse().expect("valid range"))
+                .collect(),
         }
     }
 }
@@ -199,11 +205,10 @@ pub async fn run(
         let ep_map = by_key(endpoints.list());
         let mut ports = model::service_ports(&svc_list, &ep_map);
         if let Some(cfg) = &config.dns {
-            *snapshot.write() = Arc::new(dns::plan::Snapshot::build(
-                &cfg.cluster_domain,
-                &svc_list,
-                &ep_map,
-            ));
+            *snapshot.write() = Arc::new(
+                dns::plan::Snapshot::build(&cfg.cluster_domain, &svc_list, &ep_map)
+                    .with_reverse_ranges(&cfg.reverse_ranges),
+            );
             if dns_server.is_none() {
                 dns_server = start_dns(cfg, &config.node_name, &nodes.list(), &snapshot).await;
                 retry |= dns_server.is_none();

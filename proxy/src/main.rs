@@ -44,6 +44,14 @@ struct Args {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The cluster's pod range (as the control plane's `--cluster-cidr`): cluster DNS answers
+    /// its reverse names, NXDOMAIN for unknown addresses.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
+    /// The Service (ClusterIP) range, as the control plane's `--service-cidr`; reverse names
+    /// as for `--cluster-cidr`.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: ipnet::Ipv4Net,
     /// Serve no cluster DNS.
     #[arg(long)]
     disable_dns: bool,
@@ -90,6 +98,7 @@ async fn run() -> anyhow::Result<()> {
                 port: args.dns_port,
                 upstreams,
                 cluster_domain: args.cluster_domain,
+                reverse_ranges: vec![args.cluster_cidr, args.service_cidr],
             })
         },
         ..Default::default()

@@ -57,8 +57,18 @@ pub mod message {
     pub fn error(message: &str) -> String {
         format!("Error: {message}")
     }
-    pub fn readiness_failed(output: &str) -> String {
-        format!("Readiness probe failed: {output}")
+    /// kubelet's prober, on every failed attempt: `Liveness probe failed: ...`.
+    pub fn probe_failed(kind: crate::probe::Kind, output: &str) -> String {
+        let probe = match kind {
+            crate::probe::Kind::Liveness => "Liveness",
+            crate::probe::Kind::Readiness => "Readiness",
+            crate::probe::Kind::Startup => "Startup",
+        };
+        format!("{probe} probe failed: {output}")
+    }
+    /// kubelet's kill after liveness or startup gave up (`what`: `liveness`, `startup`).
+    pub fn failed_probe_kill(container: &str, what: &str) -> String {
+        format!("Container {container} failed {what} probe, will be restarted")
     }
 }
 

@@ -17,26 +17,63 @@ use super::worker::{release_pod_resources, Desired, Event, NodeContext, Terminat
 use crate::cluster_id::ClusterGuard;
 use crate::runtime::{self as rt, ContainerInfo};
 
-/// `namespace/name` → uid of the pods on this node, for log requests.
+/// `namespace/name` → uid of the pods on this node, for log and port-forward requests, and
+/// where each pod's network namespace is (through the node's `Network`).
 #[derive(Clone, Default)]
-pub struct PodIndex(Arc<RwLock<HashMap<(String, String), String>>>);
+pub struct PodIndex {
+    pods: Arc<RwLock<HashMap<(String, String), Indexed>>>,
+    network: Option<Arc<dyn crate::network::Network>>,
+}
+
+#[derive(Clone)]
+struct Indexed {
+    uid: String,
+    host_network: bool,
+}
 
 impl PodIndex {
+    /// An index that can also say where its pods' network namespaces are.
+    pub fn with_network(network: Arc<dyn crate::network::Network>) -> Self {
+        Self {
+            network: Some(network),
+            ..Default::default()
+        }
+    }
     pub fn uid(&self, namespace: &str, name: &str) -> Option<String> {
-        self.0
+        self.pods
             .read()
             .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+            .map(|p| p.uid.clone())
+    }
+    /// The uid of a pod on this node and the namespace its ports are in (the node's own for
+    /// a hostNetwork pod); `None` for a pod not on this node or an index without a network.
+    pub fn netns(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(String, crate::portforward::Netns)> {
+        let p = self
+            .pods
+            .read()
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()?;
+        let netns = match p.host_network {
+            true => crate::portforward::Netns::Host,
+            false => crate::portforward::Netns::Path(self.network.as_ref()?.netns_path(&p.uid)),
+        };
+        Some((p.uid, netns))
     }
     pub fn set(&self, pod: &Pod, present: bool) {
         let key = (
             pod.metadata.namespace.clone().unwrap_or_default(),
             pod.metadata.name.clone().unwrap_or_default(),
         );
-        let mut m = self.0.write();
+        let mut m = self.pods.write();
         if present {
-            m.insert(key, pod.metadata.uid.clone().unwrap_or_default());
-        } else if m.get(&key) == pod.metadata.uid.as_ref() {
+            let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            m.insert(key, Indexed { uid, host_network });
+        } else if m.get(&key).map(|p| &p.uid) == pod.metadata.uid.as_ref() {
             m.remove(&key);
         }
     }

@@ -19,8 +19,9 @@ pub enum ProbeUpdate {
     Started,
     /// The readiness result changed.
     Ready(bool),
-    /// A readiness attempt failed (kubelet records each as an Unhealthy event).
-    ReadinessFailed(String),
+    /// One attempt of any probe failed (kubelet's prober records each as an Unhealthy event,
+    /// the recorder aggregating the repeats).
+    Failed { kind: Kind, output: String },
     /// Liveness (or startup) failed `failureThreshold` times: the container must be killed.
     Unhealthy {
         kind: Kind,
@@ -54,7 +55,7 @@ pub fn spawn<E: Send + 'static>(
     let task = async move {
         let get = |k: Kind| probes.get(k.field()).cloned();
         if let Some(spec) = get(Kind::Startup) {
-            match run_probe(&spec, &target, started).await {
+            match run_probe(&spec, &target, started, &send).await {
                 Outcome::Passed => {
                     if !send(ProbeUpdate::Started).await {
                         return;
@@ -64,6 +65,7 @@ pub fn spawn<E: Send + 'static>(
                     let _ = send(unhealthy(&spec, message)).await;
                     return;
                 }
+                Outcome::Gone => return,
             }
         }
         let readiness = async {
@@ -74,10 +76,8 @@ pub fn spawn<E: Send + 'static>(
             tokio::time::sleep_until(started + spec.initial_delay).await;
             loop {
                 let r = attempt(&spec, &target).await;
-                if let Err(output) = &r {
-                    if !send(ProbeUpdate::ReadinessFailed(output.clone())).await {
-                        return;
-                    }
+                if !report_failure(&spec, &r, &send).await {
+                    return;
                 }
                 if let Some(ready) = state.observe(r.is_ok()) {
                     info!(container = %target.container, ready, error = ?r.err(), "readiness changed");
@@ -96,6 +96,9 @@ pub fn spawn<E: Send + 'static>(
             tokio::time::sleep_until(started + spec.initial_delay).await;
             loop {
                 let r = attempt(&spec, &target).await;
+                if !report_failure(&spec, &r, &send).await {
+                    return;
+                }
                 let message = r.clone().err().unwrap_or_default();
                 if state.observe(r.is_ok()) == Some(false) {
                     let _ = send(unhealthy(&spec, message)).await;
@@ -115,6 +118,8 @@ pub fn spawn<E: Send + 'static>(
 enum Outcome {
     Passed,
     GaveUp(String),
+    /// The worker stopped listening.
+    Gone,
 }
 
 fn unhealthy(spec: &ProbeSpec, message: String) -> ProbeUpdate {
@@ -125,12 +130,38 @@ fn unhealthy(spec: &ProbeSpec, message: String) -> ProbeUpdate {
     }
 }
 
+/// Sends a failed attempt's output; false once the worker is gone.
+async fn report_failure<F: std::future::Future<Output = bool>>(
+    spec: &ProbeSpec,
+    r: &Result<(), String>,
+    send: &impl Fn(ProbeUpdate) -> F,
+) -> bool {
+    match r {
+        Err(output) => {
+            send(ProbeUpdate::Failed {
+                kind: spec.kind,
+                output: output.clone(),
+            })
+            .await
+        }
+        Ok(()) => true,
+    }
+}
+
 /// A startup probe: until it passes or fails `failureThreshold` times in a row.
-async fn run_probe(spec: &ProbeSpec, target: &Target, started: Instant) -> Outcome {
+async fn run_probe<F: std::future::Future<Output = bool>>(
+    spec: &ProbeSpec,
+    target: &Target,
+    started: Instant,
+    send: &impl Fn(ProbeUpdate) -> F,
+) -> Outcome {
     let mut state = ProbeState::new(spec);
     tokio::time::sleep_until(started + spec.initial_delay).await;
     loop {
         let r = attempt(spec, target).await;
+        if !report_failure(spec, &r, send).await {
+            return Outcome::Gone;
+        }
         let message = r.clone().err().unwrap_or_default();
         if state.observe(r.is_ok()) == Some(true) {
             return Outcome::Passed;

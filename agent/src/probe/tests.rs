@@ -385,7 +385,11 @@ async fn prober_reports_readiness_changes_and_liveness_failure() {
     };
     let h = spawn(probes, target, tx, |u| u);
     let mut got = Vec::new();
-    for _ in 0..2 {
+    // Each failed liveness attempt is reported too: read until the give-up.
+    while !got
+        .iter()
+        .any(|u| matches!(u, ProbeUpdate::Unhealthy { .. }))
+    {
         let u = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         got.push(u.expect("prober update in time").expect("prober alive"));
     }
@@ -425,10 +429,65 @@ async fn each_failed_readiness_attempt_is_reported_for_kubelets_unhealthy_event(
     while failed < 3 {
         let u = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         match u.expect("prober update in time").expect("prober alive") {
-            ProbeUpdate::ReadinessFailed(_) => failed += 1,
+            ProbeUpdate::Failed {
+                kind: Kind::Readiness,
+                ..
+            } => failed += 1,
             ProbeUpdate::Ready(false) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
     h.abort();
+}
+
+/// kubelet's prober records `Liveness probe failed: ...` / `Startup probe failed: ...` on
+/// every failed attempt, not only at the one that kills the container.
+#[tokio::test]
+async fn each_failed_liveness_and_startup_attempt_is_reported_before_the_give_up() {
+    for kind in [Kind::Liveness, Kind::Startup] {
+        let rt: Arc<dyn crate::runtime::ContainerRuntime> = Arc::new(FakeRuntime::new());
+        let mut probe = spec(1, 3, kind);
+        probe.period = Duration::from_millis(20);
+        probe.action = Action::Exec {
+            command: vec!["false".into()],
+        };
+        let probes = std::collections::BTreeMap::from([(kind.field(), probe)]);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let target = Target {
+            container: "app".into(),
+            id: "c1".into(),
+            pod_ip: "127.0.0.1".into(),
+            runtime: rt,
+        };
+        let h = spawn(probes, target, tx, |u| u);
+        let mut got = Vec::new();
+        loop {
+            let u = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            let u = u.expect("prober update in time").expect("prober alive");
+            let last = matches!(u, ProbeUpdate::Unhealthy { .. });
+            got.push(u);
+            if last {
+                break;
+            }
+        }
+        h.abort();
+        let failed = ProbeUpdate::Failed {
+            kind,
+            output: "command [\"false\"] exited with 1".into(),
+        };
+        assert_eq!(
+            got,
+            [
+                failed.clone(),
+                failed.clone(),
+                failed,
+                ProbeUpdate::Unhealthy {
+                    kind,
+                    message: "command [\"false\"] exited with 1".into(),
+                    grace: None,
+                },
+            ],
+            "{kind:?}"
+        );
+    }
 }

@@ -18,6 +18,7 @@ mod label;
 mod logs;
 mod nodes;
 mod patch;
+pub mod port_forward;
 mod rollout;
 mod scale;
 pub mod token;
@@ -138,6 +139,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Exec(a) => exec::run(&ctx, &a).await,
         Command::Attach(a) => attach::run(&ctx, &a).await,
         Command::Cp(a) => cp::run(&ctx, &a).await,
+        Command::PortForward(a) => port_forward::run(&ctx, &a).await,
         Command::Rollout(a) => rollout::run(&ctx, &a.action).await,
         Command::Cordon(a) => nodes::cordon(&ctx, &a.node, true).await,
         Command::Uncordon(a) => nodes::cordon(&ctx, &a.node, false).await,

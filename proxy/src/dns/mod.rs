@@ -1,6 +1,6 @@
 //! Node-local cluster DNS: a hickory-server `RequestHandler` answering from the proxy's
 //! Service/Endpoints snapshot (`plan.rs`) and forwarding other names to the node's upstream
-//! resolvers; the listeners (UDP and TCP on one address) and the resolv.conf upstream list.
+//! resolvers (UDP, then TCP when truncated); the listeners (UDP and TCP on one address) and the resolv.conf upstream list.
 
 pub mod plan;
 
@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Header, HeaderCounts, Message, Metadata, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, SRV};
+use hickory_proto::rr::rdata::{A, PTR, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::Server;
@@ -86,6 +87,7 @@ fn qtype(t: RecordType) -> Qtype {
     match t {
         RecordType::A => Qtype::A,
         RecordType::SRV => Qtype::Srv,
+        RecordType::PTR => Qtype::Ptr,
         RecordType::ANY => Qtype::Any,
         _ => Qtype::Other,
     }
@@ -101,6 +103,7 @@ fn record(rr: &Rr) -> Option<Record> {
             *port,
             Name::from_ascii(format!("{target}.")).ok()?,
         )),
+        Rdata::Ptr(target) => RData::PTR(PTR(Name::from_ascii(format!("{target}.")).ok()?)),
     };
     Some(Record::from_rdata(name, plan::TTL, data))
 }
@@ -115,38 +118,75 @@ fn failed(meta: &Metadata, code: ResponseCode) -> ResponseInfo {
 }
 
 impl Handler {
-    /// Sends `query` to each upstream in turn over UDP; the first answer wins.
-    async fn forward(&self, query: &Query, recursion_desired: bool) -> Option<Message> {
+    /// Sends `query` to each upstream in turn, the first answer winning: over UDP, and again
+    /// over TCP to the same upstream when its UDP answer is truncated (RFC 7766), or over TCP
+    /// alone when the client asked over TCP (as CoreDNS's `forward` keeps the client's
+    /// protocol). The full answer goes back; hickory truncates it again only for a UDP
+    /// client whose payload size it does not fit.
+    async fn forward(&self, query: &Query, recursion_desired: bool, tcp: bool) -> Option<Message> {
         let mut msg = Message::query();
         msg.metadata.recursion_desired = recursion_desired;
         msg.add_query(query.clone());
         let bytes = msg.to_vec().ok()?;
+        let id = msg.metadata.id;
         for upstream in &self.upstreams {
-            let bind: SocketAddr = match upstream {
-                SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("valid address"),
-                SocketAddr::V6(_) => "[::]:0".parse().expect("valid address"),
-            };
             let attempt = async {
-                let sock = tokio::net::UdpSocket::bind(bind).await.ok()?;
-                sock.connect(upstream).await.ok()?;
-                sock.send(&bytes).await.ok()?;
-                let mut buf = vec![0u8; 4096];
-                loop {
-                    let n = sock.recv(&mut buf).await.ok()?;
-                    match Message::from_vec(&buf[..n]) {
-                        Ok(m) if m.metadata.id == msg.metadata.id => return Some(m),
-                        _ => continue,
+                if !tcp {
+                    let m = ask_udp(*upstream, &bytes, id).await?;
+                    if !m.metadata.truncation {
+                        return Some(m);
                     }
+                    tracing::debug!(upstream = %upstream, name = %query.name, "truncated over UDP, asking over TCP");
                 }
+                ask_tcp(*upstream, &bytes, id).await
             };
             match tokio::time::timeout(self.upstream_timeout, attempt).await {
                 Ok(Some(m)) => return Some(m),
                 _ => {
-                    tracing::debug!(upstream = %upstream, name = %query.name, "upstream did not answer")
+                    tracing::debug!(upstream = %upstream, name = %query.name, tcp, "upstream did not answer")
                 }
             }
         }
         None
+    }
+}
+
+/// One query over UDP; the first datagram carrying `id` is the answer.
+async fn ask_udp(upstream: SocketAddr, bytes: &[u8], id: u16) -> Option<Message> {
+    let bind: SocketAddr = match upstream {
+        SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("valid address"),
+        SocketAddr::V6(_) => "[::]:0".parse().expect("valid address"),
+    };
+    let sock = tokio::net::UdpSocket::bind(bind).await.ok()?;
+    sock.connect(upstream).await.ok()?;
+    sock.send(bytes).await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = sock.recv(&mut buf).await.ok()?;
+        match Message::from_vec(&buf[..n]) {
+            Ok(m) if m.metadata.id == id => return Some(m),
+            _ => continue,
+        }
+    }
+}
+
+/// One query over TCP: each message behind its two-byte length (RFC 1035 4.2.2).
+async fn ask_tcp(upstream: SocketAddr, bytes: &[u8], id: u16) -> Option<Message> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(upstream).await.ok()?;
+    let len = u16::try_from(bytes.len()).ok()?;
+    let mut out = Vec::with_capacity(bytes.len() + 2);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    conn.write_all(&out).await.ok()?;
+    loop {
+        let n = conn.read_u16().await.ok()?;
+        let mut buf = vec![0u8; usize::from(n)];
+        conn.read_exact(&mut buf).await.ok()?;
+        match Message::from_vec(&buf) {
+            Ok(m) if m.metadata.id == id => return Some(m),
+            _ => continue,
+        }
     }
 }
 
@@ -192,7 +232,11 @@ impl RequestHandler for Handler {
             }
             Outcome::Forward => {
                 match self
-                    .forward(info.query.original(), request.metadata.recursion_desired)
+                    .forward(
+                        info.query.original(),
+                        request.metadata.recursion_desired,
+                        request.protocol() == Protocol::Tcp,
+                    )
                     .await
                 {
                     Some(up) => {

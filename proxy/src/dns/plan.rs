@@ -1,11 +1,14 @@
 //! What cluster DNS answers, as CoreDNS's `kubernetes` plugin does in k3s: a pure function
 //! from a query (name, type) over a snapshot of Services and Endpoints to records, NXDOMAIN
-//! inside the cluster domain, or "forward" for every other name. No I/O, no wire format.
+//! inside the cluster domain, or "forward" for every other name; PTR records for Service
+//! ClusterIPs and endpoint addresses under `in-addr.arpa` (NXDOMAIN inside the cluster's
+//! ranges, forwarded outside). No I/O, no wire format.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 
 /// Kubernetes' answers are short-lived: an endpoint change reaches clients within seconds.
@@ -16,6 +19,7 @@ pub const TTL: u32 = 5;
 pub enum Qtype {
     A,
     Srv,
+    Ptr,
     Any,
     Other,
 }
@@ -23,7 +27,12 @@ pub enum Qtype {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rdata {
     A(Ipv4Addr),
-    Srv { port: u16, target: String },
+    Srv {
+        port: u16,
+        target: String,
+    },
+    /// A reverse record's target, fully qualified without the trailing dot.
+    Ptr(String),
 }
 
 /// One resource record; names are fully qualified, lower case, without the trailing dot.
@@ -75,6 +84,12 @@ struct Svc {
 pub struct Snapshot {
     domain: String,
     services: BTreeMap<(String, String), Svc>,
+    /// Reverse names: a ClusterIP to its Service's name, else an endpoint address to its
+    /// name under each Service it backs (CoreDNS's `serviceRecordForIP`).
+    reverse: BTreeMap<Ipv4Addr, Vec<String>>,
+    /// The cluster's address ranges (pod and Service CIDRs): reverse names inside them are
+    /// ours to answer, NXDOMAIN when unknown; the others go upstream.
+    ranges: Vec<Ipv4Net>,
 }
 
 impl Snapshot {
@@ -150,15 +165,29 @@ impl Snapshot {
                 },
             );
         }
+        let domain = domain.trim_end_matches('.').to_lowercase();
+        let reverse = reverse_index(&domain, &out);
         Self {
-            domain: domain.trim_end_matches('.').to_lowercase(),
+            domain,
             services: out,
+            reverse,
+            ranges: vec![],
         }
+    }
+
+    /// The cluster's address ranges whose reverse names this server answers (the pod and
+    /// Service CIDRs, as CoreDNS's `kubernetes cluster.local 10.42.0.0/16 10.43.0.0/16`).
+    pub fn with_reverse_ranges(mut self, ranges: &[Ipv4Net]) -> Self {
+        self.ranges = ranges.iter().map(|r| r.trunc()).collect();
+        self
     }
 
     /// The answer to `name` (any case, trailing dot or not) of type `qtype`.
     pub fn resolve(&self, name: &str, qtype: Qtype) -> Outcome {
         let name = name.trim_end_matches('.').to_lowercase();
+        if let Some(rest) = strip_domain(&name, "in-addr.arpa") {
+            return self.resolve_reverse(&name, rest, qtype);
+        }
         let Some(rest) = strip_domain(&name, &self.domain) else {
             return Outcome::Forward;
         };
@@ -204,6 +233,58 @@ impl Snapshot {
                 self.srv(&name, ns, svc, s, &port[1..], &proto[1..], qtype)
             }
             _ => Outcome::NxDomain,
+        }
+    }
+
+    /// `d.c.b.a.in-addr.arpa`: PTR records of a known address; inside the cluster's ranges
+    /// an unknown address is NXDOMAIN and a partial name covering known addresses exists
+    /// (an empty non-terminal); everything else belongs upstream.
+    fn resolve_reverse(&self, name: &str, rest: &str, qtype: Qtype) -> Outcome {
+        let Some(octets) = rest
+            .rsplit('.')
+            .map(|l| {
+                l.parse::<u8>()
+                    .ok()
+                    .filter(|_| l == "0" || !l.starts_with('0'))
+            })
+            .collect::<Option<Vec<u8>>>()
+            .filter(|o| !o.is_empty() && o.len() <= 4 && !rest.is_empty())
+        else {
+            return Outcome::Forward;
+        };
+        let bits = 8 * octets.len() as u8;
+        let mut addr = [0u8; 4];
+        addr[..octets.len()].copy_from_slice(&octets);
+        let prefix = Ipv4Net::new(Ipv4Addr::from(addr), bits).expect("at most 32 bits");
+        // Ours when the name's prefix lies inside one of the ranges (not above them).
+        if !self.ranges.iter().any(|r| r.contains(&prefix)) {
+            return Outcome::Forward;
+        }
+        let exists = || Outcome::Answer {
+            answers: vec![],
+            additionals: vec![],
+        };
+        if octets.len() < 4 {
+            return match self.reverse.keys().any(|ip| prefix.contains(ip)) {
+                true => exists(),
+                false => Outcome::NxDomain,
+            };
+        }
+        let Some(targets) = self.reverse.get(&prefix.addr()) else {
+            return Outcome::NxDomain;
+        };
+        if !matches!(qtype, Qtype::Ptr | Qtype::Any) {
+            return exists();
+        }
+        Outcome::Answer {
+            answers: targets
+                .iter()
+                .map(|t| Rr {
+                    name: name.to_string(),
+                    data: Rdata::Ptr(t.clone()),
+                })
+                .collect(),
+            additionals: vec![],
         }
     }
 
@@ -338,6 +419,32 @@ fn endpoint_label(a: &Address) -> String {
     a.hostname
         .clone()
         .unwrap_or_else(|| a.ip.to_string().replace('.', "-"))
+}
+
+/// Reverse names as CoreDNS's `serviceRecordForIP` gives them: a ClusterIP names its
+/// Service alone; any other address names each ready endpoint it is, by hostname or dashed
+/// IP, under its Service.
+fn reverse_index(
+    domain: &str,
+    services: &BTreeMap<(String, String), Svc>,
+) -> BTreeMap<Ipv4Addr, Vec<String>> {
+    let mut out: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
+    for ((ns, name), s) in services {
+        if let Some(ip) = s.cluster_ip {
+            out.insert(ip, vec![format!("{name}.{ns}.svc.{domain}")]);
+        }
+    }
+    let cluster_ips: Vec<Ipv4Addr> = out.keys().copied().collect();
+    for ((ns, name), s) in services {
+        for a in s.ready.iter().filter(|a| !cluster_ips.contains(&a.ip)) {
+            let target = format!("{}.{name}.{ns}.svc.{domain}", endpoint_label(a));
+            let names = out.entry(a.ip).or_default();
+            if !names.contains(&target) {
+                names.push(target);
+            }
+        }
+    }
+    out
 }
 
 fn dashed_ip(label: &str) -> Option<Ipv4Addr> {

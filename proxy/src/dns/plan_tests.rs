@@ -282,3 +282,165 @@ fn external_name_services_and_services_without_endpoints_are_handled() {
         "a headless Service with no ready pod exists but has no address"
     );
 }
+
+fn ptr(name: &str, target: &str) -> Rr {
+    Rr {
+        name: name.into(),
+        data: Rdata::Ptr(target.into()),
+    }
+}
+
+#[test]
+fn reverse_names_resolve_as_corednss_kubernetes_plugin_answers_them() {
+    let ranges: Vec<Ipv4Net> = vec![
+        "10.42.0.0/16".parse().unwrap(),
+        "10.43.0.0/16".parse().unwrap(),
+    ];
+    let services = vec![
+        svc(
+            "default",
+            "mi-deploy-svc",
+            "10.43.0.20",
+            &[("http", "TCP", 80)],
+        ),
+        svc("default", "web", "None", &[("web", "TCP", 80)]),
+        // The same pod behind a second Service: one PTR per Service, as CoreDNS lists them.
+        svc("default", "other", "10.43.0.21", &[("http", "TCP", 80)]),
+    ];
+    let endpoints = BTreeMap::from([
+        eps(
+            "default",
+            "mi-deploy-svc",
+            &[("10.42.1.5", None)],
+            &[("http", "TCP", 8080)],
+        ),
+        eps(
+            "default",
+            "other",
+            &[("10.42.1.5", None)],
+            &[("http", "TCP", 8080)],
+        ),
+        eps(
+            "default",
+            "web",
+            &[("10.42.1.6", Some("web-0"))],
+            &[("web", "TCP", 8080)],
+        ),
+    ]);
+    let s = Snapshot::build("cluster.local.", &services, &endpoints).with_reverse_ranges(&ranges);
+    let cases: Vec<(&str, &str, Qtype, Outcome)> = vec![
+        (
+            "a ClusterIP names its Service",
+            "20.0.43.10.in-addr.arpa.",
+            Qtype::Ptr,
+            answer(
+                vec![ptr(
+                    "20.0.43.10.in-addr.arpa",
+                    "mi-deploy-svc.default.svc.cluster.local",
+                )],
+                vec![],
+            ),
+        ),
+        (
+            "an endpoint with a hostname is hostname.svc.ns.svc",
+            "6.1.42.10.In-Addr.Arpa",
+            Qtype::Ptr,
+            answer(
+                vec![ptr(
+                    "6.1.42.10.in-addr.arpa",
+                    "web-0.web.default.svc.cluster.local",
+                )],
+                vec![],
+            ),
+        ),
+        (
+            "an endpoint without one is its dashed IP under each Service it backs",
+            "5.1.42.10.in-addr.arpa",
+            Qtype::Ptr,
+            answer(
+                vec![
+                    ptr(
+                        "5.1.42.10.in-addr.arpa",
+                        "10-42-1-5.mi-deploy-svc.default.svc.cluster.local",
+                    ),
+                    ptr(
+                        "5.1.42.10.in-addr.arpa",
+                        "10-42-1-5.other.default.svc.cluster.local",
+                    ),
+                ],
+                vec![],
+            ),
+        ),
+        (
+            "an A query of a known reverse name is NODATA",
+            "20.0.43.10.in-addr.arpa",
+            Qtype::A,
+            answer(vec![], vec![]),
+        ),
+        (
+            "an unknown Service address is NXDOMAIN",
+            "99.0.43.10.in-addr.arpa",
+            Qtype::Ptr,
+            Outcome::NxDomain,
+        ),
+        (
+            "an unknown pod address is NXDOMAIN",
+            "9.9.42.10.in-addr.arpa",
+            Qtype::Ptr,
+            Outcome::NxDomain,
+        ),
+        (
+            "a partial name above known addresses exists",
+            "1.42.10.in-addr.arpa",
+            Qtype::Ptr,
+            answer(vec![], vec![]),
+        ),
+        (
+            "a partial name inside a range with nothing below is NXDOMAIN",
+            "7.43.10.in-addr.arpa",
+            Qtype::Ptr,
+            Outcome::NxDomain,
+        ),
+        (
+            "a partial name wider than the ranges is not ours",
+            "10.in-addr.arpa",
+            Qtype::Ptr,
+            Outcome::Forward,
+        ),
+        (
+            "an address outside the cluster's ranges is forwarded",
+            "1.2.0.192.in-addr.arpa",
+            Qtype::Ptr,
+            Outcome::Forward,
+        ),
+        (
+            "a malformed reverse name is forwarded",
+            "x.1.42.10.in-addr.arpa",
+            Qtype::Ptr,
+            Outcome::Forward,
+        ),
+        (
+            "IPv6 reverse names are forwarded (the cluster is IPv4)",
+            "1.0.0.0.ip6.arpa",
+            Qtype::Ptr,
+            Outcome::Forward,
+        ),
+        (
+            "PTR of a forward cluster name is NODATA",
+            "mi-deploy-svc.default.svc.cluster.local",
+            Qtype::Ptr,
+            answer(vec![], vec![]),
+        ),
+    ];
+    for (why, name, qtype, want) in cases {
+        assert_eq!(s.resolve(name, qtype), want, "{why}: {name} {qtype:?}");
+    }
+}
+
+#[test]
+fn without_cluster_ranges_every_reverse_name_is_forwarded() {
+    assert_eq!(
+        snapshot().resolve("20.0.43.10.in-addr.arpa", Qtype::Ptr),
+        Outcome::Forward
+    );
+}

@@ -1,5 +1,6 @@
 //! The hickory server end to end on loopback: A, SRV and NXDOMAIN from a snapshot, other
-//! names forwarded to a fake upstream on 127.0.0.1 (never a real resolver).
+//! names forwarded to a fake upstream on 127.0.0.1 (never a real resolver), over TCP when
+//! its UDP answer is truncated; PTR from the snapshot.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -144,6 +145,142 @@ async fn an_unreachable_upstream_is_servfail_not_a_hang() {
         .unwrap();
     let m = ask(addr, "example.test.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+/// A resolver on loopback that answers `n` A records for any name over TCP, and only an
+/// empty answer with the TC bit over UDP; counts the TCP queries.
+async fn truncating_upstream(
+    n: u8,
+) -> (
+    SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let answer = move |q: &Message, full: bool| {
+        let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+        r.metadata.recursion_available = true;
+        r.metadata.truncation = !full;
+        r.add_queries(q.queries.clone());
+        for i in 0..if full { n } else { 0 } {
+            r.add_answer(Record::from_rdata(
+                q.queries[0].name.clone(),
+                60,
+                RData::A(A(Ipv4Addr::new(192, 0, 2, i))),
+            ));
+        }
+        r.to_vec().unwrap()
+    };
+    let tcp_queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let udp_task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((len, from)) = sock.recv_from(&mut buf).await {
+            let q = Message::from_vec(&buf[..len]).unwrap();
+            sock.send_to(&answer(&q, false), from).await.unwrap();
+        }
+    });
+    let counted = tcp_queries.clone();
+    let tcp_task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = tcp.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let len = conn.read_u16().await.unwrap();
+            let mut buf = vec![0u8; usize::from(len)];
+            conn.read_exact(&mut buf).await.unwrap();
+            let out = answer(&Message::from_vec(&buf).unwrap(), true);
+            conn.write_u16(out.len() as u16).await.unwrap();
+            conn.write_all(&out).await.unwrap();
+        }
+    });
+    (addr, tcp_queries, vec![udp_task, tcp_task])
+}
+
+async fn ask_tcp(server: SocketAddr, name: &str) -> Message {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut q = Message::query();
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let bytes = q.to_vec().unwrap();
+    let mut conn = tokio::net::TcpStream::connect(server).await.unwrap();
+    conn.write_u16(bytes.len() as u16).await.unwrap();
+    conn.write_all(&bytes).await.unwrap();
+    let read = async {
+        let len = conn.read_u16().await.unwrap();
+        let mut buf = vec![0u8; usize::from(len)];
+        conn.read_exact(&mut buf).await.unwrap();
+        buf
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("the DNS server answers over TCP within 5 s");
+    Message::from_vec(&buf).unwrap()
+}
+
+#[tokio::test]
+async fn a_truncated_udp_answer_from_upstream_is_asked_again_over_tcp() {
+    let (upstream, tcp_queries, tasks) = truncating_upstream(3).await;
+    let handler = Handler {
+        snapshot: Arc::new(RwLock::new(Arc::new(snapshot()))),
+        upstreams: vec![upstream],
+        upstream_timeout: Duration::from_secs(2),
+    };
+    let (_server, addr) = serve("127.0.0.1:0".parse().unwrap(), handler)
+        .await
+        .unwrap();
+    let m = ask(addr, "small.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(!m.metadata.truncation, "the full answer fits: {m:?}");
+    assert_eq!(m.answers.len(), 3, "the TCP answer, not the truncated one");
+    assert_eq!(tcp_queries.load(std::sync::atomic::Ordering::SeqCst), 1);
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_client_asking_over_tcp_gets_the_whole_upstream_answer() {
+    // 60 A records are over 512 bytes: only TCP carries them whole.
+    let (upstream, tcp_queries, tasks) = truncating_upstream(60).await;
+    let handler = Handler {
+        snapshot: Arc::new(RwLock::new(Arc::new(snapshot()))),
+        upstreams: vec![upstream],
+        upstream_timeout: Duration::from_secs(2),
+    };
+    let (_server, addr) = serve("127.0.0.1:0".parse().unwrap(), handler)
+        .await
+        .unwrap();
+    let m = ask_tcp(addr, "big.test.").await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 60);
+    // Over UDP the same answer does not fit 512 bytes: the client is told to use TCP.
+    let m = ask(addr, "big.test.", RecordType::A).await;
+    assert!(
+        m.metadata.truncation,
+        "a UDP client gets TC for an answer too big"
+    );
+    assert!(tcp_queries.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn ptr_queries_are_answered_from_the_snapshot() {
+    let snapshot = snapshot().with_reverse_ranges(&["10.43.0.0/16".parse().unwrap()]);
+    let handler = Handler {
+        snapshot: Arc::new(RwLock::new(Arc::new(snapshot))),
+        upstreams: vec![],
+        upstream_timeout: Duration::from_secs(1),
+    };
+    let (_server, addr) = serve("127.0.0.1:0".parse().unwrap(), handler)
+        .await
+        .unwrap();
+    let m = ask(addr, "20.0.43.10.in-addr.arpa.", RecordType::PTR).await;
+    let RData::PTR(ptr) = &m.answers[0].data else {
+        panic!("a PTR answer: {m:?}");
+    };
+    assert_eq!(ptr.0.to_ascii(), "mi-deploy-svc.default.svc.cluster.local.");
+    let m = ask(addr, "21.0.43.10.in-addr.arpa.", RecordType::PTR).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
 }
 
 #[test]

@@ -95,7 +95,7 @@ impl Worker {
         // Built only for kubelet's events (a kill, a failed readiness attempt).
         let events = matches!(
             update,
-            ProbeUpdate::Unhealthy { .. } | ProbeUpdate::ReadinessFailed(_)
+            ProbeUpdate::Unhealthy { .. } | ProbeUpdate::Failed { .. }
         )
         .then(|| self.pod_events());
         let Some(rec) = self.records.get_mut(&name) else {
@@ -106,12 +106,12 @@ impl Worker {
         }
         match update {
             ProbeUpdate::Started => rec.probe_started = Some(true),
-            ProbeUpdate::ReadinessFailed(output) => {
+            ProbeUpdate::Failed { kind, output } => {
                 if let Some(events) = &events {
                     events.warning(
                         &name,
                         crate::pod::events::reason::UNHEALTHY,
-                        &crate::pod::events::message::readiness_failed(&output),
+                        &crate::pod::events::message::probe_failed(kind, &output),
                     );
                 }
             }
@@ -126,23 +126,17 @@ impl Worker {
                 grace,
             } => {
                 info!(container = %name, %id, probe = kind.field(), %message, "container failed its probe, killing it");
-                // kubelet's two events for it.
-                let what = match kind.field() {
-                    "startupProbe" => "startup",
+                // Each failed attempt already recorded its Unhealthy event; kubelet's kill
+                // adds Killing.
+                let what = match kind {
+                    crate::probe::Kind::Startup => "startup",
                     _ => "liveness",
                 };
-                let mut title = what.to_string();
-                title[..1].make_ascii_uppercase();
                 if let Some(events) = &events {
-                    events.warning(
-                        &name,
-                        "Unhealthy",
-                        &format!("{title} probe failed: {message}"),
-                    );
                     events.normal(
                         &name,
-                        "Killing",
-                        &format!("Container {name} failed {what} probe, will be restarted"),
+                        crate::pod::events::reason::KILLING,
+                        &crate::pod::events::message::failed_probe_kill(&name, what),
                     );
                 }
                 if rec.probe_ready.is_some() {

@@ -1,6 +1,7 @@
 //! kubelet's events from the worker, checked against the fake API: the start of a container
 //! (Pulled, Created, Started), a crash loop's BackOff, a deletion's Killing, and a pod waiting
-//! for its ConfigMap or claim (one aggregated FailedMount, a fast retry, no crash back-off).
+//! for its ConfigMap or claim (one aggregated FailedMount, a fast retry, no crash back-off),
+//! and each failed liveness attempt's Unhealthy before the probe's Killing.
 
 use std::time::Duration;
 
@@ -191,4 +192,39 @@ async fn a_pod_waiting_for_its_claim_to_bind_is_retried_soon_not_after_the_crash
     // Within one fast retry; the crash back-off would have waited 10 s of the clock.
     rig.clock.advance(SOURCE_RETRY + Duration::from_millis(10));
     rig.running(0).await;
+}
+
+#[tokio::test]
+async fn every_failed_liveness_attempt_records_unhealthy_then_the_kill_records_killing() {
+    let rig = Rig::new();
+    let mut p = serde_json::to_value(pod("Always")).unwrap();
+    // The fake runtime's exec fails anything but `true`; a 1 s period is the API's minimum.
+    p["spec"]["containers"][0]["livenessProbe"] = json!({
+        "exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2
+    });
+    let _w = rig.spawn(serde_json::from_value(p).unwrap());
+    rig.running(0).await;
+    let kill = event(&rig, "Killing").await;
+    assert_eq!(
+        kill.message.as_deref(),
+        Some("Container app failed liveness probe, will be restarted")
+    );
+    let unhealthy = rig
+        .api
+        .calls()
+        .events
+        .into_iter()
+        .rev()
+        .find(|e| e.reason.as_deref() == Some("Unhealthy"))
+        .expect("Unhealthy events");
+    assert_eq!(
+        unhealthy.message.as_deref(),
+        Some("Liveness probe failed: command [\"false\"] exited with 1")
+    );
+    assert_eq!(unhealthy.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        unhealthy.count,
+        Some(2),
+        "one per failed attempt, aggregated by the recorder"
+    );
 }
