@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use corral_cluster::{CreateRequest, Options, State};
@@ -296,16 +296,66 @@ where
     }
 }
 
-/// Runs the real `corral` CLI against a server; returns (stdout, stderr, success).
+/// The longest one CLI command of a test may take: a command that hangs fails its test with
+/// its output instead of holding it until the runner's timeout.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs the real `corral` CLI against a server; returns (stdout, stderr, success). Panics,
+/// naming the command and what it printed, when it runs past [`CLI_TIMEOUT`].
 pub fn corral(server: &str, args: &[&str]) -> (String, String, bool) {
-    let out = corral_command(server, args)
-        .output()
-        .expect("running corral");
+    let out = output_within(corral_command(server, args), CLI_TIMEOUT);
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
         out.status.success(),
     )
+}
+
+/// `Command::output` with a bound: the child is killed, and the test panics with its
+/// command line and output, when it has not exited within `limit`.
+pub fn output_within(mut cmd: Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    let line = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {line}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the CLI") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (out, err) = (
+                out.join().unwrap_or_default(),
+                err.join().unwrap_or_default(),
+            );
+            panic!(
+                "{line} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
 }
 
 /// The real `corral` CLI set up for a server (its credentials, a private HOME), for tests

@@ -13,7 +13,9 @@ use corral_api::client::StreamKind;
 use corral_api::k8s::api::core::v1::Pod;
 use corral_api::Client;
 use corral_proto as pb;
-use corral_tests::{corral, corral_command, eventually, skip_unless_e2e, TestCluster};
+use corral_tests::{
+    corral, corral_command, eventually, output_within, skip_unless_e2e, TestCluster, CLI_TIMEOUT,
+};
 use pb::stream_frame::Msg;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -164,19 +166,20 @@ async fn exec_attach_and_cp_work_as_kubectls_through_the_agent_tunnel() {
     assert_eq!(ok(&s, &["exec", "web", "--", "hostname"]), "web\n");
 
     // The remote exit code is the CLI's, with kubectl's line.
-    let out = corral_command(
-        &s,
-        &[
-            "exec",
-            "web",
-            "--",
-            "sh",
-            "-c",
-            "echo out; echo err >&2; exit 3",
-        ],
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        corral_command(
+            &s,
+            &[
+                "exec",
+                "web",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+        ),
+        CLI_TIMEOUT,
+    );
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -312,7 +315,10 @@ async fn exec_attach_and_cp_work_as_kubectls_through_the_agent_tunnel() {
             (i, String::from_utf8(out).unwrap(), code)
         })
     });
-    for r in futures::future::join_all(runs).await {
+    let all = tokio::time::timeout(WAIT, futures::future::join_all(runs))
+        .await
+        .expect("50 concurrent execs did not all finish");
+    for r in all {
         let (i, out, code) = r.unwrap();
         assert_eq!(
             (out.as_str(), code),
