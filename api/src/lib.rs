@@ -11,6 +11,7 @@ pub mod kinds;
 pub mod kubeconfig;
 pub mod object;
 pub mod pin;
+pub mod printers;
 pub mod rules;
 pub mod runtime;
 pub mod selector;
