@@ -10,6 +10,7 @@ pub mod files;
 pub mod kinds;
 pub mod kubeconfig;
 pub mod object;
+pub mod patch;
 pub mod pin;
 pub mod printers;
 pub mod rules;

@@ -1,0 +1,714 @@
+//! Kubernetes' strategic merge patch, applied as the API server applies it (apimachinery's
+//! `StrategicMergeMapPatch`): maps merge, `null` deletes, lists with a merge key merge item by
+//! item, lists of scalars with strategy merge are sets, other lists are replaced; directives
+//! `$patch`, `$retainKeys`, `$setElementOrder/<f>`, `$deleteFromPrimitiveList/<f>`.
+//!
+//! Where the Go code would leave a directive or a `null` inside a value it takes whole (a new
+//! list item, a new map), this one removes it, so the result decodes as a clean object; and a
+//! map marked `$patch: replace` where the original has nothing is kept, not dropped.
+
+pub mod schema;
+
+use crate::status::StatusReason;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+
+const DIRECTIVE: &str = "$patch";
+const RETAIN_KEYS: &str = "$retainKeys";
+const SET_ELEMENT_ORDER: &str = "$setElementOrder";
+const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList";
+
+/// How a field's value merges (its `patchStrategy` tag, minus `retainKeys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// No tag: maps merge, lists are replaced.
+    Default,
+    /// `merge`: lists merge by the merge key, or as sets of scalars without one.
+    Merge,
+    /// `replace`: the patch's value replaces the original's.
+    Replace,
+}
+
+/// What the schema says about one field of a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldMeta<S> {
+    /// The field's type (a list's element type).
+    pub ty: S,
+    pub strategy: Strategy,
+    /// `patchMergeKey`; empty when none.
+    pub merge_key: &'static str,
+}
+
+/// The merge keys and strategies of a tree of types.
+pub trait Schema: Copy {
+    fn field(self, name: &str) -> FieldMeta<Self>;
+}
+
+/// Why a strategic merge patch does not apply; `path` names the field (`spec.containers`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StrategicError {
+    #[error("{path}: map does not contain declared merge key: {key}")]
+    NoMergeKey { path: String, key: String },
+    #[error("{path}: expected a {expected}, but received a {actual}")]
+    WrongType {
+        path: String,
+        expected: &'static str,
+        actual: &'static str,
+    },
+    #[error("{path}: unknown patch type: {directive}")]
+    UnknownDirective { path: String, directive: String },
+    #[error("{path}: merging lists cannot yet be specified in the patch")]
+    MergeDirectiveInList { path: String },
+    #[error("{path}: invalid patch format of primitive list")]
+    BadPrimitiveList { path: String },
+    #[error("{path}: invalid patch format of retainKeys")]
+    BadRetainKeys { path: String },
+    #[error("{path}: invalid patch format of setElementOrder list")]
+    BadSetElementOrder { path: String },
+    #[error("{path}: the order in the patch list doesn't match the $setElementOrder list")]
+    OrderMismatch { path: String },
+    #[error("{path}: lists of lists are not supported")]
+    ListOfLists { path: String },
+    #[error("{path}: list element types are not identical")]
+    MixedElementTypes { path: String },
+    #[error("{path}: cannot merge lists without merge key")]
+    NoMergeKeyForList { path: String },
+}
+
+impl StrategicError {
+    /// Kubernetes answers 400 for malformed directives and 422 for lists of lists; other
+    /// errors it passes up as 500, which here are 400: the patch is at fault, not the server.
+    pub fn reason(&self) -> StatusReason {
+        match self {
+            StrategicError::ListOfLists { .. } => StatusReason::Invalid,
+            _ => StatusReason::BadRequest,
+        }
+    }
+}
+
+type Result<T, E = StrategicError> = std::result::Result<T, E>;
+
+/// Applies a strategic merge patch to `original` (a JSON object; anything else counts as
+/// `{}`) whose root type is `schema`.
+pub fn apply<S: Schema>(schema: S, original: Value, patch: Map<String, Value>) -> Result<Value> {
+    let original = match original {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    merge_map(original, patch, schema, "").map(Value::Object)
+}
+
+fn child(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn at(path: &str) -> String {
+    if path.is_empty() {
+        "<root>".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "map",
+    }
+}
+
+/// The part after `prefix/` of a directive key (`$setElementOrder/containers`).
+fn field_of<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
+    let (head, rest) = key.split_once('/')?;
+    (head == prefix).then_some(rest)
+}
+
+fn merge_map<S: Schema>(
+    mut original: Map<String, Value>,
+    mut patch: Map<String, Value>,
+    schema: S,
+    path: &str,
+) -> Result<Map<String, Value>> {
+    if let Some(directive) = patch.remove(DIRECTIVE) {
+        return match directive.as_str() {
+            Some("replace") => Ok(clean_map(patch)),
+            Some("delete") => Ok(Map::new()),
+            _ => Err(StrategicError::UnknownDirective {
+                path: at(path),
+                directive: directive.to_string(),
+            }),
+        };
+    }
+    retain_keys(&mut original, &mut patch, path)?;
+    set_element_order(&mut original, &mut patch, schema, path)?;
+
+    // Deletions from primitive lists first, so a patch that deletes and adds one item in one
+    // list ends with the item (the Go code depends on map iteration order here).
+    let (deletions, rest): (Vec<_>, Vec<_>) = patch
+        .into_iter()
+        .partition(|(k, _)| k.starts_with(DELETE_FROM_PRIMITIVE_LIST));
+    for (key, value) in deletions.into_iter().chain(rest) {
+        let (key, delete_list) = if key.starts_with(DELETE_FROM_PRIMITIVE_LIST) {
+            let field = field_of(&key, DELETE_FROM_PRIMITIVE_LIST).ok_or_else(|| {
+                StrategicError::BadPrimitiveList {
+                    path: child(path, &key),
+                }
+            })?;
+            (field.to_string(), true)
+        } else {
+            (key, false)
+        };
+        if value.is_null() {
+            original.remove(&key);
+            continue;
+        }
+        let Some(current) = original.remove(&key) else {
+            if !delete_list {
+                if let Some(v) = clean(value) {
+                    original.insert(key, v);
+                }
+            }
+            continue;
+        };
+        let field_path = child(path, &key);
+        let merged = match (current, value) {
+            (Value::Array(o), Value::Array(p)) => Value::Array(merge_list_field(
+                o,
+                p,
+                schema.field(&key),
+                delete_list,
+                &field_path,
+            )?),
+            (current, _) if delete_list => current,
+            (Value::Object(o), Value::Object(p)) => {
+                let meta = schema.field(&key);
+                if meta.strategy == Strategy::Replace {
+                    Value::Object(clean_map(p))
+                } else {
+                    Value::Object(merge_map(o, p, meta.ty, &field_path)?)
+                }
+            }
+            (_, value) => match clean(value) {
+                Some(v) => v,
+                None => continue,
+            },
+        };
+        original.insert(key, merged);
+    }
+    Ok(original)
+}
+
+/// `$retainKeys`: keys of the original not in the list go; every key the patch sets must be
+/// in the list.
+fn retain_keys(
+    original: &mut Map<String, Value>,
+    patch: &mut Map<String, Value>,
+    path: &str,
+) -> Result<()> {
+    let Some(list) = patch.remove(RETAIN_KEYS) else {
+        return Ok(());
+    };
+    let bad = || StrategicError::BadRetainKeys {
+        path: child(path, RETAIN_KEYS),
+    };
+    let Value::Array(list) = list else {
+        return Err(bad());
+    };
+    let keep: HashSet<&str> = list.iter().filter_map(Value::as_str).collect();
+    for (k, v) in patch.iter() {
+        let directive =
+            k.starts_with(DELETE_FROM_PRIMITIVE_LIST) || k.starts_with(SET_ELEMENT_ORDER);
+        if !v.is_null() && !directive && !keep.contains(k.as_str()) {
+            return Err(bad());
+        }
+    }
+    original.retain(|k, _| keep.contains(k.as_str()));
+    Ok(())
+}
+
+/// `$setElementOrder/<field>`: merges the field's patch list (if any) into the original's, then
+/// orders the result: the directive's order first, the patch's next, the original's last.
+fn set_element_order<S: Schema>(
+    original: &mut Map<String, Value>,
+    patch: &mut Map<String, Value>,
+    schema: S,
+    path: &str,
+) -> Result<()> {
+    let keys: Vec<String> = patch
+        .keys()
+        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
+        .cloned()
+        .collect();
+    for directive_key in keys {
+        let order = patch.remove(&directive_key).unwrap_or(Value::Null);
+        let Some(key) = field_of(&directive_key, SET_ELEMENT_ORDER) else {
+            return Err(StrategicError::BadSetElementOrder {
+                path: child(path, &directive_key),
+            });
+        };
+        let field_path = child(path, key);
+        let Value::Array(order) = order else {
+            return Err(StrategicError::WrongType {
+                path: child(path, &directive_key),
+                expected: "list",
+                actual: type_name(&order),
+            });
+        };
+        let as_list = |v: Option<Value>| -> Result<Option<Vec<Value>>> {
+            match v {
+                None => Ok(None),
+                Some(Value::Array(items)) => Ok(Some(items)),
+                Some(other) => Err(StrategicError::WrongType {
+                    path: field_path.clone(),
+                    expected: "list",
+                    actual: type_name(&other),
+                }),
+            }
+        };
+        let original_list = as_list(original.remove(key))?;
+        let patch_list = as_list(patch.remove(key))?;
+        let meta = schema.field(key);
+        if let Some(p) = &patch_list {
+            check_order(p, &order, meta.merge_key, &field_path)?;
+        }
+        let server_order = original_list.clone().unwrap_or_default();
+        let kind = element_kind(
+            &server_order,
+            patch_list.as_deref().unwrap_or_default(),
+            &field_path,
+        )?;
+        let merged = match (original_list, patch_list) {
+            (Some(o), None) => o,
+            (None, Some(p)) => clean_list(p),
+            (Some(o), Some(p)) => merge_list_field(o, p, meta, false, &field_path)?,
+            (None, None) => continue,
+        };
+        let Some(kind) = kind else {
+            original.insert(key.to_string(), Value::Array(merged));
+            continue;
+        };
+        let ident = Ident::new(kind, meta.merge_key, &field_path);
+        let listed = ident.set(&order)?;
+        let (patch_items, server_only) = ident.partition(merged, &listed)?;
+        let both = normalize_order(patch_items, server_only, &order, &server_order, &ident)?;
+        original.insert(key.to_string(), Value::Array(both));
+    }
+    Ok(())
+}
+
+/// The patch list's items (deletions aside) must appear in the `$setElementOrder` list in the
+/// same relative order.
+fn check_order(patch: &[Value], order: &[Value], merge_key: &str, path: &str) -> Result<()> {
+    if patch.is_empty() || order.is_empty() {
+        return Ok(());
+    }
+    let key_of = |v: &Value| -> Result<Value> {
+        if merge_key.is_empty() {
+            return Ok(v.clone());
+        }
+        let Value::Object(m) = v else {
+            return Err(StrategicError::WrongType {
+                path: path.to_string(),
+                expected: "map",
+                actual: type_name(v),
+            });
+        };
+        m.get(merge_key)
+            .cloned()
+            .ok_or_else(|| StrategicError::NoMergeKey {
+                path: path.to_string(),
+                key: merge_key.to_string(),
+            })
+    };
+    let mut items = Vec::new();
+    for v in patch {
+        if let Value::Object(m) = v {
+            if m.contains_key(DIRECTIVE) {
+                continue;
+            }
+        }
+        items.push(key_of(v)?);
+    }
+    let mut o = 0;
+    for item in &items {
+        loop {
+            let Some(candidate) = order.get(o) else {
+                return Err(StrategicError::OrderMismatch {
+                    path: path.to_string(),
+                });
+            };
+            o += 1;
+            if key_of(candidate)? == *item {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn merge_list_field<S: Schema>(
+    original: Vec<Value>,
+    patch: Vec<Value>,
+    meta: FieldMeta<S>,
+    delete_list: bool,
+    path: &str,
+) -> Result<Vec<Value>> {
+    if meta.strategy == Strategy::Merge || delete_list {
+        merge_list(original, patch, meta, delete_list, path)
+    } else {
+        Ok(clean_list(patch))
+    }
+}
+
+fn merge_list<S: Schema>(
+    original: Vec<Value>,
+    patch: Vec<Value>,
+    meta: FieldMeta<S>,
+    delete_list: bool,
+    path: &str,
+) -> Result<Vec<Value>> {
+    let Some(kind) = element_kind(&original, &patch, path)? else {
+        return Ok(original);
+    };
+    if kind != Kind::Map {
+        let ident = Ident::new(kind, "", path);
+        let patch_set = ident.set(&patch)?;
+        if delete_list {
+            return Ok(original
+                .into_iter()
+                .filter(|v| !patch_set.contains(&scalar_id(v)))
+                .collect());
+        }
+        let mut seen = HashSet::new();
+        let merged: Vec<Value> = original
+            .iter()
+            .chain(&patch)
+            .filter(|v| seen.insert(scalar_id(v)))
+            .cloned()
+            .collect();
+        let (patch_items, server_only) = ident.partition(merged, &patch_set)?;
+        return normalize_order(patch_items, server_only, &patch, &original, &ident);
+    }
+    let key = meta.merge_key;
+    if key.is_empty() {
+        return Err(StrategicError::NoMergeKeyForList {
+            path: path.to_string(),
+        });
+    }
+    let ident = Ident::new(kind, key, path);
+    let (original, patch) = special_items(original, patch, &ident)?;
+    let merged = merge_items(original.clone(), patch.clone(), meta.ty, &ident)?;
+    let patch_set = ident.set(&patch)?;
+    let (patch_items, server_only) = ident.partition(merged, &patch_set)?;
+    normalize_order(patch_items, server_only, &patch, &original, &ident)
+}
+
+/// Applies the list items that are directives: `{$patch: delete, <key>: v}` removes every
+/// original item with that key, `{$patch: replace}` makes the rest of the patch list the list.
+fn special_items(
+    mut original: Vec<Value>,
+    patch: Vec<Value>,
+    ident: &Ident,
+) -> Result<(Vec<Value>, Vec<Value>)> {
+    let mut plain = Vec::with_capacity(patch.len());
+    let mut deleted = HashSet::new();
+    let mut replace = false;
+    for item in patch {
+        let Some(directive) = item.get(DIRECTIVE) else {
+            plain.push(item);
+            continue;
+        };
+        match directive.as_str() {
+            Some("delete") => {
+                deleted.insert(ident.of(&item)?);
+            }
+            Some("replace") => replace = true,
+            Some("merge") => {
+                return Err(StrategicError::MergeDirectiveInList {
+                    path: ident.path.clone(),
+                })
+            }
+            _ => {
+                return Err(StrategicError::UnknownDirective {
+                    path: ident.path.clone(),
+                    directive: directive.to_string(),
+                })
+            }
+        }
+    }
+    if replace {
+        return Ok((clean_list(plain), Vec::new()));
+    }
+    if !deleted.is_empty() {
+        original.retain(|item| match ident.of_lenient(item) {
+            Some(id) => !deleted.contains(&id),
+            None => true,
+        });
+    }
+    Ok((original, plain))
+}
+
+/// Merges each patch item into the original item with the same merge key, or appends it.
+fn merge_items<S: Schema>(
+    mut original: Vec<Value>,
+    patch: Vec<Value>,
+    ty: S,
+    ident: &Ident,
+) -> Result<Vec<Value>> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, item) in original.iter().enumerate() {
+        if let Some(id) = ident.of_lenient(item) {
+            index.entry(id).or_insert(i);
+        }
+    }
+    for item in patch {
+        let id = ident.of(&item)?;
+        let Value::Object(item) = item else {
+            continue; // ident.of accepts only maps
+        };
+        match index.get(&id) {
+            Some(&i) => {
+                let current = match std::mem::take(&mut original[i]) {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                let item_path = format!("{}[{}={}]", ident.path, ident.key, id);
+                original[i] = Value::Object(merge_map(current, item, ty, &item_path)?);
+            }
+            None => {
+                if let Some(v) = clean(Value::Object(item)) {
+                    index.insert(id, original.len());
+                    original.push(v);
+                }
+            }
+        }
+    }
+    Ok(original)
+}
+
+/// Orders a merged list as Kubernetes does: the patch's items in the patch's order, the
+/// original's other items in their order, interleaved where the original order says so.
+fn normalize_order(
+    patch_items: Vec<Value>,
+    server_only: Vec<Value>,
+    patch_order: &[Value],
+    server_order: &[Value],
+    ident: &Ident,
+) -> Result<Vec<Value>> {
+    let patch_items = ident.sort_by(patch_items, patch_order)?;
+    let server_only = ident.sort_by(server_only, server_order)?;
+    let server_pos = ident.positions(server_order);
+    let pos = |v: &Value| {
+        ident
+            .of_lenient(v)
+            .and_then(|id| server_pos.get(&id).copied())
+    };
+    let mut out = Vec::with_capacity(patch_items.len() + server_only.len());
+    let mut left = server_only.into_iter().peekable();
+    let mut right = patch_items.into_iter().peekable();
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => matches!((pos(l), pos(r)), (Some(a), Some(b)) if a < b),
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
+    }
+    Ok(out)
+}
+
+/// The kind of the elements of lists that must share one; `None` when both are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Map,
+}
+
+fn element_kind(a: &[Value], b: &[Value], path: &str) -> Result<Option<Kind>> {
+    let mut kind = None;
+    for v in a.iter().chain(b) {
+        let k = match v {
+            Value::Null => Kind::Null,
+            Value::Bool(_) => Kind::Bool,
+            Value::Number(_) => Kind::Number,
+            Value::String(_) => Kind::String,
+            Value::Object(_) => Kind::Map,
+            Value::Array(_) => {
+                return Err(StrategicError::ListOfLists {
+                    path: path.to_string(),
+                })
+            }
+        };
+        match kind {
+            None => kind = Some(k),
+            Some(prev) if prev != k => {
+                return Err(StrategicError::MixedElementTypes {
+                    path: path.to_string(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(kind)
+}
+
+/// A scalar's identity for sets and lookups (1 and 1.0 differ, as in the Go code).
+fn scalar_id(v: &Value) -> String {
+    v.to_string()
+}
+
+/// How items of one list are identified: by the merge key's value for maps, by value for
+/// scalars; hashed, so merging long lists stays linear.
+struct Ident {
+    maps: bool,
+    key: String,
+    path: String,
+}
+
+impl Ident {
+    fn new(kind: Kind, key: &str, path: &str) -> Ident {
+        Ident {
+            maps: kind == Kind::Map,
+            key: key.to_string(),
+            path: path.to_string(),
+        }
+    }
+
+    /// The identity of an item, which must be a map with the merge key when items are maps.
+    fn of(&self, item: &Value) -> Result<String> {
+        if !self.maps {
+            return Ok(scalar_id(item));
+        }
+        let Value::Object(m) = item else {
+            return Err(StrategicError::WrongType {
+                path: self.path.clone(),
+                expected: "map",
+                actual: type_name(item),
+            });
+        };
+        m.get(&self.key)
+            .map(scalar_id)
+            .ok_or_else(|| StrategicError::NoMergeKey {
+                path: self.path.clone(),
+                key: self.key.clone(),
+            })
+    }
+
+    fn of_lenient(&self, item: &Value) -> Option<String> {
+        self.of(item).ok()
+    }
+
+    fn set(&self, items: &[Value]) -> Result<HashSet<String>> {
+        items.iter().map(|i| self.of(i)).collect()
+    }
+
+    /// First position of each identity in `order`.
+    fn positions(&self, order: &[Value]) -> HashMap<String, usize> {
+        let mut pos = HashMap::new();
+        for (i, item) in order.iter().enumerate() {
+            if let Some(id) = self.of_lenient(item) {
+                pos.entry(id).or_insert(i);
+            }
+        }
+        pos
+    }
+
+    /// Splits `merged` into items listed in `listed` and the others, keeping order.
+    fn partition(
+        &self,
+        merged: Vec<Value>,
+        listed: &HashSet<String>,
+    ) -> Result<(Vec<Value>, Vec<Value>)> {
+        let mut inside = Vec::new();
+        let mut outside = Vec::new();
+        for item in merged {
+            if listed.contains(&self.of(&item)?) {
+                inside.push(item);
+            } else {
+                outside.push(item);
+            }
+        }
+        Ok((inside, outside))
+    }
+
+    /// Stable sort of `items` by their first position in `order`; items not in it go last,
+    /// and items marked `$patch: delete` after those.
+    fn sort_by(&self, items: Vec<Value>, order: &[Value]) -> Result<Vec<Value>> {
+        if self.maps {
+            for item in order.iter().chain(&items) {
+                self.of(item)?;
+            }
+        }
+        let pos = self.positions(order);
+        let mut keyed: Vec<(usize, usize, Value)> = items
+            .into_iter()
+            .map(|item| {
+                let deleting = item.get(DIRECTIVE).and_then(Value::as_str) == Some("delete");
+                let rank = if deleting { 1 } else { 0 };
+                let at = self
+                    .of_lenient(&item)
+                    .and_then(|id| pos.get(&id).copied())
+                    .unwrap_or(usize::MAX);
+                (rank, at, item)
+            })
+            .collect();
+        keyed.sort_by_key(|(rank, at, _)| (*rank, *at));
+        Ok(keyed.into_iter().map(|(_, _, item)| item).collect())
+    }
+}
+
+fn is_directive_key(k: &str) -> bool {
+    k == DIRECTIVE
+        || k == RETAIN_KEYS
+        || k.starts_with(SET_ELEMENT_ORDER)
+        || k.starts_with(DELETE_FROM_PRIMITIVE_LIST)
+}
+
+/// A patch value taken whole (nothing in the original to merge with), without its `null`
+/// members and directives; `None` when the value is itself a directive to drop.
+fn clean(value: Value) -> Option<Value> {
+    match value {
+        Value::Object(mut map) => {
+            match map.remove(DIRECTIVE) {
+                None => {}
+                Some(Value::String(s)) if s == "replace" => {}
+                Some(_) => return None,
+            }
+            Some(Value::Object(clean_map(map)))
+        }
+        Value::Array(items) => Some(Value::Array(clean_list(items))),
+        other => Some(other),
+    }
+}
+
+fn clean_map(map: Map<String, Value>) -> Map<String, Value> {
+    map.into_iter()
+        .filter(|(k, v)| !is_directive_key(k) && !v.is_null())
+        .filter_map(|(k, v)| clean(v).map(|v| (k, v)))
+        .collect()
+}
+
+/// List items that are directives (`{$patch: ...}`) are dropped.
+fn clean_list(items: Vec<Value>) -> Vec<Value> {
+    items
+        .into_iter()
+        .filter(|item| item.get(DIRECTIVE).is_none())
+        .filter_map(clean)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
