@@ -126,6 +126,37 @@ async fn wait_gone(client: &corral_api::Client, selector: &str) {
     .await;
 }
 
+/// A Python with the `kubernetes` client: a venv in /var/cache (made once, from PyPI).
+/// `None` skips that step locally when Python or PyPI is missing; CI must have both.
+fn python_with_client() -> Option<PathBuf> {
+    let venv = Path::new("/var/cache/corral-tests-pyk8s");
+    let python = venv.join("bin/python");
+    let has_client = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import kubernetes"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has_client(&python) {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "kubernetes"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !made || !has_client(&python) {
+            if std::env::var_os("CI").is_some() {
+                panic!("cannot make a Python venv with the kubernetes client in {venv:?}");
+            }
+            return None;
+        }
+    }
+    Some(python)
+}
+
 /// A kubeconfig naming the cluster and its CA but only a bearer token as the user.
 fn token_kubeconfig(admin: &Path, server: &str, token: &str, dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(admin).expect("admin kubeconfig");
@@ -261,10 +292,24 @@ async fn kubectl_runs_the_workshop_chapter_against_corral() {
         .filter(|l| l.trim_start().starts_with("Image:"))
         .count();
     assert_eq!(images, 5, "{described}");
+    // A template change is a strategic merge patch computed by kubectl.
+    let v3 = "examples/workshop/deploy-03/replicaSet-mi-app.yaml";
+    assert_eq!(
+        k.ok(&["apply", "-f", v3]).trim(),
+        "replicaset.apps/mi-app configured"
+    );
+    let image = k.ok(&[
+        "get",
+        "rs",
+        "mi-app",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "fedek3/workshop-uns:v0.3.0");
     let rs_rows = rows(&k.ok(&["get", "replicaset"]));
     assert_eq!(rs_rows[0][..4], ["mi-app", "5", "5", "5"], "{rs_rows:?}");
     assert_eq!(
-        k.ok(&["delete", "-f", rs]).trim(),
+        k.ok(&["delete", "-f", v3]).trim(),
         "replicaset.apps \"mi-app\" deleted"
     );
     wait_gone(&client, "app=mi-app").await;
@@ -323,6 +368,25 @@ async fn kubectl_runs_the_workshop_chapter_against_corral() {
             && err.contains("spec.containers[0].bogus"),
         "{err}"
     );
+
+    // The Python client (HTTP/1.1): list, create, strategic merge patch, watch, delete.
+    match python_with_client() {
+        None => eprintln!("SKIPPED (Python client step): no python3 with the kubernetes client"),
+        Some(python) => {
+            let out = Command::new(python)
+                .arg(corral_tests::workspace_dir().join("tests/python/k8s_client.py"))
+                .env("KUBECONFIG", &admin)
+                .output()
+                .expect("run the Python client");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("watched ADDED DELETED"), "{text}");
+        }
+    }
 
     // A wrong bearer token is Unauthorized.
     let wrong = Kubectl {

@@ -77,6 +77,11 @@ impl Rest {
                     found(discovery::resource_list(&group, &version))
                 }
                 Target::Health => response::bytes(StatusCode::OK, "text/plain", "ok".into()),
+                Target::OpenApiV2 => response::bytes(
+                    StatusCode::OK,
+                    openapi::V2_PROTOBUF,
+                    openapi::v2_document().into(),
+                ),
                 Target::OpenApiIndex => response::json(StatusCode::OK, &openapi::index()),
                 Target::OpenApi(gv) => found(openapi::document(&gv)),
                 Target::NotFound => not_found(),

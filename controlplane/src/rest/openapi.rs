@@ -2,7 +2,9 @@
 //! each kind's PATCH operation with its `fieldValidation` parameter. That is what kubectl
 //! looks for to leave validation to the server (`?fieldValidation=Strict`, answered by the
 //! registry's typed decoding); without it kubectl refuses to create or apply. No schemas yet
-//! (so no `kubectl explain`).
+//! (so no `kubectl explain`). Older kubectl (v1.20) reads `/openapi/v2` instead, as protobuf:
+//! an empty document (no definitions), so it validates nothing itself and computes patches
+//! from its built-in types.
 
 use corral_api::kinds;
 use serde_json::{json, Value};
@@ -75,8 +77,43 @@ pub fn document(gv: &str) -> Option<Value> {
     }))
 }
 
+/// The content type `/openapi/v2` is answered with, as kube-apiserver does: clients ask for
+/// `application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, but Go's media type parser
+/// refuses that name in a response (client-go then fails with "mime: unexpected content").
+pub const V2_PROTOBUF: &str = "application/octet-stream";
+
+/// `/openapi/v2`: an `openapi_v2.Document` with `swagger`, `info` and empty `paths`, encoded
+/// by hand (three fields do not need a protobuf code generator).
+pub fn v2_document() -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        // Wire type 2 (length-delimited); every length here is below 128 (one varint byte).
+        out.push(number << 3 | 2);
+        out.push(u8::try_from(bytes.len()).expect("a short field"));
+        out.extend_from_slice(bytes);
+    }
+    let version = format!("v1.{}.0", super::discovery::KUBE_MINOR);
+    let mut info = Vec::new();
+    field(&mut info, 1, b"Corral");
+    field(&mut info, 2, version.as_bytes());
+    let mut doc = Vec::new();
+    field(&mut doc, 1, b"2.0");
+    field(&mut doc, 2, &info);
+    field(&mut doc, 8, &[]);
+    doc
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn v2_document_is_swagger_info_and_empty_paths() {
+        let doc = v2_document();
+        assert_eq!(&doc[..5], b"\x0a\x032.0");
+        assert_eq!(doc[5], 2 << 3 | 2);
+        assert_eq!(&doc[doc.len() - 2..], &[8 << 3 | 2, 0]);
+        let info = &doc[7..7 + doc[6] as usize];
+        assert_eq!(&info[..8], b"\x0a\x06Corral");
+    }
+
     use super::*;
 
     #[test]

@@ -17,6 +17,8 @@ pub enum Target {
     Group(String),
     /// `/api/v1`, `/apis/<group>/<version>`: the group-version's resources.
     Resources { group: String, version: String },
+    /// `/openapi/v2` (protobuf).
+    OpenApiV2,
     /// `/openapi/v3`: the index.
     OpenApiIndex,
     /// `/openapi/v3/<gv>`: one group-version's document (`api/v1`, `apis/apps/v1`).
@@ -53,6 +55,7 @@ pub fn parse(method: &http::Method, path: &str, query: &BTreeMap<String, String>
     let (group, version, rest) = match parts.as_slice() {
         ["version"] => return Target::Version,
         ["healthz" | "livez" | "readyz", ..] => return Target::Health,
+        ["openapi", "v2"] => return Target::OpenApiV2,
         ["openapi", "v3"] => return Target::OpenApiIndex,
         ["openapi", "v3", gv @ ..] => return Target::OpenApi(gv.join("/")),
         ["api"] => return Target::LegacyVersions,
@@ -213,7 +216,8 @@ mod tests {
                 "hash=1",
                 Target::OpenApi("apis/apps/v1".into()),
             ),
-            (Method::GET, "/openapi/v2", "", Target::NotFound),
+            (Method::GET, "/openapi/v2", "", Target::OpenApiV2),
+            (Method::GET, "/swagger.json", "", Target::NotFound),
             (Method::GET, "/readyz/ping", "", Target::Health),
             (
                 Method::GET,
