@@ -5,10 +5,10 @@
 use corral_api::patch::PatchType;
 use corral_api::status::StatusReason;
 use corral_proto as pb;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use serde_json::Value;
 
-use super::response::{self, Body};
+use super::response::{self, Failure};
 use super::verbs::{self, Answer};
 use super::Call;
 
@@ -18,25 +18,25 @@ const ATTEMPTS: usize = 5;
 /// `original` (an object of the request's kind, or its Scale) with the request's patch applied
 /// by `corral_api::patch`; a patch type it does not know (server-side apply's
 /// `application/apply-patch+yaml` included) is 415.
-pub(super) fn apply(call: &Call<'_>, original: &Value) -> Result<Value, Response<Body>> {
+pub(super) fn apply(call: &Call<'_>, original: &Value) -> Result<Value, Failure> {
     let ct = call
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let Some(patch_type) = PatchType::from_content_type(ct) else {
-        return Err(response::fail(
+        return Err(response::failure(
             StatusReason::UnsupportedMediaType,
             format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"),
         ));
     };
     corral_api::patch::apply(call.kind, original, &call.body, patch_type)
-        .map_err(|e| response::fail(e.reason(), e.to_string()))
+        .map_err(|e| response::failure(e.reason(), e.to_string()))
 }
 
-/// Whether a response is a write conflict worth retrying.
-fn conflict(r: &Response<Body>) -> bool {
-    r.status() == StatusCode::CONFLICT
+/// Whether a failure is a write conflict worth retrying.
+fn conflict(f: &Failure) -> bool {
+    f.code == i32::from(StatusCode::CONFLICT.as_u16())
 }
 
 pub(super) async fn serve(call: &Call<'_>) -> Answer {

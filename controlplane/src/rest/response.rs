@@ -108,6 +108,19 @@ pub fn fail(reason: StatusReason, message: impl Into<String>) -> Response<Body> 
     error(&ApiStatus::new(reason, message))
 }
 
+/// A failure on its way to becoming a response (boxed: a Status is large beside most results).
+pub type Failure = Box<ApiStatus>;
+
+/// A failure made here, as data.
+pub fn failure(reason: StatusReason, message: impl Into<String>) -> Failure {
+    Box::new(ApiStatus::new(reason, message))
+}
+
+/// A failure of the gRPC service, as data.
+pub fn grpc_failure(status: &tonic::Status) -> Failure {
+    Box::new(from_grpc(status))
+}
+
 /// `metav1.Status` of a success (deletecollection of nothing, and the like).
 pub fn success() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})

@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 use http_body::Frame;
 use serde_json::{json, Value};
 
-use super::response::{self, Body};
+use super::response::{self, Body, Failure};
 use super::verbs::{self, Answer};
 use super::{patch, Call};
 
@@ -37,12 +37,12 @@ pub(super) async fn serve(call: Call<'_>) -> Response<Body> {
         ("log", "get") if kind.plural == "pods" => return logs(&call).await,
         ("binding", "create") if kind.plural == "pods" => bind(&call).await,
         ("eviction", "create") if kind.plural == "pods" => evict(&call).await,
-        _ => Err(response::fail(
+        _ => Err(response::failure(
             StatusReason::NotFound,
             "the server could not find the requested resource",
         )),
     };
-    result.unwrap_or_else(|r| r)
+    result.unwrap_or_else(|f| response::error(&f))
 }
 
 /// The autoscaling/v1 Scale of a workload object.
@@ -87,14 +87,14 @@ async fn get_scale(call: &Call<'_>) -> Answer {
     Ok(response::json(StatusCode::OK, &scale_of(&obj)))
 }
 
-fn replicas_of(scale: &Value) -> Result<i32, Response<Body>> {
+fn replicas_of(scale: &Value) -> Result<i32, Failure> {
     scale
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
         .and_then(|r| i32::try_from(r).ok())
         .filter(|r| *r >= 0)
         .ok_or_else(|| {
-            response::fail(
+            response::failure(
                 StatusReason::Invalid,
                 "spec.replicas: Invalid value: must be greater than or equal to 0",
             )
@@ -108,13 +108,13 @@ async fn scale_to(call: &Call<'_>, replicas: i32) -> Answer {
             replicas,
         }))
         .await
-        .map_err(|s| response::grpc_error(&s))?;
+        .map_err(|s| response::grpc_failure(&s))?;
     get_scale(call).await
 }
 
 async fn put_scale(call: &Call<'_>) -> Answer {
     let scale: Value = serde_json::from_slice(&call.body).map_err(|e| {
-        response::fail(
+        response::failure(
             StatusReason::BadRequest,
             format!("Scale is not valid JSON: {e}"),
         )
@@ -129,7 +129,7 @@ async fn put_scale(call: &Call<'_>) -> Answer {
             .and_then(Value::as_str)
             != Some(rv)
         {
-            return Err(response::fail(
+            return Err(response::failure(
                 StatusReason::Conflict,
                 format!(
                     "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
@@ -193,7 +193,7 @@ async fn logs(call: &Call<'_>) -> Response<Body> {
 
 async fn bind(call: &Call<'_>) -> Answer {
     let binding: Value = serde_json::from_slice(&call.body).map_err(|e| {
-        response::fail(
+        response::failure(
             StatusReason::BadRequest,
             format!("Binding is not valid JSON: {e}"),
         )
@@ -216,7 +216,7 @@ async fn bind(call: &Call<'_>) -> Answer {
             }),
         )
         .await
-        .map_err(|s| response::grpc_error(&s))?;
+        .map_err(|s| response::grpc_failure(&s))?;
     Ok(response::json(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -227,7 +227,7 @@ async fn bind(call: &Call<'_>) -> Answer {
 /// served, so none refuses it).
 async fn evict(call: &Call<'_>) -> Answer {
     let eviction: Value = serde_json::from_slice(&call.body).map_err(|e| {
-        response::fail(
+        response::failure(
             StatusReason::BadRequest,
             format!("Eviction is not valid JSON: {e}"),
         )
@@ -235,11 +235,11 @@ async fn evict(call: &Call<'_>) -> Answer {
     let opts = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
     let body = serde_json::to_vec(&opts).expect("JSON values serialize");
     let req = verbs::delete_request(&body, &call.query, verbs::object_ref(call))
-        .map_err(|m| response::fail(StatusReason::BadRequest, m))?;
+        .map_err(|m| response::failure(StatusReason::BadRequest, m))?;
     call.api
         .delete(call.req(req))
         .await
-        .map_err(|s| response::grpc_error(&s))?;
+        .map_err(|s| response::grpc_failure(&s))?;
     Ok(response::json(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

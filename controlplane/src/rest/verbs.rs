@@ -9,7 +9,7 @@ use corral_proto as pb;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::response::{self, Body};
+use super::response::{self, Body, Failure};
 use super::{table, Call};
 use corral_proto::api_server::Api;
 
@@ -23,19 +23,19 @@ pub(super) async fn serve(call: Call<'_>) -> Response<Body> {
         "patch" => super::patch::serve(&call).await,
         "delete" => delete(&call).await,
         "deletecollection" => delete_collection(&call).await,
-        _ => Err(response::fail(
+        _ => Err(response::failure(
             StatusReason::MethodNotAllowed,
             "method not allowed",
         )),
     };
-    result.unwrap_or_else(|r| r)
+    result.unwrap_or_else(|f| response::error(&f))
 }
 
-pub(super) type Answer = Result<Response<Body>, Response<Body>>;
+pub(super) type Answer = Result<Response<Body>, Failure>;
 
-pub(super) fn parse(bytes: &[u8]) -> Result<Value, Response<Body>> {
+pub(super) fn parse(bytes: &[u8]) -> Result<Value, Failure> {
     serde_json::from_slice(bytes).map_err(|e| {
-        response::fail(
+        response::failure(
             StatusReason::InternalError,
             format!("the server sent an object that is not JSON: {e}"),
         )
@@ -66,14 +66,14 @@ pub(super) fn object_ref(call: &Call<'_>) -> pb::ObjectRef {
     }
 }
 
-pub(super) async fn fetch(call: &Call<'_>) -> Result<Value, Response<Body>> {
+pub(super) async fn fetch(call: &Call<'_>) -> Result<Value, Failure> {
     let got = call
         .api
         .get(call.req(pb::GetRequest {
             r#ref: Some(object_ref(call)),
         }))
         .await
-        .map_err(|s| response::grpc_error(&s))?;
+        .map_err(|s| response::grpc_failure(&s))?;
     parse(&got.into_inner().json)
 }
 
@@ -124,7 +124,7 @@ pub fn page(
     (items, last)
 }
 
-pub(super) async fn list_items(call: &Call<'_>) -> Result<(Vec<Value>, i64), Response<Body>> {
+pub(super) async fn list_items(call: &Call<'_>) -> Result<(Vec<Value>, i64), Failure> {
     let listed = call
         .api
         .list(call.req(pb::ListRequest {
@@ -134,7 +134,7 @@ pub(super) async fn list_items(call: &Call<'_>) -> Result<(Vec<Value>, i64), Res
             field_selector: call.q("fieldSelector").unwrap_or("").to_string(),
         }))
         .await
-        .map_err(|s| response::grpc_error(&s))?
+        .map_err(|s| response::grpc_failure(&s))?
         .into_inner();
     let items = listed
         .items
@@ -152,7 +152,7 @@ async fn list(call: &Call<'_>) -> Answer {
     let start = match call.q("continue") {
         None => None,
         Some(t) => Some(parse_continue(t).ok_or_else(|| {
-            response::fail(StatusReason::BadRequest, "continue key is not valid")
+            response::failure(StatusReason::BadRequest, "continue key is not valid")
         })?),
     };
     let limit: usize = call.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
@@ -188,7 +188,7 @@ async fn create(call: &Call<'_>) -> Answer {
             dry_run: call.dry_run(),
         }))
         .await
-        .map_err(|s| response::grpc_error(&s))?;
+        .map_err(|s| response::grpc_failure(&s))?;
     let warnings = warning_headers(created.metadata());
     let obj = parse(&created.into_inner().json)?;
     Ok(with_warnings(
@@ -216,9 +216,9 @@ pub(super) fn with_warnings(
 }
 
 /// The request's object with the URL's name where it has none; a different name is refused.
-pub(super) fn body_for(call: &Call<'_>, bytes: &[u8]) -> Result<Vec<u8>, Response<Body>> {
+pub(super) fn body_for(call: &Call<'_>, bytes: &[u8]) -> Result<Vec<u8>, Failure> {
     let mut obj: Value = serde_json::from_slice(bytes).map_err(|e| {
-        response::fail(
+        response::failure(
             StatusReason::BadRequest,
             format!("request body is not valid JSON: {e}"),
         )
@@ -229,7 +229,7 @@ pub(super) fn body_for(call: &Call<'_>, bytes: &[u8]) -> Result<Vec<u8>, Respons
             meta.insert("name".into(), json!(call.info.name));
         }
     } else if name != call.info.name {
-        return Err(response::fail(
+        return Err(response::failure(
             StatusReason::BadRequest,
             format!(
                 "the name of the object ({name}) does not match the name on the URL ({})",
@@ -255,7 +255,7 @@ pub(super) async fn update_bytes(
             dry_run: call.dry_run(),
         }))
         .await
-        .map_err(|s| response::grpc_error(&s))?;
+        .map_err(|s| response::grpc_failure(&s))?;
     let warnings = warning_headers(updated.metadata());
     let obj = parse(&updated.into_inner().json)?;
     Ok(with_warnings(object(call, StatusCode::OK, &obj), warnings))
@@ -321,14 +321,14 @@ pub fn delete_request(
     })
 }
 
-pub(super) async fn delete_one(call: &Call<'_>, r: pb::ObjectRef) -> Result<Value, Response<Body>> {
+pub(super) async fn delete_one(call: &Call<'_>, r: pb::ObjectRef) -> Result<Value, Failure> {
     let req = delete_request(&call.body, &call.query, r)
-        .map_err(|m| response::fail(StatusReason::BadRequest, m))?;
+        .map_err(|m| response::failure(StatusReason::BadRequest, m))?;
     let deleted = call
         .api
         .delete(call.req(req))
         .await
-        .map_err(|s| response::grpc_error(&s))?;
+        .map_err(|s| response::grpc_failure(&s))?;
     parse(&deleted.into_inner().object)
 }
 
@@ -349,8 +349,8 @@ async fn delete_collection(call: &Call<'_>) -> Answer {
         match delete_one(call, r).await {
             Ok(obj) => deleted.push(obj),
             // Gone meanwhile: deleting it is done.
-            Err(r) if r.status() == StatusCode::NOT_FOUND => {}
-            Err(r) => return Err(r),
+            Err(f) if f.code == 404 => {}
+            Err(f) => return Err(f),
         }
     }
     Ok(response::json(

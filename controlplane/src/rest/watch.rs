@@ -82,7 +82,7 @@ pub(super) async fn serve(call: Call<'_>) -> Response<Body> {
     if from == 0 {
         let (items, rev) = match verbs::list_items(&call).await {
             Ok(l) => l,
-            Err(r) => return r,
+            Err(f) => return response::error(&f),
         };
         initial = items
             .iter()
