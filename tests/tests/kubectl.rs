@@ -126,6 +126,41 @@ async fn wait_gone(client: &corral_api::Client, selector: &str) {
     .await;
 }
 
+/// Debian's kubectl v1.20 (package kubernetes-client), unpacked apart from the kubectl on PATH
+/// into /var/cache (`apt-get download` once). `None` skips that step locally; CI must have it.
+fn kubectl_1_20() -> Option<PathBuf> {
+    let dir = Path::new("/var/cache/corral-tests-kubectl120");
+    let bin = dir.join("root/usr/bin/kubectl");
+    if !bin.exists() {
+        let _ = std::fs::create_dir_all(dir);
+        let fetched = Command::new("apt-get")
+            .args(["download", "kubernetes-client"])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        let deb = std::fs::read_dir(dir).ok().and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        });
+        if let (true, Some(deb)) = (fetched, deb) {
+            let _ = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(dir.join("root"))
+                .status();
+        }
+    }
+    if !bin.exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!("cannot unpack Debian's kubernetes-client (kubectl v1.20) into {dir:?}");
+        }
+        return None;
+    }
+    Some(bin)
+}
+
 /// A Python with the `kubernetes` client: a venv in /var/cache (made once, from PyPI).
 /// `None` skips that step locally when Python or PyPI is missing; CI must have both.
 fn python_with_client() -> Option<PathBuf> {
@@ -358,6 +393,41 @@ async fn kubectl_runs_the_workshop_chapter_against_corral() {
         3
     );
     wait_gone(&client, "app=mi-deploy").await;
+
+    // Debian's kubectl v1.20 (protobuf /openapi/v2, no OpenAPI v3) drives the same API.
+    match kubectl_1_20() {
+        None => eprintln!("SKIPPED (kubectl v1.20 step): kubernetes-client is not available"),
+        Some(bin) => {
+            let old = Kubectl {
+                bin,
+                kubeconfig: admin.clone(),
+                home: tempfile::tempdir().expect("temp dir"),
+            };
+            assert!(old.ok(&["version"]).contains("GitVersion:\"v1.33.0"));
+            assert_eq!(
+                old.ok(&["apply", "-f", rs]).trim(),
+                "replicaset.apps/mi-app created"
+            );
+            assert_eq!(
+                old.ok(&["apply", "-f", rs]).trim(),
+                "replicaset.apps/mi-app unchanged"
+            );
+            wait_running(&client, "app=mi-app", 3).await;
+            let wide = rows(&old.ok(&["get", "pods", "-o", "wide"]));
+            assert_eq!(wide.len(), 3, "{wide:?}");
+            assert!(wide.iter().all(|r| r[2] == "Running"), "{wide:?}");
+            assert_eq!(
+                old.ok(&["scale", "--replicas=1", "rs/mi-app"]).trim(),
+                "replicaset.apps/mi-app scaled"
+            );
+            wait_running(&client, "app=mi-app", 1).await;
+            assert_eq!(
+                old.ok(&["delete", "-f", rs]).trim(),
+                "replicaset.apps \"mi-app\" deleted"
+            );
+            wait_gone(&client, "app=mi-app").await;
+        }
+    }
 
     // An unknown field is refused by the server's strict validation.
     let bad = k.home.path().join("bad.yaml");

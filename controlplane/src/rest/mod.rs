@@ -13,13 +13,13 @@ use corral_api::kinds::{self, ResourceInfo};
 use corral_api::status::StatusReason;
 use futures::future::BoxFuture;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use tracing::{debug, Instrument};
 
 use crate::auth::authn::{self, Mode};
 use crate::auth::UserInfo;
 use crate::server::ApiService;
 
+mod body;
 pub mod discovery;
 pub mod openapi;
 mod patch;
@@ -89,10 +89,20 @@ impl Rest {
                     let Some(kind) = resolve(&info) else {
                         return not_found();
                     };
-                    let body = match read_body(body).await {
+                    let mut body = match body::read(body).await {
                         Ok(b) => b,
-                        Err(r) => return r,
+                        Err(f) => return response::error(&f),
                     };
+                    if matches!(info.verb, "create" | "update") {
+                        let ct = parts
+                            .headers
+                            .get(http::header::CONTENT_TYPE)
+                            .and_then(|v| v.to_str().ok());
+                        body = match body::object_json(ct, body) {
+                            Ok(b) => b,
+                            Err(f) => return response::error(&f),
+                        };
+                    }
                     let call = Call {
                         api: &self.api,
                         user,
@@ -130,17 +140,6 @@ fn resolve(info: &RequestInfo) -> Option<&'static ResourceInfo> {
     kinds::ALL
         .iter()
         .find(|k| k.plural == info.resource && k.group == info.group && k.version == info.version)
-}
-
-async fn read_body(body: Body) -> Result<Bytes, Response<Body>> {
-    let max = corral_api::rules::limits::MAX_REQUEST_BODY;
-    match http_body_util::Limited::new(body, max + 1).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(response::fail(
-            StatusReason::RequestEntityTooLarge,
-            format!("the request body could not be read: {e}"),
-        )),
-    }
 }
 
 /// One resource request: who, what, and the request's query, headers and body.
