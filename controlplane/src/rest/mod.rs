@@ -17,7 +17,7 @@ use tracing::{debug, Instrument};
 
 use crate::auth::authn::{self, Mode};
 use crate::auth::UserInfo;
-use crate::server::ApiService;
+use crate::server::{ApiService, AuthorizeAs};
 
 mod body;
 pub mod discovery;
@@ -154,10 +154,15 @@ pub(crate) struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// A gRPC request carrying the caller's identity, as the authentication layer makes it.
+    /// A gRPC request carrying the caller's identity, as the authentication layer makes it,
+    /// and the Kubernetes verb and subresource it is authorized as (this request's).
     pub fn req<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         r.extensions_mut().insert(self.user.clone());
+        r.extensions_mut().insert(AuthorizeAs {
+            verb: self.info.verb,
+            subresource: path::static_subresource(&self.info.subresource),
+        });
         r
     }
 

@@ -122,6 +122,12 @@ pub fn parse(method: &http::Method, path: &str, query: &BTreeMap<String, String>
     Target::Resource(info)
 }
 
+/// The subresources served, as static names (for authorization attributes); "" for any other.
+pub fn static_subresource(sub: &str) -> &'static str {
+    const SERVED: &[&str] = &["status", "scale", "log", "binding", "eviction", "finalize"];
+    SERVED.iter().find(|s| **s == sub).copied().unwrap_or("")
+}
+
 /// Decodes a query string (`application/x-www-form-urlencoded`: `+` is a space, `%XX` a
 /// byte); the last of repeated keys wins.
 pub fn query(raw: Option<&str>) -> BTreeMap<String, String> {
@@ -301,6 +307,19 @@ mod tests {
                 want,
                 "{method} {path}?{q}"
             );
+        }
+    }
+
+    #[test]
+    fn only_served_subresources_name_authorization_attributes() {
+        for (sub, want) in [
+            ("status", "status"),
+            ("eviction", "eviction"),
+            ("", ""),
+            ("exec", ""),
+            ("proxy", ""),
+        ] {
+            assert_eq!(static_subresource(sub), want, "{sub}");
         }
     }
 
