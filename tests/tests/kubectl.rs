@@ -373,10 +373,33 @@ async fn kubectl_runs_the_workshop_chapter_against_corral() {
         assert_eq!(k.ok(&["apply", "-f", file]).trim(), said);
     }
     wait_running(&client, "app=mi-deploy", 3).await;
-    let ep = eventually("three endpoints", WAIT, || async {
+    let status = k.ok(&["rollout", "status", "deployment/mi-deploy", "--timeout=90s"]);
+    assert!(
+        status
+            .trim_end()
+            .ends_with("deployment \"mi-deploy\" successfully rolled out"),
+        "{status}"
+    );
+    // kubectl edit (EDITOR run on the YAML), sent as a strategic merge patch.
+    let (out, err, edited) = k
+        .command(&["edit", "deployment", "mi-deploy"])
+        .env("EDITOR", "sed -i s/replicas:.3/replicas:\\ 2/")
+        .output()
+        .map(|o| {
+            (
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+                o.status.success(),
+            )
+        })
+        .expect("run kubectl edit");
+    assert!(edited, "{out}\n{err}");
+    assert_eq!(out.trim(), "deployment.apps/mi-deploy edited");
+    wait_running(&client, "app=mi-deploy", 2).await;
+    let ep = eventually("two endpoints", WAIT, || async {
         let ep = k.ok(&["get", "ep", "mi-deploy-svc"]);
         let r = rows(&ep);
-        (r.len() == 1 && r[0][1].split(',').count() == 3).then_some(ep)
+        (r.len() == 1 && r[0][1].split(',').count() == 2).then_some(ep)
     })
     .await;
     assert!(ep.starts_with("NAME            ENDPOINTS"), "{ep}");
