@@ -417,6 +417,16 @@ async fn kubectl_runs_the_workshop_chapter_against_corral() {
     );
     wait_gone(&client, "app=mi-deploy").await;
 
+    // Server-side apply creates, then applies again without a warning.
+    let pod = "examples/workshop/mi-pod.yaml";
+    for _ in 0..2 {
+        let (out, err, applied) = k.run(&["apply", "--server-side", "-f", pod]);
+        assert!(applied && err.is_empty(), "{out}\n{err}");
+        assert_eq!(out.trim(), "pod/mi-pod serverside-applied");
+    }
+    k.ok(&["delete", "-f", pod]);
+    wait_gone(&client, "app=mi-pod").await;
+
     // Debian's kubectl v1.20 (protobuf /openapi/v2, no OpenAPI v3) drives the same API.
     match kubectl_1_20() {
         None => eprintln!("SKIPPED (kubectl v1.20 step): kubernetes-client is not available"),
