@@ -279,12 +279,21 @@ fn set_element_order<S: Schema>(
         if let Some(p) = &patch_list {
             check_order(p, &order, meta.merge_key, &field_path)?;
         }
-        let server_order = original_list.clone().unwrap_or_default();
         let kind = element_kind(
-            &server_order,
+            original_list.as_deref().unwrap_or_default(),
             patch_list.as_deref().unwrap_or_default(),
             &field_path,
         )?;
+        let server_order = match (&original_list, &patch_list) {
+            (Some(o), Some(p))
+                if kind == Some(Kind::Map)
+                    && meta.strategy == Strategy::Merge
+                    && !meta.merge_key.is_empty() =>
+            {
+                server_order_after_merge(o, p, meta.merge_key)
+            }
+            _ => original_list.clone().unwrap_or_default(),
+        };
         let merged = match (original_list, patch_list) {
             (Some(o), None) => o,
             (None, Some(p)) => clean_list(p),
@@ -302,6 +311,43 @@ fn set_element_order<S: Schema>(
         original.insert(key.to_string(), Value::Array(both));
     }
     Ok(())
+}
+
+/// The original order `$setElementOrder` interleaves server-only items by, as the Go code ends
+/// up with it after merging a list of maps: its in-place deletions leave the original's
+/// backing array holding the kept items and then the first appended items, one per deleted
+/// item. Kubernetes' tests pin the resulting order ("add map and delete map from merging
+/// list"), and `kubectl apply` sends exactly such patches, so it is kept.
+fn server_order_after_merge(original: &[Value], patch: &[Value], key: &str) -> Vec<Value> {
+    let id = |v: &Value| v.get(key).map(scalar_id);
+    let directive = |v: &Value| v.get(DIRECTIVE).and_then(Value::as_str).map(str::to_string);
+    if patch
+        .iter()
+        .any(|i| directive(i).as_deref() == Some("replace"))
+    {
+        return original.to_vec();
+    }
+    let deleted: HashSet<String> = patch
+        .iter()
+        .filter(|i| directive(i).as_deref() == Some("delete"))
+        .filter_map(id)
+        .collect();
+    let mut order: Vec<Value> = original
+        .iter()
+        .filter(|i| id(i).is_none_or(|k| !deleted.contains(&k)))
+        .cloned()
+        .collect();
+    let removed = original.len() - order.len();
+    let mut present: HashSet<String> = order.iter().filter_map(id).collect();
+    let appended: Vec<Value> = patch
+        .iter()
+        .filter(|i| directive(i).is_none())
+        .filter(|i| id(i).is_some_and(|k| present.insert(k)))
+        .take(removed)
+        .cloned()
+        .collect();
+    order.extend(appended);
+    order
 }
 
 /// The patch list's items (deletions aside) must appear in the `$setElementOrder` list in the
