@@ -9,6 +9,7 @@
 
 pub mod schema;
 
+use super::MAX_WORK;
 use crate::status::StatusReason;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -73,6 +74,8 @@ pub enum StrategicError {
     MixedElementTypes { path: String },
     #[error("{path}: cannot merge lists without merge key")]
     NoMergeKeyForList { path: String },
+    #[error("{path}: the patch needs more work than {max} list items merged; split it", max = MAX_WORK)]
+    TooExpensive { path: String },
 }
 
 impl StrategicError {
@@ -81,6 +84,7 @@ impl StrategicError {
     pub fn reason(&self) -> StatusReason {
         match self {
             StrategicError::ListOfLists { .. } => StatusReason::Invalid,
+            StrategicError::TooExpensive { .. } => StatusReason::RequestEntityTooLarge,
             _ => StatusReason::BadRequest,
         }
     }
@@ -88,14 +92,38 @@ impl StrategicError {
 
 type Result<T, E = StrategicError> = std::result::Result<T, E>;
 
+/// What is left of [`MAX_WORK`] for one patch: every list merge costs its lengths, so a patch
+/// merging into one long list again and again (one item per entry of another list) is stopped.
+struct Work(usize);
+
+impl Work {
+    fn charge(&mut self, items: usize, path: &str) -> Result<()> {
+        self.0 = self
+            .0
+            .checked_sub(items)
+            .ok_or_else(|| StrategicError::TooExpensive { path: at(path) })?;
+        Ok(())
+    }
+}
+
 /// Applies a strategic merge patch to `original` (a JSON object; anything else counts as
 /// `{}`) whose root type is `schema`.
 pub fn apply<S: Schema>(schema: S, original: Value, patch: Map<String, Value>) -> Result<Value> {
+    apply_within(schema, original, patch, MAX_WORK)
+}
+
+/// [`apply`] with a budget of `work` list items instead of [`MAX_WORK`].
+pub(crate) fn apply_within<S: Schema>(
+    schema: S,
+    original: Value,
+    patch: Map<String, Value>,
+    work: usize,
+) -> Result<Value> {
     let original = match original {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    merge_map(original, patch, schema, "").map(Value::Object)
+    merge_map(original, patch, schema, "", &mut Work(work)).map(Value::Object)
 }
 
 fn child(path: &str, key: &str) -> String {
@@ -136,6 +164,7 @@ fn merge_map<S: Schema>(
     mut patch: Map<String, Value>,
     schema: S,
     path: &str,
+    work: &mut Work,
 ) -> Result<Map<String, Value>> {
     if let Some(directive) = patch.remove(DIRECTIVE) {
         return match directive.as_str() {
@@ -148,7 +177,7 @@ fn merge_map<S: Schema>(
         };
     }
     retain_keys(&mut original, &mut patch, path)?;
-    set_element_order(&mut original, &mut patch, schema, path)?;
+    set_element_order(&mut original, &mut patch, schema, path, work)?;
 
     // Deletions from primitive lists first, so a patch that deletes and adds one item in one
     // list ends with the item (the Go code depends on map iteration order here).
@@ -186,6 +215,7 @@ fn merge_map<S: Schema>(
                 schema.field(&key),
                 delete_list,
                 &field_path,
+                work,
             )?),
             (current, _) if delete_list => current,
             (Value::Object(o), Value::Object(p)) => {
@@ -193,7 +223,7 @@ fn merge_map<S: Schema>(
                 if meta.strategy == Strategy::Replace {
                     Value::Object(clean_map(p))
                 } else {
-                    Value::Object(merge_map(o, p, meta.ty, &field_path)?)
+                    Value::Object(merge_map(o, p, meta.ty, &field_path, work)?)
                 }
             }
             (_, value) => match clean(value) {
@@ -241,6 +271,7 @@ fn set_element_order<S: Schema>(
     patch: &mut Map<String, Value>,
     schema: S,
     path: &str,
+    work: &mut Work,
 ) -> Result<()> {
     let keys: Vec<String> = patch
         .keys()
@@ -275,6 +306,10 @@ fn set_element_order<S: Schema>(
         };
         let original_list = as_list(original.remove(key))?;
         let patch_list = as_list(patch.remove(key))?;
+        let lengths = order.len()
+            + original_list.as_ref().map_or(0, Vec::len)
+            + patch_list.as_ref().map_or(0, Vec::len);
+        work.charge(lengths, &field_path)?;
         let meta = schema.field(key);
         if let Some(p) = &patch_list {
             check_order(p, &order, meta.merge_key, &field_path)?;
@@ -297,7 +332,7 @@ fn set_element_order<S: Schema>(
         let merged = match (original_list, patch_list) {
             (Some(o), None) => o,
             (None, Some(p)) => clean_list(p),
-            (Some(o), Some(p)) => merge_list_field(o, p, meta, false, &field_path)?,
+            (Some(o), Some(p)) => merge_list_field(o, p, meta, false, &field_path, work)?,
             (None, None) => continue,
         };
         let Some(kind) = kind else {
@@ -406,9 +441,10 @@ fn merge_list_field<S: Schema>(
     meta: FieldMeta<S>,
     delete_list: bool,
     path: &str,
+    work: &mut Work,
 ) -> Result<Vec<Value>> {
     if meta.strategy == Strategy::Merge || delete_list {
-        merge_list(original, patch, meta, delete_list, path)
+        merge_list(original, patch, meta, delete_list, path, work)
     } else {
         Ok(clean_list(patch))
     }
@@ -420,7 +456,9 @@ fn merge_list<S: Schema>(
     meta: FieldMeta<S>,
     delete_list: bool,
     path: &str,
+    work: &mut Work,
 ) -> Result<Vec<Value>> {
+    work.charge(original.len() + patch.len(), path)?;
     let Some(kind) = element_kind(&original, &patch, path)? else {
         return Ok(original);
     };
@@ -451,7 +489,7 @@ fn merge_list<S: Schema>(
     }
     let ident = Ident::new(kind, key, path);
     let (original, patch) = special_items(original, patch, &ident)?;
-    let merged = merge_items(original.clone(), patch.clone(), meta.ty, &ident)?;
+    let merged = merge_items(original.clone(), patch.clone(), meta.ty, &ident, work)?;
     let patch_set = ident.set(&patch)?;
     let (patch_items, server_only) = ident.partition(merged, &patch_set)?;
     normalize_order(patch_items, server_only, &patch, &original, &ident)
@@ -508,6 +546,7 @@ fn merge_items<S: Schema>(
     patch: Vec<Value>,
     ty: S,
     ident: &Ident,
+    work: &mut Work,
 ) -> Result<Vec<Value>> {
     let mut index: HashMap<String, usize> = HashMap::new();
     for (i, item) in original.iter().enumerate() {
@@ -527,7 +566,7 @@ fn merge_items<S: Schema>(
                     _ => Map::new(),
                 };
                 let item_path = format!("{}[{}={}]", ident.path, ident.key, id);
-                original[i] = Value::Object(merge_map(current, item, ty, &item_path)?);
+                original[i] = Value::Object(merge_map(current, item, ty, &item_path, work)?);
             }
             None => {
                 if let Some(v) = clean(Value::Object(item)) {

@@ -411,3 +411,18 @@ fn depth_counts_nesting_without_recursion() {
     assert_eq!(depth(&json!({})), 1);
     assert_eq!(depth(&json!([[], {"a": [1]}])), 3);
 }
+
+#[test]
+fn ten_thousand_inserts_at_the_head_of_a_long_list_are_stopped() {
+    let long: Vec<Value> = (0..100_000).map(|i| json!(i)).collect();
+    let ops = vec![json!({"op": "add", "path": "/l/0", "value": 0}); MAX_OPERATIONS];
+    let err = json_patch(json!({ "l": long }), Value::Array(ops)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PatchError::Json(json::JsonPatchError::TooExpensive { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(err.reason(), StatusReason::RequestEntityTooLarge);
+}

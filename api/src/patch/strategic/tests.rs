@@ -1,4 +1,4 @@
-//! Strategic merge patch tests. `Item` is a schema shaped like apimachinery's test type
+//! Strategic merge patch tests. `Shape` is a schema shaped like apimachinery's test type
 //! (`mergingList` by `name`, `mergingIntList` a set, `nonMergingList` replaced, ...), so cases
 //! read from Kubernetes' own suite apply here; `kubernetes.rs` covers Corral's real kinds.
 
@@ -10,14 +10,14 @@ mod kubernetes;
 mod random;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Item {
+enum Shape {
     Item,
     RetainKeys,
     Unknown,
 }
 
-impl Schema for Item {
-    fn field(self, name: &str) -> FieldMeta<Item> {
+impl Schema for Shape {
+    fn field(self, name: &str) -> FieldMeta<Shape> {
         let plain = |ty| FieldMeta {
             ty,
             strategy: Strategy::Default,
@@ -29,18 +29,18 @@ impl Schema for Item {
             merge_key,
         };
         match (self, name) {
-            (Item::Item | Item::RetainKeys, "mergingList") => by("name", Item::Item),
-            (Item::Item, "retainKeysMergingList") => by("name", Item::Item),
-            (Item::Item | Item::RetainKeys, "nonMergingList") => plain(Item::Item),
-            (Item::Item | Item::RetainKeys, "mergingIntList") => by("", Item::Unknown),
-            (Item::Item, "mergeItemPtr") => by("name", Item::Item),
-            (Item::Item, "retainKeysMap") => plain(Item::RetainKeys),
-            (Item::Item, "replacingItem") => FieldMeta {
-                ty: Item::Unknown,
+            (Shape::Item | Shape::RetainKeys, "mergingList") => by("name", Shape::Item),
+            (Shape::Item, "retainKeysMergingList") => by("name", Shape::Item),
+            (Shape::Item | Shape::RetainKeys, "nonMergingList") => plain(Shape::Item),
+            (Shape::Item | Shape::RetainKeys, "mergingIntList") => by("", Shape::Unknown),
+            (Shape::Item, "mergeItemPtr") => by("name", Shape::Item),
+            (Shape::Item, "retainKeysMap") => plain(Shape::RetainKeys),
+            (Shape::Item, "replacingItem") => FieldMeta {
+                ty: Shape::Unknown,
                 strategy: Strategy::Replace,
                 merge_key: "",
             },
-            _ => plain(Item::Unknown),
+            _ => plain(Shape::Unknown),
         }
     }
 }
@@ -49,7 +49,7 @@ fn run(original: &Value, patch: &Value) -> Result<Value> {
     let Value::Object(p) = patch.clone() else {
         panic!("patch {patch} is not an object")
     };
-    apply(Item::Item, original.clone(), p)
+    apply(Shape::Item, original.clone(), p)
 }
 
 fn parse(s: &str) -> Value {
@@ -269,4 +269,23 @@ fn long_merge_lists_merge_in_linear_time() {
     .unwrap();
     assert_eq!(got["mergingList"].as_array().unwrap().len(), n + n / 2);
     assert_eq!(got["mergingIntList"].as_array().unwrap().len(), n);
+}
+
+#[test]
+fn merging_one_long_list_once_per_patch_item_is_stopped() {
+    // Each patch item names the same item and merges into its 1,000-item list again.
+    let long: Vec<Value> = (0..1000).map(|i| json!({"name": i})).collect();
+    let original = json!({"mergingList": [{"name": "web", "mergingList": long}]});
+    let item = json!({"name": "web", "mergingList": [{"name": "x"}]});
+    let patch = json!({"mergingList": vec![item; 100]});
+    let Value::Object(patch) = patch else {
+        unreachable!()
+    };
+    let err = apply_within(Shape::Item, original.clone(), patch.clone(), 50_000).unwrap_err();
+    assert!(
+        matches!(&err, StrategicError::TooExpensive { path } if path.starts_with("mergingList[name=\"web\"]")),
+        "{err}"
+    );
+    assert_eq!(err.reason(), StatusReason::RequestEntityTooLarge);
+    assert!(apply_within(Shape::Item, original, patch, 200_000).is_ok());
 }

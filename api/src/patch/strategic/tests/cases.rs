@@ -1,6 +1,6 @@
 //! Cases read from apimachinery's strategic merge patch suite (its "raw" cases, applied to
 //! the live object with the three-way patch where the case has one), restated as data for the
-//! `Item` schema of `tests.rs`: what the case is about, the object, the patch, and the result
+//! `Shape` schema of `tests.rs`: what the case is about, the object, the patch, and the result
 //! or the words of the error.
 
 pub(super) struct Case {
