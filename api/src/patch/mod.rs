@@ -70,8 +70,8 @@ pub enum PatchError {
     /// A JSON patch must be an array of operations.
     #[error("json patch: {0}")]
     NotAnOperationList(&'static str),
-    /// A merge or strategic merge patch must be a JSON object.
-    #[error("Invalid JSON Patch")]
+    /// A strategic merge patch must be a JSON object (a merge patch may be any JSON value).
+    #[error("a strategic merge patch must be a JSON object")]
     NotAnObject,
     #[error(
         "The allowed maximum operations in a JSON patch is {max}, got {count}",

@@ -185,5 +185,8 @@ fn a_container_patch_without_its_name_is_refused_naming_the_field() {
         PatchType::StrategicMerge,
     )
     .unwrap_err();
-    assert_eq!(not_object.to_string(), "Invalid JSON Patch");
+    assert_eq!(
+        not_object.to_string(),
+        "a strategic merge patch must be a JSON object"
+    );
 }
