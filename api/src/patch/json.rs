@@ -29,6 +29,8 @@ pub enum JsonPatchError {
     },
     #[error("{op} operation does not apply: doc is missing path: \"{path}\": missing value")]
     MissingPath { op: &'static str, path: String },
+    #[error("{op} operation does not apply: doc is missing from path: {from}: missing value")]
+    MissingFrom { op: &'static str, from: String },
     #[error("error in remove for path: '{path}': Unable to remove nonexistent key: {key}: missing value")]
     RemoveMissingKey { path: String, key: String },
     #[error("{op} operation does not apply: doc is missing key: {path}: missing value")]
@@ -152,6 +154,9 @@ fn apply_op(
             if segments.len() > from_segments.len() && segments.starts_with(&from_segments) {
                 return Err(JsonPatchError::MoveIntoChild { from, path });
             }
+            if from_segments.is_empty() || get(doc, &from_segments).is_none() {
+                return Err(JsonPatchError::MissingFrom { op: kind, from });
+            }
             let value = remove(doc, kind, &from, &from_segments, work)?;
             // Moving a value no deeper than it was cannot deepen the document.
             if segments.len() > from_segments.len() {
@@ -167,9 +172,9 @@ fn apply_op(
             let from = string_field(&op, kind, "from")?;
             let from_segments = parse_pointer(kind, &from)?;
             let value = get(doc, &from_segments)
-                .ok_or_else(|| JsonPatchError::MissingPath {
+                .ok_or_else(|| JsonPatchError::MissingFrom {
                     op: kind,
-                    path: from.clone(),
+                    from: from.clone(),
                 })?
                 .clone();
             check_depth(kind, &path, &segments, &value)?;

@@ -247,6 +247,22 @@ fn failing_json_patch_operations_say_why_in_kubernetes_words() {
             },
         ),
         (
+            json!({"a": 1}),
+            json!([{"op": "move", "from": "/b", "path": "/c"}]),
+            E::MissingFrom {
+                op: "move",
+                from: "/b".into(),
+            },
+        ),
+        (
+            json!({"a": [1]}),
+            json!([{"op": "copy", "from": "/a/3", "path": "/c"}]),
+            E::MissingFrom {
+                op: "copy",
+                from: "/a/3".into(),
+            },
+        ),
+        (
             json!({}),
             json!([{"op": "add", "path": "a", "value": 1}]),
             E::BadPointer {
