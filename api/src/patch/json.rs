@@ -2,7 +2,7 @@
 //! the API server's behaviours and words (evanphx/json-patch v4): negative array indices count
 //! from the end, at most 10,000 operations, copies bounded in total size, results bounded in depth.
 
-use super::{depth, PatchError, MAX_DEPTH, MAX_OPERATIONS};
+use super::{depth, measure, PatchError, MAX_DEPTH, MAX_OPERATIONS, MAX_WORK};
 use crate::rules::limits::MAX_REQUEST_BODY;
 use crate::status::StatusReason;
 use serde_json::{Map, Value};
@@ -29,6 +29,8 @@ pub enum JsonPatchError {
     },
     #[error("{op} operation does not apply: doc is missing path: \"{path}\": missing value")]
     MissingPath { op: &'static str, path: String },
+    #[error("{op} operation does not apply: doc is missing from path: {from}: missing value")]
+    MissingFrom { op: &'static str, from: String },
     #[error("error in remove for path: '{path}': Unable to remove nonexistent key: {key}: missing value")]
     RemoveMissingKey { path: String, key: String },
     #[error("{op} operation does not apply: doc is missing key: {path}: missing value")]
@@ -47,11 +49,16 @@ pub enum JsonPatchError {
     CopyTooLarge { size: usize, limit: usize },
     #[error("{op} operation: the value at {path:?} would be nested deeper than {max} levels", max = MAX_DEPTH)]
     TooDeep { op: &'static str, path: String },
+    #[error("{op} operation at {path:?}: the patch needs more work than {max} values shifted or visited; split it", max = MAX_WORK)]
+    TooExpensive { op: &'static str, path: String },
 }
 
 impl JsonPatchError {
     pub fn reason(&self) -> StatusReason {
-        StatusReason::Invalid
+        match self {
+            JsonPatchError::TooExpensive { .. } => StatusReason::RequestEntityTooLarge,
+            _ => StatusReason::Invalid,
+        }
     }
 }
 
@@ -72,18 +79,40 @@ pub fn apply(original: &Value, body: &[u8]) -> Result<Value, PatchError> {
     }
     let mut doc = original.clone();
     let mut copied = 0usize;
+    let mut work = Work(MAX_WORK);
     for op in ops {
         let Value::Object(op) = op else {
             return Err(PatchError::NotAnOperationList(
                 "each operation must be a JSON object",
             ));
         };
-        apply_op(&mut doc, op, &mut copied)?;
+        apply_op(&mut doc, op, &mut copied, &mut work)?;
     }
     Ok(doc)
 }
 
-fn apply_op(doc: &mut Value, mut op: Map<String, Value>, copied: &mut usize) -> Result<()> {
+/// What is left of [`MAX_WORK`] for one patch.
+struct Work(usize);
+
+impl Work {
+    fn charge(&mut self, n: usize, op: &'static str, path: &str) -> Result<()> {
+        self.0 = self
+            .0
+            .checked_sub(n)
+            .ok_or_else(|| JsonPatchError::TooExpensive {
+                op,
+                path: path.to_string(),
+            })?;
+        Ok(())
+    }
+}
+
+fn apply_op(
+    doc: &mut Value,
+    mut op: Map<String, Value>,
+    copied: &mut usize,
+    work: &mut Work,
+) -> Result<()> {
     let kind = match op.get("op").and_then(Value::as_str) {
         Some("add") => "add",
         Some("remove") => "remove",
@@ -108,9 +137,9 @@ fn apply_op(doc: &mut Value, mut op: Map<String, Value>, copied: &mut usize) -> 
         "add" => {
             let value = value_field(&mut op, kind)?;
             check_depth(kind, &path, &segments, &value)?;
-            add(doc, kind, &path, &segments, value)
+            add(doc, kind, &path, &segments, value, work)
         }
-        "remove" => remove(doc, kind, &path, &segments).map(drop),
+        "remove" => remove(doc, kind, &path, &segments, work).map(drop),
         "replace" => {
             let value = value_field(&mut op, kind)?;
             check_depth(kind, &path, &segments, &value)?;
@@ -125,17 +154,27 @@ fn apply_op(doc: &mut Value, mut op: Map<String, Value>, copied: &mut usize) -> 
             if segments.len() > from_segments.len() && segments.starts_with(&from_segments) {
                 return Err(JsonPatchError::MoveIntoChild { from, path });
             }
-            let value = remove(doc, kind, &from, &from_segments)?;
-            check_depth(kind, &path, &segments, &value)?;
-            add(doc, kind, &path, &segments, value)
+            if from_segments.is_empty() || get(doc, &from_segments).is_none() {
+                return Err(JsonPatchError::MissingFrom { op: kind, from });
+            }
+            let value = remove(doc, kind, &from, &from_segments, work)?;
+            // Moving a value no deeper than it was cannot deepen the document.
+            if segments.len() > from_segments.len() {
+                let (levels, nodes) = measure(&value);
+                work.charge(nodes, kind, &path)?;
+                if segments.len() + levels > MAX_DEPTH {
+                    return Err(JsonPatchError::TooDeep { op: kind, path });
+                }
+            }
+            add(doc, kind, &path, &segments, value, work)
         }
         "copy" => {
             let from = string_field(&op, kind, "from")?;
             let from_segments = parse_pointer(kind, &from)?;
             let value = get(doc, &from_segments)
-                .ok_or_else(|| JsonPatchError::MissingPath {
+                .ok_or_else(|| JsonPatchError::MissingFrom {
                     op: kind,
-                    path: from.clone(),
+                    from: from.clone(),
                 })?
                 .clone();
             check_depth(kind, &path, &segments, &value)?;
@@ -146,7 +185,7 @@ fn apply_op(doc: &mut Value, mut op: Map<String, Value>, copied: &mut usize) -> 
                     limit: MAX_COPIED_BYTES,
                 });
             }
-            add(doc, kind, &path, &segments, value)
+            add(doc, kind, &path, &segments, value, work)
         }
         _ => {
             let value = value_field(&mut op, kind)?;
@@ -264,6 +303,7 @@ fn add(
     path: &str,
     segments: &[String],
     value: Value,
+    work: &mut Work,
 ) -> Result<()> {
     let Some((last, parents)) = segments.split_last() else {
         *doc = value;
@@ -289,6 +329,7 @@ fn add(
                 path: path.to_string(),
                 index: last.clone(),
             })?;
+            work.charge(items.len() - index, op, path)?;
             items.insert(index, value);
             Ok(())
         }
@@ -296,7 +337,13 @@ fn add(
     }
 }
 
-fn remove(doc: &mut Value, op: &'static str, path: &str, segments: &[String]) -> Result<Value> {
+fn remove(
+    doc: &mut Value,
+    op: &'static str,
+    path: &str,
+    segments: &[String],
+    work: &mut Work,
+) -> Result<Value> {
     let missing = || JsonPatchError::MissingPath {
         op,
         path: path.to_string(),
@@ -316,6 +363,7 @@ fn remove(doc: &mut Value, op: &'static str, path: &str, segments: &[String]) ->
                     path: path.to_string(),
                     index: last.clone(),
                 })?;
+            work.charge(items.len() - index, op, path)?;
             Ok(items.remove(index))
         }
         _ => Err(missing()),

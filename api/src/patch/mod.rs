@@ -18,6 +18,11 @@ pub const MAX_OPERATIONS: usize = 10_000;
 /// objects are far shallower; the bound keeps every recursion here short.
 pub const MAX_DEPTH: usize = 100;
 
+/// The most work one patch may cost, in list items shifted, merged or visited: far above any
+/// real patch, it stops patches built to be slow (10,000 inserts at the head of a long list, or
+/// one long list merged once per item of another).
+pub const MAX_WORK: usize = 64 << 20;
+
 /// The patch formats of the PATCH verb, by content type. Server-side apply
 /// (`application/apply-patch+yaml`) is the registry's three-way merge, not a patch engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +70,8 @@ pub enum PatchError {
     /// A JSON patch must be an array of operations.
     #[error("json patch: {0}")]
     NotAnOperationList(&'static str),
-    /// A merge or strategic merge patch must be a JSON object.
-    #[error("Invalid JSON Patch")]
+    /// A strategic merge patch must be a JSON object (a merge patch may be any JSON value).
+    #[error("a strategic merge patch must be a JSON object")]
     NotAnObject,
     #[error(
         "The allowed maximum operations in a JSON patch is {max}, got {count}",
@@ -141,20 +146,30 @@ pub(crate) fn decode(body: &[u8], what: &'static str) -> Result<Value, PatchErro
 
 /// The nesting depth of a value (a scalar is 0, `{}` and `[]` are 1), without recursion.
 pub(crate) fn depth(value: &Value) -> usize {
+    measure(value).0
+}
+
+/// The nesting depth of a value and how many values it holds (itself included).
+pub(crate) fn measure(value: &Value) -> (usize, usize) {
     let mut deepest = 0;
+    let mut nodes = 0;
     let mut stack = vec![(value, 0usize)];
     while let Some((v, d)) = stack.pop() {
+        nodes += 1;
         deepest = deepest.max(d);
         match v {
-            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
-            Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            Value::Array(items) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(items.iter().map(|i| (i, d + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(map.values().map(|i| (i, d + 1)));
+            }
             _ => {}
         }
-        if let Value::Array(_) | Value::Object(_) = v {
-            deepest = deepest.max(d + 1);
-        }
     }
-    deepest
+    (deepest, nodes)
 }
 
 #[cfg(test)]

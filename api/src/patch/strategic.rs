@@ -7,9 +7,12 @@
 //! list item, a new map), this one removes it, so the result decodes as a clean object; and a
 //! map marked `$patch: replace` where the original has nothing is kept, not dropped.
 
+mod order;
 pub mod schema;
 
+use super::MAX_WORK;
 use crate::status::StatusReason;
+use order::{element_kind, normalize_order, scalar_id, set_element_order, Ident, Kind};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -73,6 +76,8 @@ pub enum StrategicError {
     MixedElementTypes { path: String },
     #[error("{path}: cannot merge lists without merge key")]
     NoMergeKeyForList { path: String },
+    #[error("{path}: the patch needs more work than {max} list items merged; split it", max = MAX_WORK)]
+    TooExpensive { path: String },
 }
 
 impl StrategicError {
@@ -81,6 +86,7 @@ impl StrategicError {
     pub fn reason(&self) -> StatusReason {
         match self {
             StrategicError::ListOfLists { .. } => StatusReason::Invalid,
+            StrategicError::TooExpensive { .. } => StatusReason::RequestEntityTooLarge,
             _ => StatusReason::BadRequest,
         }
     }
@@ -88,14 +94,38 @@ impl StrategicError {
 
 type Result<T, E = StrategicError> = std::result::Result<T, E>;
 
+/// What is left of [`MAX_WORK`] for one patch: every list merge costs its lengths, so a patch
+/// merging into one long list again and again (one item per entry of another list) is stopped.
+struct Work(usize);
+
+impl Work {
+    fn charge(&mut self, items: usize, path: &str) -> Result<()> {
+        self.0 = self
+            .0
+            .checked_sub(items)
+            .ok_or_else(|| StrategicError::TooExpensive { path: at(path) })?;
+        Ok(())
+    }
+}
+
 /// Applies a strategic merge patch to `original` (a JSON object; anything else counts as
 /// `{}`) whose root type is `schema`.
 pub fn apply<S: Schema>(schema: S, original: Value, patch: Map<String, Value>) -> Result<Value> {
+    apply_within(schema, original, patch, MAX_WORK)
+}
+
+/// [`apply`] with a budget of `work` list items instead of [`MAX_WORK`].
+pub(crate) fn apply_within<S: Schema>(
+    schema: S,
+    original: Value,
+    patch: Map<String, Value>,
+    work: usize,
+) -> Result<Value> {
     let original = match original {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    merge_map(original, patch, schema, "").map(Value::Object)
+    merge_map(original, patch, schema, "", &mut Work(work)).map(Value::Object)
 }
 
 fn child(path: &str, key: &str) -> String {
@@ -136,6 +166,7 @@ fn merge_map<S: Schema>(
     mut patch: Map<String, Value>,
     schema: S,
     path: &str,
+    work: &mut Work,
 ) -> Result<Map<String, Value>> {
     if let Some(directive) = patch.remove(DIRECTIVE) {
         return match directive.as_str() {
@@ -148,7 +179,7 @@ fn merge_map<S: Schema>(
         };
     }
     retain_keys(&mut original, &mut patch, path)?;
-    set_element_order(&mut original, &mut patch, schema, path)?;
+    set_element_order(&mut original, &mut patch, schema, path, work)?;
 
     // Deletions from primitive lists first, so a patch that deletes and adds one item in one
     // list ends with the item (the Go code depends on map iteration order here).
@@ -186,6 +217,7 @@ fn merge_map<S: Schema>(
                 schema.field(&key),
                 delete_list,
                 &field_path,
+                work,
             )?),
             (current, _) if delete_list => current,
             (Value::Object(o), Value::Object(p)) => {
@@ -193,7 +225,7 @@ fn merge_map<S: Schema>(
                 if meta.strategy == Strategy::Replace {
                     Value::Object(clean_map(p))
                 } else {
-                    Value::Object(merge_map(o, p, meta.ty, &field_path)?)
+                    Value::Object(merge_map(o, p, meta.ty, &field_path, work)?)
                 }
             }
             (_, value) => match clean(value) {
@@ -234,135 +266,16 @@ fn retain_keys(
     Ok(())
 }
 
-/// `$setElementOrder/<field>`: merges the field's patch list (if any) into the original's, then
-/// orders the result: the directive's order first, the patch's next, the original's last.
-fn set_element_order<S: Schema>(
-    original: &mut Map<String, Value>,
-    patch: &mut Map<String, Value>,
-    schema: S,
-    path: &str,
-) -> Result<()> {
-    let keys: Vec<String> = patch
-        .keys()
-        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
-        .cloned()
-        .collect();
-    for directive_key in keys {
-        let order = patch.remove(&directive_key).unwrap_or(Value::Null);
-        let Some(key) = field_of(&directive_key, SET_ELEMENT_ORDER) else {
-            return Err(StrategicError::BadSetElementOrder {
-                path: child(path, &directive_key),
-            });
-        };
-        let field_path = child(path, key);
-        let Value::Array(order) = order else {
-            return Err(StrategicError::WrongType {
-                path: child(path, &directive_key),
-                expected: "list",
-                actual: type_name(&order),
-            });
-        };
-        let as_list = |v: Option<Value>| -> Result<Option<Vec<Value>>> {
-            match v {
-                None => Ok(None),
-                Some(Value::Array(items)) => Ok(Some(items)),
-                Some(other) => Err(StrategicError::WrongType {
-                    path: field_path.clone(),
-                    expected: "list",
-                    actual: type_name(&other),
-                }),
-            }
-        };
-        let original_list = as_list(original.remove(key))?;
-        let patch_list = as_list(patch.remove(key))?;
-        let meta = schema.field(key);
-        if let Some(p) = &patch_list {
-            check_order(p, &order, meta.merge_key, &field_path)?;
-        }
-        let server_order = original_list.clone().unwrap_or_default();
-        let kind = element_kind(
-            &server_order,
-            patch_list.as_deref().unwrap_or_default(),
-            &field_path,
-        )?;
-        let merged = match (original_list, patch_list) {
-            (Some(o), None) => o,
-            (None, Some(p)) => clean_list(p),
-            (Some(o), Some(p)) => merge_list_field(o, p, meta, false, &field_path)?,
-            (None, None) => continue,
-        };
-        let Some(kind) = kind else {
-            original.insert(key.to_string(), Value::Array(merged));
-            continue;
-        };
-        let ident = Ident::new(kind, meta.merge_key, &field_path);
-        let listed = ident.set(&order)?;
-        let (patch_items, server_only) = ident.partition(merged, &listed)?;
-        let both = normalize_order(patch_items, server_only, &order, &server_order, &ident)?;
-        original.insert(key.to_string(), Value::Array(both));
-    }
-    Ok(())
-}
-
-/// The patch list's items (deletions aside) must appear in the `$setElementOrder` list in the
-/// same relative order.
-fn check_order(patch: &[Value], order: &[Value], merge_key: &str, path: &str) -> Result<()> {
-    if patch.is_empty() || order.is_empty() {
-        return Ok(());
-    }
-    let key_of = |v: &Value| -> Result<Value> {
-        if merge_key.is_empty() {
-            return Ok(v.clone());
-        }
-        let Value::Object(m) = v else {
-            return Err(StrategicError::WrongType {
-                path: path.to_string(),
-                expected: "map",
-                actual: type_name(v),
-            });
-        };
-        m.get(merge_key)
-            .cloned()
-            .ok_or_else(|| StrategicError::NoMergeKey {
-                path: path.to_string(),
-                key: merge_key.to_string(),
-            })
-    };
-    let mut items = Vec::new();
-    for v in patch {
-        if let Value::Object(m) = v {
-            if m.contains_key(DIRECTIVE) {
-                continue;
-            }
-        }
-        items.push(key_of(v)?);
-    }
-    let mut o = 0;
-    for item in &items {
-        loop {
-            let Some(candidate) = order.get(o) else {
-                return Err(StrategicError::OrderMismatch {
-                    path: path.to_string(),
-                });
-            };
-            o += 1;
-            if key_of(candidate)? == *item {
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
 fn merge_list_field<S: Schema>(
     original: Vec<Value>,
     patch: Vec<Value>,
     meta: FieldMeta<S>,
     delete_list: bool,
     path: &str,
+    work: &mut Work,
 ) -> Result<Vec<Value>> {
     if meta.strategy == Strategy::Merge || delete_list {
-        merge_list(original, patch, meta, delete_list, path)
+        merge_list(original, patch, meta, delete_list, path, work)
     } else {
         Ok(clean_list(patch))
     }
@@ -374,7 +287,9 @@ fn merge_list<S: Schema>(
     meta: FieldMeta<S>,
     delete_list: bool,
     path: &str,
+    work: &mut Work,
 ) -> Result<Vec<Value>> {
+    work.charge(original.len() + patch.len(), path)?;
     let Some(kind) = element_kind(&original, &patch, path)? else {
         return Ok(original);
     };
@@ -405,7 +320,7 @@ fn merge_list<S: Schema>(
     }
     let ident = Ident::new(kind, key, path);
     let (original, patch) = special_items(original, patch, &ident)?;
-    let merged = merge_items(original.clone(), patch.clone(), meta.ty, &ident)?;
+    let merged = merge_items(original.clone(), patch.clone(), meta.ty, &ident, work)?;
     let patch_set = ident.set(&patch)?;
     let (patch_items, server_only) = ident.partition(merged, &patch_set)?;
     normalize_order(patch_items, server_only, &patch, &original, &ident)
@@ -462,6 +377,7 @@ fn merge_items<S: Schema>(
     patch: Vec<Value>,
     ty: S,
     ident: &Ident,
+    work: &mut Work,
 ) -> Result<Vec<Value>> {
     let mut index: HashMap<String, usize> = HashMap::new();
     for (i, item) in original.iter().enumerate() {
@@ -481,7 +397,7 @@ fn merge_items<S: Schema>(
                     _ => Map::new(),
                 };
                 let item_path = format!("{}[{}={}]", ident.path, ident.key, id);
-                original[i] = Value::Object(merge_map(current, item, ty, &item_path)?);
+                original[i] = Value::Object(merge_map(current, item, ty, &item_path, work)?);
             }
             None => {
                 if let Some(v) = clean(Value::Object(item)) {
@@ -492,182 +408,6 @@ fn merge_items<S: Schema>(
         }
     }
     Ok(original)
-}
-
-/// Orders a merged list as Kubernetes does: the patch's items in the patch's order, the
-/// original's other items in their order, interleaved where the original order says so.
-fn normalize_order(
-    patch_items: Vec<Value>,
-    server_only: Vec<Value>,
-    patch_order: &[Value],
-    server_order: &[Value],
-    ident: &Ident,
-) -> Result<Vec<Value>> {
-    let patch_items = ident.sort_by(patch_items, patch_order)?;
-    let server_only = ident.sort_by(server_only, server_order)?;
-    let server_pos = ident.positions(server_order);
-    let pos = |v: &Value| {
-        ident
-            .of_lenient(v)
-            .and_then(|id| server_pos.get(&id).copied())
-    };
-    let mut out = Vec::with_capacity(patch_items.len() + server_only.len());
-    let mut left = server_only.into_iter().peekable();
-    let mut right = patch_items.into_iter().peekable();
-    loop {
-        let take_left = match (left.peek(), right.peek()) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(l), Some(r)) => matches!((pos(l), pos(r)), (Some(a), Some(b)) if a < b),
-        };
-        let next = if take_left { left.next() } else { right.next() };
-        out.extend(next);
-    }
-    Ok(out)
-}
-
-/// The kind of the elements of lists that must share one; `None` when both are empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Null,
-    Bool,
-    Number,
-    String,
-    Map,
-}
-
-fn element_kind(a: &[Value], b: &[Value], path: &str) -> Result<Option<Kind>> {
-    let mut kind = None;
-    for v in a.iter().chain(b) {
-        let k = match v {
-            Value::Null => Kind::Null,
-            Value::Bool(_) => Kind::Bool,
-            Value::Number(_) => Kind::Number,
-            Value::String(_) => Kind::String,
-            Value::Object(_) => Kind::Map,
-            Value::Array(_) => {
-                return Err(StrategicError::ListOfLists {
-                    path: path.to_string(),
-                })
-            }
-        };
-        match kind {
-            None => kind = Some(k),
-            Some(prev) if prev != k => {
-                return Err(StrategicError::MixedElementTypes {
-                    path: path.to_string(),
-                })
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(kind)
-}
-
-/// A scalar's identity for sets and lookups (1 and 1.0 differ, as in the Go code).
-fn scalar_id(v: &Value) -> String {
-    v.to_string()
-}
-
-/// How items of one list are identified: by the merge key's value for maps, by value for
-/// scalars; hashed, so merging long lists stays linear.
-struct Ident {
-    maps: bool,
-    key: String,
-    path: String,
-}
-
-impl Ident {
-    fn new(kind: Kind, key: &str, path: &str) -> Ident {
-        Ident {
-            maps: kind == Kind::Map,
-            key: key.to_string(),
-            path: path.to_string(),
-        }
-    }
-
-    /// The identity of an item, which must be a map with the merge key when items are maps.
-    fn of(&self, item: &Value) -> Result<String> {
-        if !self.maps {
-            return Ok(scalar_id(item));
-        }
-        let Value::Object(m) = item else {
-            return Err(StrategicError::WrongType {
-                path: self.path.clone(),
-                expected: "map",
-                actual: type_name(item),
-            });
-        };
-        m.get(&self.key)
-            .map(scalar_id)
-            .ok_or_else(|| StrategicError::NoMergeKey {
-                path: self.path.clone(),
-                key: self.key.clone(),
-            })
-    }
-
-    fn of_lenient(&self, item: &Value) -> Option<String> {
-        self.of(item).ok()
-    }
-
-    fn set(&self, items: &[Value]) -> Result<HashSet<String>> {
-        items.iter().map(|i| self.of(i)).collect()
-    }
-
-    /// First position of each identity in `order`.
-    fn positions(&self, order: &[Value]) -> HashMap<String, usize> {
-        let mut pos = HashMap::new();
-        for (i, item) in order.iter().enumerate() {
-            if let Some(id) = self.of_lenient(item) {
-                pos.entry(id).or_insert(i);
-            }
-        }
-        pos
-    }
-
-    /// Splits `merged` into items listed in `listed` and the others, keeping order.
-    fn partition(
-        &self,
-        merged: Vec<Value>,
-        listed: &HashSet<String>,
-    ) -> Result<(Vec<Value>, Vec<Value>)> {
-        let mut inside = Vec::new();
-        let mut outside = Vec::new();
-        for item in merged {
-            if listed.contains(&self.of(&item)?) {
-                inside.push(item);
-            } else {
-                outside.push(item);
-            }
-        }
-        Ok((inside, outside))
-    }
-
-    /// Stable sort of `items` by their first position in `order`; items not in it go last,
-    /// and items marked `$patch: delete` after those.
-    fn sort_by(&self, items: Vec<Value>, order: &[Value]) -> Result<Vec<Value>> {
-        if self.maps {
-            for item in order.iter().chain(&items) {
-                self.of(item)?;
-            }
-        }
-        let pos = self.positions(order);
-        let mut keyed: Vec<(usize, usize, Value)> = items
-            .into_iter()
-            .map(|item| {
-                let deleting = item.get(DIRECTIVE).and_then(Value::as_str) == Some("delete");
-                let rank = if deleting { 1 } else { 0 };
-                let at = self
-                    .of_lenient(&item)
-                    .and_then(|id| pos.get(&id).copied())
-                    .unwrap_or(usize::MAX);
-                (rank, at, item)
-            })
-            .collect();
-        keyed.sort_by_key(|(rank, at, _)| (*rank, *at));
-        Ok(keyed.into_iter().map(|(_, _, item)| item).collect())
-    }
 }
 
 fn is_directive_key(k: &str) -> bool {

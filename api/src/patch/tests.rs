@@ -247,6 +247,22 @@ fn failing_json_patch_operations_say_why_in_kubernetes_words() {
             },
         ),
         (
+            json!({"a": 1}),
+            json!([{"op": "move", "from": "/b", "path": "/c"}]),
+            E::MissingFrom {
+                op: "move",
+                from: "/b".into(),
+            },
+        ),
+        (
+            json!({"a": [1]}),
+            json!([{"op": "copy", "from": "/a/3", "path": "/c"}]),
+            E::MissingFrom {
+                op: "copy",
+                from: "/a/3".into(),
+            },
+        ),
+        (
             json!({}),
             json!([{"op": "add", "path": "a", "value": 1}]),
             E::BadPointer {
@@ -410,4 +426,19 @@ fn depth_counts_nesting_without_recursion() {
     assert_eq!(depth(&json!(1)), 0);
     assert_eq!(depth(&json!({})), 1);
     assert_eq!(depth(&json!([[], {"a": [1]}])), 3);
+}
+
+#[test]
+fn ten_thousand_inserts_at_the_head_of_a_long_list_are_stopped() {
+    let long: Vec<Value> = (0..100_000).map(|i| json!(i)).collect();
+    let ops = vec![json!({"op": "add", "path": "/l/0", "value": 0}); MAX_OPERATIONS];
+    let err = json_patch(json!({ "l": long }), Value::Array(ops)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PatchError::Json(json::JsonPatchError::TooExpensive { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(err.reason(), StatusReason::RequestEntityTooLarge);
 }

@@ -1,8 +1,9 @@
 //! Where strategic merge patch finds each field's merge key and strategy: the
 //! `patchStrategy`/`patchMergeKey` tags of the Kubernetes API types (k8s.io/api core/v1,
 //! apps/v1; k8s.io/apimachinery meta/v1) for every field reachable from the kinds Corral serves.
-//! A field not listed has none: its maps merge key by key, its lists are replaced whole
-//! (tolerations, Ingress rules, Service selectors' lists, ...).
+//! A field not listed has none: its maps merge key by key, its lists are replaced whole. Checked
+//! to have no tag, so replaced: tolerations, envFrom, args/command, node taints, container
+//! statuses, Ingress rules and TLS, Endpoints subsets, RBAC rules and subjects, access modes.
 
 use super::{FieldMeta, Schema, Strategy};
 use crate::kinds::ResourceInfo;
@@ -126,6 +127,115 @@ impl Schema for Ty {
             (NodeSpec, "podCIDRs") => SET,
             (ServiceSpec, "ports") => by("port", Unknown),
             _ => plain(Unknown),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds;
+
+    fn meta(kind: &ResourceInfo, path: &str) -> (Strategy, &'static str) {
+        let mut ty = Ty::of_kind(kind);
+        let mut m = plain(ty);
+        for segment in path.split('.') {
+            m = ty.field(segment);
+            ty = m.ty;
+        }
+        (m.strategy, m.merge_key)
+    }
+
+    #[test]
+    fn merge_keys_and_strategies_are_those_of_the_kubernetes_types() {
+        use Strategy::*;
+        for (kind, path, want) in [
+            (&kinds::PODS, "spec.containers", (Merge, "name")),
+            (&kinds::PODS, "spec.initContainers", (Merge, "name")),
+            (&kinds::PODS, "spec.ephemeralContainers", (Merge, "name")),
+            (
+                &kinds::PODS,
+                "spec.containers.ports",
+                (Merge, "containerPort"),
+            ),
+            (&kinds::PODS, "spec.containers.env", (Merge, "name")),
+            (&kinds::PODS, "spec.containers.envFrom", (Default, "")),
+            (
+                &kinds::PODS,
+                "spec.containers.volumeMounts",
+                (Merge, "mountPath"),
+            ),
+            (
+                &kinds::PODS,
+                "spec.containers.volumeDevices",
+                (Merge, "devicePath"),
+            ),
+            (
+                &kinds::PODS,
+                "spec.ephemeralContainers.env",
+                (Merge, "name"),
+            ),
+            (&kinds::PODS, "spec.volumes", (Merge, "name")),
+            (&kinds::PODS, "spec.imagePullSecrets", (Merge, "name")),
+            (&kinds::PODS, "spec.hostAliases", (Merge, "ip")),
+            (
+                &kinds::PODS,
+                "spec.topologySpreadConstraints",
+                (Merge, "topologyKey"),
+            ),
+            (&kinds::PODS, "spec.schedulingGates", (Merge, "name")),
+            (&kinds::PODS, "spec.resourceClaims", (Merge, "name")),
+            (&kinds::PODS, "spec.tolerations", (Default, "")),
+            (&kinds::PODS, "status.conditions", (Merge, "type")),
+            (&kinds::PODS, "status.podIPs", (Merge, "ip")),
+            (&kinds::PODS, "status.hostIPs", (Merge, "ip")),
+            (&kinds::PODS, "status.containerStatuses", (Default, "")),
+            (&kinds::PODS, "metadata.finalizers", (Merge, "")),
+            (
+                &kinds::CONFIGMAPS,
+                "metadata.ownerReferences",
+                (Merge, "uid"),
+            ),
+            (
+                &kinds::DEPLOYMENTS,
+                "spec.template.spec.containers",
+                (Merge, "name"),
+            ),
+            (
+                &kinds::DEPLOYMENTS,
+                "spec.template.metadata.finalizers",
+                (Merge, ""),
+            ),
+            (&kinds::DEPLOYMENTS, "status.conditions", (Merge, "type")),
+            (
+                &kinds::STATEFULSETS,
+                "spec.template.spec.volumes",
+                (Merge, "name"),
+            ),
+            (
+                &kinds::STATEFULSETS,
+                "spec.volumeClaimTemplates",
+                (Default, ""),
+            ),
+            (&kinds::DAEMONSETS, "status.conditions", (Merge, "type")),
+            (
+                &kinds::REPLICASETS,
+                "spec.template.spec.initContainers.env",
+                (Merge, "name"),
+            ),
+            (&kinds::SERVICES, "spec.ports", (Merge, "port")),
+            (&kinds::SERVICES, "status.conditions", (Merge, "type")),
+            (&kinds::NODES, "spec.podCIDRs", (Merge, "")),
+            (&kinds::NODES, "spec.taints", (Default, "")),
+            (&kinds::NODES, "status.conditions", (Merge, "type")),
+            (&kinds::NODES, "status.addresses", (Merge, "type")),
+            (&kinds::NAMESPACES, "status.conditions", (Merge, "type")),
+            (&kinds::PVCS, "status.conditions", (Merge, "type")),
+            (&kinds::INGRESSES, "spec.rules", (Default, "")),
+            (&kinds::ENDPOINTS, "subsets", (Default, "")),
+            (&kinds::ROLES, "rules", (Default, "")),
+        ] {
+            assert_eq!(meta(kind, path), want, "{} {path}", kind.kind);
         }
     }
 }
