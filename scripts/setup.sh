@@ -10,6 +10,8 @@ packages=(
   util-linux busybox-static skopeo umoci docker-registry ca-certificates curl procps
   # a third-party client in the tests: Python grpcio stubs generated from the .proto
   python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
+  # tests/tests/kubectl.rs: a venv for the Python kubernetes client (from PyPI)
+  python3-venv
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -25,6 +27,14 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (rustup) first" >&2
   exit 1
+fi
+# tests/tests/kubectl.rs drives Corral with the real kubectl (Debian's kubernetes-client is
+# v1.20; the test unpacks that one apart itself).
+if ! command -v kubectl >/dev/null; then
+  arch=$(dpkg --print-architecture)
+  echo "setup: installing kubectl v1.33.1 to /usr/local/bin"
+  curl -fsSLo /usr/local/bin/kubectl "https://dl.k8s.io/release/v1.33.1/bin/linux/${arch}/kubectl"
+  chmod 0755 /usr/local/bin/kubectl
 fi
 # The test images and the runtime need these paths.
 for bin in protoc containerd runc /usr/lib/cni/bridge /bin/busybox; do

@@ -273,6 +273,17 @@ impl ResourceInfo {
     pub fn is_virtual(&self) -> bool {
         self.group == "authorization.k8s.io"
     }
+
+    /// Discovery categories: `all` holds the workloads and Services, as in Kubernetes
+    /// (`kubectl get all`).
+    pub fn categories(&self) -> &'static [&'static str] {
+        match self.plural {
+            "pods" | "services" | "replicasets" | "deployments" | "daemonsets" | "statefulsets" => {
+                &["all"]
+            }
+            _ => &[],
+        }
+    }
 }
 
 /// Every kind the API server serves.

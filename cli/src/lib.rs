@@ -8,7 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod jsonpath;
-pub mod printers;
+pub use corral_api::printers;
 
 use std::io::Write;
 

@@ -19,6 +19,7 @@ pub mod kubedns;
 pub mod listener;
 pub mod pki;
 pub mod registry;
+pub mod rest;
 pub mod server;
 pub mod store;
 pub mod tunnel;
@@ -318,17 +319,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let tunnels = tunnel::Tunnels::default();
-    let api = corral_proto::api_server::ApiServer::new(
+    let service = Arc::new(
         server::ApiService::new(registry.clone(), tunnels.clone())
             .with_cluster_id(cluster_id.clone()),
-    )
-    // A request carries at most one object (3 MiB, checked with a clear error) plus its
-    // envelope; answers (lists) may be large.
-    .max_decoding_message_size(limits::MAX_REQUEST_MESSAGE)
-    .max_encoding_message_size(limits::MAX_RESPONSE_MESSAGE);
+    );
+    // The Kubernetes REST API shares the port: gRPC says so in its content type, everything
+    // else is REST, authenticated by the same rules and served by the same service.
+    let rest = rest::SplitLayer::new(rest::Rest::new(service.clone(), mode.clone()));
+    let api = corral_proto::api_server::ApiServer::from_arc(service)
+        // A request carries at most one object (3 MiB, checked with a clear error) plus its
+        // envelope; answers (lists) may be large.
+        .max_decoding_message_size(limits::MAX_REQUEST_MESSAGE)
+        .max_encoding_message_size(limits::MAX_RESPONSE_MESSAGE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let incoming = listener::incoming(listener, &config.limits, server_tls);
     let router = tonic::transport::Server::builder()
+        // kubectl and client libraries speak HTTP/1.1 as well as HTTP/2.
+        .accept_http1(true)
+        .layer(rest)
         .layer(auth::authn::AuthnLayer::new(mode))
         .timeout(config.limits.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

@@ -26,6 +26,8 @@ use crate::tunnel::Tunnels;
 mod access;
 mod streams;
 
+pub use access::AuthorizeAs;
+
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
 pub struct ApiService {
@@ -234,9 +236,10 @@ impl pb::api_server::Api for ApiService {
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
         let user = access::user_of(&req)?;
+        let (verb, sub) = access::verb_of(&req, "get", "");
         let (r, info) = object_ref(req.into_inner().r#ref)?;
         not_virtual(info)?;
-        self.check(&user, "get", info, "", &r.namespace, &r.name)
+        self.check(&user, verb, info, sub, &r.namespace, &r.name)
             .await?;
         let json = self.registry.get_json(info, &r.namespace, &r.name).await?;
         Ok(Response::new(pb::Object { json }))
@@ -247,11 +250,12 @@ impl pb::api_server::Api for ApiService {
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let user = access::user_of(&req)?;
+        let (verb, sub) = access::verb_of(&req, "list", "");
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         not_virtual(info)?;
         let name = access::selected_name(&req.field_selector);
-        self.check(&user, "list", info, "", &req.namespace, name)
+        self.check(&user, verb, info, sub, &req.namespace, name)
             .await?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
         let (items, rev) = self
@@ -269,11 +273,12 @@ impl pb::api_server::Api for ApiService {
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let user = access::user_of(&req)?;
+        let (verb, sub) = access::verb_of(&req, "watch", "");
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         not_virtual(info)?;
         let name = access::selected_name(&req.field_selector);
-        self.check(&user, "watch", info, "", &req.namespace, name)
+        self.check(&user, verb, info, sub, &req.namespace, name)
             .await?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
         let filter = Filter::new(&labels, &fields);
@@ -336,6 +341,7 @@ impl pb::api_server::Api for ApiService {
         req: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
         let user = access::user_of(&req)?;
+        let rest_as = req.extensions().get::<AuthorizeAs>().copied();
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         not_virtual(info)?;
@@ -347,8 +353,8 @@ impl pb::api_server::Api for ApiService {
             Ok(pb::Subresource::Finalize) => "finalize",
             _ => "",
         };
-        self.check(&user, "update", info, subresource, &ns, &name)
-            .await?;
+        let (verb, sub) = rest_as.map_or(("update", subresource), |a| (a.verb, a.subresource));
+        self.check(&user, verb, info, sub, &ns, &name).await?;
         if user.node_name().is_some() {
             let old = self.current(info, &ns, &name).await;
             if subresource.is_empty() {
@@ -386,9 +392,10 @@ impl pb::api_server::Api for ApiService {
         req: Request<pb::ScaleRequest>,
     ) -> Result<Response<pb::ScaleResponse>, Status> {
         let user = access::user_of(&req)?;
+        let (verb, sub) = access::verb_of(&req, "update", "scale");
         let req = req.into_inner();
         let (r, info) = object_ref(req.r#ref)?;
-        self.check(&user, "update", info, "scale", &r.namespace, &r.name)
+        self.check(&user, verb, info, sub, &r.namespace, &r.name)
             .await?;
         let (replicas, previous) = self
             .registry
@@ -402,11 +409,12 @@ impl pb::api_server::Api for ApiService {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let user = access::user_of(&req)?;
+        let (verb, sub) = access::verb_of(&req, "delete", "");
         let req = req.into_inner();
         let opts = DeleteOptions::from(&req);
         let (r, info) = object_ref(req.r#ref)?;
         not_virtual(info)?;
-        self.check(&user, "delete", info, "", &r.namespace, &r.name)
+        self.check(&user, verb, info, sub, &r.namespace, &r.name)
             .await?;
         let (object, finished) = self
             .registry

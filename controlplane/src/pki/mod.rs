@@ -379,7 +379,8 @@ impl Pki {
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.serving_chain.clone(), key)
             .map_err(|e| PkiError::Tls(e.to_string()))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // h2 for gRPC and Go clients, http/1.1 for REST clients that speak only it (Python).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 }

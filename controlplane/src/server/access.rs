@@ -11,6 +11,27 @@ use crate::auth::authz::{forbidden_message, restriction};
 use crate::auth::{Attributes, Authorizer, Decision, UserInfo};
 use crate::registry::{ApiError, Subject};
 
+/// The Kubernetes verb and subresource a gRPC call stands for when the REST layer makes it:
+/// a PATCH is a get and an update of the gRPC API but one `patch` in Kubernetes' terms, an
+/// eviction a delete of the pod but `create` on `pods/eviction`, a watch's first list a `watch`.
+/// Only the REST layer sets it, in the request's extensions (which no client can send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorizeAs {
+    pub verb: &'static str,
+    pub subresource: &'static str,
+}
+
+/// The verb and subresource to authorize a call by: the REST request's, else the RPC's own.
+pub(super) fn verb_of<T>(
+    req: &Request<T>,
+    verb: &'static str,
+    subresource: &'static str,
+) -> (&'static str, &'static str) {
+    req.extensions()
+        .get::<AuthorizeAs>()
+        .map_or((verb, subresource), |a| (a.verb, a.subresource))
+}
+
 /// The identity authentication attached to the request.
 pub(super) fn user_of<T>(req: &Request<T>) -> Result<UserInfo, Status> {
     req.extensions().get::<UserInfo>().cloned().ok_or_else(|| {

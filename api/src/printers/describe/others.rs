@@ -1,8 +1,8 @@
 //! Describers for Service, Ingress, Node and, for every other kind, a generic layout.
 
-use corral_api::k8s::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
-use corral_api::k8s::api::networking::v1::Ingress;
-use corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::k8s::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
+use crate::k8s::api::networking::v1::Ingress;
+use crate::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -45,7 +45,7 @@ pub fn service(svc: &Service, rel: &Related, now: Timestamp) -> String {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "<unset>".into());
         d.kv(0, "Port", format!("{name}  {}/{proto}", p.port));
-        use corral_api::k8s::apimachinery::pkg::util::intstr::IntOrString;
+        use crate::k8s::apimachinery::pkg::util::intstr::IntOrString;
         let target = match &p.target_port {
             Some(IntOrString::Int(i)) => format!("{i}/{proto}"),
             Some(IntOrString::String(s)) => format!("{s}/{proto}"),
@@ -91,7 +91,7 @@ pub fn ingress(ing: &Ingress, rel: &Related, now: Timestamp) -> String {
         "Ingress Class",
         spec.ingress_class_name.as_deref().unwrap_or("<none>"),
     );
-    let backend = |b: &corral_api::k8s::api::networking::v1::IngressBackend| match &b.service {
+    let backend = |b: &crate::k8s::api::networking::v1::IngressBackend| match &b.service {
         Some(s) => {
             let port = s
                 .port
@@ -338,7 +338,7 @@ pub fn generic(obj: &Value, rel: &Related, now: Timestamp) -> String {
     d.finish()
 }
 
-pub fn namespace(ns: &corral_api::k8s::api::core::v1::Namespace) -> String {
+pub fn namespace(ns: &crate::k8s::api::core::v1::Namespace) -> String {
     let mut d = Doc::default();
     d.kv(0, "Name", ns.metadata.name.as_deref().unwrap_or(""));
     d.labels("", "Labels", ns.metadata.labels.as_ref());

@@ -1,7 +1,7 @@
 //! Describers for pods and the workload controllers.
 
-use corral_api::k8s::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use corral_api::k8s::api::core::v1::Pod;
+use crate::k8s::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use crate::k8s::api::core::v1::Pod;
 use jiff::Timestamp;
 
 use super::{
@@ -125,7 +125,7 @@ pub fn deployment(dep: &Deployment, rel: &Related, now: Timestamp) -> String {
     d.kv(0, "StrategyType", &typ);
     d.kv(0, "MinReadySeconds", spec.min_ready_seconds.unwrap_or(0));
     if typ == "RollingUpdate" {
-        use corral_api::k8s::apimachinery::pkg::util::intstr::IntOrString;
+        use crate::k8s::apimachinery::pkg::util::intstr::IntOrString;
         let show = |v: Option<&IntOrString>| match v {
             Some(IntOrString::Int(i)) => i.to_string(),
             Some(IntOrString::String(s)) => s.clone(),

@@ -1,6 +1,6 @@
 //! The pod row: READY, STATUS and RESTARTS computed exactly as kubectl's `printPod` does.
 
-use corral_api::k8s::api::core::v1::{Container, ContainerStatus, Pod, PodCondition};
+use crate::k8s::api::core::v1::{Container, ContainerStatus, Pod, PodCondition};
 use jiff::Timestamp;
 
 use super::format::{age, since};

@@ -1,11 +1,11 @@
 //! `-o yaml|json|name` output and kubectl's `create --dry-run=client -o yaml` shape.
 
-use corral_api::kinds::ResourceInfo;
+use crate::kinds::ResourceInfo;
 use serde_json::{json, Value};
 
 /// `pod/mi-pod`, `deployment.apps/mi-deploy`.
 pub fn name(info: &ResourceInfo, obj: &Value) -> String {
-    format!("{}/{}", info.qualified(), corral_api::object::name(obj))
+    format!("{}/{}", info.qualified(), crate::object::name(obj))
 }
 
 /// kubectl wraps several objects in a `List`.
@@ -57,7 +57,7 @@ pub fn create_deployment(name: &str, images: &[String], replicas: i32, port: Opt
         .map(|image| {
             let mut cname = container_name_from_image(image);
             if used.contains(&cname) {
-                cname = format!("{cname}-{}", corral_api::object::random_suffix(5));
+                cname = format!("{cname}-{}", crate::object::random_suffix(5));
             }
             used.push(cname.clone());
             let mut c = json!({"image": image, "name": cname, "resources": {}});

@@ -14,8 +14,8 @@ pub mod workloads;
 #[cfg(test)]
 mod tests;
 
-use corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use corral_api::kinds::ResourceInfo;
+use crate::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::kinds::ResourceInfo;
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -59,7 +59,7 @@ type RowFn = fn(&Value, &PrintOptions) -> Result<Vec<String>, PrintError>;
 
 fn typed<K: DeserializeOwned>(v: &Value) -> Result<K, PrintError> {
     serde_json::from_value(v.clone()).map_err(|source| PrintError {
-        what: corral_api::decode::describe(v),
+        what: crate::decode::describe(v),
         source,
     })
 }
@@ -75,7 +75,7 @@ macro_rules! row_fn {
 
 /// The column headers and row function of a kind (plain columns, wide extras).
 fn printer_for(info: &ResourceInfo) -> (&'static [&'static str], &'static [&'static str], RowFn) {
-    use corral_api::k8s::api::{
+    use crate::k8s::api::{
         apps::v1 as apps, coordination::v1 as coord, core::v1 as core, networking::v1 as net,
         rbac::v1 as rbac_v1,
     };
@@ -234,7 +234,7 @@ pub fn row(
         }
     }
     if opts.with_namespace && info.namespaced {
-        cells.insert(0, corral_api::object::namespace(obj).to_string());
+        cells.insert(0, crate::object::namespace(obj).to_string());
     }
     if opts.show_labels {
         let labels: Option<std::collections::BTreeMap<String, String>> = obj

@@ -1,10 +1,10 @@
 //! kubectl's columns for RBAC: roles by creation time, bindings by the role they grant and,
 //! wide, to whom (users, groups, service accounts as `namespace/name`).
 
-use corral_api::k8s::api::rbac::v1::{
+use crate::k8s::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject,
 };
-use corral_api::k8s::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use crate::k8s::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::format::age;
 use super::PrintOptions;

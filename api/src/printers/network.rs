@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use corral_api::k8s::api::core::v1::{Endpoints, Service};
-use corral_api::k8s::api::networking::v1::{Ingress, IngressClass};
+use crate::k8s::api::core::v1::{Endpoints, Service};
+use crate::k8s::api::networking::v1::{Ingress, IngressClass};
 
 use super::format::{age, labels};
 use super::PrintOptions;

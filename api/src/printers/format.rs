@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use corral_api::k8s::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use crate::k8s::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use jiff::Timestamp;
 
 /// kubectl's `translateTimestampSince`: `<unknown>` when unset, else the human age.
@@ -15,7 +15,7 @@ pub fn age(now: Timestamp, t: Option<&Time>) -> String {
 
 pub fn since(now: Timestamp, t: Timestamp) -> String {
     let secs = now.as_second() - t.as_second();
-    corral_api::object::human_age(secs)
+    crate::object::human_age(secs)
 }
 
 /// `labels.FormatLabels`: `a=b,c=d` sorted by key, `<none>` when empty.
@@ -80,7 +80,7 @@ pub fn rfc1123z(t: &Time) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corral_api::k8s::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    use crate::k8s::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     #[test]
     fn label_selectors_format_like_kubectl() {

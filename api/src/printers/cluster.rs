@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use corral_api::k8s::api::coordination::v1::Lease;
-use corral_api::k8s::api::core::v1::{
+use crate::k8s::api::coordination::v1::Lease;
+use crate::k8s::api::core::v1::{
     ConfigMap, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Secret,
 };
 use jiff::Timestamp;

@@ -10,11 +10,11 @@ pub use workloads::{daemonset, deployment, pod, replicaset, statefulset};
 
 use std::collections::BTreeMap;
 
-use corral_api::k8s::api::apps::v1::ReplicaSet;
-use corral_api::k8s::api::core::v1::{
+use crate::k8s::api::apps::v1::ReplicaSet;
+use crate::k8s::api::core::v1::{
     Container, ContainerState, ContainerStatus, Endpoints, Event, Pod, PodTemplateSpec,
 };
-use corral_api::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::k8s::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use jiff::Timestamp;
 
 use super::cluster::{event_count, event_last_seen};
@@ -93,13 +93,13 @@ impl Doc {
 }
 
 pub(super) fn time_or_unset(
-    t: Option<&corral_api::k8s::apimachinery::pkg::apis::meta::v1::Time>,
+    t: Option<&crate::k8s::apimachinery::pkg::apis::meta::v1::Time>,
 ) -> String {
     t.map(rfc1123z).unwrap_or_else(|| "<unset>".into())
 }
 
 pub(super) fn controlled_by(doc: &mut Doc, meta: &ObjectMeta) {
-    if let Some(o) = corral_api::rules::owner::controller_of(meta) {
+    if let Some(o) = crate::rules::owner::controller_of(meta) {
         doc.kv(0, "Controlled By", format!("{}/{}", o.kind, o.name));
     }
 }
@@ -256,7 +256,7 @@ pub(super) fn containers(
     }
 }
 
-pub(super) fn volumes(doc: &mut Doc, spec: &corral_api::k8s::api::core::v1::PodSpec, space: &str) {
+pub(super) fn volumes(doc: &mut Doc, spec: &crate::k8s::api::core::v1::PodSpec, space: &str) {
     let vols = spec.volumes.clone().unwrap_or_default();
     if vols.is_empty() {
         doc.0.push_str(&format!("{space}Volumes:\t<none>\n"));
@@ -316,11 +316,7 @@ pub(super) fn pod_template(doc: &mut Doc, t: Option<&PodTemplateSpec>) {
     tolerations(doc, "  ", &spec);
 }
 
-pub(super) fn tolerations(
-    doc: &mut Doc,
-    prefix: &str,
-    spec: &corral_api::k8s::api::core::v1::PodSpec,
-) {
+pub(super) fn tolerations(doc: &mut Doc, prefix: &str, spec: &crate::k8s::api::core::v1::PodSpec) {
     let list = spec.tolerations.clone().unwrap_or_default();
     doc.0.push_str(&format!("{prefix}Tolerations:\t"));
     if list.is_empty() {

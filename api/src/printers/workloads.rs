@@ -1,10 +1,10 @@
 //! Rows for the workload controllers: Deployment, ReplicaSet, DaemonSet, StatefulSet and
 //! ControllerRevision, as kubectl prints them.
 
-use corral_api::k8s::api::apps::v1::{
+use crate::k8s::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
-use corral_api::k8s::api::core::v1::PodTemplateSpec;
+use crate::k8s::api::core::v1::PodTemplateSpec;
 
 use super::format::{age, label_selector, labels};
 use super::PrintOptions;
@@ -126,9 +126,9 @@ pub fn statefulset_row(sts: &StatefulSet, opts: &PrintOptions) -> Vec<String> {
 
 /// `daemonset.apps/mi-app` for a controller reference, `<none>` without one.
 pub fn controller_name(
-    owners: Option<&Vec<corral_api::k8s::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    owners: Option<&Vec<crate::k8s::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
 ) -> String {
-    match owners.and_then(|o| corral_api::rules::owner::controller_in(o)) {
+    match owners.and_then(|o| crate::rules::owner::controller_in(o)) {
         None => "<none>".to_string(),
         Some(o) => {
             let group = o.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");

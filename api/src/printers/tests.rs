@@ -1,7 +1,7 @@
 //! Table tests: fixture objects shaped like the workshop's, printed and compared line by line
 //! with the output kubectl gives for them.
 
-use corral_api::kinds::{self, ResourceInfo};
+use crate::kinds::{self, ResourceInfo};
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
@@ -493,8 +493,8 @@ fn namespaces_leases_revisions_and_claims_have_their_columns() {
 fn describe_pod_lists_images_conditions_and_events() {
     let mut pod = running_pod("mi-app-57krf", 60, "10.42.1.11", "k3d-mi-cluster-agent-0");
     pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "mi-app", "uid": "u", "controller": true}]);
-    let pod: corral_api::k8s::api::core::v1::Pod = serde_json::from_value(pod).unwrap();
-    let ev: corral_api::k8s::api::core::v1::Event = serde_json::from_value(json!({
+    let pod: crate::k8s::api::core::v1::Pod = serde_json::from_value(pod).unwrap();
+    let ev: crate::k8s::api::core::v1::Event = serde_json::from_value(json!({
         "metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "mi-app-57krf"},
         "type": "Normal", "reason": "Scheduled", "message": "Successfully assigned default/mi-app-57krf to k3d-mi-cluster-agent-0",
         "source": {"component": "default-scheduler"}, "firstTimestamp": ago(60), "lastTimestamp": ago(60)
@@ -533,7 +533,7 @@ fn describe_pod_lists_images_conditions_and_events() {
 
 #[test]
 fn describe_without_events_says_none() {
-    let pod: corral_api::k8s::api::core::v1::Pod =
+    let pod: crate::k8s::api::core::v1::Pod =
         serde_json::from_value(creating_pod("p", 5, "n")).unwrap();
     let text = super::describe::pod(&pod, &Default::default(), now());
     let lines: Vec<&str> = text.lines().collect();
@@ -548,13 +548,13 @@ fn describe_without_events_says_none() {
 
 #[test]
 fn describe_pod_lists_events_of_the_same_second_in_the_order_they_happened() {
-    let pod: corral_api::k8s::api::core::v1::Pod =
+    let pod: crate::k8s::api::core::v1::Pod =
         serde_json::from_value(running_pod("web", 5, "10.42.1.11", "node-1")).unwrap();
     // The list order (by name) is not the order they happened in; lastTimestamp has whole
     // seconds, eventTime microseconds.
     let at = ago(5);
     let ev = |name: &str, micros: u32, reason: &str, from: &str| {
-        serde_json::from_value::<corral_api::k8s::api::core::v1::Event>(json!({
+        serde_json::from_value::<crate::k8s::api::core::v1::Event>(json!({
             "metadata": {"name": name}, "involvedObject": {"kind": "Pod", "name": "web"},
             "type": "Normal", "reason": reason, "message": reason,
             "source": {"component": from}, "firstTimestamp": at, "lastTimestamp": at,

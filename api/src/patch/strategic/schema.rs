@@ -1,0 +1,241 @@
+//! Where strategic merge patch finds each field's merge key and strategy: the
+//! `patchStrategy`/`patchMergeKey` tags of the Kubernetes API types (k8s.io/api core/v1,
+//! apps/v1; k8s.io/apimachinery meta/v1) for every field reachable from the kinds Corral serves.
+//! A field not listed has none: its maps merge key by key, its lists are replaced whole. Checked
+//! to have no tag, so replaced: tolerations, envFrom, args/command, node taints, container
+//! statuses, Ingress rules and TLS, Endpoints subsets, RBAC rules and subjects, access modes.
+
+use super::{FieldMeta, Schema, Strategy};
+use crate::kinds::ResourceInfo;
+
+/// A node of the schema: an object kind or a struct type on a path to a tagged field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    /// A type with no tagged field below it (or a map, or a field Corral does not know).
+    Unknown,
+    /// A kind whose only tagged fields are its metadata's (ConfigMap, Ingress, Role, ...).
+    Object,
+    Pod,
+    Node,
+    Namespace,
+    Service,
+    PersistentVolumeClaim,
+    /// ReplicaSet, DaemonSet, StatefulSet: a pod template and status conditions.
+    Workload,
+    Deployment,
+    ObjectMeta,
+    PodTemplateSpec,
+    PodSpec,
+    Container,
+    PodStatus,
+    NodeSpec,
+    NodeStatus,
+    ServiceSpec,
+    WorkloadSpec,
+    DeploymentSpec,
+    /// A status whose tagged field is `conditions` by `type` (Namespace, Service, PVC,
+    /// workloads).
+    ConditionsStatus,
+}
+
+impl Ty {
+    /// The root type of a kind's objects.
+    pub fn of_kind(kind: &ResourceInfo) -> Ty {
+        match (kind.group, kind.kind) {
+            ("", "Pod") => Ty::Pod,
+            ("", "Node") => Ty::Node,
+            ("", "Namespace") => Ty::Namespace,
+            ("", "Service") => Ty::Service,
+            ("", "PersistentVolumeClaim") => Ty::PersistentVolumeClaim,
+            ("apps", "ReplicaSet" | "DaemonSet" | "StatefulSet") => Ty::Workload,
+            ("apps", "Deployment") => Ty::Deployment,
+            _ => Ty::Object,
+        }
+    }
+}
+
+const fn plain(ty: Ty) -> FieldMeta<Ty> {
+    FieldMeta {
+        ty,
+        strategy: Strategy::Default,
+        merge_key: "",
+    }
+}
+
+const fn by(merge_key: &'static str, ty: Ty) -> FieldMeta<Ty> {
+    FieldMeta {
+        ty,
+        strategy: Strategy::Merge,
+        merge_key,
+    }
+}
+
+/// A list of scalars merged as a set (`patchStrategy:"merge"` without a merge key).
+const SET: FieldMeta<Ty> = by("", Ty::Unknown);
+
+impl Schema for Ty {
+    fn field(self, name: &str) -> FieldMeta<Ty> {
+        use Ty::*;
+        match (self, name) {
+            (
+                Object
+                | Pod
+                | Node
+                | Namespace
+                | Service
+                | PersistentVolumeClaim
+                | Workload
+                | Deployment
+                | PodTemplateSpec,
+                "metadata",
+            ) => plain(ObjectMeta),
+            (ObjectMeta, "finalizers") => SET,
+            (ObjectMeta, "ownerReferences") => by("uid", Unknown),
+
+            (Pod | PodTemplateSpec, "spec") => plain(PodSpec),
+            (Pod, "status") => plain(PodStatus),
+            (Node, "spec") => plain(NodeSpec),
+            (Node, "status") => plain(NodeStatus),
+            (Service, "spec") => plain(ServiceSpec),
+            (Workload, "spec") => plain(WorkloadSpec),
+            (Deployment, "spec") => plain(DeploymentSpec),
+            (Namespace | Service | PersistentVolumeClaim | Workload | Deployment, "status") => {
+                plain(ConditionsStatus)
+            }
+            (WorkloadSpec | DeploymentSpec, "template") => plain(PodTemplateSpec),
+            // DeploymentSpec.strategy is `retainKeys`, which only guides patch creation: on
+            // apply, a `$retainKeys` list in the patch acts wherever it is.
+
+            // PodSpec.volumes and resourceClaims are "merge,retainKeys" by name.
+            (PodSpec, "containers" | "initContainers" | "ephemeralContainers") => {
+                by("name", Container)
+            }
+            (PodSpec, "volumes" | "imagePullSecrets" | "schedulingGates" | "resourceClaims") => {
+                by("name", Unknown)
+            }
+            (PodSpec, "hostAliases") => by("ip", Unknown),
+            (PodSpec, "topologySpreadConstraints") => by("topologyKey", Unknown),
+            (Container, "ports") => by("containerPort", Unknown),
+            (Container, "env") => by("name", Unknown),
+            (Container, "volumeMounts") => by("mountPath", Unknown),
+            (Container, "volumeDevices") => by("devicePath", Unknown),
+
+            (PodStatus | NodeStatus | ConditionsStatus, "conditions") => by("type", Unknown),
+            (PodStatus, "hostIPs" | "podIPs") => by("ip", Unknown),
+            (PodStatus, "resourceClaimStatuses") => by("name", Unknown),
+            (NodeStatus, "addresses") => by("type", Unknown),
+            (NodeSpec, "podCIDRs") => SET,
+            (ServiceSpec, "ports") => by("port", Unknown),
+            _ => plain(Unknown),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds;
+
+    fn meta(kind: &ResourceInfo, path: &str) -> (Strategy, &'static str) {
+        let mut ty = Ty::of_kind(kind);
+        let mut m = plain(ty);
+        for segment in path.split('.') {
+            m = ty.field(segment);
+            ty = m.ty;
+        }
+        (m.strategy, m.merge_key)
+    }
+
+    #[test]
+    fn merge_keys_and_strategies_are_those_of_the_kubernetes_types() {
+        use Strategy::*;
+        for (kind, path, want) in [
+            (&kinds::PODS, "spec.containers", (Merge, "name")),
+            (&kinds::PODS, "spec.initContainers", (Merge, "name")),
+            (&kinds::PODS, "spec.ephemeralContainers", (Merge, "name")),
+            (
+                &kinds::PODS,
+                "spec.containers.ports",
+                (Merge, "containerPort"),
+            ),
+            (&kinds::PODS, "spec.containers.env", (Merge, "name")),
+            (&kinds::PODS, "spec.containers.envFrom", (Default, "")),
+            (
+                &kinds::PODS,
+                "spec.containers.volumeMounts",
+                (Merge, "mountPath"),
+            ),
+            (
+                &kinds::PODS,
+                "spec.containers.volumeDevices",
+                (Merge, "devicePath"),
+            ),
+            (
+                &kinds::PODS,
+                "spec.ephemeralContainers.env",
+                (Merge, "name"),
+            ),
+            (&kinds::PODS, "spec.volumes", (Merge, "name")),
+            (&kinds::PODS, "spec.imagePullSecrets", (Merge, "name")),
+            (&kinds::PODS, "spec.hostAliases", (Merge, "ip")),
+            (
+                &kinds::PODS,
+                "spec.topologySpreadConstraints",
+                (Merge, "topologyKey"),
+            ),
+            (&kinds::PODS, "spec.schedulingGates", (Merge, "name")),
+            (&kinds::PODS, "spec.resourceClaims", (Merge, "name")),
+            (&kinds::PODS, "spec.tolerations", (Default, "")),
+            (&kinds::PODS, "status.conditions", (Merge, "type")),
+            (&kinds::PODS, "status.podIPs", (Merge, "ip")),
+            (&kinds::PODS, "status.hostIPs", (Merge, "ip")),
+            (&kinds::PODS, "status.containerStatuses", (Default, "")),
+            (&kinds::PODS, "metadata.finalizers", (Merge, "")),
+            (
+                &kinds::CONFIGMAPS,
+                "metadata.ownerReferences",
+                (Merge, "uid"),
+            ),
+            (
+                &kinds::DEPLOYMENTS,
+                "spec.template.spec.containers",
+                (Merge, "name"),
+            ),
+            (
+                &kinds::DEPLOYMENTS,
+                "spec.template.metadata.finalizers",
+                (Merge, ""),
+            ),
+            (&kinds::DEPLOYMENTS, "status.conditions", (Merge, "type")),
+            (
+                &kinds::STATEFULSETS,
+                "spec.template.spec.volumes",
+                (Merge, "name"),
+            ),
+            (
+                &kinds::STATEFULSETS,
+                "spec.volumeClaimTemplates",
+                (Default, ""),
+            ),
+            (&kinds::DAEMONSETS, "status.conditions", (Merge, "type")),
+            (
+                &kinds::REPLICASETS,
+                "spec.template.spec.initContainers.env",
+                (Merge, "name"),
+            ),
+            (&kinds::SERVICES, "spec.ports", (Merge, "port")),
+            (&kinds::SERVICES, "status.conditions", (Merge, "type")),
+            (&kinds::NODES, "spec.podCIDRs", (Merge, "")),
+            (&kinds::NODES, "spec.taints", (Default, "")),
+            (&kinds::NODES, "status.conditions", (Merge, "type")),
+            (&kinds::NODES, "status.addresses", (Merge, "type")),
+            (&kinds::NAMESPACES, "status.conditions", (Merge, "type")),
+            (&kinds::PVCS, "status.conditions", (Merge, "type")),
+            (&kinds::INGRESSES, "spec.rules", (Default, "")),
+            (&kinds::ENDPOINTS, "subsets", (Default, "")),
+            (&kinds::ROLES, "rules", (Default, "")),
+        ] {
+            assert_eq!(meta(kind, path), want, "{} {path}", kind.kind);
+        }
+    }
+}

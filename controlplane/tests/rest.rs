@@ -1,0 +1,115 @@
+//! The Kubernetes REST API on the gRPC port, in-process and without root: HTTP/1.1 over TLS
+//! (ALPN http/1.1), the admin's client certificate, Status errors, Tables, and gRPC still
+//! answered on the same listener.
+
+mod common;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 request (`Connection: close`) and its status code and body.
+async fn http1(
+    addr: std::net::SocketAddr,
+    creds: &corral_api::Credentials,
+    request: &str,
+) -> (u16, String) {
+    let mut config = (*corral_api::tls::client_config(creds, "test").unwrap()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn get(path: &str, accept: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn kubernetes_rest_requests_share_the_grpc_port_with_status_errors_and_tables() {
+    let (_dir, running, client) = common::boot().await;
+    let admin = running.admin_credentials();
+
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get("/api/v1/namespaces/default/pods/nope", "application/json"),
+    )
+    .await;
+    let status: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(code, 404);
+    assert_eq!(
+        (&status["kind"], &status["reason"], &status["message"]),
+        (
+            &json!("Status"),
+            &json!("NotFound"),
+            &json!("pods \"nope\" not found")
+        )
+    );
+
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c1","labels":{"a":"b"}},"data":{"k":"v"}}"#;
+    let post = format!(
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{cm}",
+        cm.len()
+    );
+    let (code, body) = http1(running.addr, &admin, &post).await;
+    assert_eq!(code, 201, "{body}");
+
+    let table_accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get(
+            "/api/v1/namespaces/default/configmaps?labelSelector=a%3Db",
+            table_accept,
+        ),
+    )
+    .await;
+    let table: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!((code, table["kind"].as_str()), (200, Some("Table")));
+    assert_eq!(table["rows"][0]["cells"][0], "c1");
+    assert_eq!(table["rows"][0]["object"]["metadata"]["labels"]["a"], "b");
+
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get("/apis/apps/v1", "application/json"),
+    )
+    .await;
+    let resources: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((code, &resources["kind"]), (200, &json!("APIResourceList")));
+
+    // No credentials: 401 as a Status.
+    let anonymous = corral_api::Credentials {
+        identity: None,
+        ..admin.clone()
+    };
+    let (code, body) = http1(running.addr, &anonymous, &get("/api", "application/json")).await;
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("\"reason\":\"Unauthorized\""), "{body}");
+
+    // gRPC on the same port sees what REST wrote.
+    let got = client
+        .get_value(&corral_api::kinds::CONFIGMAPS, "default", "c1")
+        .await
+        .unwrap();
+    assert_eq!(got["data"]["k"], "v");
+}
