@@ -341,6 +341,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .timeout(config.limits.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // One stalled stream (exec input nobody takes) must not hold its connection.
+        .initial_stream_window_size(limits::SERVER_STREAM_WINDOW)
+        .initial_connection_window_size(limits::SERVER_CONNECTION_WINDOW)
         .add_service(api)
         .add_service(tunnels.service())
         .add_optional_service(join);

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,6 +174,8 @@ async fn a_stalled_reader_and_a_deaf_agent_hold_back_no_other_stream_in_either_d
     chatty.message().await.unwrap().unwrap();
     // Input nobody takes: its sender fills up and stays full.
     let (deaf_in, _deaf) = open(&client, "deaf").await;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
     let stuffing = tokio::spawn(async move {
         loop {
             let frame = pb::StreamFrame {
@@ -181,8 +184,31 @@ async fn a_stalled_reader_and_a_deaf_agent_hold_back_no_other_stream_in_either_d
             if deaf_in.send(frame).await.is_err() {
                 return;
             }
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     });
+    // Until the deaf stream's input is stuck: everything the flow-control windows let it
+    // put in flight is in flight (with hyper's default windows, that was all of the
+    // connection's, and the next stream never got a byte through).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (mut last, mut still) = (usize::MAX, 0);
+    while still < 5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = sent.load(Ordering::Relaxed);
+        (still, last) = if now == last {
+            (still + 1, now)
+        } else {
+            (0, now)
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deaf stream never filled"
+        );
+    }
+    assert!(
+        last * CHUNK > 512 * 1024,
+        "the deaf stream took only {last} frames"
+    );
 
     let echoed = tokio::time::timeout(Duration::from_secs(30), async {
         let (tx, mut rx) = open(&client, "echo").await;

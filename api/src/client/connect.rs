@@ -74,7 +74,10 @@ fn endpoint(server: &str) -> Result<Endpoint> {
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true))
+        .keep_alive_while_idle(true)
+        // Output a reader leaves unread holds only its own stream.
+        .initial_stream_window_size(crate::rules::limits::CLIENT_STREAM_WINDOW)
+        .initial_connection_window_size(crate::rules::limits::CLIENT_CONNECTION_WINDOW))
 }
 
 /// A failed eager connect in the words of its TLS error, when it was one.
