@@ -2,7 +2,11 @@
 //! other node) by every name form a Kubernetes user writes, a headless StatefulSet's pod by
 //! its name, and fetches the Service by name, through the node-local DNS behind kube-dns.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
 
 use corral_api::k8s::api::core::v1::{Node, Pod, Service};
 use corral_api::ListParams;
@@ -188,4 +192,114 @@ async fn a_pod_on_another_node_resolves_services_and_statefulset_pods_by_name() 
         logs.contains("WGET ok"),
         "wget http://mi-deploy-svc/:\n{logs}"
     );
+}
+
+/// The figure: cluster DNS as a pod sees it. 16 clients in the network namespace of a pod
+/// (threads that entered it, as the pod's own processes would be) ask 10.43.0.10 for a
+/// Service name in a closed loop for 3 s, through the node's DNAT to its proxy's resolver.
+/// `cargo test -p corral-tests --release --test dns -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "figure: DNS queries/s and p99 from a pod"]
+async fn figure_dns_queries_per_second_from_a_pod() {
+    skip_unless_e2e!();
+    let cluster = TestCluster::create("dnsfig", 1).await;
+    let s = cluster.server();
+    let client = cluster.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fig.yaml");
+    std::fs::write(&path, FIGURE_MANIFESTS).unwrap();
+    ok(&s, &["apply", "-f", path.to_str().unwrap()]);
+    let uid = eventually("the client pod to run", WAIT, || async {
+        let p: Pod = client.get_opt("default", "client").await.ok()??;
+        corral_tests::running(&p).then_some(p.metadata.uid?)
+    })
+    .await;
+    let netns = cluster
+        .state
+        .layout
+        .run_dir
+        .join("netns")
+        .join(format!("corral-{uid}"));
+    let query = {
+        let mut q = Message::query();
+        q.add_query(Query::query(
+            Name::from_ascii("mi-deploy-svc.default.svc.cluster.local.").unwrap(),
+            RecordType::A,
+        ));
+        q.set_recursion_desired(true);
+        q.to_vec().unwrap()
+    };
+    let run = Duration::from_secs(3);
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| ask_from(&netns, &query, run)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut lost = 0;
+    for (h, l) in results {
+        all.add(h).unwrap();
+        lost += l;
+    }
+    assert!(
+        all.len() > 0,
+        "no answer from the cluster DNS\n{}",
+        cluster.logs()
+    );
+    println!(
+        "cluster DNS from a pod: {} answers in {run:?} = {:.0} q/s, {lost} unanswered within 1 s; \
+         latency p50 {} us, p99 {} us, max {} us",
+        all.len(),
+        all.len() as f64 / run.as_secs_f64(),
+        all.value_at_quantile(0.5),
+        all.value_at_quantile(0.99),
+        all.max()
+    );
+}
+
+const FIGURE_MANIFESTS: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: mi-deploy-svc
+spec:
+  selector: {app: mi-deploy}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  containers:
+  - name: c
+    image: fedek3/workshop-uns:v0.2.0
+    command: ["sleep", "3600"]
+"#;
+
+/// One closed-loop client inside network namespace `netns`: the latencies of its answers
+/// (µs) and how many queries went unanswered within a second.
+fn ask_from(netns: &std::path::Path, query: &[u8], run: Duration) -> (Histogram<u64>, u64) {
+    let ns = std::fs::File::open(netns).unwrap_or_else(|e| panic!("{}: {e}", netns.display()));
+    // setns changes only this thread's namespace; the socket is made inside it.
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    sock.connect("10.43.0.10:53").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    let mut lost = 0;
+    let mut buf = [0u8; 512];
+    let until = Instant::now() + run;
+    while Instant::now() < until {
+        let t = Instant::now();
+        sock.send(query).unwrap();
+        match sock.recv(&mut buf) {
+            Ok(n) if n > 12 => h.record(t.elapsed().as_micros() as u64).unwrap(),
+            _ => lost += 1,
+        }
+    }
+    (h, lost)
 }
