@@ -33,6 +33,20 @@ pub fn check(size: usize, limit: usize) -> Result<(), TooLarge> {
     }
 }
 
+/// HTTP/2 flow-control windows of the API's connections. Each stream may hold at most its
+/// stream window of data its reader has not taken, and all streams of a connection share the
+/// connection window: with hyper's defaults (1 MiB each on a server) one stalled stream (an
+/// exec whose process takes no input, a port-forward to a pod that does not read) would hold
+/// the whole connection and stall every other stream on it. A connection window many times
+/// the stream window keeps one stalled stream, or dozens, from touching the others.
+pub const SERVER_STREAM_WINDOW: u32 = 512 * 1024;
+/// See [`SERVER_STREAM_WINDOW`]: 64 stalled streams before a connection stalls.
+pub const SERVER_CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+/// A client's receive windows (output a reader has not taken yet, per stream and in all).
+pub const CLIENT_STREAM_WINDOW: u32 = 1024 * 1024;
+/// See [`CLIENT_STREAM_WINDOW`].
+pub const CLIENT_CONNECTION_WINDOW: u32 = 64 * 1024 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,17 +68,3 @@ mod tests {
         );
     }
 }
-
-/// HTTP/2 flow-control windows of the API's connections. Each stream may hold at most its
-/// stream window of data its reader has not taken, and all streams of a connection share the
-/// connection window: with hyper's defaults (1 MiB each on a server) one stalled stream (an
-/// exec whose process takes no input, a port-forward to a pod that does not read) would hold
-/// the whole connection and stall every other stream on it. A connection window many times
-/// the stream window keeps one stalled stream, or dozens, from touching the others.
-pub const SERVER_STREAM_WINDOW: u32 = 512 * 1024;
-/// See [`SERVER_STREAM_WINDOW`]: 64 stalled streams before a connection stalls.
-pub const SERVER_CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
-/// A client's receive windows (output a reader has not taken yet, per stream and in all).
-pub const CLIENT_STREAM_WINDOW: u32 = 1024 * 1024;
-/// See [`CLIENT_STREAM_WINDOW`].
-pub const CLIENT_CONNECTION_WINDOW: u32 = 64 * 1024 * 1024;
