@@ -111,6 +111,7 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub async fn create(name: &str, agents: usize) -> Self {
+        reap_stale_clusters().await;
         let base = tempfile::Builder::new()
             .prefix("corral-e2e")
             .tempdir()
@@ -183,6 +184,86 @@ fn logs_of(dir: &Path) -> String {
         }
     }
     out
+}
+
+/// The test process that owns a rig's run directory (`/run/corral-e2e-<pid>/c<slot>`).
+fn owner_pid(run_dir: &Path) -> Option<u32> {
+    run_dir
+        .parent()?
+        .file_name()?
+        .to_str()?
+        .strip_prefix("corral-e2e-")?
+        .parse()
+        .ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Deletes the clusters of test processes that died without their `Drop` (a runner's timeout
+/// ends a test with SIGKILL): their agents, containerd, shims, mounts and namespaces would
+/// outlive them. Only when no other test process has a cluster, since a stale cluster's
+/// network slot may since have been taken by a live one.
+async fn reap_stale_clusters() {
+    let Ok(runs) = std::fs::read_dir("/run") else {
+        return;
+    };
+    let mut others_alive = false;
+    for e in runs.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("corral-e2e-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !alive(pid) {
+            // Empty once its clusters are gone; a non-empty one stays for the pass below.
+            let _ = std::fs::remove_dir(e.path());
+        } else if pid != std::process::id() {
+            others_alive = true;
+        }
+    }
+    let Ok(tmp) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in tmp.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("corral-e2e-home-") {
+            if pid.parse().is_ok_and(|pid| !alive(pid)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+            continue;
+        }
+        if !name.starts_with("corral-e2e") || others_alive {
+            continue;
+        }
+        let mut opts = Options::beside(&target_dir().join("corral"));
+        opts.base = e.path().join("clusters");
+        let stale: Vec<_> = corral_cluster::list(&opts)
+            .into_iter()
+            .filter(|s| owner_pid(&s.layout.run_dir).is_some_and(|pid| !alive(pid)))
+            .collect();
+        for state in stale {
+            let run_base = state.layout.run_dir.parent().map(Path::to_path_buf);
+            if let Some(run_base) = &run_base {
+                opts.run_base = run_base.clone();
+            }
+            eprintln!(
+                "[e2e] deleting cluster {} left by a killed test",
+                state.layout.name
+            );
+            if let Err(err) = corral_cluster::delete(&opts, &state.layout.name, &|_| {}).await {
+                eprintln!("[e2e] deleting stale cluster {}: {err}", state.layout.name);
+                continue;
+            }
+            if let Some(run_base) = run_base {
+                let _ = std::fs::remove_dir(run_base);
+            }
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 impl Drop for TestCluster {
