@@ -235,7 +235,7 @@ async fn evict(call: &Call<'_>) -> Answer {
     let opts = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
     let body = serde_json::to_vec(&opts).expect("JSON values serialize");
     let req = verbs::delete_request(&body, &call.query, verbs::object_ref(call))
-        .map_err(|m| response::failure(StatusReason::BadRequest, m))?;
+        .map_err(|e| response::failure(StatusReason::BadRequest, e.to_string()))?;
     call.api
         .delete(call.req(req))
         .await

@@ -266,17 +266,30 @@ pub(super) async fn update(call: &Call<'_>, subresource: pb::Subresource) -> Ans
     update_bytes(call, json, subresource).await
 }
 
+/// DeleteOptions that cannot be decoded, in the apiserver's words (a 400 for the client).
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteOptionsError {
+    #[error("DeleteOptions is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("propagationPolicy: Unsupported value: \"{0}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")]
+    Policy(String),
+    #[error("gracePeriodSeconds: invalid value {0:?}")]
+    Grace(String),
+    #[error("preconditions.resourceVersion: invalid value {0:?}")]
+    ResourceVersion(String),
+}
+
 /// DeleteOptions from the body (JSON) and the query (the query's values win, as the
 /// apiserver decodes the query over the body).
 pub fn delete_request(
     body: &[u8],
     query: &std::collections::BTreeMap<String, String>,
     r: pb::ObjectRef,
-) -> Result<pb::DeleteRequest, String> {
+) -> Result<pb::DeleteRequest, DeleteOptionsError> {
     let opts: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|e| format!("DeleteOptions is not valid JSON: {e}"))?
+        serde_json::from_slice(body)?
     };
     let policy = query
         .get("propagationPolicy")
@@ -287,16 +300,12 @@ pub fn delete_request(
         Some("Background") => pb::PropagationPolicy::Background,
         Some("Foreground") => pb::PropagationPolicy::Foreground,
         Some("Orphan") => pb::PropagationPolicy::Orphan,
-        Some(other) => {
-            return Err(format!(
-                "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
-            ))
-        }
+        Some(other) => return Err(DeleteOptionsError::Policy(other.to_string())),
     };
     let grace = match query.get("gracePeriodSeconds") {
         Some(g) => Some(
             g.parse()
-                .map_err(|_| format!("gracePeriodSeconds: invalid value {g:?}"))?,
+                .map_err(|_| DeleteOptionsError::Grace(g.clone()))?,
         ),
         None => opts["gracePeriodSeconds"].as_i64(),
     };
@@ -308,7 +317,7 @@ pub fn delete_request(
     let resource_version = match pre["resourceVersion"].as_str() {
         Some(rv) => rv
             .parse()
-            .map_err(|_| format!("preconditions.resourceVersion: invalid value {rv:?}"))?,
+            .map_err(|_| DeleteOptionsError::ResourceVersion(rv.to_string()))?,
         None => 0,
     };
     Ok(pb::DeleteRequest {
@@ -323,7 +332,7 @@ pub fn delete_request(
 
 pub(super) async fn delete_one(call: &Call<'_>, r: pb::ObjectRef) -> Result<Value, Failure> {
     let req = delete_request(&call.body, &call.query, r)
-        .map_err(|m| response::failure(StatusReason::BadRequest, m))?;
+        .map_err(|e| response::failure(StatusReason::BadRequest, e.to_string()))?;
     let deleted = call
         .api
         .delete(call.req(req))
@@ -424,6 +433,7 @@ mod tests {
         assert!(d.dry_run);
         assert!(delete_request(b"", &q("propagationPolicy=Sideways"), r())
             .unwrap_err()
+            .to_string()
             .contains("Unsupported value"));
         assert!(delete_request(b"{", &q(""), r()).is_err());
     }
