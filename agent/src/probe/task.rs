@@ -76,7 +76,7 @@ pub fn spawn<E: Send + 'static>(
             tokio::time::sleep_until(started + spec.initial_delay).await;
             loop {
                 let r = attempt(&spec, &target).await;
-                if !report_failure(&spec, &r, &send).await {
+                if !report_failure(&spec, r.as_ref().err(), &send).await {
                     return;
                 }
                 if let Some(ready) = state.observe(r.is_ok()) {
@@ -96,7 +96,7 @@ pub fn spawn<E: Send + 'static>(
             tokio::time::sleep_until(started + spec.initial_delay).await;
             loop {
                 let r = attempt(&spec, &target).await;
-                if !report_failure(&spec, &r, &send).await {
+                if !report_failure(&spec, r.as_ref().err(), &send).await {
                     return;
                 }
                 let message = r.clone().err().unwrap_or_default();
@@ -130,21 +130,22 @@ fn unhealthy(spec: &ProbeSpec, message: String) -> ProbeUpdate {
     }
 }
 
-/// Sends a failed attempt's output; false once the worker is gone.
+/// Sends a failed attempt's output (`None`: the attempt passed); false once the worker is
+/// gone.
 async fn report_failure<F: std::future::Future<Output = bool>>(
     spec: &ProbeSpec,
-    r: &Result<(), String>,
+    failure: Option<&String>,
     send: &impl Fn(ProbeUpdate) -> F,
 ) -> bool {
-    match r {
-        Err(output) => {
+    match failure {
+        Some(output) => {
             send(ProbeUpdate::Failed {
                 kind: spec.kind,
                 output: output.clone(),
             })
             .await
         }
-        Ok(()) => true,
+        None => true,
     }
 }
 
@@ -159,7 +160,7 @@ async fn run_probe<F: std::future::Future<Output = bool>>(
     tokio::time::sleep_until(started + spec.initial_delay).await;
     loop {
         let r = attempt(spec, target).await;
-        if !report_failure(spec, &r, send).await {
+        if !report_failure(spec, r.as_ref().err(), send).await {
             return Outcome::Gone;
         }
         let message = r.clone().err().unwrap_or_default();
