@@ -19,7 +19,7 @@ use tracing::debug;
 
 use crate::auth::authz::{review, Chain};
 use crate::auth::{Authorizer, UserInfo};
-use crate::registry::{self, ApiError, Applied, Filter, Registry};
+use crate::registry::{self, ApiError, Applied, Filter, Registry, Subject};
 use crate::store::{Event, EventType, Revision};
 use crate::tunnel::Tunnels;
 
@@ -486,6 +486,18 @@ impl pb::api_server::Api for ApiService {
         };
         self.check(&user, "get", &kinds::PODS, "log", &ns, &req.pod)
             .await?;
+        let errors = crate::validate::log_options(&req);
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid {
+                what: Subject {
+                    group: String::new(),
+                    kind: "PodLogOptions".into(),
+                    name: req.pod.clone(),
+                },
+                errors,
+            }
+            .into());
+        }
         let pod = self.registry.get(&kinds::PODS, &ns, &req.pod).await?;
         let node = object::str_at(&pod, "/spec/nodeName")
             .unwrap_or("")

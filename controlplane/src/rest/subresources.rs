@@ -172,6 +172,16 @@ async fn logs(call: &Call<'_>) -> Response<Body> {
         follow: flag(call, "follow"),
         previous: flag(call, "previous"),
         tail_lines: tail,
+        timestamps: flag(call, "timestamps"),
+        since_seconds: call
+            .q("sinceSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0),
+        since_time: call.q("sinceTime").unwrap_or("").to_string(),
+        limit_bytes: call
+            .q("limitBytes")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0),
     };
     match call.api.logs(call.req(req)).await {
         Err(s) => response::grpc_error(&s),
