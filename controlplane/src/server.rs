@@ -19,7 +19,7 @@ use tracing::debug;
 
 use crate::auth::authz::{review, Chain};
 use crate::auth::{Authorizer, UserInfo};
-use crate::registry::{self, ApiError, Applied, Filter, Registry, Subject};
+use crate::registry::{self, ApiError, Applied, Filter, ListOptions, Registry, Subject};
 use crate::store::{Event, EventType, Revision};
 use crate::tunnel::Tunnels;
 
@@ -258,13 +258,20 @@ impl pb::api_server::Api for ApiService {
         self.check(&user, verb, info, sub, &req.namespace, name)
             .await?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
-        let (items, rev) = self
+        let opts = ListOptions::parse(
+            req.limit,
+            &req.r#continue,
+            &req.resource_version,
+            req.resource_version_exact,
+        )?;
+        let page = self
             .registry
-            .list_raw(info, &req.namespace, &labels, &fields)
+            .list_raw(info, &req.namespace, &labels, &fields, &opts)
             .await?;
         Ok(Response::new(pb::ListResponse {
-            items,
-            resource_version: rev,
+            items: page.items,
+            resource_version: page.revision,
+            r#continue: page.continue_token.unwrap_or_default(),
         }))
     }
 

@@ -19,6 +19,7 @@ mod create;
 mod delete;
 mod error;
 mod namespace;
+mod page;
 mod podsecurity;
 pub mod raw;
 mod read;
@@ -31,6 +32,8 @@ pub use alloc::ServiceAllocator;
 pub use codec::{decode_kv, encode_kv, Filter};
 pub use error::{ApiError, Result, Subject};
 pub use namespace::TERMINATING;
+pub use page::{Continue, ListOptions, RevisionChoice};
+pub use read::ListPage;
 pub use update::Updated;
 
 use codec::{encode, same_except, stamped};

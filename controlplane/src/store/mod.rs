@@ -57,6 +57,11 @@ pub enum StoreError {
         requested: Revision,
         compacted: Revision,
     },
+    #[error("revision {requested} is newer than the store's {current}")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     /// The watcher fell too far behind the newest revision (or the history it still needed
     /// was compacted): it is closed, as the API server closes a watcher that cannot keep up.
     #[error("watch fell too far behind: re-list and watch again")]
@@ -81,6 +86,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
     /// All keys under `prefix`, in key order, with the revision they were read at.
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)>;
+    /// The keys under `prefix` as they were at `revision`, in key order (a consistent page of
+    /// a list begun earlier). `Compacted` when that history is gone, `FutureRevision` when the
+    /// store has not reached it.
+    async fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>>;
     /// Creates `key`; fails with `AlreadyExists` when it is present.
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
     /// Replaces `key` only if its mod revision is still `expected`.
