@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use futures::Stream;
 
+pub mod conformance;
+pub mod etcd;
 pub mod sqlite;
 
 pub type Revision = i64;
@@ -74,6 +76,9 @@ pub enum StoreError {
     },
     #[error("store is closed")]
     Closed,
+    /// etcd refused or could not be reached (its words).
+    #[error("etcd: {0}")]
+    Etcd(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -221,3 +221,9 @@ async fn a_list_at_a_past_revision_undoes_every_later_change_under_its_prefix() 
     ));
     assert_eq!(s.list_at("/pods/a/", 6).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn the_sqlite_store_passes_the_store_conformance_suite() {
+    let (_d, s) = open();
+    crate::store::conformance::run(Arc::new(s), "/conformance/").await;
+}
