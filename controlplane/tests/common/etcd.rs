@@ -116,6 +116,29 @@ impl EtcdCluster {
     }
 }
 
+impl EtcdCluster {
+    /// The index of the member that leads now (asked with etcdctl).
+    pub fn leader(&self) -> Option<usize> {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_none() {
+                continue;
+            }
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", m.client_url))
+                .args(["endpoint", "status", "-w", "json", "--command-timeout=2s"])
+                .output()
+                .ok()?;
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let s = &status[0]["Status"];
+            if s["leader"].is_u64() && s["leader"] == s["header"]["member_id"] {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
 impl Member {
     pub fn start(&mut self) {
         let child = Command::new(ETCD)
