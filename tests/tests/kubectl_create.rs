@@ -162,6 +162,46 @@ fn create_and_check(k: &Kubectl, v: &str) {
         format!("Role/{r},alice")
     );
 
+    let cr = format!("cr-{v}");
+    created(
+        &format!("clusterrole.rbac.authorization.k8s.io/{cr}"),
+        &["clusterrole", &cr, "--verb=get", "--resource=nodes"],
+    );
+    let crb = format!("crb-{v}");
+    created(
+        &format!("clusterrolebinding.rbac.authorization.k8s.io/{crb}"),
+        &[
+            "clusterrolebinding",
+            &crb,
+            &format!("--clusterrole={cr}"),
+            "--group=ops",
+        ],
+    );
+    assert_eq!(
+        get(
+            &format!("clusterrolebinding/{crb}"),
+            "{.roleRef.name},{.subjects[0].kind}/{.subjects[0].name}"
+        ),
+        format!("{cr},Group/ops")
+    );
+
+    let ing = format!("ing-{v}");
+    created(
+        &format!("ingress.networking.k8s.io/{ing}"),
+        &[
+            "ingress",
+            &ing,
+            &format!("--rule=foo.com/bar=svc1:8080,tls=cert-{v}"),
+        ],
+    );
+    assert_eq!(
+        get(
+            &format!("ingress/{ing}"),
+            "{.spec.rules[0].host}{.spec.rules[0].http.paths[0].path},{.spec.rules[0].http.paths[0].pathType},{.spec.rules[0].http.paths[0].backend.service.port.number},{.spec.tls[0].secretName}"
+        ),
+        format!("foo.com/bar,Exact,8080,cert-{v}")
+    );
+
     assert_eq!(k.can_i(&["get", "pods"]), "yes");
     assert_eq!(k.can_i(&["create", "deployments.apps", "-n", &ns]), "yes");
 }
