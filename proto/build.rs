@@ -10,6 +10,8 @@ const K8S_PROTOS: &[&str] = &[
     "k8s.io/api/networking/v1/generated.proto",
     "k8s.io/api/coordination/v1/generated.proto",
     "k8s.io/api/authorization/v1/generated.proto",
+    "k8s.io/api/policy/v1/generated.proto",
+    "k8s.io/api/autoscaling/v1/generated.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

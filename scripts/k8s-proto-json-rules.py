@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 
-API = ["core", "apps", "rbac", "networking", "coordination", "authorization"]
+API = ["core", "apps", "rbac", "networking", "coordination", "authorization", "policy", "autoscaling"]
 MACHINERY = ["pkg/apis/meta/v1"]
 
 

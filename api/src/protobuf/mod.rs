@@ -142,13 +142,23 @@ fn envelope(body: &[u8]) -> Result<(String, String, Vec<u8>), ProtobufError> {
 /// A protobuf body of a request for `expected` as the JSON object it encodes (with its
 /// `apiVersion` and `kind`); a body of another kind is refused.
 pub fn to_json(body: &[u8], expected: &ResourceInfo) -> Result<Value, ProtobufError> {
+    to_json_as(body, &expected.api_version(), expected.kind)
+}
+
+/// [`to_json`] for a body whose kind is not a resource's own (a subresource's: `Eviction`,
+/// `Scale`, `Binding`).
+pub fn to_json_as(
+    body: &[u8],
+    expected_api_version: &str,
+    expected_kind: &str,
+) -> Result<Value, ProtobufError> {
     let (api_version, kind, raw) = envelope(body)?;
-    if kind != expected.kind || api_version != expected.api_version() {
+    if kind != expected_kind || api_version != expected_api_version {
         return Err(ProtobufError::KindMismatch {
             body_kind: kind,
             body_api_version: api_version,
-            kind: expected.kind.to_string(),
-            api_version: expected.api_version(),
+            kind: expected_kind.to_string(),
+            api_version: expected_api_version.to_string(),
         });
     }
     object(api_version, kind, &raw, 0)

@@ -179,6 +179,43 @@ fn kubernetes_wire_types_become_their_json_forms() {
 }
 
 #[test]
+fn subresource_bodies_decode_as_their_own_kinds() {
+    for (api_version, kind, input, want) in [
+        (
+            "policy/v1",
+            "Eviction",
+            json!({"metadata": {"name": "web"}, "deleteOptions": {"gracePeriodSeconds": 0, "dryRun": ["All"]}}),
+            json!({"metadata": {"name": "web"}, "deleteOptions": {"gracePeriodSeconds": 0, "dryRun": ["All"]}}),
+        ),
+        (
+            // Scale's replicas is omitempty: a Scale to 0 says nothing, as its JSON does.
+            "autoscaling/v1",
+            "Scale",
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 0}}),
+            json!({"metadata": {"name": "web"}, "spec": {}}),
+        ),
+        (
+            "v1",
+            "Binding",
+            json!({"metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}}),
+            json!({"metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}}),
+        ),
+    ] {
+        let desc = descriptor(api_version, kind).expect("a descriptor");
+        let msg = DynamicMessage::deserialize(desc, input).expect("valid protobuf JSON");
+        let bytes = envelope_of(api_version, kind, msg.encode_to_vec(), "");
+        let mut want = want;
+        want["apiVersion"] = json!(api_version);
+        want["kind"] = json!(kind);
+        assert_eq!(
+            to_json_as(&bytes, api_version, kind).unwrap(),
+            want,
+            "{kind}"
+        );
+    }
+}
+
+#[test]
 fn durations_are_written_as_go_writes_them() {
     for (ns, want) in [
         (0, "0s"),
@@ -230,7 +267,7 @@ fn malformed_bodies_are_errors_that_say_what_is_wrong() {
             "huge length prefix",
             [MAGIC, &[0x12, 0xff, 0xff, 0xff, 0xff, 0x0f, 1]].concat(),
             &kinds::DEPLOYMENTS,
-            "envelope (runtime.Unknown) is malformed",
+            "envelope (runtime.Unknown) is malformed: failed to decode Protobuf message: Unknown.raw: buffer underflow",
         ),
         (
             "wrong wire type",
@@ -266,7 +303,7 @@ fn malformed_bodies_are_errors_that_say_what_is_wrong() {
             "nesting too deep",
             envelope_of("v1", "ConfigMap", deep_groups, ""),
             &kinds::CONFIGMAPS,
-            "the ConfigMap in the protobuf body is malformed",
+            "the ConfigMap in the protobuf body is malformed: failed to decode Protobuf message: recursion limit reached",
         ),
         (
             "embedded objects too deep",

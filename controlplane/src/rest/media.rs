@@ -28,11 +28,24 @@ fn essence(media: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// An object's body (create, update) of `kind` as JSON, by its content type.
+/// The kind a request's body is: a subresource's own (`pods/eviction` takes a policy/v1
+/// Eviction), else the resource's.
+fn body_kind(kind: &ResourceInfo, subresource: &str) -> (String, &'static str) {
+    match subresource {
+        "eviction" => ("policy/v1".into(), "Eviction"),
+        "binding" => ("v1".into(), "Binding"),
+        "scale" => ("autoscaling/v1".into(), "Scale"),
+        _ => (kind.api_version(), kind.kind),
+    }
+}
+
+/// An object's body (create, update) of `kind` (or its `subresource`) as JSON, by its
+/// content type.
 pub fn object_json(
     content_type: Option<&str>,
     body: Bytes,
     kind: &ResourceInfo,
+    subresource: &str,
 ) -> Result<Bytes, Failure> {
     let media = essence(content_type.unwrap_or("application/json"));
     match media.as_str() {
@@ -48,15 +61,18 @@ pub fn object_json(
                 .expect("JSON values serialize")
                 .into())
         }
-        protobuf::MEDIA_TYPE => match protobuf::to_json(&body, kind) {
-            Ok(value) => Ok(serde_json::to_vec(&value)
-                .expect("JSON values serialize")
-                .into()),
-            Err(e) => {
-                debug!(kind = kind.kind, error = %e, "protobuf body refused");
-                Err(response::failure(StatusReason::BadRequest, e.to_string()))
+        protobuf::MEDIA_TYPE => {
+            let (api_version, body_kind) = body_kind(kind, subresource);
+            match protobuf::to_json_as(&body, &api_version, body_kind) {
+                Ok(value) => Ok(serde_json::to_vec(&value)
+                    .expect("JSON values serialize")
+                    .into()),
+                Err(e) => {
+                    debug!(kind = body_kind, error = %e, "protobuf body refused");
+                    Err(response::failure(StatusReason::BadRequest, e.to_string()))
+                }
             }
-        },
+        }
         other => Err(response::failure(
             StatusReason::UnsupportedMediaType,
             format!(
@@ -99,23 +115,34 @@ mod tests {
     fn object_bodies_are_json_whatever_they_came_as() {
         let json = Bytes::from_static(br#"{"a":1}"#);
         let cm = &kinds::CONFIGMAPS;
-        assert_eq!(object_json(None, json.clone(), cm).unwrap(), json);
+        assert_eq!(object_json(None, json.clone(), cm, "").unwrap(), json);
         assert_eq!(
-            object_json(Some("application/json; charset=utf-8"), json.clone(), cm).unwrap(),
+            object_json(
+                Some("application/json; charset=utf-8"),
+                json.clone(),
+                cm,
+                ""
+            )
+            .unwrap(),
             json
         );
         let yaml = Bytes::from_static(b"a: 1\n");
         assert_eq!(
-            object_json(Some("application/yaml"), yaml, cm).unwrap(),
+            object_json(Some("application/yaml"), yaml, cm, "").unwrap(),
             json
         );
         assert_eq!(
-            object_json(Some("application/yaml"), Bytes::from_static(b"a: ["), cm)
-                .unwrap_err()
-                .code,
+            object_json(
+                Some("application/yaml"),
+                Bytes::from_static(b"a: ["),
+                cm,
+                ""
+            )
+            .unwrap_err()
+            .code,
             400
         );
-        let other = object_json(Some("text/plain"), json, cm).unwrap_err();
+        let other = object_json(Some("text/plain"), json, cm, "").unwrap_err();
         assert_eq!(
             (other.code, other.reason.as_str()),
             (415, "UnsupportedMediaType")
@@ -131,22 +158,47 @@ mod tests {
         );
         let ct = Some("application/vnd.kubernetes.protobuf");
         let got: serde_json::Value =
-            serde_json::from_slice(&object_json(ct, body.clone(), &kinds::CONFIGMAPS).unwrap())
+            serde_json::from_slice(&object_json(ct, body.clone(), &kinds::CONFIGMAPS, "").unwrap())
                 .unwrap();
         assert_eq!(
             got,
             serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "x", "creationTimestamp": null}, "data": {"a": "b"}})
         );
-        let wrong = object_json(ct, body, &kinds::SECRETS).unwrap_err();
+        let wrong = object_json(ct, body, &kinds::SECRETS, "").unwrap_err();
         assert_eq!((wrong.code, wrong.reason.as_str()), (400, "BadRequest"));
         assert!(
             wrong.message.contains("ConfigMap (v1)") && wrong.message.contains("Secret (v1)"),
             "{}",
             wrong.message
         );
-        let garbage = object_json(ct, Bytes::from_static(b"k8s"), &kinds::SECRETS).unwrap_err();
+        let garbage = object_json(ct, Bytes::from_static(b"k8s"), &kinds::SECRETS, "").unwrap_err();
         assert_eq!(garbage.code, 400);
+    }
+
+    #[test]
+    fn subresource_bodies_are_read_as_the_subresource_kind() {
+        // kubectl drain's eviction: policy/v1 Eviction{metadata{name: web},
+        // deleteOptions{gracePeriodSeconds: 0}}.
+        let body = Bytes::from_static(
+            b"k8s\0\n\x15\n\tpolicy/v1\x12\x08Eviction\x12\x0b\n\x05\n\x03web\x12\x02\x08\x00",
+        );
+        let ct = Some("application/vnd.kubernetes.protobuf");
+        let got: serde_json::Value = serde_json::from_slice(
+            &object_json(ct, body.clone(), &kinds::PODS, "eviction").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": "web"}, "deleteOptions": {"gracePeriodSeconds": 0}})
+        );
+        let as_pod = object_json(ct, body, &kinds::PODS, "").unwrap_err();
+        assert!(
+            as_pod.message.contains("Eviction (policy/v1)") && as_pod.message.contains("Pod (v1)"),
+            "{}",
+            as_pod.message
+        );
     }
 
     #[test]

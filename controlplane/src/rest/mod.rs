@@ -102,7 +102,7 @@ impl Rest {
                             .headers
                             .get(http::header::CONTENT_TYPE)
                             .and_then(|v| v.to_str().ok());
-                        body = match media::object_json(ct, body, kind) {
+                        body = match media::object_json(ct, body, kind, &info.subresource) {
                             Ok(b) => b,
                             Err(f) => return response::error(&f),
                         };
