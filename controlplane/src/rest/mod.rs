@@ -21,6 +21,7 @@ use crate::server::{ApiService, AuthorizeAs};
 
 mod body;
 pub mod discovery;
+mod media;
 pub mod openapi;
 mod patch;
 pub mod path;
@@ -89,6 +90,9 @@ impl Rest {
                     let Some(kind) = resolve(&info) else {
                         return not_found();
                     };
+                    if let Err(f) = media::check_accept(&parts.headers) {
+                        return response::error(&f);
+                    }
                     let mut body = match body::read(body).await {
                         Ok(b) => b,
                         Err(f) => return response::error(&f),
@@ -98,7 +102,7 @@ impl Rest {
                             .headers
                             .get(http::header::CONTENT_TYPE)
                             .and_then(|v| v.to_str().ok());
-                        body = match body::object_json(ct, body) {
+                        body = match media::object_json(ct, body, kind, &info.subresource) {
                             Ok(b) => b,
                             Err(f) => return response::error(&f),
                         };

@@ -88,9 +88,10 @@ async fn get_scale(call: &Call<'_>) -> Answer {
 }
 
 fn replicas_of(scale: &Value) -> Result<i32, Failure> {
+    // Absent is 0: Scale's replicas is `omitempty`, so a Scale to 0 arrives without it.
     scale
         .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
+        .map_or(Some(0), Value::as_i64)
         .and_then(|r| i32::try_from(r).ok())
         .filter(|r| *r >= 0)
         .ok_or_else(|| {
@@ -273,5 +274,6 @@ mod tests {
         );
         assert!(replicas_of(&json!({"spec": {"replicas": -1}})).is_err());
         assert_eq!(replicas_of(&json!({"spec": {"replicas": 5}})).ok(), Some(5));
+        assert_eq!(replicas_of(&json!({"spec": {}})).ok(), Some(0));
     }
 }
