@@ -59,6 +59,8 @@ pub struct Config {
     /// The cluster's objects in etcd (`--datastore-endpoint`) instead of SQLite in the data
     /// directory (which then holds only this server's files: TLS, kubeconfigs).
     pub datastore: Option<store::etcd::EtcdConfig>,
+    /// The secret servers on one datastore share (`--token`): it seals the cluster CA there.
+    pub server_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             write_kubeconfig: None,
             node_cert_lifetime: join::DEFAULT_NODE_CERT_LIFETIME,
             datastore: None,
+            server_token: None,
         }
     }
 }
@@ -124,6 +127,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Config(String),
+    #[error("sharing the cluster CA through the datastore: {0}")]
+    SharedCa(#[from] pki::bootstrap::BootstrapError),
     #[error("cluster PKI: {0}")]
     Pki(#[from] pki::PkiError),
     #[error("writing a kubeconfig: {0}")]
@@ -267,10 +272,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let secure = !config.insecure_plaintext;
     let pki = if secure {
         let sans = pki::default_sans(config.listen.ip(), &config.tls_sans);
-        Some(Arc::new(pki::Pki::load_or_create(
-            &config.data_dir.join("tls"),
-            &sans,
-        )?))
+        let dir = config.data_dir.join("tls");
+        Some(Arc::new(match &config.datastore {
+            // Servers on one datastore share the cluster CA through it.
+            Some(_) => {
+                let token = pki::bootstrap::server_token(
+                    store.as_ref(),
+                    &config.data_dir,
+                    config.server_token.as_deref(),
+                )
+                .await?;
+                pki::bootstrap::load(store.as_ref(), &dir, &sans, &token).await?
+            }
+            None => pki::Pki::load_or_create(&dir, &sans)?,
+        }))
     } else {
         warn!(
             %addr,

@@ -95,6 +95,18 @@ struct Args {
     datastore_certfile: Option<PathBuf>,
     #[arg(long, requires_all = ["datastore_endpoint", "datastore_certfile"])]
     datastore_keyfile: Option<PathBuf>,
+    /// The secret the servers on one datastore share: it seals the cluster CA there (the first
+    /// server makes one when none is given and keeps it in DATA_DIR/server-token).
+    #[arg(
+        long,
+        env = "CORRAL_TOKEN",
+        requires = "datastore_endpoint",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// A file holding the server token.
+    #[arg(long, conflicts_with = "token", requires = "datastore_endpoint")]
+    token_file: Option<PathBuf>,
     /// Lifetime of node certificates in seconds (365 days; shorter only to test renewal).
     #[arg(long, default_value_t = 365 * 86_400, hide = true)]
     node_cert_lifetime_seconds: u64,
@@ -134,8 +146,19 @@ async fn main() -> anyhow::Result<()> {
             })
         }
     };
+    let server_token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(p)) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("reading --token-file {}: {e}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
     let config = corral_controlplane::Config {
         datastore,
+        server_token,
         listen: args.listen,
         data_dir: args.data_dir,
         controllers: !args.no_controllers,
