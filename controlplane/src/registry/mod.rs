@@ -17,6 +17,7 @@ mod cas;
 mod codec;
 mod create;
 mod delete;
+pub mod managed;
 mod error;
 mod namespace;
 mod podsecurity;
@@ -30,6 +31,7 @@ mod update;
 pub use alloc::ServiceAllocator;
 pub use codec::{decode_kv, encode_kv, Filter};
 pub use error::{ApiError, Result, Subject};
+pub use managed::FieldManager;
 pub use namespace::TERMINATING;
 pub use update::Updated;
 
