@@ -56,7 +56,14 @@ async fn apply(
     manifest: &Value,
 ) -> (u16, Value) {
     let path = format!("{DEPLOY}?fieldManager={manager}&force={force}");
-    request(running, "PATCH", &path, "application/apply-patch+yaml", manifest).await
+    request(
+        running,
+        "PATCH",
+        &path,
+        "application/apply-patch+yaml",
+        manifest,
+    )
+    .await
 }
 
 fn deploy(replicas: i64, labels: Value) -> Value {
@@ -132,13 +139,21 @@ async fn a_second_applier_conflicts_until_it_forces_and_then_owns_the_field() {
 async fn equal_values_are_shared_and_a_dropped_field_goes_once_nobody_applies_it() {
     let (_dir, running, _client) = common::boot().await;
     let both = json!({"app": "web", "tier": "front"});
-    assert_eq!(apply(&running, "a", false, &deploy(2, both.clone())).await.0, 201);
+    assert_eq!(
+        apply(&running, "a", false, &deploy(2, both.clone()))
+            .await
+            .0,
+        201
+    );
     let (code, shared) = apply(&running, "b", false, &deploy(2, both)).await;
     assert_eq!(code, 200, "{shared}");
     assert!(owns_replicas(&shared, "a") && owns_replicas(&shared, "b"));
 
     let (_, kept) = apply(&running, "a", false, &deploy(2, json!({"app": "web"}))).await;
-    assert_eq!(kept["metadata"]["labels"]["tier"], "front", "b still applies it");
+    assert_eq!(
+        kept["metadata"]["labels"]["tier"], "front",
+        "b still applies it"
+    );
     let (code, dropped) = apply(&running, "b", false, &deploy(2, json!({"app": "web"}))).await;
     assert_eq!(code, 200, "{dropped}");
     assert_eq!(dropped["metadata"]["labels"], json!({"app": "web"}));
@@ -147,7 +162,12 @@ async fn equal_values_are_shared_and_a_dropped_field_goes_once_nobody_applies_it
 #[tokio::test]
 async fn an_update_with_a_field_manager_takes_the_field_and_the_applier_then_conflicts() {
     let (_dir, running, _client) = common::boot().await;
-    assert_eq!(apply(&running, "kubectl", false, &deploy(2, json!({}))).await.0, 201);
+    assert_eq!(
+        apply(&running, "kubectl", false, &deploy(2, json!({})))
+            .await
+            .0,
+        201
+    );
     let (code, edited) = request(
         &running,
         "PATCH",
@@ -226,5 +246,8 @@ async fn patch_options_the_api_server_refuses_are_refused_in_its_words() {
     let mut with_managed = deploy(1, json!({}));
     with_managed["metadata"]["managedFields"] = json!([]);
     let (code, status) = apply(&running, "a", false, &with_managed).await;
-    assert_eq!((code, &status["message"]), (400, &json!("metadata.managedFields must be nil")));
+    assert_eq!(
+        (code, &status["message"]),
+        (400, &json!("metadata.managedFields must be nil"))
+    );
 }

@@ -128,7 +128,13 @@ async fn kubectl_server_side_apply_tracks_field_managers() {
     ]);
     assert_eq!(out.trim(), "deployment.apps/ssa-web serverside-applied");
     assert_eq!(
-        ok(&["get", "deploy", "ssa-web", "-o", "jsonpath={.spec.replicas}"]),
+        ok(&[
+            "get",
+            "deploy",
+            "ssa-web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
         "3"
     );
 
@@ -137,14 +143,25 @@ async fn kubectl_server_side_apply_tracks_field_managers() {
     let dropped = write("dropped.yaml", manifest(3, ""));
     let old = Path::new(KUBECTL_1_32);
     let (out, err, success) = if old.exists() {
-        kubectl(old, &admin, home.path(), &["apply", "--server-side", "-f", &dropped])
+        kubectl(
+            old,
+            &admin,
+            home.path(),
+            &["apply", "--server-side", "-f", &dropped],
+        )
     } else {
         eprintln!("SKIPPED (kubectl v1.32 step): {KUBECTL_1_32} is not installed");
         k(&["apply", "--server-side", "-f", &dropped])
     };
     assert!(success, "{out}\n{err}");
     assert_eq!(
-        ok(&["get", "deploy", "ssa-web", "-o", "jsonpath={.metadata.labels}"]),
+        ok(&[
+            "get",
+            "deploy",
+            "ssa-web",
+            "-o",
+            "jsonpath={.metadata.labels}"
+        ]),
         r#"{"app":"ssa-web"}"#
     );
 

@@ -212,7 +212,10 @@ pub fn field(name: &str) -> String {
 
 /// The element of a set item.
 pub fn value(v: &Value) -> String {
-    format!("v:{}", serde_json::to_string(v).expect("JSON values serialize"))
+    format!(
+        "v:{}",
+        serde_json::to_string(v).expect("JSON values serialize")
+    )
 }
 
 /// The element of an associative list item: its keys (defaulted where the item omits one with

@@ -102,7 +102,10 @@ pub fn present(object: &Value) -> bool {
 
 /// Writes `entries` (empty ones left out, updaters capped) into the object's metadata.
 pub fn write(object: &mut Value, entries: Vec<Entry>) {
-    let entries = cap(entries.into_iter().filter(|e| !e.fields.is_empty()).collect());
+    let entries = cap(entries
+        .into_iter()
+        .filter(|e| !e.fields.is_empty())
+        .collect());
     let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };

@@ -292,7 +292,10 @@ fn scenarios_of_appliers_and_updaters_end_as_kubernetes_ends_them() {
                 Apply(m, config, force) => apply(&w(m), live.as_ref(), &config, force),
                 Update(m, mut new) => {
                     // A client writes what it read: the managedFields it saw included.
-                    if let Some(mf) = live.as_ref().and_then(|l| l.pointer("/metadata/managedFields")) {
+                    if let Some(mf) = live
+                        .as_ref()
+                        .and_then(|l| l.pointer("/metadata/managedFields"))
+                    {
                         new["metadata"]["managedFields"] = mf.clone();
                     }
                     Result::Ok(update(&w(m), live.as_ref(), new))
@@ -351,7 +354,11 @@ fn updaters_past_the_cap_merge_into_ancient_changes() {
     for i in 0..12 {
         let name: &'static str = Box::leak(format!("m{i:02}").into_boxed_str());
         let now: &'static str = Box::leak(format!("2026-12-06T18:00:{i:02}Z").into_boxed_str());
-        let writer = Writer { kind: &kinds::DEPLOYMENTS, manager: name, now };
+        let writer = Writer {
+            kind: &kinds::DEPLOYMENTS,
+            manager: name,
+            now,
+        };
         labels.insert(name.into(), json!("x"));
         let mut next = deploy(1, Value::Object(labels.clone()));
         next["metadata"]["managedFields"] = live["metadata"]["managedFields"].clone();
@@ -360,5 +367,9 @@ fn updaters_past_the_cap_merge_into_ancient_changes() {
     let ms = managers(&live);
     assert_eq!(ms.len(), managed::MAX_UPDATE_MANAGERS);
     assert!(ms.iter().any(|(m, _)| m == managed::ANCIENT));
-    assert!(owns(&live, managed::ANCIENT, &["f:metadata", "f:labels", "f:m00"]));
+    assert!(owns(
+        &live,
+        managed::ANCIENT,
+        &["f:metadata", "f:labels", "f:m00"]
+    ));
 }

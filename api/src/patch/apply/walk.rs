@@ -113,14 +113,7 @@ pub fn compare(
             };
             for (e, i) in &ia {
                 let j = find(&ib, e);
-                compare_item(
-                    node,
-                    Some(&a[*i]),
-                    j.map(|j| &b[j]),
-                    e,
-                    changed,
-                    removed,
-                );
+                compare_item(node, Some(&a[*i]), j.map(|j| &b[j]), e, changed, removed);
             }
             for (e, j) in &ib {
                 if find(&ia, e).is_none() {
@@ -187,12 +180,14 @@ pub fn merge(node: Node, live: &Value, config: &Value) -> Value {
             let mut out: Vec<Value> = l
                 .iter()
                 .zip(&live_keys)
-                .map(|(lv, e)| match keyed.iter().find(|(k, _)| Some(k) == e.as_ref()) {
-                    Some((_, cv)) if matches!(node.list, ListType::Map(_)) => {
-                        merge(node.item(), lv, cv)
-                    }
-                    _ => lv.clone(),
-                })
+                .map(
+                    |(lv, e)| match keyed.iter().find(|(k, _)| Some(k) == e.as_ref()) {
+                        Some((_, cv)) if matches!(node.list, ListType::Map(_)) => {
+                            merge(node.item(), lv, cv)
+                        }
+                        _ => lv.clone(),
+                    },
+                )
                 .collect();
             for (k, cv) in &keyed {
                 if !live_keys.iter().any(|e| e.as_ref() == Some(k)) {
@@ -208,7 +203,11 @@ pub fn merge(node: Node, live: &Value, config: &Value) -> Value {
 /// Removes from `v` each member of `prune` that has no member of `owned` at or below it;
 /// where owned fields lie below, only the unowned ones under it go.
 pub fn prune(node: Node, v: &mut Value, unowned: &FieldSet, owned: Option<&FieldSet>) {
-    let owns_any = |e: &str| owned.and_then(|o| o.child(e)).is_some_and(|o| !o.is_empty());
+    let owns_any = |e: &str| {
+        owned
+            .and_then(|o| o.child(e))
+            .is_some_and(|o| !o.is_empty())
+    };
     match v {
         Value::Object(m) => {
             for (e, sub) in unowned.children() {
@@ -228,7 +227,9 @@ pub fn prune(node: Node, v: &mut Value, unowned: &FieldSet, owned: Option<&Field
                 let e = node.element(&item).expect("a set or a keyed list");
                 match unowned.child(&e) {
                     Some(sub) if sub.is_member() && !owns_any(&e) => continue,
-                    Some(sub) => prune(node.item(), &mut item, sub, owned.and_then(|o| o.child(&e))),
+                    Some(sub) => {
+                        prune(node.item(), &mut item, sub, owned.and_then(|o| o.child(&e)))
+                    }
                     None => {}
                 }
                 keep.push(item);

@@ -237,8 +237,17 @@ mod tests {
             Ty::NodeSpec,
         ] {
             for field in [
-                "containers", "volumes", "hostAliases", "env", "volumeMounts", "volumeDevices",
-                "conditions", "podIPs", "addresses", "ownerReferences", "imagePullSecrets",
+                "containers",
+                "volumes",
+                "hostAliases",
+                "env",
+                "volumeMounts",
+                "volumeDevices",
+                "conditions",
+                "podIPs",
+                "addresses",
+                "ownerReferences",
+                "imagePullSecrets",
             ] {
                 if let ListType::Map(keys) = ty.list_type(field) {
                     assert!(!keys.is_empty(), "{ty:?}.{field} has a key");
