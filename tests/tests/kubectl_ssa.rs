@@ -1,7 +1,8 @@
 //! `kubectl apply --server-side` with field managers against a Corral cluster: a second
 //! manager conflicts (kubectl prints the API server's message and its advice),
 //! `--force-conflicts` takes the field, a label dropped from the manifest goes, and
-//! `--show-managed-fields` shows both managers. One step runs kubectl v1.32.
+//! `--show-managed-fields` shows both managers; a client-side applied object moves to
+//! server-side apply. One step runs kubectl v1.32.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -203,4 +204,32 @@ async fn kubectl_server_side_apply_tracks_field_managers() {
         "{err}"
     );
     ok(&["delete", "deploy", "ssa-web"]);
+
+    // From client-side to server-side apply: kubectl's own manager takes over what it last
+    // applied client-side without a conflict, and kubectl's follow-up requests (the
+    // annotation under `kubectl-last-applied`, the managedFields migration) succeed quietly.
+    let csa = write("csa.yaml", manifest(1, "").replace("ssa-web", "csa-web"));
+    assert_eq!(
+        ok(&["apply", "-f", &csa]).trim(),
+        "deployment.apps/csa-web created"
+    );
+    let ssa = write("ssa.yaml", manifest(2, "").replace("ssa-web", "csa-web"));
+    let (out, err, success) = k(&["apply", "--server-side", "-f", &ssa]);
+    assert!(success && err.is_empty(), "{out}\n{err}");
+    assert_eq!(out.trim(), "deployment.apps/csa-web serverside-applied");
+    let yaml = ok(&[
+        "get",
+        "deploy",
+        "csa-web",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(yaml.contains("replicas: 2"), "{yaml}");
+    assert!(yaml.contains("manager: kubectl-last-applied"), "{yaml}");
+    assert!(
+        !yaml.contains("manager: kubectl-client-side-apply"),
+        "migrated:\n{yaml}"
+    );
+    ok(&["delete", "deploy", "csa-web"]);
 }

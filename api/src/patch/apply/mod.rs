@@ -3,6 +3,7 @@
 //! applied configuration into the live object for one manager, with conflicts against the
 //! others; [`update`] records what a create, update or patch changed for its writer.
 
+pub mod csa;
 pub mod fieldset;
 pub mod managed;
 pub mod walk;
@@ -108,7 +109,8 @@ fn conflict_message(cs: &[Conflict]) -> String {
 /// `config` applied by `w.manager` over `live` (`None`: the object is created): the object to
 /// write, with its managedFields. Fields others own with another value conflict unless
 /// `force`, which takes them over; fields this manager applied before and no longer applies
-/// are removed unless someone else owns them.
+/// are removed unless someone else owns them. For `kubectl`, client-side apply's annotation
+/// counts too (`csa.rs`).
 pub fn apply(
     w: &Writer<'_>,
     live: Option<&Value>,
@@ -151,6 +153,7 @@ pub fn apply(
 
     let (changed, removed) = changes(w, live, &merged);
     let mut conflicts = Vec::new();
+    let mut conflicting = FieldSet::default();
     for e in entries.iter_mut().filter(|e| !mine(e)) {
         let theirs = e.fields.intersection(&changed);
         for p in theirs.paths() {
@@ -159,11 +162,17 @@ pub fn apply(
                 path: fieldset::display(&p),
             });
         }
+        conflicting.union(&theirs);
         e.fields = e.fields.difference(&theirs);
         e.fields.remove_subtrees(&removed);
     }
-    if !conflicts.is_empty() && !force {
+    let upgrading = w.manager == csa::KUBECTL
+        && csa::forgiven(node, live).is_some_and(|ok| conflicting.difference(&ok).is_empty());
+    if !conflicts.is_empty() && !force && !upgrading {
         return Err(ApplyError::Conflicts(conflicts));
+    }
+    if w.manager == csa::KUBECTL {
+        csa::refresh_annotation(live, &mut merged, config);
     }
     managed::write(&mut merged, entries);
     Ok(merged)

@@ -32,6 +32,14 @@ fn deploy(replicas: i64, labels: Value) -> Value {
     })
 }
 
+/// A deployment as client-side apply writes it: the manifest, and itself in the annotation.
+fn client_side(replicas: i64) -> Value {
+    let mut d = deploy(replicas, json!({}));
+    let text = serde_json::to_string(&d).unwrap();
+    d["metadata"]["annotations"] = json!({ csa::LAST_APPLIED: text });
+    d
+}
+
 fn set_of(kind: &ResourceInfo, v: &Value) -> Value {
     let mut s = FieldSet::default();
     walk::set_of(Node::root(Ty::of_kind(kind)), v, &mut s);
@@ -268,6 +276,38 @@ fn scenarios_of_appliers_and_updaters_end_as_kubernetes_ends_them() {
                 (
                     Apply("c", deploy(3, json!({"x": "2", "y": "2"})), false),
                     Fails("Apply failed with 3 conflicts: conflicts with \"a\":\n- .metadata.labels.x\n- .spec.replicas\nconflicts with \"b\":\n- .metadata.labels.y"),
+                ),
+            ],
+        ),
+        (
+            "kubectl moves from client-side apply without conflicts on what it last applied",
+            vec![
+                (Update("kubectl-client-side-apply", client_side(2)), Ok(|_| {})),
+                (
+                    Apply("other", deploy(3, json!({})), false),
+                    Fails("Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1 at 2026-12-06T18:00:00Z: .spec.replicas"),
+                ),
+                (
+                    Apply("kubectl", deploy(3, json!({})), false),
+                    Ok(|v| {
+                        assert_eq!(v["spec"]["replicas"], 3);
+                        assert!(owns(v, "kubectl", REPLICAS));
+                        assert!(!owns(v, "kubectl-client-side-apply", REPLICAS));
+                        let text = v["metadata"]["annotations"][csa::LAST_APPLIED].as_str().unwrap();
+                        let last: Value = serde_json::from_str(text).unwrap();
+                        assert_eq!(last["spec"]["replicas"], 3, "the annotation follows");
+                    }),
+                ),
+            ],
+        ),
+        (
+            "a field edited since the last client-side apply still conflicts for kubectl",
+            vec![
+                (Update("kubectl-client-side-apply", client_side(2)), Ok(|_| {})),
+                (Update("kubectl-edit", { let mut d = client_side(2); d["spec"]["replicas"] = json!(5); d }), Ok(|_| {})),
+                (
+                    Apply("kubectl", deploy(3, json!({})), false),
+                    Fails("Apply failed with 1 conflict: conflict with \"kubectl-edit\" using apps/v1 at 2026-12-06T18:00:00Z: .spec.replicas"),
                 ),
             ],
         ),
