@@ -406,13 +406,15 @@ impl pb::api_server::Api for ApiService {
     ) -> Result<Response<pb::ScaleResponse>, Status> {
         let user = access::user_of(&req)?;
         let (verb, sub) = access::verb_of(&req, "update", "scale");
+        let manager = req.extensions().get::<FieldManager>().cloned();
         let req = req.into_inner();
         let (r, info) = object_ref(req.r#ref)?;
         self.check(&user, verb, info, sub, &r.namespace, &r.name)
             .await?;
+        let manager = manager.as_ref().map(|m| m.0.as_str());
         let (replicas, previous) = self
             .registry
-            .scale(info, &r.namespace, &r.name, req.replicas)
+            .scale_as(info, &r.namespace, &r.name, req.replicas, manager)
             .await?;
         Ok(Response::new(pb::ScaleResponse { replicas, previous }))
     }

@@ -251,3 +251,44 @@ async fn patch_options_the_api_server_refuses_are_refused_in_its_words() {
         (400, &json!("metadata.managedFields must be nil"))
     );
 }
+
+#[tokio::test]
+async fn a_scale_takes_the_replicas_and_a_dry_run_apply_writes_nothing() {
+    let (_dir, running, _client) = common::boot().await;
+    assert_eq!(
+        apply(&running, "kubectl", false, &deploy(2, json!({})))
+            .await
+            .0,
+        201
+    );
+    let (code, scaled) = request(
+        &running,
+        "PATCH",
+        &format!("{DEPLOY}/scale?fieldManager=kubectl-scale"),
+        "application/merge-patch+json",
+        &json!({"spec": {"replicas": 4}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{scaled}");
+    let (_, live) = request(&running, "GET", DEPLOY, "application/json", &Value::Null).await;
+    assert!(owns_replicas(&live, "kubectl-scale") && !owns_replicas(&live, "kubectl"));
+    let (code, status) = apply(&running, "kubectl", false, &deploy(2, json!({}))).await;
+    assert_eq!(code, 409, "{status}");
+
+    let path = format!("{DEPLOY}?fieldManager=kubectl&force=true&dryRun=All");
+    let (code, dry) = request(
+        &running,
+        "PATCH",
+        &path,
+        "application/apply-patch+yaml",
+        &deploy(2, json!({})),
+    )
+    .await;
+    assert_eq!((code, &dry["spec"]["replicas"]), (200, &json!(2)), "{dry}");
+    let (_, after) = request(&running, "GET", DEPLOY, "application/json", &Value::Null).await;
+    assert_eq!(after["spec"]["replicas"], 4);
+    assert_eq!(
+        after["metadata"]["managedFields"],
+        live["metadata"]["managedFields"]
+    );
+}

@@ -215,6 +215,18 @@ impl Registry {
         name: &str,
         replicas: i32,
     ) -> Result<(i32, i32)> {
+        self.scale_as(info, namespace, name, replicas, None).await
+    }
+
+    /// [`Registry::scale`] made for a field manager, which then owns `spec.replicas`.
+    pub async fn scale_as(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+        manager: Option<&str>,
+    ) -> Result<(i32, i32)> {
         if !info.has_scale {
             return Err(ApiError::MethodNotAllowed(format!(
                 "{} has no scale subresource",
@@ -240,7 +252,7 @@ impl Registry {
                 .unwrap_or(1) as i32;
             let mut updated = current.clone();
             updated["spec"]["replicas"] = Value::from(replicas);
-            Ok(updated)
+            Ok(super::managed::updated(info, manager, current, updated))
         })
         .await?;
         Ok((replicas, previous))
