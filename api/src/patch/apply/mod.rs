@@ -53,6 +53,8 @@ pub struct Conflict {
 pub enum ApplyError {
     #[error("metadata.managedFields must be nil")]
     ManagedFieldsSet,
+    #[error("the applied configuration is nested deeper than {max} levels", max = crate::patch::MAX_DEPTH)]
+    TooDeep,
     #[error("{}", conflict_message(.0))]
     Conflicts(Vec<Conflict>),
 }
@@ -62,7 +64,7 @@ impl ApplyError {
     /// cause per field (kubectl prints the message and its advice on how to resolve it).
     pub fn status(&self) -> ApiStatus {
         match self {
-            ApplyError::ManagedFieldsSet => {
+            ApplyError::ManagedFieldsSet | ApplyError::TooDeep => {
                 ApiStatus::new(StatusReason::BadRequest, self.to_string())
             }
             ApplyError::Conflicts(cs) => ApiStatus::new(StatusReason::Conflict, self.to_string())
@@ -119,6 +121,10 @@ pub fn apply(
 ) -> Result<Value, ApplyError> {
     if config.pointer("/metadata/managedFields").is_some() {
         return Err(ApplyError::ManagedFieldsSet);
+    }
+    // The walks recurse; live objects are validated, a configuration is bounded here.
+    if crate::patch::depth(config) > crate::patch::MAX_DEPTH {
+        return Err(ApplyError::TooDeep);
     }
     let empty = Value::Object(Default::default());
     let live = live.unwrap_or(&empty);

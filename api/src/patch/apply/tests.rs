@@ -368,12 +368,37 @@ fn a_conflict_is_a_409_status_with_one_cause_per_field() {
 }
 
 #[test]
-fn an_applied_configuration_may_not_carry_managed_fields() {
+fn an_applied_configuration_may_not_carry_managed_fields_nor_nest_too_deep() {
     let config = json!({"metadata": {"name": "web", "managedFields": []}});
     assert_eq!(
         apply(&w("a"), None, &config, false),
         Err(ApplyError::ManagedFieldsSet)
     );
+    let mut deep = json!(1);
+    for _ in 0..=crate::patch::MAX_DEPTH {
+        deep = json!({ "x": deep });
+    }
+    assert_eq!(apply(&w("a"), None, &deep, false), Err(ApplyError::TooDeep));
+}
+
+#[test]
+fn long_keyed_lists_merge_and_compare_in_linear_time() {
+    let containers = |n: usize, image: &str| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"name": format!("c{i}"), "image": image}))
+            .collect()
+    };
+    let with = |cs: Vec<Value>| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"template": {"spec": {"containers": cs}}}})
+    };
+    let live = apply(&w("a"), None, &with(containers(20_000, "x")), false).unwrap();
+    let started = std::time::Instant::now();
+    let err = apply(&w("b"), Some(&live), &with(containers(20_000, "y")), false).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(err
+        .to_string()
+        .starts_with("Apply failed with 20000 conflicts"));
 }
 
 #[test]

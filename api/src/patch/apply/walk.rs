@@ -2,6 +2,8 @@
 //! `strategic/schema.rs`: the field set an applied configuration sets, what changed between two
 //! objects, merging a configuration into a live object, and removing fields nobody owns.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::fieldset::{self, FieldSet};
@@ -100,23 +102,13 @@ pub fn compare(
             }
         }
         (Some(Value::Array(a)), Some(Value::Array(b))) if node.list != ListType::Atomic => {
-            let index = |items: &Vec<Value>| -> Vec<(String, usize)> {
-                items
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| node.element(v).map(|e| (e, i)))
-                    .collect()
-            };
-            let (ia, ib) = (index(a), index(b));
-            let find = |idx: &[(String, usize)], e: &str| {
-                idx.iter().find(|(k, _)| k == e).map(|(_, i)| *i)
-            };
+            let (ia, ib) = (index(node, a), index(node, b));
             for (e, i) in &ia {
-                let j = find(&ib, e);
+                let j = ib.get(e).copied();
                 compare_item(node, Some(&a[*i]), j.map(|j| &b[j]), e, changed, removed);
             }
             for (e, j) in &ib {
-                if find(&ia, e).is_none() {
+                if !ia.contains_key(e) {
                     compare_item(node, None, Some(&b[*j]), e, changed, removed);
                 }
             }
@@ -152,6 +144,17 @@ fn compare_item(
     compare(node.item(), old, new, c, r);
 }
 
+/// Each item's path element and the index of its first occurrence (a set or keyed list).
+fn index(node: Node, items: &[Value]) -> HashMap<String, usize> {
+    let mut out = HashMap::with_capacity(items.len());
+    for (i, v) in items.iter().enumerate() {
+        if let Some(e) = node.element(v) {
+            out.entry(e).or_insert(i);
+        }
+    }
+    out
+}
+
 /// `config` merged into `live`: objects key by key (`null` removes), sets as unions, keyed
 /// lists item by item (live items in their order, new ones after), anything else replaced.
 pub fn merge(node: Node, live: &Value, config: &Value) -> Value {
@@ -172,26 +175,25 @@ pub fn merge(node: Node, live: &Value, config: &Value) -> Value {
             Value::Object(out)
         }
         (Value::Array(l), Value::Array(c)) if node.list != ListType::Atomic => {
-            let keyed: Vec<(String, &Value)> = c
-                .iter()
-                .filter_map(|v| node.element(v).map(|e| (e, v)))
-                .collect();
-            let live_keys: Vec<Option<String>> = l.iter().map(|v| node.element(v)).collect();
+            let in_config = index(node, c);
+            let in_live = index(node, l);
             let mut out: Vec<Value> = l
                 .iter()
-                .zip(&live_keys)
-                .map(
-                    |(lv, e)| match keyed.iter().find(|(k, _)| Some(k) == e.as_ref()) {
-                        Some((_, cv)) if matches!(node.list, ListType::Map(_)) => {
-                            merge(node.item(), lv, cv)
+                .map(|lv| {
+                    let e = node.element(lv).expect("a set or a keyed list");
+                    match in_config.get(&e) {
+                        Some(&j) if matches!(node.list, ListType::Map(_)) => {
+                            merge(node.item(), lv, &c[j])
                         }
                         _ => lv.clone(),
-                    },
-                )
+                    }
+                })
                 .collect();
-            for (k, cv) in &keyed {
-                if !live_keys.iter().any(|e| e.as_ref() == Some(k)) {
-                    out.push((*cv).clone());
+            for (j, cv) in c.iter().enumerate() {
+                let e = node.element(cv).expect("a set or a keyed list");
+                // New items in the configuration's order, each once.
+                if !in_live.contains_key(&e) && in_config.get(&e) == Some(&j) {
+                    out.push(cv.clone());
                 }
             }
             Value::Array(out)
