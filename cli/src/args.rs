@@ -145,6 +145,10 @@ pub struct GetArgs {
     /// Sort by the value at a JSONPath (`.metadata.creationTimestamp`, `.lastTimestamp`).
     #[arg(long)]
     pub sort_by: Option<String>,
+    /// Keep `metadata.managedFields` in yaml and json output (hidden by default, as kubectl
+    /// hides them).
+    #[arg(long)]
+    pub show_managed_fields: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,7 +19,9 @@ use tracing::debug;
 
 use crate::auth::authz::{review, Chain};
 use crate::auth::{Authorizer, UserInfo};
-use crate::registry::{self, ApiError, Applied, Filter, ListOptions, Registry, Subject};
+use crate::registry::{
+    self, ApiError, Applied, FieldManager, Filter, ListOptions, Registry, Subject,
+};
 use crate::store::{Event, EventType, Revision};
 use crate::tunnel::Tunnels;
 
@@ -326,6 +328,7 @@ impl pb::api_server::Api for ApiService {
         req: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
         let user = access::user_of(&req)?;
+        let manager = req.extensions().get::<FieldManager>().cloned();
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         let mut object = parse_json(&req.json)?;
@@ -338,7 +341,11 @@ impl pb::api_server::Api for ApiService {
             }));
         }
         access::restrict(&user, info, &ns, &object, None)?;
-        let written = self.registry.create(info, &ns, object, req.dry_run).await?;
+        let manager = manager.as_ref().map(|m| m.0.as_str());
+        let written = self
+            .registry
+            .create_as(info, &ns, object, req.dry_run, manager)
+            .await?;
         let object = pb::Object { json: written.json };
         Ok(crate::admission::respond(object, &written.warnings))
     }
@@ -349,6 +356,7 @@ impl pb::api_server::Api for ApiService {
     ) -> Result<Response<pb::Object>, Status> {
         let user = access::user_of(&req)?;
         let rest_as = req.extensions().get::<AuthorizeAs>().copied();
+        let manager = req.extensions().get::<FieldManager>().cloned();
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         not_virtual(info)?;
@@ -388,7 +396,14 @@ impl pb::api_server::Api for ApiService {
         let status = req.subresource == pb::Subresource::Status as i32;
         let updated = self
             .registry
-            .update_with_warnings(info, &ns, object, status, req.dry_run)
+            .update_as(
+                info,
+                &ns,
+                object,
+                status,
+                req.dry_run,
+                manager.as_ref().map(|m| m.0.as_str()),
+            )
             .await?;
         let object = pb::Object { json: updated.json };
         Ok(crate::admission::respond(object, &updated.warnings))
@@ -400,13 +415,15 @@ impl pb::api_server::Api for ApiService {
     ) -> Result<Response<pb::ScaleResponse>, Status> {
         let user = access::user_of(&req)?;
         let (verb, sub) = access::verb_of(&req, "update", "scale");
+        let manager = req.extensions().get::<FieldManager>().cloned();
         let req = req.into_inner();
         let (r, info) = object_ref(req.r#ref)?;
         self.check(&user, verb, info, sub, &r.namespace, &r.name)
             .await?;
+        let manager = manager.as_ref().map(|m| m.0.as_str());
         let (replicas, previous) = self
             .registry
-            .scale(info, &r.namespace, &r.name, req.replicas)
+            .scale_as(info, &r.namespace, &r.name, req.replicas, manager)
             .await?;
         Ok(Response::new(pb::ScaleResponse { replicas, previous }))
     }

@@ -17,7 +17,11 @@ use tracing::{debug, Instrument};
 
 use crate::auth::authn::{self, Mode};
 use crate::auth::UserInfo;
+use crate::registry::FieldManager;
 use crate::server::{ApiService, AuthorizeAs};
+
+/// The longest field manager name (the API server's `FieldManagerMaxLength`).
+pub const MAX_FIELD_MANAGER: usize = 128;
 
 mod body;
 pub mod discovery;
@@ -167,7 +171,28 @@ impl Call<'_> {
             verb: self.info.verb,
             subresource: path::static_subresource(&self.info.subresource),
         });
+        if let Some(m) = self.recorded_manager() {
+            r.extensions_mut().insert(FieldManager(m));
+        }
         r
+    }
+
+    /// The field manager a create, update or patch is made for: `fieldManager`, else the
+    /// User-Agent's product (what precedes its first `/`), as the API server derives it.
+    pub fn field_manager(&self) -> Option<String> {
+        if let Some(m) = self.q("fieldManager") {
+            return Some(m.to_string());
+        }
+        let agent = self.headers.get(http::header::USER_AGENT)?.to_str().ok()?;
+        let product = agent.split('/').next().unwrap_or("").trim();
+        (!product.is_empty()).then(|| product.chars().take(MAX_FIELD_MANAGER).collect())
+    }
+
+    /// The manager the registry records the write for; none for server-side apply, whose
+    /// ownership `patch.rs` computes itself, and none for reads.
+    fn recorded_manager(&self) -> Option<String> {
+        let writes = matches!(self.info.verb, "create" | "update" | "patch");
+        (writes && !patch::is_apply(self)).then(|| self.field_manager())?
     }
 
     pub fn q(&self, key: &str) -> Option<&str> {
