@@ -20,6 +20,7 @@ use crate::auth::UserInfo;
 use crate::server::{ApiService, AuthorizeAs};
 
 mod body;
+pub mod connect;
 pub mod discovery;
 pub mod openapi;
 mod patch;
@@ -85,6 +86,9 @@ impl Rest {
                 Target::OpenApiIndex => response::json(StatusCode::OK, &openapi::index()),
                 Target::OpenApi(gv) => found(openapi::document(&gv)),
                 Target::NotFound => not_found(),
+                Target::Resource(info) if connect::handles(&info) => {
+                    connect::serve(&self.api, user, info, parts).await
+                }
                 Target::Resource(info) => {
                     let Some(kind) = resolve(&info) else {
                         return not_found();
@@ -197,6 +201,11 @@ impl SplitLayer {
         Self {
             rest: Arc::new(rest),
         }
+    }
+
+    /// The REST side, for the HTTP/1.1 connections served outside tonic ([`connect::http1`]).
+    pub fn rest(&self) -> Arc<Rest> {
+        self.rest.clone()
     }
 }
 

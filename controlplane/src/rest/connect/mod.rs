@@ -1,0 +1,201 @@
+//! The connect subresources kubectl streams through (`pods/exec`, `pods/attach`): a WebSocket
+//! upgrade speaking the `v5`/`v4.channel.k8s.io` protocols, bridged onto the same stream the
+//! gRPC `Exec`/`Attach` RPCs open (`server::streams::join`, so authorization stays `create`
+//! on the subresource); HTTP/1.1 connections are served here with upgrades (`http1`).
+
+use corral_api::status::StatusReason;
+use corral_proto as pb;
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use pb::stream_frame::Msg;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, Instrument};
+
+use super::path::{self, RequestInfo};
+use super::response::{self, Body};
+use crate::auth::UserInfo;
+use crate::server::streams::{self, Kind};
+use crate::server::ApiService;
+
+pub mod channels;
+pub mod http1;
+mod websocket;
+
+use websocket::Wants;
+
+/// Whether a request is one of the connect subresources served here.
+pub fn handles(info: &RequestInfo) -> bool {
+    kind_of(info).is_some()
+}
+
+fn kind_of(info: &RequestInfo) -> Option<Kind> {
+    if !(info.group.is_empty() && info.resource == "pods" && !info.name.is_empty()) {
+        return None;
+    }
+    if !matches!(info.verb, "get" | "create") {
+        return None;
+    }
+    match info.subresource.as_str() {
+        "exec" => Some(Kind::Exec),
+        "attach" => Some(Kind::Attach),
+        _ => None,
+    }
+}
+
+fn flag(v: &str) -> bool {
+    matches!(v, "true" | "1" | "True")
+}
+
+/// The stream's first frame and the output channels asked for, from the request's query
+/// (`command` repeats, one argument each; `container`, `stdin`, `stdout`, `stderr`, `tty`).
+pub fn request_of(
+    kind_exec: bool,
+    namespace: &str,
+    pod: &str,
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> (pb::StreamFrame, Wants) {
+    let (mut command, mut container) = (Vec::new(), String::new());
+    let (mut stdin, mut tty) = (false, false);
+    let mut wants = Wants {
+        stdout: false,
+        stderr: false,
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "command" => command.push(v),
+            "container" => container = v,
+            "stdin" => stdin = flag(&v),
+            "stdout" => wants.stdout = flag(&v),
+            "stderr" => wants.stderr = flag(&v),
+            "tty" => tty = flag(&v),
+            _ => {}
+        }
+    }
+    let (namespace, pod) = (namespace.to_string(), pod.to_string());
+    let msg = if kind_exec {
+        Msg::Exec(pb::ExecRequest {
+            namespace,
+            pod,
+            container,
+            command,
+            stdin,
+            tty,
+            size: None,
+        })
+    } else {
+        Msg::Attach(pb::AttachRequest {
+            namespace,
+            pod,
+            container,
+            stdin,
+            tty,
+            size: None,
+        })
+    };
+    (pb::StreamFrame { msg: Some(msg) }, wants)
+}
+
+/// Whether the headers ask for a WebSocket (version 13) and carry its key.
+fn websocket_key(headers: &HeaderMap) -> Option<&HeaderValue> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !(has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")) {
+        return None;
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v != "13")
+    {
+        return None;
+    }
+    headers.get(header::SEC_WEBSOCKET_KEY)
+}
+
+/// Serves one exec or attach request: refused with a Status before the upgrade (bad request,
+/// forbidden, no such pod), else `101 Switching Protocols` and the bridge in its own task.
+pub async fn serve(
+    api: &ApiService,
+    user: UserInfo,
+    info: RequestInfo,
+    mut parts: http::request::Parts,
+) -> Response<Body> {
+    let Some(kind) = kind_of(&info) else {
+        return response::fail(StatusReason::NotFound, "not a connect subresource");
+    };
+    let Some(key) = websocket_key(&parts.headers) else {
+        return response::fail(
+            StatusReason::BadRequest,
+            "Upgrade request required: exec and attach are served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io)",
+        );
+    };
+    let offered = parts
+        .headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let Some(protocol) = channels::negotiate(offered) else {
+        return response::fail(
+            StatusReason::BadRequest,
+            "unable to upgrade: none of the offered subprotocols is served (v5.channel.k8s.io, v4.channel.k8s.io)",
+        );
+    };
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        return response::fail(
+            StatusReason::BadRequest,
+            "unable to upgrade: the connection does not allow it (use HTTP/1.1)",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let (first, wants) = request_of(
+        kind == Kind::Exec,
+        &info.namespace,
+        &info.name,
+        path::query_pairs(parts.uri.query()),
+    );
+    let (to_agent, from_agent) = match streams::join(api, &user, kind, first).await {
+        Ok(s) => s,
+        Err(status) => return response::grpc_error(&status),
+    };
+    let span = tracing::debug_span!("connect", pod = %info.name, namespace = %info.namespace,
+        subresource = %info.subresource, protocol = protocol.name());
+    tokio::spawn(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    debug!(error = %e, "upgrade failed");
+                    return;
+                }
+            };
+            let ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            websocket::bridge(ws, protocol, wants, to_agent, from_agent).await;
+            debug!("stream closed");
+        }
+        .instrument(span),
+    );
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a header value"),
+    );
+    h.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(protocol.name()),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests;
