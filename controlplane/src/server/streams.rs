@@ -163,6 +163,22 @@ pub(crate) async fn join(
     ))
 }
 
+/// Whether `user` may open `kind` streams to pod `ns/name`, and the pod exists: checked once
+/// before a session that opens its streams later (port-forward), with the same rule
+/// [`join`] applies to each.
+pub(crate) async fn authorize(
+    svc: &ApiService,
+    user: &crate::auth::UserInfo,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+) -> Result<(), Status> {
+    svc.check(user, "create", &kinds::PODS, kind.subresource(), ns, name)
+        .await?;
+    svc.registry.get(&kinds::PODS, ns, name).await?;
+    Ok(())
+}
+
 pub(super) async fn open(
     svc: &ApiService,
     req: Request<Streaming<pb::StreamFrame>>,

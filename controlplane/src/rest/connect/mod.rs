@@ -1,7 +1,10 @@
-//! The connect subresources kubectl streams through (`pods/exec`, `pods/attach`): a WebSocket
-//! upgrade speaking the `v5`/`v4.channel.k8s.io` protocols, bridged onto the same stream the
-//! gRPC `Exec`/`Attach` RPCs open (`server::streams::join`, so authorization stays `create`
-//! on the subresource); HTTP/1.1 connections are served here with upgrades (`http1`).
+//! The connect subresources kubectl streams through: `pods/exec` and `pods/attach` as a
+//! WebSocket upgrade speaking the `v5`/`v4.channel.k8s.io` protocols, `pods/portforward` as
+//! SPDY/3.1 (tunnelled in a WebSocket, or a plain upgrade), each bridged onto the stream the
+//! gRPC RPCs open (`server::streams::join`, so authorization stays `create` on the
+//! subresource); HTTP/1.1 connections are served here with upgrades (`http1`).
+
+use std::sync::Arc;
 
 use corral_api::status::StatusReason;
 use corral_proto as pb;
@@ -20,8 +23,14 @@ use crate::auth::UserInfo;
 use crate::server::streams::{self, Kind};
 use crate::server::ApiService;
 
+/// The WebSocket subprotocol kubectl tunnels port-forward's SPDY session in.
+const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
+/// The stream protocol of a plain SPDY port-forward upgrade.
+const PORTFORWARD: &str = "portforward.k8s.io";
+
 pub mod channels;
 pub mod http1;
+pub mod spdy;
 mod websocket;
 
 use websocket::Wants;
@@ -41,6 +50,7 @@ fn kind_of(info: &RequestInfo) -> Option<Kind> {
     match info.subresource.as_str() {
         "exec" => Some(Kind::Exec),
         "attach" => Some(Kind::Attach),
+        "portforward" => Some(Kind::PortForward),
         _ => None,
     }
 }
@@ -121,7 +131,7 @@ fn websocket_key(headers: &HeaderMap) -> Option<&HeaderValue> {
 /// Serves one exec or attach request: refused with a Status before the upgrade (bad request,
 /// forbidden, no such pod), else `101 Switching Protocols` and the bridge in its own task.
 pub async fn serve(
-    api: &ApiService,
+    api: &Arc<ApiService>,
     user: UserInfo,
     info: RequestInfo,
     mut parts: http::request::Parts,
@@ -129,6 +139,9 @@ pub async fn serve(
     let Some(kind) = kind_of(&info) else {
         return response::fail(StatusReason::NotFound, "not a connect subresource");
     };
+    if kind == Kind::PortForward {
+        return port_forward(api, user, info, parts).await;
+    }
     let Some(key) = websocket_key(&parts.headers) else {
         return response::fail(
             StatusReason::BadRequest,
@@ -194,6 +207,106 @@ pub async fn serve(
         header::SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(protocol.name()),
     );
+    r
+}
+
+/// Whether `headers` list `token` in header `name` (comma-separated, any case).
+fn lists(headers: &HeaderMap, name: &str, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// `pods/portforward`: SPDY/3.1 in a WebSocket (`SPDY/3.1+portforward.k8s.io`, kubectl v1.31+)
+/// or a plain `Upgrade: SPDY/3.1` (older kubectl, and newer ones falling back); one session
+/// per connection, authorized before the upgrade and again for each forwarded connection.
+async fn port_forward(
+    api: &Arc<ApiService>,
+    user: UserInfo,
+    info: RequestInfo,
+    mut parts: http::request::Parts,
+) -> Response<Body> {
+    let headers = &parts.headers;
+    let websocket = websocket_key(headers)
+        .filter(|_| lists(headers, "sec-websocket-protocol", SPDY_TUNNEL))
+        .map(|k| derive_accept_key(k.as_bytes()));
+    let spdy = lists(headers, "upgrade", "SPDY/3.1")
+        && lists(headers, "connection", "upgrade")
+        && lists(headers, "x-stream-protocol-version", PORTFORWARD);
+    if websocket.is_none() && !spdy {
+        return response::fail(
+            StatusReason::BadRequest,
+            "Upgrade request required: port-forward is served over SPDY/3.1 (portforward.k8s.io), also tunnelled in a WebSocket (SPDY/3.1+portforward.k8s.io)",
+        );
+    }
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        return response::fail(
+            StatusReason::BadRequest,
+            "unable to upgrade: the connection does not allow it (use HTTP/1.1)",
+        );
+    };
+    if let Err(status) =
+        streams::authorize(api, &user, Kind::PortForward, &info.namespace, &info.name).await
+    {
+        return response::grpc_error(&status);
+    }
+    let target = spdy::portforward::Target {
+        api: api.clone(),
+        user,
+        namespace: info.namespace.clone(),
+        pod: info.name.clone(),
+    };
+    let span = tracing::debug_span!("portforward", pod = %info.name, namespace = %info.namespace,
+        tunnelled = websocket.is_some());
+    let tunnelled = websocket.is_some();
+    tokio::spawn(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(u) => TokioIo::new(u),
+                Err(e) => {
+                    debug!(error = %e, "upgrade failed");
+                    return;
+                }
+            };
+            if tunnelled {
+                let ws = WebSocketStream::from_raw_socket(upgraded, Role::Server, None).await;
+                let (session, pipe) = tokio::io::duplex(64 * 1024);
+                tokio::join!(
+                    websocket::tunnel(ws, pipe),
+                    spdy::portforward::serve(session, target)
+                );
+            } else {
+                spdy::portforward::serve(upgraded, target).await;
+            }
+            debug!("port-forward session closed");
+        }
+        .instrument(span),
+    );
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    match websocket {
+        Some(accept) => {
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept).expect("base64 is a header value"),
+            );
+            h.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(SPDY_TUNNEL),
+            );
+        }
+        None => {
+            h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+            h.insert(
+                "x-stream-protocol-version",
+                HeaderValue::from_static(PORTFORWARD),
+            );
+        }
+    }
     r
 }
 

@@ -39,7 +39,7 @@ fn an_exec_query_becomes_the_first_frame_with_every_command_argument_in_order() 
 }
 
 #[test]
-fn only_pods_exec_and_attach_are_connect_requests() {
+fn only_pods_exec_attach_and_portforward_are_connect_requests() {
     let info = |resource: &str, name: &str, sub: &str, verb: &'static str| RequestInfo {
         verb,
         version: "v1".into(),
@@ -53,6 +53,7 @@ fn only_pods_exec_and_attach_are_connect_requests() {
         (info("pods", "web", "exec", "get"), true),
         (info("pods", "web", "exec", "create"), true),
         (info("pods", "web", "attach", "get"), true),
+        (info("pods", "web", "portforward", "create"), true),
         (info("pods", "web", "log", "get"), false),
         (info("pods", "web", "exec", "delete"), false),
         (info("services", "web", "exec", "get"), false),

@@ -1,7 +1,8 @@
 //! One upgraded exec/attach connection: the client's WebSocket messages go down the pod's
 //! stream as stdin, resize and stdin-close frames, the pod's stdout and stderr come back on
 //! their channels, and the stream's end is written as a Status on the error channel before a
-//! normal close.
+//! normal close. And port-forward's tunnel: the WebSocket's binary messages as a byte stream
+//! carrying a SPDY session.
 
 use std::time::Duration;
 
@@ -124,4 +125,52 @@ where
             reason: "".into(),
         })))
         .await;
+}
+
+/// Carries a byte stream in binary messages both ways until either side ends.
+pub async fn tunnel<S>(ws: S, pipe: tokio::io::DuplexStream)
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut tx, mut rx) = ws.split();
+    let (mut rd, mut wr) = tokio::io::split(pipe);
+    let up = async move {
+        while let Some(Ok(msg)) = rx.next().await {
+            match msg {
+                Message::Binary(b) => {
+                    if wr.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx
+                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            })))
+            .await;
+    };
+    tokio::join!(up, down);
 }
