@@ -133,30 +133,22 @@ impl AsyncWrite for Guarded {
 /// How HTTP/2's connection preface starts (no HTTP/1.1 method does).
 const H2_PREFACE: &[u8] = b"PRI";
 
-/// Whether a connection speaks HTTP/1.1: TLS's ALPN says so when the client offered it,
-/// else the first bytes do (read here and kept in `prefix`).
+/// Whether a connection speaks HTTP/1.1, by its first bytes (read here and kept in
+/// `prefix`): HTTP/2 opens with its preface. ALPN is not trusted for this: Go clients that
+/// share one TLS config between HTTP/2 and a WebSocket dialer negotiate `h2`, then send an
+/// HTTP/1.1 upgrade request.
 async fn sniff(conn: &mut Guarded) -> io::Result<()> {
-    let alpn = match &conn.inner {
-        Io::Tls(s) => s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
-        Io::Plain(_) => None,
-    };
-    match alpn.as_deref() {
-        Some(b"h2") => conn.http1 = false,
-        Some(b"http/1.1") => conn.http1 = true,
-        _ => {
-            let mut first = [0u8; 3];
-            let mut got = 0;
-            while got < first.len() {
-                let n = conn.inner_read(&mut first[got..]).await?;
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
-            conn.prefix = first[..got].to_vec();
-            conn.http1 = got == first.len() && first != H2_PREFACE;
+    let mut first = [0u8; 3];
+    let mut got = 0;
+    while got < first.len() {
+        let n = conn.inner_read(&mut first[got..]).await?;
+        if n == 0 {
+            break;
         }
+        got += n;
     }
+    conn.prefix = first[..got].to_vec();
+    conn.http1 = got == first.len() && first != H2_PREFACE;
     Ok(())
 }
 

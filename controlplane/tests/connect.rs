@@ -2,6 +2,8 @@
 //! listener, REST layer, gRPC stream code and tunnel, with a fake agent: stdin reaches the
 //! pod, its stdout comes back on channel 1, the v5 close of stdin ends the command and its
 //! exit code comes back as kubectl reads it; a missing pod is refused before the upgrade.
+//! And `pods/portforward` as a plain SPDY/3.1 upgrade: a forwarded connection's bytes go to
+//! the pod and back, and its error stream ends empty.
 
 mod common;
 
@@ -181,4 +183,119 @@ async fn exec_over_a_websocket_relays_stdin_stdout_and_the_exit_code_kubectl_rea
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1000),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn port_forward_over_spdy_relays_a_connections_bytes_and_ends_its_error_stream() {
+    use corral_controlplane::rest::connect::spdy::{self, Frame, HeaderCodec, FIN};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_dir, running, client) = common::boot().await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "echo"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox:1"}]}});
+    let pods = corral_api::kinds::by_plural("pods").unwrap();
+    client
+        .create_value(pods, "default", &pod, false)
+        .await
+        .unwrap();
+    fake_agent(&client).await;
+    let admin = running.admin_credentials();
+
+    let config = (*corral_api::tls::client_config(&admin, "test").unwrap()).clone();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(
+        b"POST /api/v1/namespaces/default/pods/echo/portforward HTTP/1.1\r\nHost: localhost\r\n\
+          Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\
+          Content-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tls.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("x-stream-protocol-version: portforward.k8s.io"),
+        "{head}"
+    );
+
+    let mut codec = HeaderCodec::default();
+    let mut syn = |id: u32, kind: &str| {
+        spdy::encode(&Frame::SynStream {
+            id,
+            associated: 0,
+            priority: 0,
+            flags: 0,
+            block: codec.encode(&[("streamType", kind), ("port", "80"), ("requestID", "0")]),
+        })
+    };
+    let (error, data) = (syn(1, "error"), syn(3, "data"));
+    tls.write_all(&error).await.unwrap();
+    tls.write_all(&data).await.unwrap();
+    let hello = Frame::Data {
+        id: 3,
+        flags: 0,
+        data: b"hello".to_vec(),
+    };
+    tls.write_all(&spdy::encode(&hello)).await.unwrap();
+    let eof = Frame::Data {
+        id: 3,
+        flags: FIN,
+        data: vec![],
+    };
+    tls.write_all(&spdy::encode(&eof)).await.unwrap();
+
+    // Replies to both streams, the bytes back on the data stream, both streams ended.
+    let (mut buf, mut frames) = (Vec::new(), Vec::new());
+    let want_end = |frames: &[Frame], id: u32| {
+        frames
+            .iter()
+            .any(|f| matches!(f, Frame::Data { id: i, flags, .. } if *i == id && flags & FIN != 0))
+    };
+    while !(want_end(&frames, 1) && want_end(&frames, 3)) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no more frames; got {frames:?}"))
+            .unwrap();
+        assert!(n > 0, "connection closed; got {frames:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some((f, used)) = spdy::parse(&buf).unwrap() {
+            buf.drain(..used);
+            frames.push(f);
+        }
+    }
+    let replies: Vec<u32> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::SynReply { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, [1, 3]);
+    let data: Vec<u8> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Data { id: 3, data, .. } => Some(data.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(data, b"hello");
+    let errors: Vec<u8> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Data { id: 1, data, .. } => Some(data.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&errors), "");
 }

@@ -1,7 +1,8 @@
-//! The real kubectl's `exec`, `cp` and `attach` against a Corral cluster: kubectl (v1.33, and
-//! v1.32 when installed) speaks WebSocket (`v5.channel.k8s.io`) to the REST connect
-//! endpoints, which relay onto the pod's stream through the agent's tunnel. Output, the
-//! remote exit code, stdin and its end, cp both ways, and attach's live output.
+//! The real kubectl's `exec`, `cp`, `attach` and `port-forward` against a Corral cluster:
+//! kubectl (v1.33, and v1.32 when installed) speaks WebSocket (`v5.channel.k8s.io`) and SPDY
+//! (port-forward, tunnelled in a WebSocket or a plain upgrade) to the REST connect endpoints,
+//! which relay onto the pod's streams through the agent's tunnel. Output, the remote exit
+//! code, stdin and its end, cp both ways, attach's live output, HTTP through port-forward.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,17 @@ spec:
   - name: app
     image: fedek3/workshop-uns:v0.2.0
     command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: site
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: fedek3/workshop-uns:v0.2.0
+    command: [sh, -c, "mkdir -p /w && echo hola > /w/index.html && exec httpd -f -p 8080 -h /w"]
 "#;
 
 /// kubectl on PATH; `None` skips the test locally (CI installs it, and fails without it).
@@ -182,7 +194,7 @@ async fn kubectl_exec_cp_and_attach_work_over_websockets() {
     std::fs::write(&manifest, PODS).unwrap();
     let (out, err, ok) = corral(&s, &["apply", "-f", manifest.to_str().unwrap()]);
     assert!(ok, "{out}\n{err}");
-    for pod in ["web", "ticker"] {
+    for pod in ["web", "ticker", "site"] {
         tokio::time::timeout(
             WAIT,
             eventually(&format!("{pod} to run"), WAIT, || async {
@@ -250,4 +262,52 @@ async fn kubectl_exec_cp_and_attach_work_over_websockets() {
         .expect("attach stopped printing");
     assert_eq!(tick(&second), tick(&first) + 1, "{first} then {second}");
     drop(attach);
+
+    // port-forward: SPDY tunnelled in a WebSocket (kubectl's default), then the plain SPDY
+    // upgrade kubectl falls back to; two connections through each session.
+    for websockets in ["true", "false"] {
+        let mut cmd = k.command(&["port-forward", "-v=6", "pod/site", ":8080"]);
+        cmd.env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets);
+        let log = dir.path().join(format!("port-forward-{websockets}.log"));
+        let (forward, port) = port_forward(cmd, &log);
+        for _ in 0..2 {
+            let got = corral_tests::http_get(&format!("127.0.0.1:{port}"), "site").await;
+            assert_eq!(
+                got,
+                Some((200, "hola\n".to_string())),
+                "websockets={websockets}; kubectl said:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        drop(forward);
+    }
+}
+
+/// A started `kubectl port-forward` and the local port it printed.
+fn port_forward(mut cmd: Command, log: &Path) -> (KillOnDrop, u16) {
+    let mut child = KillOnDrop(
+        cmd.stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    // Reads stdout to its end: a closed pipe would kill kubectl at its next line (SIGPIPE).
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
+    });
+    // "Forwarding from 127.0.0.1:PORT -> 8080"
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("port-forward printed nothing");
+    let port = line
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("port-forward printed {line:?}"));
+    (child, port)
 }

@@ -55,7 +55,8 @@ fn frames_round_trip_through_their_wire_form() {
 
 #[test]
 fn frames_are_read_from_their_documented_layout() {
-    let cases: &[(&[u8], Result<Option<(Frame, usize)>, SpdyError>)] = &[
+    type Parsed = Result<Option<(Frame, usize)>, SpdyError>;
+    let cases: &[(&[u8], Parsed)] = &[
         // PING 0x01020304.
         (
             b"\x80\x03\x00\x06\x00\x00\x00\x04\x01\x02\x03\x04",
