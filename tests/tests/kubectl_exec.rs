@@ -1,6 +1,7 @@
 //! The real kubectl's `exec`, `cp`, `attach` and `port-forward` against a Corral cluster:
 //! kubectl (v1.33, and v1.32 when installed) speaks WebSocket (`v5.channel.k8s.io`) and SPDY
-//! (port-forward, tunnelled in a WebSocket or a plain upgrade) to the REST connect endpoints,
+//! (port-forward, tunnelled in a WebSocket or a plain upgrade), kubectl v1.20 SPDY for exec,
+//! to the REST connect endpoints,
 //! which relay onto the pod's streams through the agent's tunnel. Output, the remote exit
 //! code, stdin and its end, cp both ways, attach's live output, HTTP through port-forward.
 
@@ -63,6 +64,41 @@ fn kubectl_bin() -> Option<PathBuf> {
         panic!("kubectl is not installed: CI must install it for this test");
     }
     found
+}
+
+/// Debian's kubectl v1.20 (package kubernetes-client), unpacked once into /var/cache as
+/// tests/tests/kubectl.rs does; `None` skips its steps locally, CI must have it.
+fn kubectl_1_20() -> Option<PathBuf> {
+    let dir = Path::new("/var/cache/corral-tests-kubectl120");
+    let bin = dir.join("root/usr/bin/kubectl");
+    if !bin.exists() {
+        let _ = std::fs::create_dir_all(dir);
+        let fetched = Command::new("apt-get")
+            .args(["download", "kubernetes-client"])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        let deb = std::fs::read_dir(dir).ok().and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        });
+        if let (true, Some(deb)) = (fetched, deb) {
+            let _ = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(dir.join("root"))
+                .status();
+        }
+    }
+    if !bin.exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!("cannot unpack Debian's kubernetes-client (kubectl v1.20) into {dir:?}");
+        }
+        return None;
+    }
+    Some(bin)
 }
 
 /// One kubectl binary with its own HOME (discovery cache) and the admin kubeconfig.
@@ -214,6 +250,10 @@ async fn kubectl_exec_cp_and_attach_work_over_websockets() {
     exec_steps(&k);
     if Path::new(KUBECTL_1_32).exists() {
         exec_steps(&Kubectl::new(Path::new(KUBECTL_1_32), &admin));
+    }
+    // kubectl v1.20 speaks SPDY/3.1 for exec.
+    if let Some(old) = kubectl_1_20() {
+        exec_steps(&Kubectl::new(&old, &admin));
     }
 
     // cp both ways (tar through exec, its stdin ended by v5's close).

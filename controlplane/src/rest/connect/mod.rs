@@ -142,6 +142,9 @@ pub async fn serve(
     if kind == Kind::PortForward {
         return port_forward(api, user, info, parts).await;
     }
+    if websocket_key(&parts.headers).is_none() && lists(&parts.headers, "upgrade", "SPDY/3.1") {
+        return spdy_exec(api, user, info, kind, parts).await;
+    }
     let Some(key) = websocket_key(&parts.headers) else {
         return response::fail(
             StatusReason::BadRequest,
@@ -216,6 +219,77 @@ fn lists(headers: &HeaderMap, name: &str, token: &str) -> bool {
         v.to_str()
             .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     })
+}
+
+/// The remote-command protocol spoken over SPDY (kubectl before v1.31 offers it first).
+const SPDY_EXEC: &str = "v4.channel.k8s.io";
+
+/// exec/attach as a plain SPDY/3.1 upgrade (`X-Stream-Protocol-Version: v4.channel.k8s.io`),
+/// authorized before the upgrade, then [`spdy::exec`].
+async fn spdy_exec(
+    api: &Arc<ApiService>,
+    user: UserInfo,
+    info: RequestInfo,
+    kind: Kind,
+    mut parts: http::request::Parts,
+) -> Response<Body> {
+    if !(lists(&parts.headers, "connection", "upgrade")
+        && lists(&parts.headers, "x-stream-protocol-version", SPDY_EXEC))
+    {
+        return response::fail(
+            StatusReason::BadRequest,
+            "unable to upgrade: SPDY exec and attach speak v4.channel.k8s.io only",
+        );
+    }
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        return response::fail(
+            StatusReason::BadRequest,
+            "unable to upgrade: the connection does not allow it (use HTTP/1.1)",
+        );
+    };
+    if let Err(status) = streams::authorize(api, &user, kind, &info.namespace, &info.name).await {
+        return response::grpc_error(&status);
+    }
+    let pairs: Vec<(String, String)> = path::query_pairs(parts.uri.query()).collect();
+    let (first, wants) = request_of(kind == Kind::Exec, &info.namespace, &info.name, pairs);
+    let (stdin, tty) = match &first.msg {
+        Some(Msg::Exec(r)) => (r.stdin, r.tty),
+        Some(Msg::Attach(r)) => (r.stdin, r.tty),
+        _ => (false, false),
+    };
+    let target = spdy::exec::Target {
+        api: api.clone(),
+        user,
+        kind,
+        first,
+        expect: spdy::exec::Expect {
+            stdin,
+            stdout: wants.stdout,
+            stderr: wants.stderr,
+            tty,
+        },
+    };
+    let span = tracing::debug_span!("connect", pod = %info.name, namespace = %info.namespace,
+        subresource = %info.subresource, protocol = "SPDY/3.1");
+    tokio::spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(u) => spdy::exec::serve(TokioIo::new(u), target).await,
+                Err(e) => debug!(error = %e, "upgrade failed"),
+            }
+        }
+        .instrument(span),
+    );
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+    h.insert(
+        "x-stream-protocol-version",
+        HeaderValue::from_static(SPDY_EXEC),
+    );
+    r
 }
 
 /// `pods/portforward`: SPDY/3.1 in a WebSocket (`SPDY/3.1+portforward.k8s.io`, kubectl v1.31+)

@@ -1,9 +1,10 @@
-//! SPDY/3.1 as kubectl speaks it for port-forward (and kubectl before v1.31 for everything):
+//! SPDY/3.1 as kubectl speaks it for port-forward (and kubectl before v1.31 for exec/attach):
 //! the frame codec (`SYN_STREAM`, `SYN_REPLY`, `RST_STREAM`, `SETTINGS`, `PING`, `GOAWAY`,
 //! `HEADERS`, `WINDOW_UPDATE`, data) and the header blocks, zlib-compressed with SPDY/3's
 //! preset dictionary in one context per direction. Pure, with table tests.
 
 mod dictionary;
+pub mod exec;
 pub mod portforward;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
