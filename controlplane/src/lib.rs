@@ -365,6 +365,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .max_encoding_message_size(limits::MAX_RESPONSE_MESSAGE);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let incoming = listener::incoming(listener, &config.limits, server_tls);
+    // HTTP/1.1 connections (kubectl's exec/attach upgrades, HTTP/1.1 REST clients) are served
+    // by hyper with upgrades on, which tonic's server leaves off; HTTP/2 stays with tonic.
+    let (http1_stop, http1_stopped) = tokio::sync::watch::channel(());
+    let incoming = {
+        let (rest, timeout) = (rest.rest(), config.limits.request_timeout);
+        futures::StreamExt::filter_map(incoming, move |conn| {
+            futures::future::ready(match conn {
+                Ok(c) if c.is_http1() => {
+                    rest::connect::http1::serve(c, rest.clone(), timeout, http1_stopped.clone());
+                    None
+                }
+                other => Some(other),
+            })
+        })
+    };
     let router = tonic::transport::Server::builder()
         // kubectl and client libraries speak HTTP/1.1 as well as HTTP/2.
         .accept_http1(true)
@@ -386,6 +401,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
             warn!(error = %e, "API server stopped with an error");
         }
+        drop(http1_stop);
     });
     info!(%addr, data_dir = %config.data_dir.display(), "API server listening");
 

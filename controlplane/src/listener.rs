@@ -1,7 +1,8 @@
 //! The API's accepting side: at most `max_connections` connections open at once (the rest
 //! wait in the kernel's backlog until one closes), and a new connection must send its first
 //! bytes and finish its TLS handshake (its first byte says whether it speaks TLS) within
-//! `handshake_timeout` or it is closed. Together with the
+//! `handshake_timeout` or it is closed (and in that time say whether it speaks HTTP/1.1, see
+//! [`Guarded::is_http1`]). Together with the
 //! server's request timeout and HTTP/2 keep-alive, no client can hold the API by connecting
 //! and saying nothing.
 
@@ -65,7 +66,17 @@ enum Io {
 pub struct Guarded {
     inner: Io,
     info: ConnInfo,
+    /// Bytes read to tell HTTP/1.1 from HTTP/2, handed out again before the stream's own.
+    prefix: Vec<u8>,
+    http1: bool,
     _slot: OwnedSemaphorePermit,
+}
+
+impl Guarded {
+    /// Whether the connection speaks HTTP/1.1 (the REST API's upgrades are served on those).
+    pub fn is_http1(&self) -> bool {
+        self.http1
+    }
 }
 
 impl Connected for Guarded {
@@ -81,6 +92,12 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
         match &mut self.inner {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -109,6 +126,38 @@ impl AsyncWrite for Guarded {
         match &mut self.inner {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How HTTP/2's connection preface starts (no HTTP/1.1 method does).
+const H2_PREFACE: &[u8] = b"PRI";
+
+/// Whether a connection speaks HTTP/1.1, by its first bytes (read here and kept in
+/// `prefix`): HTTP/2 opens with its preface. ALPN is not trusted for this: Go clients that
+/// share one TLS config between HTTP/2 and a WebSocket dialer negotiate `h2`, then send an
+/// HTTP/1.1 upgrade request.
+async fn sniff(conn: &mut Guarded) -> io::Result<()> {
+    let mut first = [0u8; 3];
+    let mut got = 0;
+    while got < first.len() {
+        let n = conn.inner_read(&mut first[got..]).await?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    conn.prefix = first[..got].to_vec();
+    conn.http1 = got == first.len() && first != H2_PREFACE;
+    Ok(())
+}
+
+impl Guarded {
+    async fn inner_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        match &mut self.inner {
+            Io::Plain(s) => s.read(buf).await,
+            Io::Tls(s) => s.read(buf).await,
         }
     }
 }
@@ -187,16 +236,21 @@ pub fn incoming(
                     let tx = tx.clone();
                     let acceptor = acceptor.clone();
                     tokio::spawn(async move {
-                        match tokio::time::timeout(timeout, handshake(tcp, acceptor.as_ref())).await
-                        {
-                            Ok(Ok((inner, info))) => {
-                                let _ = tx
-                                    .send(Guarded {
-                                        inner,
-                                        info,
-                                        _slot: slot,
-                                    })
-                                    .await;
+                        let accept = async {
+                            let (inner, info) = handshake(tcp, acceptor.as_ref()).await?;
+                            let mut conn = Guarded {
+                                inner,
+                                info,
+                                prefix: Vec::new(),
+                                http1: false,
+                                _slot: slot,
+                            };
+                            sniff(&mut conn).await?;
+                            Ok::<_, io::Error>(conn)
+                        };
+                        match tokio::time::timeout(timeout, accept).await {
+                            Ok(Ok(conn)) => {
+                                let _ = tx.send(conn).await;
                             }
                             Ok(Err(e)) => debug!(error = %e, "connection closed during handshake"),
                             Err(_) => debug!("connection closed: no handshake in time"),

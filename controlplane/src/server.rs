@@ -26,7 +26,7 @@ use crate::store::{Event, EventType, Revision};
 use crate::tunnel::Tunnels;
 
 mod access;
-mod streams;
+pub(crate) mod streams;
 
 pub use access::AuthorizeAs;
 

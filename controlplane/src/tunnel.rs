@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::auth::{UserInfo, MASTERS};
 use crate::registry::ApiError;
 
-mod stream;
+pub(crate) mod stream;
 pub use stream::{Frame, MAX_DATA};
 
 type Chunk = Result<Vec<u8>, ApiError>;

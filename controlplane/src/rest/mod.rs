@@ -24,6 +24,7 @@ use crate::server::{ApiService, AuthorizeAs};
 pub const MAX_FIELD_MANAGER: usize = 128;
 
 mod body;
+pub mod connect;
 pub mod discovery;
 mod media;
 pub mod openapi;
@@ -90,6 +91,9 @@ impl Rest {
                 Target::OpenApiIndex => response::json(StatusCode::OK, &openapi::index()),
                 Target::OpenApi(gv) => found(openapi::document(&gv)),
                 Target::NotFound => not_found(),
+                Target::Resource(info) if connect::handles(&info) => {
+                    connect::serve(&self.api, user, info, parts).await
+                }
                 Target::Resource(info) => {
                     let Some(kind) = resolve(&info) else {
                         return not_found();
@@ -226,6 +230,11 @@ impl SplitLayer {
         Self {
             rest: Arc::new(rest),
         }
+    }
+
+    /// The REST side, for the HTTP/1.1 connections served outside tonic ([`connect::http1`]).
+    pub fn rest(&self) -> Arc<Rest> {
+        self.rest.clone()
     }
 }
 

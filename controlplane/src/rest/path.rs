@@ -131,6 +131,12 @@ pub fn static_subresource(sub: &str) -> &'static str {
 /// Decodes a query string (`application/x-www-form-urlencoded`: `+` is a space, `%XX` a
 /// byte); the last of repeated keys wins.
 pub fn query(raw: Option<&str>) -> BTreeMap<String, String> {
+    query_pairs(raw).collect()
+}
+
+/// Every decoded `key=value` pair of a query in order, repeated keys included (exec's
+/// `command=`).
+pub fn query_pairs(raw: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
     raw.unwrap_or("")
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -138,7 +144,6 @@ pub fn query(raw: Option<&str>) -> BTreeMap<String, String> {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             (decode(k), decode(v))
         })
-        .collect()
 }
 
 fn decode(s: &str) -> String {

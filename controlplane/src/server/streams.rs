@@ -17,9 +17,10 @@ use crate::registry::ApiError;
 
 pub type FrameStream = Pin<Box<dyn Stream<Item = Result<pb::StreamFrame, Status>> + Send>>;
 
-/// Which RPC a stream came in on: its first frame must be of the same kind.
+/// Which RPC (or REST connect subresource) a stream came in on: its first frame must be of
+/// the same kind.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Exec,
     Attach,
     PortForward,
@@ -145,6 +146,39 @@ async fn prepare(
     Ok((node, first))
 }
 
+/// Authorizes `first` for `user` and opens its stream to the pod's agent: frames sent on the
+/// returned sender go down to the pod, the returned stream carries the pod side's frames
+/// (ending with a `StreamEnd`). The gRPC RPCs and the REST connect endpoints both come here.
+pub(crate) async fn join(
+    svc: &ApiService,
+    user: &crate::auth::UserInfo,
+    kind: Kind,
+    first: pb::StreamFrame,
+) -> Result<(tokio::sync::mpsc::Sender<pb::StreamFrame>, FrameStream), Status> {
+    let (node, first) = prepare(svc, user, kind, first).await?;
+    let (to_agent, from_agent) = svc.tunnels.stream(&node, first).await?;
+    Ok((
+        to_agent,
+        Box::pin(from_agent.map(|f| f.map_err(Status::from))),
+    ))
+}
+
+/// Whether `user` may open `kind` streams to pod `ns/name`, and the pod exists: checked once
+/// before a session that opens its streams later (port-forward), with the same rule
+/// [`join`] applies to each.
+pub(crate) async fn authorize(
+    svc: &ApiService,
+    user: &crate::auth::UserInfo,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+) -> Result<(), Status> {
+    svc.check(user, "create", &kinds::PODS, kind.subresource(), ns, name)
+        .await?;
+    svc.registry.get(&kinds::PODS, ns, name).await?;
+    Ok(())
+}
+
 pub(super) async fn open(
     svc: &ApiService,
     req: Request<Streaming<pb::StreamFrame>>,
@@ -156,8 +190,7 @@ pub(super) async fn open(
         .message()
         .await?
         .ok_or_else(|| ApiError::BadRequest("the stream ended before its request".into()))?;
-    let (node, first) = prepare(svc, &user, kind, first).await?;
-    let (to_agent, from_agent) = svc.tunnels.stream(&node, first).await?;
+    let (to_agent, from_agent) = join(svc, &user, kind, first).await?;
     // The client's frames, relayed as they come; the client closing its side is not the end
     // of the stream (it may still read), a client that goes away drops the response below.
     tokio::spawn(async move {
@@ -167,9 +200,7 @@ pub(super) async fn open(
             }
         }
     });
-    Ok(Response::new(Box::pin(
-        from_agent.map(|f| f.map_err(Status::from)),
-    )))
+    Ok(Response::new(from_agent))
 }
 
 #[cfg(test)]
