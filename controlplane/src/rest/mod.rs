@@ -82,8 +82,11 @@ impl Rest {
                     openapi::V2_PROTOBUF,
                     openapi::v2_document().into(),
                 ),
-                Target::OpenApiIndex => response::json(StatusCode::OK, &openapi::index()),
-                Target::OpenApi(gv) => found(openapi::document(&gv)),
+                Target::OpenApiIndex => openapi::serve_index(),
+                Target::OpenApi(gv) => {
+                    openapi::serve_document(&gv, query.get("hash").map(String::as_str))
+                        .unwrap_or_else(not_found)
+                }
                 Target::NotFound => not_found(),
                 Target::Resource(info) => {
                     let Some(kind) = resolve(&info) else {
