@@ -27,6 +27,7 @@ pub mod path;
 pub mod response;
 mod subresources;
 pub mod table;
+mod validation;
 mod verbs;
 mod watch;
 

@@ -79,6 +79,14 @@ pub fn components(
     for (info, name) in &named {
         if let Some(Value::Object(s)) = schemas.get_mut(name) {
             s.insert("x-kubernetes-group-version-kind".into(), json!([gvk(info)]));
+            // k8s-openapi's types hold `metadata` without an Option; Kubernetes does not
+            // require it in the schema (kubectl explain would print `-required-`).
+            if let Some(Value::Array(required)) = s.get_mut("required") {
+                required.retain(|r| r != "metadata");
+            }
+            if s.get("required").is_some_and(|r| r == &json!([])) {
+                s.remove("required");
+            }
         }
     }
     if let Some(Value::Object(s)) = schemas.get_mut(SCALE) {
