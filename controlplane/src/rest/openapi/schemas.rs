@@ -2,9 +2,12 @@
 //! impls (Kubernetes' types and descriptions, the schema the registry validates with) and
 //! made into what kube-apiserver serves: `#/components/schemas/io.k8s...` references (a
 //! reference with a description becomes `allOf: [$ref]`), `x-kubernetes-group-version-kind`
-//! on each kind, Quantity and IntOrString as Kubernetes spells them.
+//! on each kind, Quantity and IntOrString as Kubernetes spells them, merge keys and strategies
+//! from the strategic merge patch's table.
 
 use corral_api::kinds::ResourceInfo;
+use corral_api::patch::strategic::schema::Ty;
+use corral_api::patch::strategic::{Schema, Strategy};
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::JsonSchema;
 use serde_json::{json, Map, Value};
@@ -111,6 +114,11 @@ pub fn components(
             json!([{"type": "integer"}, {"type": "string"}]),
         );
     }
+    for (name, schema) in schemas.iter_mut() {
+        if let Some(ty) = Ty::of_definition(name) {
+            tag_patch_strategies(ty, schema);
+        }
+    }
     schemas.insert(
         PATCH.into(),
         json!({
@@ -119,6 +127,24 @@ pub fn components(
         }),
     );
     (schemas, named)
+}
+
+/// `x-kubernetes-patch-strategy` and `x-kubernetes-patch-merge-key` on the properties of a
+/// type, from the strategic merge patch's own table (`corral_api::patch::strategic::schema`).
+fn tag_patch_strategies(ty: Ty, schema: &mut Value) {
+    let Some(Value::Object(props)) = schema.get_mut("properties") else {
+        return;
+    };
+    for (field, prop) in props.iter_mut() {
+        let meta = ty.field(field);
+        let (Strategy::Merge, Value::Object(p)) = (meta.strategy, prop) else {
+            continue;
+        };
+        p.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+        if !meta.merge_key.is_empty() {
+            p.insert("x-kubernetes-patch-merge-key".into(), json!(meta.merge_key));
+        }
+    }
 }
 
 /// A kind's `{group, version, kind}`, as operations and schemas are tagged.

@@ -80,6 +80,8 @@ fn a_deployment_schema_resolves_the_pod_template_containers_with_descriptions() 
         "spec.template.spec.containers.image",
     );
     assert_eq!(image["type"], "string");
+    assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+    assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
     // A reference with a description is `allOf: [$ref]` (OpenAPI 3.0 ignores `$ref` siblings).
     let template = field(&apps, "io.k8s.api.apps.v1.Deployment", "spec.template");
     assert!(template["description"].is_string());
