@@ -1,5 +1,6 @@
 //! The real kubectl reads Corral's OpenAPI: `kubectl explain` (kubectl v1.33 through the
-//! dispatcher on PATH, and v1.32 when present) prints Kubernetes' descriptions and types, and
+//! dispatcher on PATH, v1.32 when present, and Debian's v1.20 reading `/openapi/v2`) prints
+//! Kubernetes' descriptions and types, kubectl v1.20 validates against the v2 definitions, and
 //! `fieldValidation` answers as kube-apiserver does (Strict's error wording, Warn's warnings).
 
 use std::path::{Path, PathBuf};
@@ -20,8 +21,46 @@ fn kubectl_bin() -> Option<PathBuf> {
     found
 }
 
+/// A pod with a field no Kubernetes type has.
+const BAD_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    image: busybox\n    bogus: 1\n";
+
 /// The Google Cloud SDK's kubectl v1.32, beside the dispatcher, when installed.
 const KUBECTL_1_32: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
+
+/// Debian's kubectl v1.20 (package kubernetes-client), unpacked apart from the kubectl on PATH
+/// into /var/cache (`apt-get download` once). `None` skips that step locally; CI must have it.
+fn kubectl_1_20() -> Option<PathBuf> {
+    let dir = Path::new("/var/cache/corral-tests-kubectl120");
+    let bin = dir.join("root/usr/bin/kubectl");
+    if !bin.exists() {
+        let _ = std::fs::create_dir_all(dir);
+        let fetched = Command::new("apt-get")
+            .args(["download", "kubernetes-client"])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        let deb = std::fs::read_dir(dir).ok().and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        });
+        if let (true, Some(deb)) = (fetched, deb) {
+            let _ = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(dir.join("root"))
+                .status();
+        }
+    }
+    if !bin.exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!("cannot unpack Debian's kubernetes-client (kubectl v1.20) into {dir:?}");
+        }
+        return None;
+    }
+    Some(bin)
+}
 
 /// Runs one kubectl with its own HOME (discovery and OpenAPI caches) and the kubeconfig.
 struct Kubectl<'a> {
@@ -128,14 +167,38 @@ async fn kubectl_explains_kinds_and_field_validation_answers_as_kube_apiserver()
         eprintln!("SKIPPED (v1.32 step): {KUBECTL_1_32} is not installed");
     }
 
+    // kubectl v1.20 reads /openapi/v2 (protobuf): explain, and its client-side validation.
+    match kubectl_1_20() {
+        None => eprintln!("SKIPPED (v1.20 step): Debian's kubectl v1.20 is not available"),
+        Some(bin) => {
+            let old = Kubectl {
+                bin,
+                kubeconfig: &admin,
+                home: tempfile::tempdir().expect("temp dir"),
+            };
+            let out = old.ok(&["explain", "deployment.spec.template.spec.containers"]);
+            for want in [
+                "RESOURCE: containers <[]Object>",
+                "List of containers belonging to the pod.",
+                "image\t<string>",
+            ] {
+                assert!(out.contains(want), "{want:?} missing:\n{out}");
+            }
+            let bad = old.home.path().join("bad.yaml");
+            std::fs::write(&bad, BAD_POD).expect("write manifest");
+            let (_, err, created) = old.run(&["apply", "-f", bad.to_str().expect("utf-8 path")]);
+            assert!(!created);
+            assert!(
+                err.contains("ValidationError(Pod.spec.containers[0]): unknown field \"bogus\" in io.k8s.api.core.v1.Container"),
+                "{err}"
+            );
+        }
+    }
+
     // Strict (kubectl's default, since the PATCH operations take fieldValidation): refused
     // in kube-apiserver's words.
     let bad = k.home.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    image: busybox\n    bogus: 1\n",
-    )
-    .expect("write manifest");
+    std::fs::write(&bad, BAD_POD).expect("write manifest");
     let path = bad.to_str().expect("utf-8 path");
     let (_, err, created) = k.run(&["apply", "-f", path]);
     assert!(!created);

@@ -81,7 +81,7 @@ impl Rest {
                 Target::OpenApiV2 => response::bytes(
                     StatusCode::OK,
                     openapi::V2_PROTOBUF,
-                    openapi::v2_document().into(),
+                    openapi::v2::document(),
                 ),
                 Target::OpenApiIndex => openapi::serve_index(),
                 Target::OpenApi(gv) => {

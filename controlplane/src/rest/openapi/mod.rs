@@ -2,8 +2,7 @@
 //! Corral serves and the component schemas of k8s-openapi's types (Kubernetes' descriptions,
 //! so `kubectl explain` works), generated once on first use and kept as bytes with their hash
 //! (kubectl caches a document by the `?hash=` of its URL, as kube-apiserver serves them). Older
-//! kubectl (v1.20) reads `/openapi/v2` instead, as protobuf: an empty document (no
-//! definitions), so it validates nothing itself and computes patches from its built-in types.
+//! kubectl (v1.20) reads `/openapi/v2` instead, as protobuf (`v2.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -21,6 +20,7 @@ mod paths;
 pub mod schemas;
 #[cfg(test)]
 mod tests;
+pub mod v2;
 
 /// A group-version as the index spells it (`api/v1`, `apis/apps/v1`).
 fn group_version(k: &ResourceInfo) -> String {
@@ -142,23 +142,3 @@ pub fn serve_document(gv: &str, hash: Option<&str>) -> Option<Response<Body>> {
 /// `application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, but Go's media type parser
 /// refuses that name in a response (client-go then fails with "mime: unexpected content").
 pub const V2_PROTOBUF: &str = "application/octet-stream";
-
-/// `/openapi/v2`: an `openapi_v2.Document` with `swagger`, `info` and empty `paths`, encoded
-/// by hand (three fields do not need a protobuf code generator).
-pub fn v2_document() -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
-        // Wire type 2 (length-delimited); every length here is below 128 (one varint byte).
-        out.push(number << 3 | 2);
-        out.push(u8::try_from(bytes.len()).expect("a short field"));
-        out.extend_from_slice(bytes);
-    }
-    let version = format!("v1.{}.0", super::discovery::KUBE_MINOR);
-    let mut info = Vec::new();
-    field(&mut info, 1, b"Corral");
-    field(&mut info, 2, version.as_bytes());
-    let mut doc = Vec::new();
-    field(&mut doc, 1, b"2.0");
-    field(&mut doc, 2, &info);
-    field(&mut doc, 8, &[]);
-    doc
-}

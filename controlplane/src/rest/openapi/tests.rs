@@ -38,13 +38,56 @@ fn field<'a>(doc: &'a Value, component: &str, path: &str) -> &'a Value {
 }
 
 #[test]
-fn v2_document_is_swagger_info_and_empty_paths() {
-    let doc = v2_document();
-    assert_eq!(&doc[..5], b"\x0a\x032.0");
-    assert_eq!(doc[5], 2 << 3 | 2);
-    assert_eq!(&doc[doc.len() - 2..], &[8 << 3 | 2, 0]);
-    let info = &doc[7..7 + doc[6] as usize];
-    assert_eq!(&info[..8], b"\x0a\x06Corral");
+fn the_v2_document_holds_every_kind_tagged_and_references_as_definitions() {
+    use prost::Message;
+    let doc = v2::Document::decode(v2::document()).unwrap();
+    assert_eq!(doc.swagger, "2.0");
+    let defs = doc.definitions.unwrap().additional_properties;
+    let find = |name: &str| {
+        defs.iter()
+            .find(|d| d.name == name)
+            .and_then(|d| d.value.clone())
+            .unwrap_or_else(|| panic!("no definition {name}"))
+    };
+    let deploy = find("io.k8s.api.apps.v1.Deployment");
+    let gvk = deploy
+        .vendor_extension
+        .iter()
+        .find(|x| x.name == "x-kubernetes-group-version-kind")
+        .unwrap();
+    assert_eq!(
+        gvk.value.as_ref().unwrap().yaml,
+        "- group: apps\n  kind: Deployment\n  version: v1\n"
+    );
+    let spec = deploy
+        .properties
+        .unwrap()
+        .additional_properties
+        .into_iter()
+        .find(|p| p.name == "spec")
+        .unwrap()
+        .value
+        .unwrap();
+    assert_eq!(
+        spec.r#ref,
+        "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+    );
+    assert!(spec
+        .description
+        .starts_with("Specification of the desired behavior"));
+    let quantity = find(schemas::QUANTITY);
+    assert_eq!(quantity.r#type.unwrap().value, ["string"]);
+    for k in kinds::ALL {
+        assert!(defs.iter().any(|d| d.value.as_ref().is_some_and(|s| s
+            .vendor_extension
+            .iter()
+            .any(|x| x.name == "x-kubernetes-group-version-kind"
+                && x.value
+                    .as_ref()
+                    .unwrap()
+                    .yaml
+                    .contains(&format!("kind: {}\n", k.kind))))));
+    }
 }
 
 #[test]
