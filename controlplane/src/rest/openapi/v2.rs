@@ -194,6 +194,7 @@ pub fn convert(v: &Value) -> Schema {
 pub fn document() -> Bytes {
     static DOC: OnceLock<Bytes> = OnceLock::new();
     DOC.get_or_init(|| {
+        let started = std::time::Instant::now();
         let all: Vec<_> = kinds::ALL.iter().collect();
         let (mut components, _) = schemas::components(&all);
         // Swagger 2.0 has no oneOf: both are strings there, as in Kubernetes' swagger.json.
@@ -226,7 +227,13 @@ pub fn document() -> Bytes {
                     .collect(),
             }),
         };
-        doc.encode_to_vec().into()
+        let bytes = doc.encode_to_vec();
+        tracing::info!(
+            bytes = bytes.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "openapi v2 document generated"
+        );
+        bytes.into()
     })
     .clone()
 }
