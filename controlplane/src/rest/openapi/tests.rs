@@ -42,6 +42,27 @@ fn the_v2_document_holds_every_kind_tagged_and_references_as_definitions() {
     use prost::Message;
     let doc = v2::Document::decode(v2::document()).unwrap();
     assert_eq!(doc.swagger, "2.0");
+    let patch = doc
+        .paths
+        .unwrap()
+        .path
+        .into_iter()
+        .find(|p| p.name == "/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        .and_then(|p| p.value?.patch)
+        .unwrap();
+    assert_eq!(
+        patch.vendor_extension[0].value.as_ref().unwrap().yaml,
+        "group: apps\nkind: Deployment\nversion: v1\n"
+    );
+    assert!(patch.parameters.iter().any(|p| p
+        .parameter
+        .as_ref()
+        .and_then(|p| p
+            .non_body_parameter
+            .as_ref()?
+            .query_parameter_sub_schema
+            .as_ref())
+        .is_some_and(|q| q.name == "dryRun")));
     let defs = doc.definitions.unwrap().additional_properties;
     let find = |name: &str| {
         defs.iter()

@@ -34,9 +34,115 @@ pub struct Info {
     pub version: String,
 }
 
-/// No paths: kubectl finds a kind's definition by its `x-kubernetes-group-version-kind`.
+/// Only each kind's PATCH: kubectl v1.20 finds a kind's definition by the definitions' own
+/// `x-kubernetes-group-version-kind`, and asks the PATCH operation whether the kind takes
+/// `dryRun` (`--dry-run=server`).
 #[derive(Clone, PartialEq, Message)]
-pub struct Paths {}
+pub struct Paths {
+    #[prost(message, repeated, tag = "2")]
+    pub path: Vec<NamedPathItem>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct NamedPathItem {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(message, optional, tag = "2")]
+    pub value: Option<PathItem>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PathItem {
+    #[prost(message, optional, tag = "8")]
+    pub patch: Option<Operation>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Operation {
+    #[prost(string, tag = "5")]
+    pub operation_id: String,
+    #[prost(message, repeated, tag = "8")]
+    pub parameters: Vec<ParametersItem>,
+    #[prost(message, repeated, tag = "13")]
+    pub vendor_extension: Vec<NamedAny>,
+}
+
+/// gnostic's `ParametersItem` and `Parameter` (oneofs), with only the query parameter case.
+#[derive(Clone, PartialEq, Message)]
+pub struct ParametersItem {
+    #[prost(message, optional, tag = "1")]
+    pub parameter: Option<Parameter>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Parameter {
+    #[prost(message, optional, tag = "2")]
+    pub non_body_parameter: Option<NonBodyParameter>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct NonBodyParameter {
+    #[prost(message, optional, tag = "3")]
+    pub query_parameter_sub_schema: Option<QueryParameter>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct QueryParameter {
+    #[prost(string, tag = "2")]
+    pub r#in: String,
+    #[prost(string, tag = "4")]
+    pub name: String,
+    #[prost(string, tag = "6")]
+    pub r#type: String,
+}
+
+/// The PATCH path of every stored kind, tagged with its kind and taking its query parameters.
+fn patch_paths() -> Paths {
+    let query = |name: &str, ty: &str| ParametersItem {
+        parameter: Some(Parameter {
+            non_body_parameter: Some(NonBodyParameter {
+                query_parameter_sub_schema: Some(QueryParameter {
+                    r#in: "query".into(),
+                    name: name.into(),
+                    r#type: ty.into(),
+                }),
+            }),
+        }),
+    };
+    let path = kinds::ALL
+        .iter()
+        .filter(|k| !k.is_virtual())
+        .map(|k| {
+            let scope = if k.namespaced {
+                "/namespaces/{namespace}"
+            } else {
+                ""
+            };
+            let gvk = schemas::gvk(k);
+            NamedPathItem {
+                name: format!("/{}{scope}/{}/{{name}}", super::group_version(k), k.plural),
+                value: Some(PathItem {
+                    patch: Some(Operation {
+                        operation_id: format!("patch{}", k.kind),
+                        parameters: vec![
+                            query("dryRun", "string"),
+                            query("fieldManager", "string"),
+                            query("fieldValidation", "string"),
+                            query("force", "boolean"),
+                        ],
+                        vendor_extension: vec![NamedAny {
+                            name: "x-kubernetes-group-version-kind".into(),
+                            value: Some(Any {
+                                yaml: serde_yaml::to_string(&gvk).unwrap_or_default(),
+                            }),
+                        }],
+                    }),
+                }),
+            }
+        })
+        .collect();
+    Paths { path }
+}
 
 #[derive(Clone, PartialEq, Message)]
 pub struct Definitions {
@@ -216,7 +322,7 @@ pub fn document() -> Bytes {
                 title: "Kubernetes".into(),
                 version: format!("v1.{}.0", super::super::discovery::KUBE_MINOR),
             }),
-            paths: Some(Paths {}),
+            paths: Some(patch_paths()),
             definitions: Some(Definitions {
                 additional_properties: components
                     .iter()
