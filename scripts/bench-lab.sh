@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 bin=$(realpath "${BENCH_BIN_DIR:-target/release}")
 export PATH="$bin:$PATH"
-for b in corral corral-controlplane corral-scheduler corral-agent corral-proxy corral-build-images; do
+for b in corral corral-controlplane corral-scheduler corral-agent corral-logger corral-proxy corral-build-images; do
   [[ -x $bin/$b ]] || { echo "bench-lab: $bin/$b missing: cargo build --release --workspace --bins" >&2; exit 1; }
 done
 images=$(mktemp -d)

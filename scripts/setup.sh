@@ -12,6 +12,8 @@ packages=(
   python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
   # tests/tests/kubectl.rs: a venv for the Python kubernetes client (from PyPI)
   python3-venv
+  # etcd's protos import protobuf's well-known types; the etcd store's tests run real etcd
+  libprotobuf-dev etcd-server etcd-client
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -22,6 +24,10 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's etcd-server starts a host etcd on 2379; Corral's tests start their own.
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now etcd.service >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -27,7 +27,7 @@ if command -v systemctl >/dev/null; then
   systemctl reset-failed "${UNITS[@]}" 2>/dev/null
 fi
 rm -rf /etc/corral /var/lib/corral /run/corral
-for b in corral-controlplane corral-scheduler corral-agent corral-proxy corral corral-killall.sh; do
+for b in corral-controlplane corral-scheduler corral-agent corral-logger corral-proxy corral corral-killall.sh; do
   rm -f "$BIN/$b"
 done
 echo "[corral-uninstall] Corral removed" >&2

@@ -424,6 +424,7 @@ pub async fn attach(ctx: ExecContext, req: pb::AttachRequest, io: Duplex) {
         follow: true,
         previous: false,
         tail_lines: 0,
+        ..Default::default()
     };
     let follow = tokio::spawn(crate::logs::serve(
         ctx.data_dir.clone(),

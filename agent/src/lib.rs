@@ -73,6 +73,9 @@ pub struct Config {
     pub cluster_cidr: corral_podnet::Cidr,
     /// Cluster DNS written into pods' resolv.conf (`--cluster-dns`, `--cluster-domain`).
     pub cluster_dns: resolv::ClusterDns,
+    /// The binary containerd's shims run as each container's log copier (`corral-logger`);
+    /// none: the shim writes raw output to the file (no times).
+    pub logger: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +111,8 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         cfg.data_dir.join("tmp"),
     )
     .await?
-    .with_registries(cfg.registries.clone());
+    .with_registries(cfg.registries.clone())
+    .with_logger(cfg.logger.clone());
     // exec and attach talk to containerd's task API directly (stdio FIFOs, resize).
     let containerd_client = containerd.client().clone();
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(containerd);

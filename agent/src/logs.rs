@@ -1,5 +1,6 @@
 //! Container logs: answers the tunnel's `LogOpen` requests (`tunnel.rs`) from the files the
-//! shims write (`pods/<uid>/logs/<container>/<attempt>.log`), with tail, previous and follow.
+//! log copiers write (`pods/<uid>/logs/<container>/<attempt>.log`, `corral_logger::format`), with tail,
+//! previous, follow, timestamps, since and a byte limit.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 use crate::pod::manager::PodIndex;
+use corral_logger::format::{self as logformat, View};
+use jiff::Timestamp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -179,19 +182,25 @@ pub async fn serve(
     } else {
         Ok(0)
     };
-    let mut pos = match start {
+    match start {
         Ok(start) => {
             if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
                 return;
             }
-            start
         }
         Err(e) => {
             let _ = out.send(Err(ioerr(e).to_string())).await;
             return;
         }
     };
+    let view = View {
+        timestamps: req.timestamps,
+        since: since(&req),
+    };
+    let mut left = (req.limit_bytes > 0).then_some(req.limit_bytes as usize);
     let mut buf = vec![0u8; 32 * 1024];
+    // Bytes of a line not read to its end yet.
+    let mut carry: Vec<u8> = Vec::new();
     loop {
         let n = match file.read(&mut buf).await {
             Ok(n) => n,
@@ -201,8 +210,9 @@ pub async fn serve(
             }
         };
         if n > 0 {
-            pos += n as u64;
-            if out.send(Ok(buf[..n].to_vec())).await.is_err() {
+            carry.extend_from_slice(&buf[..n]);
+            let shown = render_lines(&view, &mut carry);
+            if !send(&out, shown, &mut left).await {
                 return;
             }
             continue;
@@ -210,6 +220,14 @@ pub async fn serve(
         // At the end: done unless following; a follow ends when the container is replaced
         // by a newer attempt or the pod leaves the node.
         if !req.follow || req.previous {
+            let mut shown = Vec::new();
+            if logformat::parse(&carry).is_some() {
+                view.render(&carry, &mut shown);
+            } else {
+                // A raw file's last line, as written (no newline added).
+                shown = std::mem::take(&mut carry);
+            }
+            send(&out, shown, &mut left).await;
             return;
         }
         if index.uid(&req.namespace, &req.pod).is_none()
@@ -221,8 +239,52 @@ pub async fn serve(
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = out.closed() => return,
         }
-        let _ = pos;
     }
+}
+
+/// The first time a request shows: `since_time`, else `since_seconds` ago.
+fn since(req: &pb::LogsRequest) -> Option<Timestamp> {
+    if let Ok(t) = req.since_time.parse::<Timestamp>() {
+        return Some(t);
+    }
+    (req.since_seconds > 0).then(|| {
+        Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_secs(req.since_seconds))
+            .unwrap_or(Timestamp::MIN)
+    })
+}
+
+/// What the complete lines at the head of `carry` show; they are taken out of it.
+fn render_lines(view: &View, carry: &mut Vec<u8>) -> Vec<u8> {
+    let Some(end) = carry.iter().rposition(|b| *b == b'\n') else {
+        return Vec::new();
+    };
+    let mut shown = Vec::with_capacity(end + 1);
+    for line in carry[..end].split(|b| *b == b'\n') {
+        view.render(line, &mut shown);
+    }
+    carry.drain(..=end);
+    shown
+}
+
+/// Sends `data` within the byte limit; false when the reader is gone or the limit is reached.
+async fn send(
+    out: &mpsc::Sender<Result<Vec<u8>, String>>,
+    mut data: Vec<u8>,
+    left: &mut Option<usize>,
+) -> bool {
+    let mut done = false;
+    if let Some(l) = left {
+        if data.len() >= *l {
+            data.truncate(*l);
+            done = true;
+        }
+        *l -= data.len();
+    }
+    if !data.is_empty() && out.send(Ok(data)).await.is_err() {
+        return false;
+    }
+    !done
 }
 
 #[cfg(test)]

@@ -96,10 +96,32 @@ struct Args {
     /// The cluster's DNS domain, in pods' search path.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Let the shims write containers' raw output to the log files, without the log copier
+    /// (no times: `logs --timestamps` and `--since` then show every line as it is).
+    #[arg(long)]
+    raw_logs: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    agent().await
+}
+
+/// The log copier beside this binary (installs and rigs put `corral-logger` there); without
+/// it the shims write raw output (no times), with a warning.
+fn log_copier() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // A binary replaced on disk reads as "... (deleted)"; its directory is what matters.
+    let dir = exe.parent()?;
+    let copier = dir.join(corral_logger::BINARY);
+    if copier.is_file() {
+        return Some(copier);
+    }
+    tracing::warn!(path = %copier.display(), "no log copier: container logs will carry no times");
+    None
+}
+
+async fn agent() -> anyhow::Result<()> {
     corral_api::runtime::logging::init();
     let a = Args::parse();
     let taints = a
@@ -168,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
             servers: a.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
             domain: a.cluster_domain,
         },
+        logger: if a.raw_logs { None } else { log_copier() },
     };
     corral_agent::run(cfg).await?;
     Ok(())

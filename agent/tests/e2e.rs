@@ -455,6 +455,7 @@ async fn logs_travel_through_the_agent_tunnel_with_tail_previous_and_follow() {
         follow: false,
         previous,
         tail_lines: tail,
+        ..Default::default()
     };
     // The tunnel may still be connecting right after start.
     let start = Instant::now();

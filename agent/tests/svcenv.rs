@@ -17,6 +17,7 @@ async fn read_logs(c: &Cluster, pod: &str) -> Result<String, tonic::Status> {
         follow: false,
         previous: false,
         tail_lines: -1,
+        ..Default::default()
     };
     let mut stream = c.client.raw().logs(req).await?.into_inner();
     let mut out = Vec::new();

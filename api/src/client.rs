@@ -306,6 +306,7 @@ impl Client {
             namespace: ns_for(info, namespace),
             label_selector: params.label_selector.clone(),
             field_selector: params.field_selector.clone(),
+            ..Default::default()
         };
         let resp = self.api.clone().list(req).await?.into_inner();
         let items = resp

@@ -13,6 +13,7 @@ pub mod object;
 pub mod patch;
 pub mod pin;
 pub mod printers;
+pub mod protobuf;
 pub mod rules;
 pub mod runtime;
 pub mod selector;

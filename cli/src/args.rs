@@ -145,6 +145,10 @@ pub struct GetArgs {
     /// Sort by the value at a JSONPath (`.metadata.creationTimestamp`, `.lastTimestamp`).
     #[arg(long)]
     pub sort_by: Option<String>,
+    /// Keep `metadata.managedFields` in yaml and json output (hidden by default, as kubectl
+    /// hides them).
+    #[arg(long)]
+    pub show_managed_fields: bool,
 }
 
 #[derive(Debug, Args)]
@@ -338,6 +342,18 @@ pub struct LogsArgs {
     /// Lines of recent log to show; -1 shows all.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub tail: i64,
+    /// Prefix each line with the time it was written (RFC 3339).
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Only lines newer than this duration (5s, 2m, 3h).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "since_time")]
+    pub since: Option<Duration>,
+    /// Only lines written at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since_time: Option<String>,
+    /// Stop after this many bytes of log.
+    #[arg(long, default_value_t = 0)]
+    pub limit_bytes: u64,
 }
 
 #[derive(Debug, Args)]

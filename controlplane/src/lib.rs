@@ -56,6 +56,11 @@ pub struct Config {
     pub write_kubeconfig: Option<PathBuf>,
     /// Lifetime of node certificates issued by Join and Renew (shortened by tests).
     pub node_cert_lifetime: Duration,
+    /// The cluster's objects in etcd (`--datastore-endpoint`) instead of SQLite in the data
+    /// directory (which then holds only this server's files: TLS, kubeconfigs).
+    pub datastore: Option<store::etcd::EtcdConfig>,
+    /// The secret servers on one datastore share (`--token`): it seals the cluster CA there.
+    pub server_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -68,6 +73,10 @@ impl std::fmt::Debug for Config {
             .field("insecure_plaintext", &self.insecure_plaintext)
             .field("token_authenticator", &self.token_authenticator.is_some())
             .field("write_kubeconfig", &self.write_kubeconfig)
+            .field(
+                "datastore",
+                &self.datastore.as_ref().map(|d| d.endpoints.clone()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +99,8 @@ impl Default for Config {
             token_authenticator: None,
             write_kubeconfig: None,
             node_cert_lifetime: join::DEFAULT_NODE_CERT_LIFETIME,
+            datastore: None,
+            server_token: None,
         }
     }
 }
@@ -116,6 +127,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Config(String),
+    #[error("sharing the cluster CA through the datastore: {0}")]
+    SharedCa(#[from] pki::bootstrap::BootstrapError),
     #[error("cluster PKI: {0}")]
     Pki(#[from] pki::PkiError),
     #[error("writing a kubeconfig: {0}")]
@@ -212,10 +225,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    // A missing --data-dir must not silently start an empty cluster in the wrong place.
-    let data_dir = cluster_id::inspect(&config.data_dir)?;
-    let db = config.data_dir.join(cluster_id::DB_FILE);
-    let store: Arc<dyn Store> = Arc::new(store::sqlite::SqliteStore::open(&db)?);
+    let (store, data_dir): (Arc<dyn Store>, _) = match &config.datastore {
+        // The cluster lives in etcd; the data directory holds only this server's files.
+        Some(etcd) => (
+            Arc::new(store::etcd::EtcdStore::connect(etcd).await?),
+            cluster_id::DataDir::Existing,
+        ),
+        None => {
+            // A missing --data-dir must not silently start an empty cluster in the wrong place.
+            let data_dir = cluster_id::inspect(&config.data_dir)?;
+            let db = config.data_dir.join(cluster_id::DB_FILE);
+            (Arc::new(store::sqlite::SqliteStore::open(&db)?), data_dir)
+        }
+    };
     let services = ServiceAllocator::new(&config.service_cidr).map_err(StartError::Config)?;
     let registry = Arc::new(
         Registry::new(store.clone(), config.defaults.clone(), services)
@@ -250,10 +272,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let secure = !config.insecure_plaintext;
     let pki = if secure {
         let sans = pki::default_sans(config.listen.ip(), &config.tls_sans);
-        Some(Arc::new(pki::Pki::load_or_create(
-            &config.data_dir.join("tls"),
-            &sans,
-        )?))
+        let dir = config.data_dir.join("tls");
+        Some(Arc::new(match &config.datastore {
+            // Servers on one datastore share the cluster CA through it.
+            Some(_) => {
+                let token = pki::bootstrap::server_token(
+                    store.as_ref(),
+                    &config.data_dir,
+                    config.server_token.as_deref(),
+                )
+                .await?;
+                pki::bootstrap::load(store.as_ref(), &dir, &sans, &token).await?
+            }
+            None => pki::Pki::load_or_create(&dir, &sans)?,
+        }))
     } else {
         warn!(
             %addr,

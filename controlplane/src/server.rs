@@ -19,7 +19,9 @@ use tracing::debug;
 
 use crate::auth::authz::{review, Chain};
 use crate::auth::{Authorizer, UserInfo};
-use crate::registry::{self, ApiError, Applied, Filter, Registry};
+use crate::registry::{
+    self, ApiError, Applied, FieldManager, Filter, ListOptions, Registry, Subject,
+};
 use crate::store::{Event, EventType, Revision};
 use crate::tunnel::Tunnels;
 
@@ -258,13 +260,20 @@ impl pb::api_server::Api for ApiService {
         self.check(&user, verb, info, sub, &req.namespace, name)
             .await?;
         let (labels, fields) = selectors(&req.label_selector, &req.field_selector)?;
-        let (items, rev) = self
+        let opts = ListOptions::parse(
+            req.limit,
+            &req.r#continue,
+            &req.resource_version,
+            req.resource_version_exact,
+        )?;
+        let page = self
             .registry
-            .list_raw(info, &req.namespace, &labels, &fields)
+            .list_raw(info, &req.namespace, &labels, &fields, &opts)
             .await?;
         Ok(Response::new(pb::ListResponse {
-            items,
-            resource_version: rev,
+            items: page.items,
+            resource_version: page.revision,
+            r#continue: page.continue_token.unwrap_or_default(),
         }))
     }
 
@@ -319,6 +328,7 @@ impl pb::api_server::Api for ApiService {
         req: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
         let user = access::user_of(&req)?;
+        let manager = req.extensions().get::<FieldManager>().cloned();
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         let mut object = parse_json(&req.json)?;
@@ -331,7 +341,11 @@ impl pb::api_server::Api for ApiService {
             }));
         }
         access::restrict(&user, info, &ns, &object, None)?;
-        let written = self.registry.create(info, &ns, object, req.dry_run).await?;
+        let manager = manager.as_ref().map(|m| m.0.as_str());
+        let written = self
+            .registry
+            .create_as(info, &ns, object, req.dry_run, manager)
+            .await?;
         let object = pb::Object { json: written.json };
         Ok(crate::admission::respond(object, &written.warnings))
     }
@@ -342,6 +356,7 @@ impl pb::api_server::Api for ApiService {
     ) -> Result<Response<pb::Object>, Status> {
         let user = access::user_of(&req)?;
         let rest_as = req.extensions().get::<AuthorizeAs>().copied();
+        let manager = req.extensions().get::<FieldManager>().cloned();
         let req = req.into_inner();
         let info = resource(&req.resource)?;
         not_virtual(info)?;
@@ -381,7 +396,14 @@ impl pb::api_server::Api for ApiService {
         let status = req.subresource == pb::Subresource::Status as i32;
         let updated = self
             .registry
-            .update_with_warnings(info, &ns, object, status, req.dry_run)
+            .update_as(
+                info,
+                &ns,
+                object,
+                status,
+                req.dry_run,
+                manager.as_ref().map(|m| m.0.as_str()),
+            )
             .await?;
         let object = pb::Object { json: updated.json };
         Ok(crate::admission::respond(object, &updated.warnings))
@@ -393,13 +415,15 @@ impl pb::api_server::Api for ApiService {
     ) -> Result<Response<pb::ScaleResponse>, Status> {
         let user = access::user_of(&req)?;
         let (verb, sub) = access::verb_of(&req, "update", "scale");
+        let manager = req.extensions().get::<FieldManager>().cloned();
         let req = req.into_inner();
         let (r, info) = object_ref(req.r#ref)?;
         self.check(&user, verb, info, sub, &r.namespace, &r.name)
             .await?;
+        let manager = manager.as_ref().map(|m| m.0.as_str());
         let (replicas, previous) = self
             .registry
-            .scale(info, &r.namespace, &r.name, req.replicas)
+            .scale_as(info, &r.namespace, &r.name, req.replicas, manager)
             .await?;
         Ok(Response::new(pb::ScaleResponse { replicas, previous }))
     }
@@ -486,6 +510,18 @@ impl pb::api_server::Api for ApiService {
         };
         self.check(&user, "get", &kinds::PODS, "log", &ns, &req.pod)
             .await?;
+        let errors = crate::validate::log_options(&req);
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid {
+                what: Subject {
+                    group: String::new(),
+                    kind: "PodLogOptions".into(),
+                    name: req.pod.clone(),
+                },
+                errors,
+            }
+            .into());
+        }
         let pod = self.registry.get(&kinds::PODS, &ns, &req.pod).await?;
         let node = object::str_at(&pod, "/spec/nodeName")
             .unwrap_or("")

@@ -43,6 +43,169 @@ fn get(path: &str, accept: &str) -> String {
     )
 }
 
+/// The names and `data.v` of a ConfigMap list page, and its continue token.
+fn names_and_token(body: &str) -> (Vec<String>, Option<String>) {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let names = v["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|i| {
+            format!(
+                "{}={}",
+                i["metadata"]["name"].as_str().unwrap(),
+                i["data"]["v"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let token = v["metadata"]["continue"].as_str().map(str::to_string);
+    (names, token)
+}
+
+#[tokio::test]
+async fn list_pages_are_one_consistent_snapshot_until_its_history_is_compacted() {
+    let (_dir, running, client) = common::boot().await;
+    let admin = running.admin_credentials();
+    let cm = |name: &str, v: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": "default"}, "data": {"v": v}})
+    };
+    for i in 0..5 {
+        client
+            .create_value(
+                &corral_api::kinds::CONFIGMAPS,
+                "default",
+                &cm(&format!("cm-{i}"), "old"),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let base = "/api/v1/namespaces/default/configmaps";
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get(&format!("{base}?limit=2"), "application/json"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (first, token) = names_and_token(&body);
+    assert_eq!(first, ["cm-0=old", "cm-1=old"]);
+    let snapshot_rv: Value = serde_json::from_str(&body).unwrap();
+    let snapshot_rv = snapshot_rv["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Changes between pages do not show in the rest of the list.
+    client
+        .delete_value(
+            &corral_api::kinds::CONFIGMAPS,
+            "default",
+            "cm-2",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let mut changed = client
+        .get_value(&corral_api::kinds::CONFIGMAPS, "default", "cm-3")
+        .await
+        .unwrap();
+    changed["data"]["v"] = json!("new");
+    client
+        .update_value(&corral_api::kinds::CONFIGMAPS, "default", &changed, false)
+        .await
+        .unwrap();
+    client
+        .create_value(
+            &corral_api::kinds::CONFIGMAPS,
+            "default",
+            &cm("cm-9", "new"),
+            false,
+        )
+        .await
+        .unwrap();
+    let token = token.expect("a continue token after a full page");
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get(
+            &format!("{base}?limit=2&continue={token}"),
+            "application/json",
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (second, token2) = names_and_token(&body);
+    assert_eq!(second, ["cm-2=old", "cm-3=old"]);
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get(
+            &format!("{base}?limit=2&continue={}", token2.unwrap()),
+            "application/json",
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(names_and_token(&body), (vec!["cm-4=old".to_string()], None));
+
+    // The same snapshot by resourceVersionMatch=Exact; a revision not reached yet is 504.
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get(
+            &format!("{base}?resourceVersion={snapshot_rv}&resourceVersionMatch=Exact"),
+            "application/json",
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(names_and_token(&body).0.len(), 5);
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get(
+            &format!("{base}?resourceVersion=99999999"),
+            "application/json",
+        ),
+    )
+    .await;
+    assert_eq!(code, 504, "{body}");
+    assert!(
+        body.contains("Too large resource version: 99999999"),
+        "{body}"
+    );
+
+    // Once that history is compacted the token has expired: 410, in Kubernetes' words.
+    let now = running.registry.store().current_revision().await.unwrap();
+    running.registry.store().compact(now).await.unwrap();
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get(
+            &format!("{base}?limit=2&continue={token}"),
+            "application/json",
+        ),
+    )
+    .await;
+    assert_eq!(code, 410, "{body}");
+    assert!(
+        body.contains("The provided continue parameter is too old"),
+        "{body}"
+    );
+    let (code, body) = http1(
+        running.addr,
+        &admin,
+        &get(
+            &format!("{base}?limit=2&continue=garbage"),
+            "application/json",
+        ),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+}
+
 #[tokio::test]
 async fn kubernetes_rest_requests_share_the_grpc_port_with_status_errors_and_tables() {
     let (_dir, running, client) = common::boot().await;

@@ -46,7 +46,12 @@ pub fn skip_reason() -> Option<String> {
         }
     }
     let bins = target_dir();
-    for bin in ["corral-controlplane", "corral-scheduler", "corral-agent"] {
+    for bin in [
+        "corral-controlplane",
+        "corral-scheduler",
+        "corral-agent",
+        "corral-logger",
+    ] {
         if !bins.join(bin).exists() {
             return Some(format!(
                 "{} is not built (cargo build --workspace)",

@@ -12,8 +12,14 @@ use corral_tests::{corral, eventually, pods, rows, running, skip_unless_e2e, Tes
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// kubectl on PATH; `None` skips the test locally (CI installs it, and fails without it).
+/// The machine image's kubectl v1.32 (beside the `kubectl` dispatcher, which would pick v1.33
+/// for a v1.33 server: the other kubectl tests run that one), else kubectl on PATH; `None`
+/// skips the test locally (CI installs it, and fails without it).
 fn kubectl_bin() -> Option<PathBuf> {
+    let v132 = PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.32");
+    if v132.exists() {
+        return Some(v132);
+    }
     let found = std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
             .map(|d| d.join("kubectl"))
@@ -289,6 +295,23 @@ async fn kubectl_runs_the_workshop_chapter_against_corral() {
     assert!(rows(&wide)[0][6].starts_with("corral-kubectl-"), "{wide}");
     let (corral_logs, _, _) = corral(&s, &["logs", "mi-pod"]);
     assert_eq!(k.ok(&["logs", "mi-pod"]), corral_logs);
+    // Each line with the time it was written (the node's log copier records it), and none
+    // written after a future time.
+    let timed = k.ok(&["logs", "mi-pod", "--timestamps"]);
+    let lines: Vec<(&str, &str)> = timed
+        .lines()
+        .map(|l| l.split_once(' ').unwrap_or((l, "")))
+        .collect();
+    assert!(!lines.is_empty(), "{timed}");
+    for (time, text) in &lines {
+        assert!(
+            time.starts_with("20") && time.ends_with('Z') && time.contains('T'),
+            "{timed}"
+        );
+        assert!(corral_logs.contains(text), "{timed}\n{corral_logs}");
+    }
+    let (future, _, shown) = k.run(&["logs", "mi-pod", "--since-time=2099-01-01T00:00:00Z"]);
+    assert!(shown && future.is_empty(), "{future}");
     assert_eq!(
         k.ok(&["delete", "pod", "mi-pod"]).trim(),
         "pod \"mi-pod\" deleted"
@@ -409,6 +432,60 @@ async fn kubectl_runs_the_workshop_chapter_against_corral() {
         ["mi-deploy-ingress", "<none>", "mi-app.com"],
         "{ing:?}"
     );
+    // rollout history and undo: a new image is revision 2; undo brings back revision 1's.
+    assert_eq!(
+        k.ok(&[
+            "set",
+            "image",
+            "deployment/mi-deploy",
+            "workshop-uns=fedek3/workshop-uns:v0.2.0"
+        ])
+        .trim(),
+        "deployment.apps/mi-deploy image updated"
+    );
+    k.ok(&["rollout", "status", "deployment/mi-deploy", "--timeout=90s"]);
+    let revisions = |k: &Kubectl| -> Vec<String> {
+        rows(&k.ok(&["rollout", "history", "deployment/mi-deploy"]))
+            .into_iter()
+            .skip(1)
+            .map(|r| r[0].clone())
+            .collect()
+    };
+    assert_eq!(revisions(&k), ["1", "2"]);
+    assert_eq!(
+        k.ok(&["rollout", "undo", "deployment/mi-deploy"]).trim(),
+        "deployment.apps/mi-deploy rolled back"
+    );
+    k.ok(&["rollout", "status", "deployment/mi-deploy", "--timeout=90s"]);
+    let image = k.ok(&[
+        "get",
+        "deploy",
+        "mi-deploy",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "fedek3/workshop-uns:v0.3.0");
+    assert_eq!(revisions(&k), ["2", "3"]);
+    // The chapter's imperative YAML, written by kubectl alone.
+    let generated = k.ok(&[
+        "create",
+        "deployment",
+        "mi-deploy",
+        "--image=fedek3/workshop-uns:v0.2.0",
+        "--replicas=3",
+        "--port=80",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    for line in [
+        "kind: Deployment",
+        "  replicas: 3",
+        "      - image: fedek3/workshop-uns:v0.2.0",
+        "        - containerPort: 80",
+    ] {
+        assert!(generated.lines().any(|l| l == line), "{line}\n{generated}");
+    }
     assert_eq!(
         k.ok(&["delete", "-f", "examples/workshop/deploy-05/"])
             .lines()

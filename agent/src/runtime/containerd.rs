@@ -1,7 +1,8 @@
 //! `ContainerRuntime` over containerd's gRPC API with the runc v2 shim: the agent's part
 //! (container records with their OCI spec, rootfs snapshots, tasks, exit and OOM status) on top
-//! of `corral_containerd::Client`, which owns images and teardown. Task stdio goes to `file://`
-//! URIs, so the shim writes logs itself and an agent restart loses nothing.
+//! of `corral_containerd::Client`, which owns images and teardown. Task stdio goes to the log
+//! copier the shim starts (`binary://`, `corral-logger`), or to a `file://` URI without one, so an
+//! agent restart loses no output.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub struct Containerd {
     /// Rootfs mounts and log URI of containers this process created whose task is not made
     /// yet: what `create_task` would otherwise fetch with two more round trips.
     pending_tasks: Arc<Mutex<HashMap<String, TaskInputs>>>,
+    /// The log copier binary (see [`Containerd::with_logger`]).
+    logger: Option<PathBuf>,
 }
 
 impl Containerd {
@@ -48,12 +51,30 @@ impl Containerd {
         Ok(Self {
             client: Client::connect(socket, namespace, snapshotter, tmp_dir).await?,
             pending_tasks: Default::default(),
+            logger: None,
         })
     }
 
     pub fn with_registries(mut self, registries: Registries) -> Self {
         self.client = self.client.with_registries(registries);
         self
+    }
+
+    /// Tasks' output goes through this log copier (`corral-logger`), which writes
+    /// timed records; without one the shim appends raw output to the file.
+    pub fn with_logger(mut self, logger: Option<PathBuf>) -> Self {
+        self.logger = logger;
+        self
+    }
+
+    /// A task's stdio URI for its log file.
+    fn stdio_uri(&self, log: &Path) -> String {
+        match &self.logger {
+            Some(bin) if log != Path::new("/dev/null") => {
+                corral_logger::copier::stdio_uri(bin, log)
+            }
+            _ => format!("file://{}", log.display()),
+        }
     }
 
     /// The gRPC channel to containerd, for callers that need another service.
@@ -99,7 +120,7 @@ impl Containerd {
             .map_err(RuntimeError::grpc("snapshot mounts", id))?
             .into_inner()
             .mounts;
-        Ok((mounts, format!("file://{log}")))
+        Ok((mounts, self.stdio_uri(Path::new(&log))))
     }
 
     /// Whether the kernel OOM-killed something in the container's cgroup (v1 or v2).
@@ -212,7 +233,7 @@ impl ContainerRuntime for Containerd {
             .await;
         match prepared {
             Ok(r) => {
-                let uri = format!("file://{}", c.log_path.display());
+                let uri = self.stdio_uri(&c.log_path);
                 self.pending_tasks
                     .lock()
                     .insert(c.id.clone(), (r.into_inner().mounts, uri));

@@ -172,7 +172,13 @@ impl Client {
     ) -> Result<(Endpoint, String, Option<tls::ConfigSlot>)> {
         let secure = creds.ca_pem.is_some();
         let server = normalize(server, secure)?;
-        let endpoint = endpoint(&server)?;
+        // Our connector makes the TLS connection; tonic, built with a TLS feature (etcd-client
+        // enables one), would refuse to dial an https:// URI without its own TLS settings.
+        let dial = match server.strip_prefix("https://") {
+            Some(rest) => format!("http://{rest}"),
+            None => server.clone(),
+        };
+        let endpoint = endpoint(&dial)?;
         let slot = if secure {
             let config = tls::client_config(creds, src).map_err(|source| Error::Tls {
                 server: server.clone(),

@@ -3,6 +3,7 @@
 //! (`strategic.rs`, merge keys and strategies from `strategic/schema.rs`), behind one entry
 //! point, [`apply`], with errors in Kubernetes' words and the status reason it answers with.
 
+pub mod apply;
 pub mod json;
 pub mod merge;
 pub mod strategic;
@@ -24,7 +25,7 @@ pub const MAX_DEPTH: usize = 100;
 pub const MAX_WORK: usize = 64 << 20;
 
 /// The patch formats of the PATCH verb, by content type. Server-side apply
-/// (`application/apply-patch+yaml`) is the registry's three-way merge, not a patch engine.
+/// (`application/apply-patch+yaml`) is [`apply`], with field managers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {
     /// `application/json-patch+json`, RFC 6902.

@@ -167,6 +167,7 @@ impl<K: Object> Watcher<K> {
             namespace: self.namespace(),
             label_selector: self.config.params.label_selector.clone(),
             field_selector: self.config.params.field_selector.clone(),
+            ..Default::default()
         };
         let resp = self.client.raw().list(req).await?.into_inner();
         let items = resp

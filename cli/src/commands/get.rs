@@ -247,12 +247,19 @@ pub async fn run(ctx: &Ctx, a: &GetArgs) -> Result<()> {
         }
         Output::Yaml | Output::Json | Output::JsonPath(_) => {
             let single = by_name && total == 1;
+            let hide = !a.show_managed_fields && !matches!(output, Output::JsonPath(_));
             let items: Vec<Value> = fetched
                 .into_iter()
                 .flat_map(|f| {
                     let info = f.info;
                     let _ = f.resource_version;
-                    f.objects.into_iter().map(move |o| with_type(info, o))
+                    f.objects.into_iter().map(move |o| {
+                        let mut o = with_type(info, o);
+                        if hide {
+                            without_managed_fields(&mut o);
+                        }
+                        o
+                    })
                 })
                 .collect();
             print_structured(&output, items, single)?;
@@ -262,6 +269,13 @@ pub async fn run(ctx: &Ctx, a: &GetArgs) -> Result<()> {
         Err(CliError::Reported)
     } else {
         Ok(())
+    }
+}
+
+/// kubectl's default for yaml and json: managedFields are noise to a reader.
+fn without_managed_fields(o: &mut Value) {
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
     }
 }
 

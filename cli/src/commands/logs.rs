@@ -1,4 +1,5 @@
-//! `corral logs POD [-c NAME] [-f] [--previous] [--tail N]` through the `Logs` RPC.
+//! `corral logs POD [-c NAME] [-f] [--previous] [--tail N] [--timestamps] [--since D]` through
+//! the `Logs` RPC.
 
 use corral_api::k8s::api::core::v1::Pod;
 use corral_api::kinds;
@@ -77,6 +78,10 @@ pub async fn run(ctx: &Ctx, a: &LogsArgs) -> Result<()> {
         follow: a.follow,
         previous: a.previous,
         tail_lines: a.tail,
+        timestamps: a.timestamps,
+        since_seconds: a.since.map_or(0, |d| d.as_secs().max(1) as i64),
+        since_time: a.since_time.clone().unwrap_or_default(),
+        limit_bytes: a.limit_bytes.min(i64::MAX as u64) as i64,
     };
     let mut stream = ctx
         .client

@@ -83,6 +83,30 @@ struct Args {
     /// Where to write the admin kubeconfig (default DATA_DIR/admin.kubeconfig).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
+    /// Keep the cluster in etcd instead of SQLite in --data-dir: `etcd://h1:2379,h2:2379`
+    /// (plain), `etcds://...` or `https://h1:2379,...` (TLS).
+    #[arg(long, env = "CORRAL_DATASTORE_ENDPOINT")]
+    datastore_endpoint: Option<String>,
+    /// CA that signed etcd's serving certificates (TLS endpoints).
+    #[arg(long, requires = "datastore_endpoint")]
+    datastore_cafile: Option<PathBuf>,
+    /// Client certificate for etcd, when it asks for one (with --datastore-keyfile).
+    #[arg(long, requires_all = ["datastore_endpoint", "datastore_keyfile"])]
+    datastore_certfile: Option<PathBuf>,
+    #[arg(long, requires_all = ["datastore_endpoint", "datastore_certfile"])]
+    datastore_keyfile: Option<PathBuf>,
+    /// The secret the servers on one datastore share: it seals the cluster CA there (the first
+    /// server makes one when none is given and keeps it in DATA_DIR/server-token).
+    #[arg(
+        long,
+        env = "CORRAL_TOKEN",
+        requires = "datastore_endpoint",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// A file holding the server token.
+    #[arg(long, conflicts_with = "token", requires = "datastore_endpoint")]
+    token_file: Option<PathBuf>,
     /// Lifetime of node certificates in seconds (365 days; shorter only to test renewal).
     #[arg(long, default_value_t = 365 * 86_400, hide = true)]
     node_cert_lifetime_seconds: u64,
@@ -96,7 +120,45 @@ async fn main() -> anyhow::Result<()> {
         &args.cluster_cidr,
         args.node_cidr_mask_size,
     )?;
+    let datastore = match &args.datastore_endpoint {
+        None => None,
+        Some(spec) => {
+            let read = |p: &Option<PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
+                p.as_ref()
+                    .map(|p| {
+                        std::fs::read(p)
+                            .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+                    })
+                    .transpose()
+            };
+            let endpoints = corral_controlplane::store::etcd::EtcdConfig::parse_endpoints(spec)
+                .map_err(anyhow::Error::msg)?;
+            let tls = endpoints.iter().any(|e| e.starts_with("https://"));
+            anyhow::ensure!(
+                !tls || args.datastore_cafile.is_some(),
+                "--datastore-endpoint {spec}: TLS endpoints need --datastore-cafile"
+            );
+            Some(corral_controlplane::store::etcd::EtcdConfig {
+                endpoints,
+                ca: read(&args.datastore_cafile)?,
+                cert: read(&args.datastore_certfile)?,
+                key: read(&args.datastore_keyfile)?,
+            })
+        }
+    };
+    let server_token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(p)) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("reading --token-file {}: {e}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
     let config = corral_controlplane::Config {
+        datastore,
+        server_token,
         listen: args.listen,
         data_dir: args.data_dir,
         controllers: !args.no_controllers,

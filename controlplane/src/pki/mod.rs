@@ -18,6 +18,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use tracing::info;
 
+pub mod bootstrap;
 #[cfg(test)]
 mod tests;
 

@@ -132,7 +132,7 @@ impl Registry {
                 before = Some(current.clone());
                 let merged = merge(current, &object, &applied);
                 let admitted = self.admit(info, merged)?;
-                let updated = self.merge_main(info, current, &admitted, &others)?;
+                let updated = self.merge_main(info, current, &admitted, &others, None)?;
                 if let Some(policy) = &policy {
                     warnings = podsecurity::admit(info, &ns, policy, &updated, Some(current))?;
                 }

@@ -100,6 +100,19 @@ impl Registry {
         object: Value,
         dry_run: bool,
     ) -> Result<Written> {
+        self.create_as(info, namespace, object, dry_run, None).await
+    }
+
+    /// [`Registry::create`] made for a field manager, which owns every field it set
+    /// (`managed.rs`).
+    pub async fn create_as(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: Value,
+        dry_run: bool,
+        manager: Option<&str>,
+    ) -> Result<Written> {
         let mut object = object;
         if !object.is_object() {
             return Err(ApiError::BadRequest(format!(
@@ -116,7 +129,8 @@ impl Registry {
                 object::set_meta(&mut object, "name", Value::from(name));
             }
         }
-        let mut object = self.admit(info, object)?;
+        let object = self.admit(info, object)?;
+        let mut object = super::managed::created(info, manager, object);
         let name = object::name(&object).to_string();
         if info.namespaced {
             self.check_namespace_open(info, &ns, &name).await?;

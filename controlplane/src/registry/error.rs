@@ -103,6 +103,12 @@ pub enum ApiError {
     Precondition(String),
     #[error("too old resource version: {0}")]
     Gone(String),
+    /// A list's continue token names a revision whose history was compacted.
+    #[error("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")]
+    ContinueExpired,
+    /// A list asked for a revision the store has not reached.
+    #[error("Too large resource version: {wanted}, current: {current}")]
+    TooNew { wanted: i64, current: i64 },
     #[error("storage: {0}")]
     Store(#[source] StoreError),
     #[error("{0}")]
@@ -153,7 +159,10 @@ impl ApiError {
                 (Code::FailedPrecondition, StatusReason::MethodNotAllowed)
             }
             ApiError::Precondition(_) => (Code::FailedPrecondition, StatusReason::BadRequest),
-            ApiError::Gone(_) => (Code::OutOfRange, StatusReason::Expired),
+            ApiError::Gone(_) | ApiError::ContinueExpired => {
+                (Code::OutOfRange, StatusReason::Expired)
+            }
+            ApiError::TooNew { .. } => (Code::DeadlineExceeded, StatusReason::Timeout),
             ApiError::Store(_) => (Code::Internal, StatusReason::InternalError),
             ApiError::Unavailable(_) => (Code::Unavailable, StatusReason::ServiceUnavailable),
             ApiError::TooLarge { .. } => {

@@ -42,6 +42,21 @@ impl Registry {
         status: bool,
         dry_run: bool,
     ) -> Result<Updated> {
+        self.update_as(info, namespace, object, status, dry_run, None)
+            .await
+    }
+
+    /// [`Registry::update_with_warnings`] made for a field manager, which a main update
+    /// records in managedFields (`managed.rs`).
+    pub async fn update_as(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        object: Value,
+        status: bool,
+        dry_run: bool,
+        manager: Option<&str>,
+    ) -> Result<Updated> {
         let answer = |json| Updated {
             json,
             warnings: Vec::new(),
@@ -72,7 +87,7 @@ impl Registry {
         let mut before = None;
         let written = self
             .write_tree(info, &ns, &name, precondition, dry_run, |current| {
-                let updated = self.merge_main(info, current, &admitted, &others)?;
+                let updated = self.merge_main(info, current, &admitted, &others, manager)?;
                 if let Some(policy) = &policy {
                     warnings = podsecurity::admit(info, &ns, policy, &updated, Some(current))?;
                 }
@@ -92,13 +107,15 @@ impl Registry {
     }
 
     /// The new object of a main update: spec and metadata from the request, server-owned
-    /// metadata and (for kinds with a status subresource) status from the stored object.
+    /// metadata and (for kinds with a status subresource) status from the stored object,
+    /// managedFields as `managed.rs` keeps them for the write's field manager.
     pub(super) fn merge_main(
         &self,
         info: &ResourceInfo,
         current: &Value,
         requested: &Value,
         other_services: &[Value],
+        manager: Option<&str>,
     ) -> Result<Value> {
         let mut updated = requested.clone();
         for field in [
@@ -142,6 +159,7 @@ impl Registry {
                 });
             }
         }
+        let mut updated = super::managed::updated(info, manager, current, updated);
         let errors = validate::validate_update(info.plural, current, &updated);
         if !errors.is_empty() {
             return Err(ApiError::Invalid {
@@ -197,6 +215,18 @@ impl Registry {
         name: &str,
         replicas: i32,
     ) -> Result<(i32, i32)> {
+        self.scale_as(info, namespace, name, replicas, None).await
+    }
+
+    /// [`Registry::scale`] made for a field manager, which then owns `spec.replicas`.
+    pub async fn scale_as(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+        manager: Option<&str>,
+    ) -> Result<(i32, i32)> {
         if !info.has_scale {
             return Err(ApiError::MethodNotAllowed(format!(
                 "{} has no scale subresource",
@@ -222,7 +252,7 @@ impl Registry {
                 .unwrap_or(1) as i32;
             let mut updated = current.clone();
             updated["spec"]["replicas"] = Value::from(replicas);
-            Ok(updated)
+            Ok(super::managed::updated(info, manager, current, updated))
         })
         .await?;
         Ok((replicas, previous))

@@ -17,10 +17,15 @@ use tracing::{debug, Instrument};
 
 use crate::auth::authn::{self, Mode};
 use crate::auth::UserInfo;
+use crate::registry::FieldManager;
 use crate::server::{ApiService, AuthorizeAs};
+
+/// The longest field manager name (the API server's `FieldManagerMaxLength`).
+pub const MAX_FIELD_MANAGER: usize = 128;
 
 mod body;
 pub mod discovery;
+mod media;
 pub mod openapi;
 mod patch;
 pub mod path;
@@ -93,6 +98,9 @@ impl Rest {
                     let Some(kind) = resolve(&info) else {
                         return not_found();
                     };
+                    if let Err(f) = media::check_accept(&parts.headers) {
+                        return response::error(&f);
+                    }
                     let mut body = match body::read(body).await {
                         Ok(b) => b,
                         Err(f) => return response::error(&f),
@@ -102,7 +110,7 @@ impl Rest {
                             .headers
                             .get(http::header::CONTENT_TYPE)
                             .and_then(|v| v.to_str().ok());
-                        body = match body::object_json(ct, body) {
+                        body = match media::object_json(ct, body, kind, &info.subresource) {
                             Ok(b) => b,
                             Err(f) => return response::error(&f),
                         };
@@ -167,7 +175,28 @@ impl Call<'_> {
             verb: self.info.verb,
             subresource: path::static_subresource(&self.info.subresource),
         });
+        if let Some(m) = self.recorded_manager() {
+            r.extensions_mut().insert(FieldManager(m));
+        }
         r
+    }
+
+    /// The field manager a create, update or patch is made for: `fieldManager`, else the
+    /// User-Agent's product (what precedes its first `/`), as the API server derives it.
+    pub fn field_manager(&self) -> Option<String> {
+        if let Some(m) = self.q("fieldManager") {
+            return Some(m.to_string());
+        }
+        let agent = self.headers.get(http::header::USER_AGENT)?.to_str().ok()?;
+        let product = agent.split('/').next().unwrap_or("").trim();
+        (!product.is_empty()).then(|| product.chars().take(MAX_FIELD_MANAGER).collect())
+    }
+
+    /// The manager the registry records the write for; none for server-side apply, whose
+    /// ownership `patch.rs` computes itself, and none for reads.
+    fn recorded_manager(&self) -> Option<String> {
+        let writes = matches!(self.info.verb, "create" | "update" | "patch");
+        (writes && !patch::is_apply(self)).then(|| self.field_manager())?
     }
 
     pub fn q(&self, key: &str) -> Option<&str> {

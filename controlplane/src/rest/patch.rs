@@ -1,9 +1,11 @@
 //! PATCH: read the object, apply the patch, write it back through the gRPC service's update
 //! at the revision read (a conflict re-reads and re-applies, a few times). The patch engines
-//! (JSON patch, merge patch, strategic merge patch) are `corral_api::patch`'s.
+//! (JSON patch, merge patch, strategic merge patch, server-side apply) are
+//! `corral_api::patch`'s.
 
+use corral_api::patch::apply as patch_apply;
 use corral_api::patch::PatchType;
-use corral_api::status::StatusReason;
+use corral_api::status::{ApiStatus, CauseType, StatusCause, StatusDetails, StatusReason};
 use corral_proto as pb;
 use corral_proto::api_server::Api;
 use http::StatusCode;
@@ -12,6 +14,7 @@ use serde_json::Value;
 use super::response::{self, Failure};
 use super::verbs::{self, Answer};
 use super::{validation, Call};
+use crate::registry;
 
 /// Tries a read-patch-write this many times when the object changes in between.
 const ATTEMPTS: usize = 5;
@@ -37,7 +40,7 @@ fn conflict(f: &Failure) -> bool {
 }
 
 pub(super) async fn serve(call: &Call<'_>) -> Answer {
-    if content_type(call).split(';').next().map(str::trim) == Some(APPLY_PATCH) {
+    if is_apply(call) {
         return server_side_apply(call).await;
     }
     patch_object(call, pb::Subresource::Main).await
@@ -46,6 +49,15 @@ pub(super) async fn serve(call: &Call<'_>) -> Answer {
 /// Server-side apply's media type.
 const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
+/// Whether the request is a server-side apply (a PATCH in apply's media type).
+pub(super) fn is_apply(call: &Call<'_>) -> bool {
+    call.info.verb == "patch"
+        && content_type(call)
+            .split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case(APPLY_PATCH))
+}
+
 fn content_type<'a>(call: &'a Call<'_>) -> &'a str {
     call.headers
         .get(http::header::CONTENT_TYPE)
@@ -53,12 +65,44 @@ fn content_type<'a>(call: &'a Call<'_>) -> &'a str {
         .unwrap_or("")
 }
 
-/// `kubectl apply --server-side`, approximated for one manager at a time: a new object is
-/// created; over a live one the manifest is merged (RFC 7386: the fields it sets win, the rest
-/// stay) and written at the revision read. Field managers, their conflicts and the removal of
-/// fields a manager stopped setting are not tracked yet. kubectl's second request (manager
-/// `kubectl-last-applied`, only the last-applied annotation) merges just that annotation.
+/// PatchOptions the API server refuses, in its words (422, `PatchOptions.meta.k8s.io`).
+fn invalid_options(field: &str, kind: CauseType, detail: &str) -> Failure {
+    let what = match kind {
+        CauseType::FieldValueRequired => "Required value",
+        _ => "Forbidden",
+    };
+    Box::new(
+        ApiStatus::new(
+            StatusReason::Invalid,
+            format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {what}: {detail}"),
+        )
+        .with_details(StatusDetails {
+            group: "meta.k8s.io".into(),
+            kind: "PatchOptions".into(),
+            causes: vec![StatusCause {
+                kind,
+                message: format!("{what}: {detail}"),
+                field: field.into(),
+            }],
+            ..Default::default()
+        }),
+    )
+}
+
+/// `kubectl apply --server-side`: the manifest applied for its field manager by
+/// `corral_api::patch::apply` (conflicts with other managers are a 409 unless `force`;
+/// fields the manager dropped are removed), then created, or written at the revision read
+/// (a conflict re-reads and re-applies). kubectl's second request (manager
+/// `kubectl-last-applied`, only the last-applied annotation) is one more applier.
 async fn server_side_apply(call: &Call<'_>) -> Answer {
+    let Some(manager) = call.q("fieldManager") else {
+        return Err(invalid_options(
+            "fieldManager",
+            CauseType::FieldValueRequired,
+            "is required for apply patch",
+        ));
+    };
+    let force = call.q("force").is_some_and(|f| f == "true");
     let manifest: Value = serde_yaml::from_slice(&call.body).map_err(|e| {
         response::failure(
             StatusReason::BadRequest,
@@ -75,17 +119,27 @@ async fn server_side_apply(call: &Call<'_>) -> Answer {
             ),
         ));
     }
-    let json = serde_json::to_vec(&manifest).expect("JSON values serialize");
+    let now = registry::managed::now();
+    let writer = patch_apply::Writer {
+        kind: call.kind,
+        manager,
+        now: &now,
+    };
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let live = match verbs::fetch(call).await {
-            Ok(live) => live,
-            Err(f) if f.code == 404 => return create(call, json).await,
+            Ok(live) => Some(live),
+            Err(f) if f.code == 404 => None,
             Err(f) => return Err(f),
         };
-        let merged = corral_api::patch::merge::apply(&live, &manifest);
-        let bytes = serde_json::to_vec(&merged).expect("JSON values serialize");
-        match verbs::update_bytes(call, bytes, pb::Subresource::Main).await {
+        let applied = patch_apply::apply(&writer, live.as_ref(), &manifest, force)
+            .map_err(|e| Box::new(e.status()))?;
+        let bytes = serde_json::to_vec(&applied).expect("JSON values serialize");
+        let written = match live {
+            None => create(call, bytes).await,
+            Some(_) => verbs::update_bytes(call, bytes, pb::Subresource::Main).await,
+        };
+        match written {
             Err(f) if conflict(&f) => last = Some(f),
             other => return other,
         }
@@ -113,6 +167,13 @@ async fn create(call: &Call<'_>, json: Vec<u8>) -> Answer {
 }
 
 pub(super) async fn patch_object(call: &Call<'_>, sub: pb::Subresource) -> Answer {
+    if call.query.contains_key("force") {
+        return Err(invalid_options(
+            "force",
+            CauseType::FieldValueForbidden,
+            "may not be specified for non-apply patch",
+        ));
+    }
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let original = verbs::fetch(call).await?;

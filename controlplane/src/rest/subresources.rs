@@ -88,9 +88,10 @@ async fn get_scale(call: &Call<'_>) -> Answer {
 }
 
 fn replicas_of(scale: &Value) -> Result<i32, Failure> {
+    // Absent is 0: Scale's replicas is `omitempty`, so a Scale to 0 arrives without it.
     scale
         .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
+        .map_or(Some(0), Value::as_i64)
         .and_then(|r| i32::try_from(r).ok())
         .filter(|r| *r >= 0)
         .ok_or_else(|| {
@@ -172,6 +173,16 @@ async fn logs(call: &Call<'_>) -> Response<Body> {
         follow: flag(call, "follow"),
         previous: flag(call, "previous"),
         tail_lines: tail,
+        timestamps: flag(call, "timestamps"),
+        since_seconds: call
+            .q("sinceSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0),
+        since_time: call.q("sinceTime").unwrap_or("").to_string(),
+        limit_bytes: call
+            .q("limitBytes")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0),
     };
     match call.api.logs(call.req(req)).await {
         Err(s) => response::grpc_error(&s),
@@ -263,5 +274,6 @@ mod tests {
         );
         assert!(replicas_of(&json!({"spec": {"replicas": -1}})).is_err());
         assert_eq!(replicas_of(&json!({"spec": {"replicas": 5}})).ok(), Some(5));
+        assert_eq!(replicas_of(&json!({"spec": {}})).ok(), Some(0));
     }
 }

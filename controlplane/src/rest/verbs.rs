@@ -2,7 +2,6 @@
 //! update, delete (DeleteOptions from the body or the query) and deletecollection, each a call
 //! of the gRPC service; watch and patch have their own modules.
 
-use base64::Engine;
 use corral_api::kinds::ResourceInfo;
 use corral_api::status::StatusReason;
 use corral_proto as pb;
@@ -82,48 +81,6 @@ async fn get(call: &Call<'_>) -> Answer {
     Ok(object(call, StatusCode::OK, &obj))
 }
 
-/// A continue token: the list's revision and the last key served (`namespace/name`).
-pub fn continue_token(rev: i64, last: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(json!({"rv": rev, "start": last}).to_string())
-}
-
-/// The key a continue token resumes after; `None` for a token this server did not make.
-pub fn parse_continue(token: &str) -> Option<(i64, String)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()?;
-    let v: Value = serde_json::from_slice(&raw).ok()?;
-    Some((v["rv"].as_i64()?, v["start"].as_str()?.to_string()))
-}
-
-fn key(v: &Value) -> String {
-    format!(
-        "{}/{}",
-        corral_api::object::namespace(v),
-        corral_api::object::name(v)
-    )
-}
-
-/// One page of `items` (sorted by key): those after `start`, at most `limit`, and the key to
-/// continue from when more remain.
-pub fn page(
-    mut items: Vec<Value>,
-    start: Option<&str>,
-    limit: usize,
-) -> (Vec<Value>, Option<String>) {
-    items.sort_by_key(key);
-    if let Some(start) = start {
-        items.retain(|v| key(v).as_str() > start);
-    }
-    if limit == 0 || items.len() <= limit {
-        return (items, None);
-    }
-    items.truncate(limit);
-    let last = items.last().map(key);
-    (items, last)
-}
-
 pub(super) async fn list_items(call: &Call<'_>) -> Result<(Vec<Value>, i64), Failure> {
     let listed = call
         .api
@@ -132,6 +89,7 @@ pub(super) async fn list_items(call: &Call<'_>) -> Result<(Vec<Value>, i64), Fai
             namespace: call.info.namespace.clone(),
             label_selector: call.q("labelSelector").unwrap_or("").to_string(),
             field_selector: call.q("fieldSelector").unwrap_or("").to_string(),
+            ..Default::default()
         }))
         .await
         .map_err(|s| response::grpc_failure(&s))?
@@ -149,19 +107,49 @@ pub fn list_kind(info: &ResourceInfo) -> String {
 }
 
 async fn list(call: &Call<'_>) -> Answer {
-    let start = match call.q("continue") {
-        None => None,
-        Some(t) => Some(parse_continue(t).ok_or_else(|| {
-            response::failure(StatusReason::BadRequest, "continue key is not valid")
-        })?),
+    let limit = match call.q("limit") {
+        None | Some("") => 0,
+        Some(l) => l.parse().map_err(|_| {
+            response::failure(
+                StatusReason::BadRequest,
+                format!("limit must be an integer, got {l:?}"),
+            )
+        })?,
     };
-    let limit: usize = call.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let (items, rev) = list_items(call).await?;
-    let rev = start.as_ref().map_or(rev, |(rv, _)| *rv);
-    let (items, more) = page(items, start.as_ref().map(|(_, s)| s.as_str()), limit);
-    let mut meta = json!({"resourceVersion": rev.to_string()});
-    if let Some(last) = more {
-        meta["continue"] = json!(continue_token(rev, &last));
+    let exact = match call.q("resourceVersionMatch") {
+        None | Some("") => None,
+        Some("Exact") => Some(true),
+        Some("NotOlderThan") => Some(false),
+        Some(other) => {
+            return Err(response::failure(
+                StatusReason::BadRequest,
+                format!("resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""),
+            ))
+        }
+    };
+    let listed = call
+        .api
+        .list(call.req(pb::ListRequest {
+            resource: call.kind.plural.to_string(),
+            namespace: call.info.namespace.clone(),
+            label_selector: call.q("labelSelector").unwrap_or("").to_string(),
+            field_selector: call.q("fieldSelector").unwrap_or("").to_string(),
+            limit,
+            r#continue: call.q("continue").unwrap_or("").to_string(),
+            resource_version: call.q("resourceVersion").unwrap_or("").to_string(),
+            resource_version_exact: exact,
+        }))
+        .await
+        .map_err(|s| response::grpc_failure(&s))?
+        .into_inner();
+    let items = listed
+        .items
+        .iter()
+        .map(|b| parse(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut meta = json!({"resourceVersion": listed.resource_version.to_string()});
+    if !listed.r#continue.is_empty() {
+        meta["continue"] = json!(listed.r#continue);
     }
     if table::wants_table(&call.headers) {
         let t = table::table(call.kind, &items, meta, true, jiff::Timestamp::now());
@@ -387,25 +375,6 @@ async fn delete_collection(call: &Call<'_>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn obj(ns: &str, name: &str) -> Value {
-        json!({"metadata": {"namespace": ns, "name": name}})
-    }
-
-    #[test]
-    fn pages_follow_keys_and_say_where_to_continue() {
-        let items = vec![obj("b", "x"), obj("a", "z"), obj("a", "y")];
-        let (first, more) = page(items.clone(), None, 2);
-        assert_eq!(first, vec![obj("a", "y"), obj("a", "z")]);
-        assert_eq!(more.as_deref(), Some("a/z"));
-        let (second, more) = page(items.clone(), Some("a/z"), 2);
-        assert_eq!((second, more), (vec![obj("b", "x")], None));
-        let (all, more) = page(items, None, 0);
-        assert_eq!((all.len(), more), (3, None));
-        let token = continue_token(42, "a/z");
-        assert_eq!(parse_continue(&token), Some((42, "a/z".into())));
-        assert_eq!(parse_continue("not base64!"), None);
-    }
 
     #[test]
     fn delete_options_come_from_body_and_query() {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use futures::Stream;
 
+pub mod conformance;
+pub mod etcd;
 pub mod sqlite;
 
 pub type Revision = i64;
@@ -57,6 +59,11 @@ pub enum StoreError {
         requested: Revision,
         compacted: Revision,
     },
+    #[error("revision {requested} is newer than the store's {current}")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     /// The watcher fell too far behind the newest revision (or the history it still needed
     /// was compacted): it is closed, as the API server closes a watcher that cannot keep up.
     #[error("watch fell too far behind: re-list and watch again")]
@@ -69,6 +76,9 @@ pub enum StoreError {
     },
     #[error("store is closed")]
     Closed,
+    /// etcd refused or could not be reached (its words).
+    #[error("etcd: {0}")]
+    Etcd(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -81,6 +91,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
     /// All keys under `prefix`, in key order, with the revision they were read at.
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)>;
+    /// The keys under `prefix` as they were at `revision`, in key order (a consistent page of
+    /// a list begun earlier). `Compacted` when that history is gone, `FutureRevision` when the
+    /// store has not reached it.
+    async fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>>;
     /// Creates `key`; fails with `AlreadyExists` when it is present.
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
     /// Replaces `key` only if its mod revision is still `expected`.

@@ -20,6 +20,7 @@ use tracing::debug;
 use super::{Event, KeyValue, Result, Revision, Store, StoreError, WatchStream};
 
 mod compactor;
+mod snapshot;
 mod watch;
 mod writer;
 
@@ -256,6 +257,15 @@ impl Store for SqliteStore {
             .map(|(_, v)| v.clone())
             .collect();
         Ok((items, rev))
+    }
+
+    async fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>> {
+        let shared = self.shared.clone();
+        let prefix = prefix.to_string();
+        // Reading the log is SQLite I/O: off the async threads.
+        tokio::task::spawn_blocking(move || snapshot::list_at(&shared, &prefix, revision))
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {

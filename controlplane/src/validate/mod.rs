@@ -11,12 +11,15 @@ mod configdata;
 mod defaults;
 mod ingress;
 mod lifecycle;
+mod logs;
 mod meta;
 mod pod;
 mod rbac;
 mod service;
 mod update;
 mod workloads;
+
+pub use logs::log_options;
 
 pub use defaults::{apply_defaults, Defaults, NAMESPACE_FINALIZER};
 pub use meta::{is_dns1123_label, is_dns1123_subdomain};

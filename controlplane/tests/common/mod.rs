@@ -3,6 +3,8 @@
 // Each test binary uses what it needs of these.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use corral_api::Client;
 use corral_controlplane::{start, Config, Running};
 

@@ -170,10 +170,130 @@ impl Schema for Ty {
     }
 }
 
+/// How server-side apply treats a list field (its `x-kubernetes-list-type`): replaced whole,
+/// a set of scalars, or a map of items by their keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListType {
+    Atomic,
+    Set,
+    Map(&'static [MapKey]),
+}
+
+/// One key field of an associative list (`x-kubernetes-list-map-keys`), with the default the
+/// API types give it (a port's protocol is TCP when omitted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapKey {
+    pub name: &'static str,
+    pub default: Option<&'static str>,
+}
+
+const fn key(name: &'static str) -> MapKey {
+    MapKey {
+        name,
+        default: None,
+    }
+}
+
+const PROTOCOL: MapKey = MapKey {
+    name: "protocol",
+    default: Some("TCP"),
+};
+
+impl Ty {
+    /// The list type of field `name` of this type. A list merged by a patch merge key is a map
+    /// by that key, a merged list of scalars a set, any other list atomic; except where the
+    /// types' `listMapKey` tags name more keys than the patch merge key (ports by number and
+    /// protocol, spread constraints by key and whenUnsatisfiable).
+    pub fn list_type(self, name: &str) -> ListType {
+        use Ty::*;
+        match (self, name) {
+            (Container, "ports") => {
+                const K: &[MapKey] = &[key("containerPort"), PROTOCOL];
+                ListType::Map(K)
+            }
+            (ServiceSpec, "ports") => {
+                const K: &[MapKey] = &[key("port"), PROTOCOL];
+                ListType::Map(K)
+            }
+            (PodSpec, "topologySpreadConstraints") => {
+                const K: &[MapKey] = &[key("topologyKey"), key("whenUnsatisfiable")];
+                ListType::Map(K)
+            }
+            _ => {
+                let meta = self.field(name);
+                match (meta.strategy, meta.merge_key) {
+                    (Strategy::Merge, "") => ListType::Set,
+                    (Strategy::Merge, k) => ListType::Map(single(k)),
+                    _ => ListType::Atomic,
+                }
+            }
+        }
+    }
+}
+
+/// The one-key list of a patch merge key (the keys are a closed set: each has its constant).
+fn single(merge_key: &'static str) -> &'static [MapKey] {
+    const KEYS: &[MapKey] = &[
+        key("name"),
+        key("uid"),
+        key("ip"),
+        key("type"),
+        key("topologyKey"),
+        key("containerPort"),
+        key("mountPath"),
+        key("devicePath"),
+        key("port"),
+    ];
+    KEYS.iter()
+        .position(|k| k.name == merge_key)
+        .map(|i| &KEYS[i..=i])
+        .unwrap_or(&[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds;
+
+    #[test]
+    fn list_types_for_apply_follow_the_merge_keys_and_list_map_keys() {
+        let pod = Ty::of_kind(&kinds::PODS);
+        const NAME: &[MapKey] = &[key("name")];
+        const PORT: &[MapKey] = &[key("containerPort"), PROTOCOL];
+        assert_eq!(Ty::PodSpec.list_type("containers"), ListType::Map(NAME));
+        assert_eq!(Ty::Container.list_type("ports"), ListType::Map(PORT));
+        assert_eq!(Ty::ObjectMeta.list_type("finalizers"), ListType::Set);
+        assert_eq!(Ty::PodSpec.list_type("tolerations"), ListType::Atomic);
+        assert_eq!(Ty::Container.list_type("args"), ListType::Atomic);
+        assert_eq!(pod.list_type("spec"), ListType::Atomic);
+        for ty in [
+            Ty::PodSpec,
+            Ty::Container,
+            Ty::PodStatus,
+            Ty::NodeStatus,
+            Ty::ObjectMeta,
+            Ty::ServiceSpec,
+            Ty::NodeSpec,
+        ] {
+            for field in [
+                "containers",
+                "volumes",
+                "hostAliases",
+                "env",
+                "volumeMounts",
+                "volumeDevices",
+                "conditions",
+                "podIPs",
+                "addresses",
+                "ownerReferences",
+                "imagePullSecrets",
+            ] {
+                if let ListType::Map(keys) = ty.list_type(field) {
+                    assert!(!keys.is_empty(), "{ty:?}.{field} has a key");
+                }
+            }
+        }
+    }
 
     fn meta(kind: &ResourceInfo, path: &str) -> (Strategy, &'static str) {
         let mut ty = Ty::of_kind(kind);

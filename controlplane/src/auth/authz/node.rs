@@ -255,11 +255,17 @@ impl NodeAuthorizer {
         let fields = FieldSelector::parse(&format!("spec.nodeName={node}"))
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let everything = LabelSelectorExpr::parse("").expect("the empty selector parses");
-        let (items, _) = self
+        let page = self
             .registry
-            .list_raw(&kinds::PODS, namespace, &everything, &fields)
+            .list_raw(
+                &kinds::PODS,
+                namespace,
+                &everything,
+                &fields,
+                &Default::default(),
+            )
             .await?;
-        Ok(items)
+        Ok(page.items)
     }
 
     async fn pods_on(&self, node: &str, namespace: &str) -> Result<Vec<Pod>, ApiError> {
