@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use crate::kinds::{self, ResourceInfo};
 
+pub mod fields;
+pub use fields::FieldPath;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("{source_name}: invalid YAML at line {line}, column {column}: {message}")]
@@ -163,6 +166,38 @@ fn roundtrip_as<K: DeserializeOwned + Serialize>(
 /// Checks an object against its kind's schema: types, and no unknown fields.
 /// Returns the object in canonical form (typed round-trip).
 pub fn check_schema(info: &ResourceInfo, object: &Value) -> Result<Value, DecodeError> {
+    let (canonical, unknown) = canonical_and_unknown(info, object)?;
+    if !unknown.is_empty() {
+        return Err(DecodeError::UnknownFields {
+            what: describe(object),
+            paths: unknown.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok(canonical)
+}
+
+/// The unknown fields of an object of kind `info` (checked for types first).
+pub fn unknown_fields(info: &ResourceInfo, object: &Value) -> Result<Vec<FieldPath>, DecodeError> {
+    Ok(canonical_and_unknown(info, object)?.1)
+}
+
+/// Removes the unknown fields of an object of kind `info`, returning their paths (the REST
+/// API's `fieldValidation=Warn|Ignore`); the rest of the object is left as it came.
+pub fn drop_unknown_fields(
+    info: &ResourceInfo,
+    object: &mut Value,
+) -> Result<Vec<FieldPath>, DecodeError> {
+    let unknown = unknown_fields(info, object)?;
+    for path in &unknown {
+        fields::remove(object, path);
+    }
+    Ok(unknown)
+}
+
+fn canonical_and_unknown(
+    info: &ResourceInfo,
+    object: &Value,
+) -> Result<(Value, Vec<FieldPath>), DecodeError> {
     use k8s_openapi::api::{
         apps::v1 as apps, authorization::v1 as authz, coordination::v1 as coord, core::v1 as core,
         networking::v1 as net, rbac::v1 as rbac,
@@ -202,41 +237,8 @@ pub fn check_schema(info: &ResourceInfo, object: &Value) -> Result<Value, Decode
             })
         }
     };
-    let mut unknown = Vec::new();
-    unknown_fields(object, &canonical, "", &mut unknown);
-    if !unknown.is_empty() {
-        return Err(DecodeError::UnknownFields {
-            what,
-            paths: unknown,
-        });
-    }
-    Ok(canonical)
-}
-
-/// Paths present (and not null) in `input` but dropped by the typed round-trip.
-fn unknown_fields(input: &Value, canonical: &Value, path: &str, out: &mut Vec<String>) {
-    match (input, canonical) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (key, value) in a {
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match b.get(key) {
-                    Some(c) => unknown_fields(value, c, &child, out),
-                    None if value.is_null() => {}
-                    None => out.push(child),
-                }
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                unknown_fields(x, y, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
+    let unknown = fields::unknown(object, &canonical);
+    Ok((canonical, unknown))
 }
 
 #[cfg(test)]

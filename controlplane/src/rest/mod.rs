@@ -33,6 +33,7 @@ pub mod path;
 pub mod response;
 mod subresources;
 pub mod table;
+mod validation;
 mod verbs;
 mod watch;
 
@@ -86,10 +87,13 @@ impl Rest {
                 Target::OpenApiV2 => response::bytes(
                     StatusCode::OK,
                     openapi::V2_PROTOBUF,
-                    openapi::v2_document().into(),
+                    openapi::v2::document(),
                 ),
-                Target::OpenApiIndex => response::json(StatusCode::OK, &openapi::index()),
-                Target::OpenApi(gv) => found(openapi::document(&gv)),
+                Target::OpenApiIndex => openapi::serve_index(),
+                Target::OpenApi(gv) => {
+                    openapi::serve_document(&gv, query.get("hash").map(String::as_str))
+                        .unwrap_or_else(not_found)
+                }
                 Target::NotFound => not_found(),
                 Target::Resource(info) if connect::handles(&info) => {
                     connect::serve(&self.api, user, info, parts).await

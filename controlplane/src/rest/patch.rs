@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::response::{self, Failure};
 use super::verbs::{self, Answer};
-use super::Call;
+use super::{validation, Call};
 use crate::registry;
 
 /// Tries a read-patch-write this many times when the object changes in between.
@@ -178,10 +178,10 @@ pub(super) async fn patch_object(call: &Call<'_>, sub: pb::Subresource) -> Answe
     for _ in 0..ATTEMPTS {
         let original = verbs::fetch(call).await?;
         let patched = apply(call, &original)?;
-        let json = serde_json::to_vec(&patched).expect("JSON values serialize");
-        match verbs::update_bytes(call, json, sub).await {
+        let checked = validation::for_call(call, patched, &call.body)?;
+        match verbs::update_bytes(call, checked.json, sub).await {
             Err(r) if conflict(&r) && !mentions_resource_version(&call.body) => last = Some(r),
-            other => return other,
+            other => return other.map(|r| verbs::with_warnings(r, checked.warnings)),
         }
     }
     Err(last.expect("at least one attempt"))

@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::response::{self, Body, Failure};
-use super::{table, Call};
+use super::{table, validation, Call};
 use corral_proto::api_server::Api;
 
 pub(super) async fn serve(call: Call<'_>) -> Response<Body> {
@@ -167,17 +167,26 @@ async fn list(call: &Call<'_>) -> Answer {
 }
 
 async fn create(call: &Call<'_>) -> Answer {
+    let checked = match serde_json::from_slice::<Value>(&call.body) {
+        Ok(obj) => validation::for_call(call, obj, &call.body)?,
+        // Not JSON: the registry says so, as the gRPC API does.
+        Err(_) => validation::Checked {
+            json: call.body.to_vec(),
+            warnings: Vec::new(),
+        },
+    };
     let created = call
         .api
         .create(call.req(pb::CreateRequest {
             resource: call.kind.plural.to_string(),
             namespace: call.info.namespace.clone(),
-            json: call.body.to_vec(),
+            json: checked.json,
             dry_run: call.dry_run(),
         }))
         .await
         .map_err(|s| response::grpc_failure(&s))?;
-    let warnings = warning_headers(created.metadata());
+    let mut warnings = checked.warnings;
+    warnings.extend(warning_headers(created.metadata()));
     let obj = parse(&created.into_inner().json)?;
     Ok(with_warnings(
         object(call, StatusCode::CREATED, &obj),
@@ -204,7 +213,7 @@ pub(super) fn with_warnings(
 }
 
 /// The request's object with the URL's name where it has none; a different name is refused.
-pub(super) fn body_for(call: &Call<'_>, bytes: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(super) fn body_for(call: &Call<'_>, bytes: &[u8]) -> Result<Value, Failure> {
     let mut obj: Value = serde_json::from_slice(bytes).map_err(|e| {
         response::failure(
             StatusReason::BadRequest,
@@ -225,7 +234,7 @@ pub(super) fn body_for(call: &Call<'_>, bytes: &[u8]) -> Result<Vec<u8>, Failure
             ),
         ));
     }
-    Ok(serde_json::to_vec(&obj).expect("JSON values serialize"))
+    Ok(obj)
 }
 
 pub(super) async fn update_bytes(
@@ -250,8 +259,10 @@ pub(super) async fn update_bytes(
 }
 
 pub(super) async fn update(call: &Call<'_>, subresource: pb::Subresource) -> Answer {
-    let json = body_for(call, &call.body)?;
-    update_bytes(call, json, subresource).await
+    let obj = body_for(call, &call.body)?;
+    let checked = validation::for_call(call, obj, &call.body)?;
+    let answer = update_bytes(call, checked.json, subresource).await?;
+    Ok(with_warnings(answer, checked.warnings))
 }
 
 /// DeleteOptions that cannot be decoded, in the apiserver's words (a 400 for the client).

@@ -54,6 +54,45 @@ impl Ty {
     }
 }
 
+impl Ty {
+    /// The node of a Kubernetes type by its OpenAPI name (`io.k8s.api.core.v1.PodSpec`), so the
+    /// OpenAPI documents tag the same fields (`x-kubernetes-patch-merge-key`); `None` for a
+    /// type with no tagged field here.
+    pub fn of_definition(name: &str) -> Option<Ty> {
+        let (group, ty) = name.strip_prefix("io.k8s.")?.rsplit_once('.')?;
+        Some(match (group, ty) {
+            ("api.core.v1", "Pod") => Ty::Pod,
+            ("api.core.v1", "Node") => Ty::Node,
+            ("api.core.v1", "Namespace") => Ty::Namespace,
+            ("api.core.v1", "Service") => Ty::Service,
+            ("api.core.v1", "PersistentVolumeClaim") => Ty::PersistentVolumeClaim,
+            ("api.apps.v1", "ReplicaSet" | "DaemonSet" | "StatefulSet") => Ty::Workload,
+            ("api.apps.v1", "Deployment") => Ty::Deployment,
+            ("apimachinery.pkg.apis.meta.v1", "ObjectMeta") => Ty::ObjectMeta,
+            ("api.core.v1", "PodTemplateSpec") => Ty::PodTemplateSpec,
+            ("api.core.v1", "PodSpec") => Ty::PodSpec,
+            ("api.core.v1", "Container" | "EphemeralContainer") => Ty::Container,
+            ("api.core.v1", "PodStatus") => Ty::PodStatus,
+            ("api.core.v1", "NodeSpec") => Ty::NodeSpec,
+            ("api.core.v1", "NodeStatus") => Ty::NodeStatus,
+            ("api.core.v1", "ServiceSpec") => Ty::ServiceSpec,
+            ("api.apps.v1", "ReplicaSetSpec" | "DaemonSetSpec" | "StatefulSetSpec") => {
+                Ty::WorkloadSpec
+            }
+            ("api.apps.v1", "DeploymentSpec") => Ty::DeploymentSpec,
+            (
+                "api.core.v1",
+                "NamespaceStatus" | "ServiceStatus" | "PersistentVolumeClaimStatus",
+            )
+            | (
+                "api.apps.v1",
+                "ReplicaSetStatus" | "DaemonSetStatus" | "StatefulSetStatus" | "DeploymentStatus",
+            ) => Ty::ConditionsStatus,
+            _ => return None,
+        })
+    }
+}
+
 const fn plain(ty: Ty) -> FieldMeta<Ty> {
     FieldMeta {
         ty,
@@ -264,6 +303,40 @@ mod tests {
             ty = m.ty;
         }
         (m.strategy, m.merge_key)
+    }
+
+    #[test]
+    fn openapi_names_lead_to_the_same_nodes_as_paths_from_the_kinds() {
+        for (name, path_of, kind) in [
+            ("io.k8s.api.core.v1.PodSpec", "spec", &kinds::PODS),
+            (
+                "io.k8s.api.apps.v1.DeploymentSpec",
+                "spec",
+                &kinds::DEPLOYMENTS,
+            ),
+            (
+                "io.k8s.api.core.v1.Container",
+                "spec.template.spec.containers",
+                &kinds::DEPLOYMENTS,
+            ),
+            (
+                "io.k8s.api.apps.v1.StatefulSetStatus",
+                "status",
+                &kinds::STATEFULSETS,
+            ),
+            (
+                "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+                "metadata",
+                &kinds::NODES,
+            ),
+        ] {
+            let mut ty = Ty::of_kind(kind);
+            for segment in path_of.split('.') {
+                ty = ty.field(segment).ty;
+            }
+            assert_eq!(Ty::of_definition(name), Some(ty), "{name}");
+        }
+        assert_eq!(Ty::of_definition("io.k8s.api.core.v1.ConfigMap"), None);
     }
 
     #[test]
