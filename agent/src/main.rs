@@ -98,7 +98,7 @@ struct Args {
     cluster_domain: String,
     /// Let the shims write containers' raw output to the log files, without the log copier
     /// (no times: `logs --timestamps` and `--since` then show every line as it is).
-    #[arg(long)]
+    #[arg(long, env = "CORRAL_RAW_LOGS")]
     raw_logs: bool,
 }
 
