@@ -17,6 +17,7 @@ pub mod cluster_id;
 pub mod join;
 pub mod kubedns;
 pub mod listener;
+pub mod migrate;
 pub mod pki;
 pub mod registry;
 pub mod rest;

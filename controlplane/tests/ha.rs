@@ -163,3 +163,59 @@ async fn two_control_planes_share_one_etcd_one_ca_and_hand_over_the_controllers(
     assert!(after < jiff::SignedDuration::from_secs(10), "{after:?}");
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_cluster_migrated_to_etcd_keeps_its_objects_uids_tokens_and_ca() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (uid, creds) = {
+        let sqlite = start(Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            controllers: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let c = sqlite.client().await.unwrap();
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "kept", "namespace": "default"}, "data": {"k": "v"}});
+        let made = c
+            .create_value(&kinds::CONFIGMAPS, "default", &cm, false)
+            .await
+            .unwrap();
+        (
+            made["metadata"]["uid"].as_str().unwrap().to_string(),
+            sqlite.admin_credentials(),
+        )
+    };
+    let to = EtcdConfig {
+        endpoints: etcd.endpoints(),
+        ..Default::default()
+    };
+    let done = corral_controlplane::migrate::migrate(dir.path(), &to, None)
+        .await
+        .unwrap();
+    assert!(done.keys > 5, "{done:?}");
+    let again = corral_controlplane::migrate::migrate(dir.path(), &to, None).await;
+    assert!(
+        again
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("already holds a cluster")),
+        "{again:?}"
+    );
+    // The same data dir on etcd: the old admin credentials (same CA) see the same object.
+    let on_etcd = server(&etcd, dir.path(), None)
+        .await
+        .expect("server on etcd");
+    let c = Client::connect_with(&on_etcd.url(), &creds).await.unwrap();
+    let got = c
+        .get_value(&kinds::CONFIGMAPS, "default", "kept")
+        .await
+        .unwrap();
+    assert_eq!(got["metadata"]["uid"].as_str(), Some(uid.as_str()));
+    assert_eq!(got["data"]["k"], "v");
+}

@@ -16,6 +16,8 @@ use corral_controlplane::admission::podsecurity::{self, Level, Policy};
     about = "Corral's API server, store and controllers"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// Address the gRPC API listens on.
     #[arg(long, default_value = "127.0.0.1:7443", env = "CORRAL_LISTEN")]
     listen: SocketAddr,
@@ -112,39 +114,92 @@ struct Args {
     node_cert_lifetime_seconds: u64,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Copy a cluster, offline (its control plane stopped), from SQLite to an empty etcd:
+    /// objects with their uids, the tokens, and the cluster CA sealed with the server token.
+    Migrate {
+        /// `sqlite:DIR`, the control plane's data directory.
+        #[arg(long)]
+        from: String,
+        /// `etcd://h1:2379,...`, `etcds://...` or `https://...` endpoints.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        datastore_cafile: Option<PathBuf>,
+        #[arg(long, requires = "datastore_keyfile")]
+        datastore_certfile: Option<PathBuf>,
+        #[arg(long, requires = "datastore_certfile")]
+        datastore_keyfile: Option<PathBuf>,
+        /// The server token that seals the CA in etcd (default: DIR/server-token, else a new
+        /// one written there).
+        #[arg(long, env = "CORRAL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+}
+
+fn read_opt(p: &Option<PathBuf>) -> anyhow::Result<Option<Vec<u8>>> {
+    p.as_ref()
+        .map(|p| std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display())))
+        .transpose()
+}
+
+fn etcd_config(
+    spec: &str,
+    ca: &Option<PathBuf>,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> anyhow::Result<corral_controlplane::store::etcd::EtcdConfig> {
+    let endpoints = corral_controlplane::store::etcd::EtcdConfig::parse_endpoints(spec)
+        .map_err(anyhow::Error::msg)?;
+    let tls = endpoints.iter().any(|e| e.starts_with("https://"));
+    anyhow::ensure!(
+        !tls || ca.is_some(),
+        "{spec}: TLS endpoints need --datastore-cafile"
+    );
+    Ok(corral_controlplane::store::etcd::EtcdConfig {
+        endpoints,
+        ca: read_opt(ca)?,
+        cert: read_opt(cert)?,
+        key: read_opt(key)?,
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     corral_api::runtime::logging::init();
     let args = Args::parse();
+    if let Some(Cmd::Migrate {
+        from,
+        to,
+        datastore_cafile,
+        datastore_certfile,
+        datastore_keyfile,
+        token,
+    }) = &args.command
+    {
+        let dir = corral_controlplane::migrate::source_dir(from)?;
+        let etcd = etcd_config(to, datastore_cafile, datastore_certfile, datastore_keyfile)?;
+        let done = corral_controlplane::migrate::migrate(&dir, &etcd, token.as_deref()).await?;
+        println!(
+            "migrated {} keys to {to}; start the servers with --datastore-endpoint {to} and the token in {}",
+            done.keys,
+            done.token_file.display()
+        );
+        return Ok(());
+    }
     let cluster_cidr = corral_controllers::nodeipam::plan::Range::new(
         &args.cluster_cidr,
         args.node_cidr_mask_size,
     )?;
     let datastore = match &args.datastore_endpoint {
         None => None,
-        Some(spec) => {
-            let read = |p: &Option<PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
-                p.as_ref()
-                    .map(|p| {
-                        std::fs::read(p)
-                            .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
-                    })
-                    .transpose()
-            };
-            let endpoints = corral_controlplane::store::etcd::EtcdConfig::parse_endpoints(spec)
-                .map_err(anyhow::Error::msg)?;
-            let tls = endpoints.iter().any(|e| e.starts_with("https://"));
-            anyhow::ensure!(
-                !tls || args.datastore_cafile.is_some(),
-                "--datastore-endpoint {spec}: TLS endpoints need --datastore-cafile"
-            );
-            Some(corral_controlplane::store::etcd::EtcdConfig {
-                endpoints,
-                ca: read(&args.datastore_cafile)?,
-                cert: read(&args.datastore_certfile)?,
-                key: read(&args.datastore_keyfile)?,
-            })
-        }
+        Some(spec) => Some(etcd_config(
+            spec,
+            &args.datastore_cafile,
+            &args.datastore_certfile,
+            &args.datastore_keyfile,
+        )?),
     };
     let server_token = match (&args.token, &args.token_file) {
         (Some(t), _) => Some(t.clone()),
