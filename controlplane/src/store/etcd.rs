@@ -113,6 +113,29 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
+/// Runs a read again when the member it reached is gone (the client's balancer then picks
+/// another): reads are idempotent, so a dead member costs a retried request, not an error.
+/// Writes are never retried here: one may have been applied before its member died.
+async fn read_retrying<T, F, Fut>(mut op: F) -> std::result::Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match op().await {
+            Err(etcd_client::Error::GRpcStatus(s))
+                if s.code() == tonic::Code::Unavailable && attempt < 5 =>
+            {
+                attempt += 1;
+                debug!(attempt, error = %s, "etcd read retried on another member");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// etcd's words for a read below the compacted revision or past the newest.
 fn classify(e: etcd_client::Error, requested: Revision) -> StoreError {
     let text = e.to_string();
@@ -177,7 +200,7 @@ impl EtcdStore {
     /// Every key under `prefix` at `revision` (0: the newest), read in pages at that one
     /// revision, and the revision read.
     async fn range(&self, prefix: &str, revision: Revision) -> Result<(Vec<KeyValue>, Revision)> {
-        let mut kv_client = self.client.kv_client();
+        let kv_client = self.client.kv_client();
         let end = prefix_end(prefix);
         let mut start = prefix.as_bytes().to_vec();
         let mut at = revision;
@@ -189,10 +212,13 @@ impl EtcdStore {
             if at > 0 {
                 opts = opts.with_revision(at);
             }
-            let resp = kv_client
-                .get(start.clone(), Some(opts))
-                .await
-                .map_err(|e| classify(e, revision))?;
+            let resp = read_retrying(|| {
+                let mut kv_client = kv_client.clone();
+                let (start, opts) = (start.clone(), opts.clone());
+                async move { kv_client.get(start, Some(opts)).await }
+            })
+            .await
+            .map_err(|e| classify(e, revision))?;
             if at == 0 {
                 at = header_revision(resp.header());
             }
@@ -213,12 +239,12 @@ impl EtcdStore {
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self
-            .client
-            .kv_client()
-            .get(key, None)
-            .await
-            .map_err(etcd_err)?;
+        let resp = read_retrying(|| {
+            let mut kv_client = self.client.kv_client();
+            async move { kv_client.get(key, None).await }
+        })
+        .await
+        .map_err(etcd_err)?;
         Ok(resp.kvs().first().map(kv))
     }
 
@@ -415,12 +441,16 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        let resp = self
-            .client
-            .kv_client()
-            .get(COMPACT_KEY, Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(etcd_err)?;
+        let resp = read_retrying(|| {
+            let mut kv_client = self.client.kv_client();
+            async move {
+                kv_client
+                    .get(COMPACT_KEY, Some(GetOptions::new().with_count_only()))
+                    .await
+            }
+        })
+        .await
+        .map_err(etcd_err)?;
         Ok(header_revision(resp.header()))
     }
 
