@@ -150,8 +150,7 @@ fn etcd_config(
     cert: &Option<PathBuf>,
     key: &Option<PathBuf>,
 ) -> anyhow::Result<corral_controlplane::store::etcd::EtcdConfig> {
-    let endpoints = corral_controlplane::store::etcd::EtcdConfig::parse_endpoints(spec)
-        .map_err(anyhow::Error::msg)?;
+    let endpoints = corral_controlplane::store::etcd::EtcdConfig::parse_endpoints(spec)?;
     let tls = endpoints.iter().any(|e| e.starts_with("https://"));
     anyhow::ensure!(
         !tls || ca.is_some(),

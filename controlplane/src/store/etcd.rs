@@ -39,7 +39,7 @@ pub struct EtcdConfig {
 impl EtcdConfig {
     /// Endpoints from `etcd://h1:2379,h2:2379` (http) or `etcds://...` (https), or a comma
     /// list of `http(s)://` URLs.
-    pub fn parse_endpoints(spec: &str) -> std::result::Result<Vec<String>, String> {
+    pub fn parse_endpoints(spec: &str) -> std::result::Result<Vec<String>, BadEndpoint> {
         let (scheme, rest) = if let Some(r) = spec.strip_prefix("etcd://") {
             ("http", r)
         } else if let Some(r) = spec.strip_prefix("etcds://") {
@@ -60,21 +60,36 @@ impl EtcdConfig {
             })
             .collect();
         if endpoints.is_empty() {
-            return Err(format!("datastore endpoint {spec:?}: no etcd host"));
+            return Err(BadEndpoint {
+                endpoint: spec.to_string(),
+                why: "no etcd host",
+            });
         }
         for e in &endpoints {
             let host = e
                 .strip_prefix("http://")
                 .or_else(|| e.strip_prefix("https://"))
-                .ok_or_else(|| {
-                    format!("datastore endpoint {e:?}: expected etcd://HOST:PORT,... or http(s)://HOST:PORT")
+                .ok_or_else(|| BadEndpoint {
+                    endpoint: e.clone(),
+                    why: "expected etcd://HOST:PORT,... or http(s)://HOST:PORT",
                 })?;
             if host.is_empty() || host.contains('/') {
-                return Err(format!("datastore endpoint {e:?}: expected HOST:PORT"));
+                return Err(BadEndpoint {
+                    endpoint: e.clone(),
+                    why: "expected HOST:PORT",
+                });
             }
         }
         Ok(endpoints)
     }
+}
+
+/// A `--datastore-endpoint` that names no etcd member.
+#[derive(Debug, thiserror::Error)]
+#[error("datastore endpoint {endpoint:?}: {why}")]
+pub struct BadEndpoint {
+    pub endpoint: String,
+    pub why: &'static str,
 }
 
 #[derive(Clone)]
