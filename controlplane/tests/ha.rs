@@ -11,7 +11,7 @@ use common::etcd::EtcdCluster;
 use corral_api::k8s::api::coordination::v1::Lease;
 use corral_api::{kinds, Client, WatchEvent};
 use corral_controlplane::store::etcd::EtcdConfig;
-use corral_controlplane::{start, Config, Running};
+use corral_controlplane::{start, Config, Running, StartError};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -19,7 +19,7 @@ async fn server(
     etcd: &EtcdCluster,
     dir: &std::path::Path,
     token: Option<String>,
-) -> Result<Running, String> {
+) -> Result<Running, StartError> {
     start(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
@@ -36,7 +36,6 @@ async fn server(
         ..Default::default()
     })
     .await
-    .map_err(|e| e.to_string())
 }
 
 async fn holder(c: &Client) -> String {
@@ -71,7 +70,7 @@ async fn two_control_planes_share_one_etcd_one_ca_and_hand_over_the_controllers(
         wrong
             .as_ref()
             .err()
-            .is_some_and(|e| e.contains("not this cluster's")),
+            .is_some_and(|e| e.to_string().contains("not this cluster's")),
         "{:?}",
         wrong.err()
     );
@@ -79,7 +78,7 @@ async fn two_control_planes_share_one_etcd_one_ca_and_hand_over_the_controllers(
     assert!(
         none.as_ref()
             .err()
-            .is_some_and(|e| e.contains("server token")),
+            .is_some_and(|e| e.to_string().contains("server token")),
         "{:?}",
         none.err()
     );

@@ -2,6 +2,8 @@
 //! cluster (network namespaces, containerd, agents) that is deleted even when a test fails,
 //! and snapshots of host state to prove that nothing is left behind.
 
+pub mod kubectl;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

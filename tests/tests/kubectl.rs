@@ -4,78 +4,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use corral_tests::kubectl::{self, KillOnDrop, Kubectl};
 use corral_tests::{corral, eventually, pods, rows, running, skip_unless_e2e, TestCluster};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// The machine image's kubectl v1.32 (beside the `kubectl` dispatcher, which would pick v1.33
-/// for a v1.33 server: the other kubectl tests run that one), else kubectl on PATH; `None`
-/// skips the test locally (CI installs it, and fails without it).
-fn kubectl_bin() -> Option<PathBuf> {
-    let v132 = PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.32");
-    if v132.exists() {
-        return Some(v132);
-    }
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("kubectl"))
-            .find(|p| p.exists())
-    });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("kubectl is not installed: CI must install it for this test");
-    }
-    found
-}
-
-/// kubectl with its own HOME (discovery cache) and the given kubeconfig.
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    home: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path())
-            .current_dir(corral_tests::workspace_dir());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> (String, String, bool) {
-        let out = self
-            .command(args)
-            .output()
-            .unwrap_or_else(|e| panic!("running kubectl {}: {e}", args.join(" ")));
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.success(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (out, err, success) = self.run(args);
-        assert!(success, "kubectl {} failed:\n{out}\n{err}", args.join(" "));
-        out
-    }
-}
-
-/// A child process killed when the test lets go of it (also on a failed assertion).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Lines `kubectl get pods -w` prints until one satisfies `done`, or panics at the deadline.
 fn watch_until(k: &Kubectl, args: &[&str], done: impl Fn(&str) -> bool) -> Vec<String> {
@@ -132,41 +68,6 @@ async fn wait_gone(client: &corral_api::Client, selector: &str) {
     .await;
 }
 
-/// Debian's kubectl v1.20 (package kubernetes-client), unpacked apart from the kubectl on PATH
-/// into /var/cache (`apt-get download` once). `None` skips that step locally; CI must have it.
-fn kubectl_1_20() -> Option<PathBuf> {
-    let dir = Path::new("/var/cache/corral-tests-kubectl120");
-    let bin = dir.join("root/usr/bin/kubectl");
-    if !bin.exists() {
-        let _ = std::fs::create_dir_all(dir);
-        let fetched = Command::new("apt-get")
-            .args(["download", "kubernetes-client"])
-            .current_dir(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        let deb = std::fs::read_dir(dir).ok().and_then(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        });
-        if let (true, Some(deb)) = (fetched, deb) {
-            let _ = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(dir.join("root"))
-                .status();
-        }
-    }
-    if !bin.exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("cannot unpack Debian's kubernetes-client (kubectl v1.20) into {dir:?}");
-        }
-        return None;
-    }
-    Some(bin)
-}
-
 /// A Python with the `kubernetes` client: a venv in /var/cache (made once, from PyPI).
 /// `None` skips that step locally when Python or PyPI is missing; CI must have both.
 fn python_with_client() -> Option<PathBuf> {
@@ -221,7 +122,7 @@ fn token_kubeconfig(admin: &Path, server: &str, token: &str, dir: &Path) -> Path
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_runs_the_workshop_chapter_against_corral() {
     skip_unless_e2e!();
-    let Some(bin) = kubectl_bin() else {
+    let Some(bin) = kubectl::v1_32().or_else(kubectl::on_path) else {
         eprintln!("SKIPPED: kubectl is not installed");
         return;
     };
@@ -505,7 +406,7 @@ async fn kubectl_runs_the_workshop_chapter_against_corral() {
     wait_gone(&client, "app=mi-pod").await;
 
     // Debian's kubectl v1.20 (protobuf /openapi/v2, no OpenAPI v3) drives the same API.
-    match kubectl_1_20() {
+    match kubectl::v1_20() {
         None => eprintln!("SKIPPED (kubectl v1.20 step): kubernetes-client is not available"),
         Some(bin) => {
             let old = Kubectl {

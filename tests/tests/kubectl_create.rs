@@ -2,75 +2,16 @@
 //! bodies as Kubernetes protobuf; Corral reads them into the same objects the JSON path makes,
 //! with both kubectl 1.33 (the dispatcher on PATH) and 1.32 when it is installed.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use corral_tests::kubectl::{self, Kubectl};
 use corral_tests::{corral, skip_unless_e2e, TestCluster};
 
-/// kubectl on PATH; `None` skips the test locally (CI installs it, and fails without it).
-fn kubectl_bin() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("kubectl"))
-            .find(|p| p.exists())
-    });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("kubectl is not installed: CI must install it for this test");
-    }
-    found
-}
-
-const KUBECTL_1_32: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
-
-/// kubectl with its own HOME (discovery cache) and the given kubeconfig.
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    home: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(bin: &Path, kubeconfig: &Path) -> Self {
-        Self {
-            bin: bin.to_path_buf(),
-            kubeconfig: kubeconfig.to_path_buf(),
-            home: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> (String, String, bool) {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path())
-            .output()
-            .unwrap_or_else(|e| panic!("running kubectl {}: {e}", args.join(" ")));
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.success(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (out, err, success) = self.run(args);
-        assert!(
-            success,
-            "{} {} failed:\n{out}\n{err}",
-            self.bin.display(),
-            args.join(" ")
-        );
-        out.trim().to_string()
-    }
-
-    /// `kubectl auth can-i ...`'s answer (it exits 1 on "no").
-    fn can_i(&self, args: &[&str]) -> String {
-        let mut all = vec!["auth", "can-i"];
-        all.extend_from_slice(args);
-        let (out, err, _) = self.run(&all);
-        assert!(err.trim().is_empty(), "kubectl auth can-i: {err}");
-        out.trim().to_string()
-    }
+/// `kubectl auth can-i ...`'s answer (it exits 1 on "no").
+fn can_i(k: &Kubectl, args: &[&str]) -> String {
+    let mut all = vec!["auth", "can-i"];
+    all.extend_from_slice(args);
+    let (out, err, _) = k.run(&all);
+    assert!(err.trim().is_empty(), "kubectl auth can-i: {err}");
+    out.trim().to_string()
 }
 
 /// The objects each kubectl creates (names end in `v`, the kubectl's minor) and what is read
@@ -79,9 +20,13 @@ fn create_and_check(k: &Kubectl, v: &str) {
     let created = |what: &str, args: &[&str]| {
         let mut all = vec!["create"];
         all.extend_from_slice(args);
-        assert_eq!(k.ok(&all), format!("{what} created"), "{args:?}");
+        assert_eq!(k.ok(&all).trim(), format!("{what} created"), "{args:?}");
     };
-    let get = |what: &str, path: &str| k.ok(&["get", what, "-o", &format!("jsonpath={path}")]);
+    let get = |what: &str, path: &str| {
+        k.ok(&["get", what, "-o", &format!("jsonpath={path}")])
+            .trim()
+            .to_string()
+    };
 
     let d = format!("mi-deploy-{v}");
     created(
@@ -202,14 +147,14 @@ fn create_and_check(k: &Kubectl, v: &str) {
         format!("foo.com/bar,Exact,8080,cert-{v}")
     );
 
-    assert_eq!(k.can_i(&["get", "pods"]), "yes");
-    assert_eq!(k.can_i(&["create", "deployments.apps", "-n", &ns]), "yes");
+    assert_eq!(can_i(k, &["get", "pods"]), "yes");
+    assert_eq!(can_i(k, &["create", "deployments.apps", "-n", &ns]), "yes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_and_auth_can_i_send_protobuf_that_corral_reads() {
     skip_unless_e2e!();
-    let Some(bin) = kubectl_bin() else {
+    let Some(bin) = kubectl::on_path() else {
         eprintln!("SKIPPED: kubectl is not installed");
         return;
     };
@@ -222,8 +167,8 @@ async fn kubectl_create_and_auth_can_i_send_protobuf_that_corral_reads() {
         .join("admin.kubeconfig");
 
     create_and_check(&Kubectl::new(&bin, &admin), "133");
-    if Path::new(KUBECTL_1_32).exists() {
-        create_and_check(&Kubectl::new(Path::new(KUBECTL_1_32), &admin), "132");
+    if let Some(v132) = kubectl::v1_32() {
+        create_and_check(&Kubectl::new(&v132, &admin), "132");
     } else {
         eprintln!("kubectl 1.32 is not installed: only the PATH kubectl was run");
     }
@@ -247,8 +192,8 @@ async fn kubectl_create_and_auth_can_i_send_protobuf_that_corral_reads() {
     );
     assert!(ok, "corral config create-user: {out}\n{err}");
     let viewer = Kubectl::new(&bin, &viewer_config);
-    assert_eq!(viewer.can_i(&["get", "pods"]), "yes");
-    assert_eq!(viewer.can_i(&["create", "deployments.apps"]), "no");
+    assert_eq!(can_i(&viewer, &["get", "pods"]), "yes");
+    assert_eq!(can_i(&viewer, &["create", "deployments.apps"]), "no");
     let (_, err, ok) = viewer.run(&["create", "configmap", "nope", "--from-literal=a=b"]);
     assert!(
         !ok && err.contains(

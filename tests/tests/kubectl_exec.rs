@@ -6,18 +6,16 @@
 //! code, stdin and its end, cp both ways, attach's live output, HTTP through port-forward.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use corral_api::k8s::api::core::v1::Pod;
-use corral_tests::{corral, eventually, output_within, skip_unless_e2e, TestCluster, CLI_TIMEOUT};
+use corral_tests::kubectl::{self, KillOnDrop, Kubectl};
+use corral_tests::{corral, eventually, skip_unless_e2e, TestCluster, CLI_TIMEOUT};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// kubectl 1.32 beside the dispatcher kubectl on PATH (which runs 1.33 for this server).
-const KUBECTL_1_32: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
 
 const PODS: &str = r#"apiVersion: v1
 kind: Pod
@@ -53,117 +51,12 @@ spec:
     command: [sh, -c, "mkdir -p /w && echo hola > /w/index.html && exec httpd -f -p 8080 -h /w"]
 "#;
 
-/// kubectl on PATH; `None` skips the test locally (CI installs it, and fails without it).
-fn kubectl_bin() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("kubectl"))
-            .find(|p| p.exists())
-    });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("kubectl is not installed: CI must install it for this test");
-    }
-    found
-}
-
-/// Debian's kubectl v1.20 (package kubernetes-client), unpacked once into /var/cache as
-/// tests/tests/kubectl.rs does; `None` skips its steps locally, CI must have it.
-fn kubectl_1_20() -> Option<PathBuf> {
-    let dir = Path::new("/var/cache/corral-tests-kubectl120");
-    let bin = dir.join("root/usr/bin/kubectl");
-    if !bin.exists() {
-        let _ = std::fs::create_dir_all(dir);
-        let fetched = Command::new("apt-get")
-            .args(["download", "kubernetes-client"])
-            .current_dir(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        let deb = std::fs::read_dir(dir).ok().and_then(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        });
-        if let (true, Some(deb)) = (fetched, deb) {
-            let _ = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(dir.join("root"))
-                .status();
-        }
-    }
-    if !bin.exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("cannot unpack Debian's kubernetes-client (kubectl v1.20) into {dir:?}");
-        }
-        return None;
-    }
-    Some(bin)
-}
-
-/// One kubectl binary with its own HOME (discovery cache) and the admin kubeconfig.
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    home: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(bin: &Path, kubeconfig: &Path) -> Self {
-        Self {
-            bin: bin.to_path_buf(),
-            kubeconfig: kubeconfig.to_path_buf(),
-            home: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path());
-        c
-    }
-
-    /// Runs to the end (within the CLI timeout): stdout, stderr, exit code.
-    fn run(&self, args: &[&str]) -> (String, String, Option<i32>) {
-        let out = output_within(self.command(args), CLI_TIMEOUT);
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.code(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (out, err, code) = self.run(args);
-        assert_eq!(
-            code,
-            Some(0),
-            "{} {} failed:\n{out}\n{err}",
-            self.bin.display(),
-            args.join(" ")
-        );
-        out
-    }
-}
-
-/// A child process killed when the test lets go of it (also on a failed assertion).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// exec's output, exit code and stdin, with one kubectl.
 fn exec_steps(k: &Kubectl) {
     let who = k.bin.display().to_string();
     assert_eq!(k.ok(&["exec", "web", "--", "hostname"]), "web\n", "{who}");
 
-    let (out, err, code) = k.run(&[
+    let run = k.output(&[
         "exec",
         "web",
         "--",
@@ -171,6 +64,11 @@ fn exec_steps(k: &Kubectl) {
         "-c",
         "echo out; echo err >&2; exit 3",
     ]);
+    let (out, err, code) = (
+        String::from_utf8_lossy(&run.stdout).into_owned(),
+        String::from_utf8_lossy(&run.stderr).into_owned(),
+        run.status.code(),
+    );
     assert_eq!(code, Some(3), "{who}: {out}\n{err}");
     assert_eq!(out, "out\n", "{who}");
     assert!(
@@ -211,7 +109,7 @@ fn output_within_child(child: Child) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_exec_cp_and_attach_work_over_websockets() {
     skip_unless_e2e!();
-    let Some(bin) = kubectl_bin() else {
+    let Some(bin) = kubectl::on_path() else {
         eprintln!("SKIPPED: kubectl is not installed");
         return;
     };
@@ -248,11 +146,11 @@ async fn kubectl_exec_cp_and_attach_work_over_websockets() {
     }
 
     exec_steps(&k);
-    if Path::new(KUBECTL_1_32).exists() {
-        exec_steps(&Kubectl::new(Path::new(KUBECTL_1_32), &admin));
+    if let Some(v132) = kubectl::v1_32() {
+        exec_steps(&Kubectl::new(&v132, &admin));
     }
     // kubectl v1.20 speaks SPDY/3.1 for exec.
-    if let Some(old) = kubectl_1_20() {
+    if let Some(old) = kubectl::v1_20() {
         exec_steps(&Kubectl::new(&old, &admin));
     }
 

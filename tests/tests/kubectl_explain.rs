@@ -3,101 +3,14 @@
 //! Kubernetes' descriptions and types, kubectl v1.20 validates against the v2 definitions, and
 //! `fieldValidation` answers as kube-apiserver does (Strict's error wording, Warn's warnings).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use corral_tests::kubectl::{self, Kubectl};
 use corral_tests::{skip_unless_e2e, TestCluster};
-
-/// kubectl on PATH; `None` skips the test locally (CI installs it, and fails without it).
-fn kubectl_bin() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("kubectl"))
-            .find(|p| p.exists())
-    });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("kubectl is not installed: CI must install it for this test");
-    }
-    found
-}
 
 /// A pod with a field no Kubernetes type has.
 const BAD_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    image: busybox\n    bogus: 1\n";
 
-/// The Google Cloud SDK's kubectl v1.32, beside the dispatcher, when installed.
-const KUBECTL_1_32: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
-
-/// Debian's kubectl v1.20 (package kubernetes-client), unpacked apart from the kubectl on PATH
-/// into /var/cache (`apt-get download` once). `None` skips that step locally; CI must have it.
-fn kubectl_1_20() -> Option<PathBuf> {
-    let dir = Path::new("/var/cache/corral-tests-kubectl120");
-    let bin = dir.join("root/usr/bin/kubectl");
-    if !bin.exists() {
-        let _ = std::fs::create_dir_all(dir);
-        let fetched = Command::new("apt-get")
-            .args(["download", "kubernetes-client"])
-            .current_dir(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        let deb = std::fs::read_dir(dir).ok().and_then(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        });
-        if let (true, Some(deb)) = (fetched, deb) {
-            let _ = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(dir.join("root"))
-                .status();
-        }
-    }
-    if !bin.exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("cannot unpack Debian's kubernetes-client (kubectl v1.20) into {dir:?}");
-        }
-        return None;
-    }
-    Some(bin)
-}
-
-/// Runs one kubectl with its own HOME (discovery and OpenAPI caches) and the kubeconfig.
-struct Kubectl<'a> {
-    bin: PathBuf,
-    kubeconfig: &'a Path,
-    home: tempfile::TempDir,
-}
-
-impl Kubectl<'_> {
-    fn run(&self, args: &[&str]) -> (String, String, bool) {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig)
-            .env("HOME", self.home.path())
-            .output()
-            .unwrap_or_else(|e| panic!("running kubectl {}: {e}", args.join(" ")));
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.success(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (out, err, success) = self.run(args);
-        assert!(
-            success,
-            "{} {} failed:\n{out}\n{err}",
-            self.bin.display(),
-            args.join(" ")
-        );
-        out
-    }
-}
-
 /// What `kubectl explain` must print for Corral as it does for Kubernetes.
-fn explains_as_kubernetes(k: &Kubectl<'_>) {
+fn explains_as_kubernetes(k: &Kubectl) {
     let deploy = k.ok(&["explain", "deployment"]);
     for want in [
         "GROUP:      apps",
@@ -138,7 +51,7 @@ fn explains_as_kubernetes(k: &Kubectl<'_>) {
 #[tokio::test]
 async fn kubectl_explains_kinds_and_field_validation_answers_as_kube_apiserver() {
     skip_unless_e2e!();
-    let Some(bin) = kubectl_bin() else {
+    let Some(bin) = kubectl::on_path() else {
         eprintln!("SKIPPED: kubectl is not installed");
         return;
     };
@@ -149,33 +62,21 @@ async fn kubectl_explains_kinds_and_field_validation_answers_as_kube_apiserver()
         .dir
         .join("controlplane")
         .join("admin.kubeconfig");
-    let k = Kubectl {
-        bin,
-        kubeconfig: &admin,
-        home: tempfile::tempdir().expect("temp dir"),
-    };
+    let k = Kubectl::new(&bin, &admin);
     explains_as_kubernetes(&k);
-    if Path::new(KUBECTL_1_32).exists() {
-        let k132 = Kubectl {
-            bin: KUBECTL_1_32.into(),
-            kubeconfig: &admin,
-            home: tempfile::tempdir().expect("temp dir"),
-        };
+    if let Some(v132) = kubectl::v1_32() {
+        let k132 = Kubectl::new(&v132, &admin);
         assert!(k132.ok(&["version", "--client"]).contains("v1.32"));
         explains_as_kubernetes(&k132);
     } else {
-        eprintln!("SKIPPED (v1.32 step): {KUBECTL_1_32} is not installed");
+        eprintln!("SKIPPED (v1.32 step): {} is not installed", kubectl::V1_32);
     }
 
     // kubectl v1.20 reads /openapi/v2 (protobuf): explain, and its client-side validation.
-    match kubectl_1_20() {
+    match kubectl::v1_20() {
         None => eprintln!("SKIPPED (v1.20 step): Debian's kubectl v1.20 is not available"),
         Some(bin) => {
-            let old = Kubectl {
-                bin,
-                kubeconfig: &admin,
-                home: tempfile::tempdir().expect("temp dir"),
-            };
+            let old = Kubectl::new(&bin, &admin);
             let out = old.ok(&["explain", "deployment.spec.template.spec.containers"]);
             for want in [
                 "RESOURCE: containers <[]Object>",

@@ -4,25 +4,10 @@
 //! `--show-managed-fields` shows both managers; a client-side applied object moves to
 //! server-side apply. One step runs kubectl v1.32.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use corral_tests::{skip_unless_e2e, TestCluster};
-
-const KUBECTL_1_32: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
-
-/// kubectl on PATH; `None` skips the test locally (CI installs it, and fails without it).
-fn kubectl_bin() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("kubectl"))
-            .find(|p| p.exists())
-    });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("kubectl is not installed: CI must install it for this test");
-    }
-    found
-}
 
 /// Runs kubectl with its own HOME and the admin kubeconfig: (stdout, stderr, success).
 fn kubectl(bin: &Path, kubeconfig: &Path, home: &Path, args: &[&str]) -> (String, String, bool) {
@@ -69,7 +54,7 @@ metadata:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_server_side_apply_tracks_field_managers() {
     skip_unless_e2e!();
-    let Some(bin) = kubectl_bin() else {
+    let Some(bin) = corral_tests::kubectl::on_path() else {
         eprintln!("SKIPPED: kubectl is not installed");
         return;
     };
@@ -142,7 +127,7 @@ async fn kubectl_server_side_apply_tracks_field_managers() {
     // The first manager drops its label (kubectl v1.32, where present): the label goes; its
     // replicas now agree with the other manager's, so they share it.
     let dropped = write("dropped.yaml", manifest(3, ""));
-    let old = Path::new(KUBECTL_1_32);
+    let old = Path::new(corral_tests::kubectl::V1_32);
     let (out, err, success) = if old.exists() {
         kubectl(
             old,
@@ -151,7 +136,10 @@ async fn kubectl_server_side_apply_tracks_field_managers() {
             &["apply", "--server-side", "-f", &dropped],
         )
     } else {
-        eprintln!("SKIPPED (kubectl v1.32 step): {KUBECTL_1_32} is not installed");
+        eprintln!(
+            "SKIPPED (kubectl v1.32 step): {} is not installed",
+            corral_tests::kubectl::V1_32
+        );
         k(&["apply", "--server-side", "-f", &dropped])
     };
     assert!(success, "{out}\n{err}");
