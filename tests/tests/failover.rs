@@ -2,8 +2,9 @@
 //! nodes are given only the server that leads the controllers and learn the others from
 //! `default/kubernetes`. After `kill -9` of that server: the nodes stay Ready (their Leases
 //! are renewed through the others), a Deployment created right after rolls out, the
-//! controllers' Lease moves within its lease time, and a client given every server writes
-//! again after one failed call at most. The fail-over time is printed as a figure.
+//! controllers' Lease moves within its lease time, a client given every server writes again
+//! after one failed call at most, and its watch resumes with no gap and no duplicate. The
+//! fail-over time is printed as a figure.
 
 #[path = "../../controlplane/tests/common/etcd.rs"]
 #[allow(dead_code)]
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use corral_api::k8s::api::apps::v1::Deployment;
 use corral_api::k8s::api::coordination::v1::Lease;
-use corral_api::k8s::api::core::v1::{Endpoints, Node};
+use corral_api::k8s::api::core::v1::{ConfigMap, Endpoints, Node};
+use corral_api::runtime::{Event, WatcherConfig};
 use corral_api::{kinds, Client, Credentials, ListParams};
 use corral_tests::kubectl::KillOnDrop;
 use corral_tests::{eventually, target_dir};
@@ -222,21 +224,48 @@ async fn killing_the_server_the_nodes_use_moves_them_and_the_controllers_to_the_
     }
     let before = ready_since(&client).await;
 
-    // A writer through the client that knows every server, before and after the kill.
+    // A writer and a watcher through a client that knows every server and uses the leader's,
+    // before and after the kill.
+    let lead_first: Vec<&str> = std::iter::once(leader.url.as_str())
+        .chain(
+            servers
+                .iter()
+                .filter(|s| s.name != leader.name)
+                .map(|s| s.url.as_str()),
+        )
+        .collect();
+    let lead_client =
+        Client::connect_lazy_with(&lead_first.join(","), &servers[0].creds()).expect("client");
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let watch = {
+        let seen = seen.clone();
+        let events = corral_api::runtime::watcher::<ConfigMap>(
+            lead_client.clone(),
+            WatcherConfig {
+                namespace: "default".into(),
+                ..WatcherConfig::labels("tick")
+            },
+        );
+        tokio::spawn(async move {
+            futures::pin_mut!(events);
+            while let Some(event) = futures::StreamExt::next(&mut events).await {
+                seen.lock().unwrap().record(event);
+            }
+        })
+    };
     let writes = Arc::new(WriteLog::default());
     let writer = {
-        let (client, writes) = (client.clone(), writes.clone());
+        let (client, writes) = (lead_client.clone(), writes.clone());
         tokio::spawn(async move {
-            let cm = |i: u64| {
-                json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": format!("tick-{i}"), "namespace": "default"}})
-            };
             for i in 0.. {
+                let name = format!("tick-{i}");
+                let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": "default", "labels": {"tick": "1"}}});
                 let ok = client
-                    .create_value(&kinds::CONFIGMAPS, "default", &cm(i), false)
+                    .create_value(&kinds::CONFIGMAPS, "default", &cm, false)
                     .await
                     .is_ok();
-                writes.push(Instant::now(), ok);
+                writes.push(Instant::now(), ok.then_some(name));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -295,6 +324,34 @@ async fn killing_the_server_the_nodes_use_moves_them_and_the_controllers_to_the_
     let after = ready_since(&client).await;
     assert_eq!(before, after, "a node's Ready condition changed");
     writer.abort();
+    // The watch resumed on another server from its last revision: every acknowledged write
+    // arrived exactly once, with no re-list.
+    let acknowledged = writes.acknowledged();
+    eventually(
+        "the watcher to see every acknowledged write",
+        Duration::from_secs(20),
+        || async {
+            let seen = seen.lock().unwrap();
+            acknowledged
+                .iter()
+                .all(|n| seen.names.contains(n))
+                .then_some(())
+        },
+    )
+    .await;
+    watch.abort();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.lists, 1, "the watch re-listed instead of resuming");
+        let mut names = seen.names.clone();
+        names.sort();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            seen.names.len(),
+            "an event was delivered twice"
+        );
+    }
     let (failed, recovered) = writes.after(killed_at);
     let recovered = recovered.expect("a write was acknowledged after the kill");
     assert!(failed <= 1, "{failed} writes failed after the kill");
@@ -304,20 +361,52 @@ async fn killing_the_server_the_nodes_use_moves_them_and_the_controllers_to_the_
     );
 }
 
-/// When each write of the writer task ended, and whether it was acknowledged.
+/// When each write of the writer task ended, and the name it wrote when acknowledged.
 #[derive(Default)]
-struct WriteLog(std::sync::Mutex<Vec<(Instant, bool)>>);
+struct WriteLog(std::sync::Mutex<Vec<(Instant, Option<String>)>>);
 
 impl WriteLog {
-    fn push(&self, at: Instant, ok: bool) {
-        self.0.lock().unwrap().push((at, ok));
+    fn push(&self, at: Instant, acknowledged: Option<String>) {
+        self.0.lock().unwrap().push((at, acknowledged));
     }
     /// Failed calls that ended after `t`, and when the first acknowledged one ended.
     fn after(&self, t: Instant) -> (usize, Option<Duration>) {
         let log = self.0.lock().unwrap();
         let later: Vec<_> = log.iter().filter(|(at, _)| *at > t).collect();
-        let first_ok = later.iter().find(|(_, ok)| *ok).map(|(at, _)| *at - t);
-        let failed = later.iter().take_while(|(_, ok)| !*ok).count();
+        let first_ok = later
+            .iter()
+            .find(|(_, ok)| ok.is_some())
+            .map(|(at, _)| *at - t);
+        let failed = later.iter().take_while(|(_, ok)| ok.is_none()).count();
         (failed, first_ok)
+    }
+    fn acknowledged(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, n)| n.clone())
+            .collect()
+    }
+}
+
+/// What the watcher delivered: lists made (the first, and any re-list) and created names.
+#[derive(Default)]
+struct Seen {
+    lists: usize,
+    names: Vec<String>,
+}
+
+impl Seen {
+    fn record(&mut self, event: Event<ConfigMap>) {
+        let name = |cm: &ConfigMap| cm.metadata.name.clone().unwrap_or_default();
+        match event {
+            Event::Restarted(items, _) => {
+                self.lists += 1;
+                self.names.extend(items.iter().map(name));
+            }
+            Event::Applied(cm) => self.names.push(name(&cm)),
+            Event::Deleted(_) | Event::Bookmark(_) => {}
+        }
     }
 }
