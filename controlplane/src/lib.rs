@@ -406,7 +406,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     info!(%addr, data_dir = %config.data_dir.display(), "API server listening");
 
-    let mut tasks = vec![spawn_compactor(store, config.history)];
+    let mut tasks = vec![
+        registry::spawn_claim_repair(store.clone()),
+        spawn_compactor(store, config.history),
+    ];
     if config.controllers {
         let creds = match &pki {
             Some(p) => {

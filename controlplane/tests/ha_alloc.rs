@@ -86,7 +86,11 @@ async fn node_port_services_created_at_once_through_two_servers_get_distinct_add
         .unwrap();
     let stored: Vec<_> = stored
         .into_iter()
-        .filter(|s| s["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("np-")))
+        .filter(|s| {
+            s["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("np-"))
+        })
         .collect();
     assert_eq!(stored.len(), SERVICES);
     for (what, services) in [("answers", &created), ("stored", &stored)] {
@@ -96,7 +100,11 @@ async fn node_port_services_created_at_once_through_two_servers_get_distinct_add
             .collect();
         let ports: BTreeSet<i64> = services
             .iter()
-            .map(|s| s["spec"]["ports"][0]["nodePort"].as_i64().expect("a nodePort"))
+            .map(|s| {
+                s["spec"]["ports"][0]["nodePort"]
+                    .as_i64()
+                    .expect("a nodePort")
+            })
             .collect();
         assert_eq!(ips.len(), SERVICES, "{what}: a ClusterIP was given twice");
         assert_eq!(ports.len(), SERVICES, "{what}: a NodePort was given twice");

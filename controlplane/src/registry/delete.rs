@@ -67,6 +67,9 @@ impl Registry {
         if finished && info.plural == "namespaces" {
             self.purge_namespace(name).await?;
         }
+        if finished && info.plural == kinds::SERVICES.plural {
+            self.release_deleted_service(&decode_kv(&kv)).await;
+        }
         Ok((decode_kv(&kv), finished))
     }
 
