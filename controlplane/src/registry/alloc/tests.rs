@@ -257,7 +257,7 @@ mod planners {
         let now = tokio::time::Instant::now();
         let legacy = service("old", "10.43.0.7", &[30100]);
         let twin = service("twin", "10.43.0.7", &[]);
-        let actions = plan_repair(&[legacy.clone()], &[], &mut Observed::default(), now, grace);
+        let actions = plan_repair(std::slice::from_ref(&legacy), &[], &mut Observed::default(), now, grace);
         assert_eq!(
             actions,
             vec![
@@ -454,7 +454,7 @@ mod registry {
             .await
             .unwrap();
         // A claim left by a server that crashed before writing its service.
-        let leaked = crate::registry::alloc::Owner {
+        let leaked = claims::Owner {
             namespace: "default".into(),
             name: "never-written".into(),
             uid: "u-gone".into(),
