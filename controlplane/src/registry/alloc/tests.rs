@@ -257,7 +257,13 @@ mod planners {
         let now = tokio::time::Instant::now();
         let legacy = service("old", "10.43.0.7", &[30100]);
         let twin = service("twin", "10.43.0.7", &[]);
-        let actions = plan_repair(std::slice::from_ref(&legacy), &[], &mut Observed::default(), now, grace);
+        let actions = plan_repair(
+            std::slice::from_ref(&legacy),
+            &[],
+            &mut Observed::default(),
+            now,
+            grace,
+        );
         assert_eq!(
             actions,
             vec![
