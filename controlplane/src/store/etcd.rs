@@ -159,7 +159,10 @@ impl EtcdStore {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from the others answers nothing rather than stale reads, and
+            // ends its watches (which would otherwise stay open and silent).
+            .with_require_leader(true);
         if let Some(ca) = &config.ca {
             let mut tls = etcd_client::TlsOptions::new()
                 .ca_certificate(etcd_client::Certificate::from_pem(ca));
