@@ -442,6 +442,35 @@ mod registry {
     }
 
     #[tokio::test]
+    async fn creates_of_one_name_racing_leave_only_the_winners_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Arc::new(registry(&dir).await);
+        let two = Arc::new(Registry::new(
+            one.store().clone(),
+            Default::default(),
+            ServiceAllocator::new("10.43.0.0/16").unwrap(),
+        ));
+        let creates = (0..10).map(|i| {
+            let r = if i % 2 == 0 { one.clone() } else { two.clone() };
+            async move {
+                r.create(&kinds::SERVICES, "default", node_port("same"), false)
+                    .await
+            }
+        });
+        let results = futures::future::join_all(creates).await;
+        let won: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(won.len(), 1, "{results:?}");
+        for r in &results {
+            assert!(
+                matches!(r, Ok(_) | Err(ApiError::AlreadyExists { .. })),
+                "{r:?}"
+            );
+        }
+        // The losers' claims were released: only the winner's addresses are claimed.
+        assert_eq!(claimed(&one).await, held(&won[0].object));
+    }
+
+    #[tokio::test]
     async fn repair_releases_a_leaked_claim_after_the_grace_and_claims_for_services_stored_without()
     {
         let dir = tempfile::tempdir().unwrap();
