@@ -1,11 +1,45 @@
-//! Counters and latency histograms the scheduler keeps about itself (read by the benchmark and
-//! logged on exit).
+//! Counters and latency histograms the scheduler keeps about itself: read by the benchmark and
+//! logged on exit (hdrhistogram, exact quantiles), and exposed to Prometheus under
+//! kube-scheduler's names (`register`, served on `--metrics-address`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use corral_api::runtime::metrics::{latency_histogram, Registry};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram as PromHistogram;
+
+/// The outcome of one scheduling attempt, as kube-scheduler labels `schedule_attempts_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptResult {
+    pub result: &'static str,
+}
+
+/// The Prometheus side of [`Metrics`].
+pub struct Exported {
+    attempts: Family<AttemptResult, Counter>,
+    attempt_seconds: PromHistogram,
+    e2e_seconds: PromHistogram,
+    algorithm_seconds: PromHistogram,
+    pending: Gauge,
+}
+
+impl Default for Exported {
+    fn default() -> Self {
+        Self {
+            attempts: Family::default(),
+            attempt_seconds: latency_histogram(),
+            e2e_seconds: latency_histogram(),
+            algorithm_seconds: latency_histogram(),
+            pending: Gauge::default(),
+        }
+    }
+}
 
 pub struct Metrics {
     /// Both watches have listed: the cache reflects the cluster.
@@ -23,6 +57,7 @@ pub struct Metrics {
     pub attempt: Mutex<Histogram<u64>>,
     /// From the scheduler first seeing the pod to its bind being acknowledged, in microseconds.
     pub e2e: Mutex<Histogram<u64>>,
+    exported: Exported,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -41,6 +76,7 @@ impl Default for Metrics {
             algorithm: Mutex::new(histogram()),
             attempt: Mutex::new(histogram()),
             e2e: Mutex::new(histogram()),
+            exported: Exported::default(),
         }
     }
 }
@@ -50,6 +86,78 @@ pub fn record(h: &Mutex<Histogram<u64>>, d: Duration) {
 }
 
 impl Metrics {
+    /// Adds the scheduler's metrics to `registry` under kube-scheduler's names.
+    pub fn register(&self, registry: &mut Registry) {
+        let e = &self.exported;
+        let scheduler = registry.sub_registry_with_prefix("scheduler");
+        scheduler.register(
+            "schedule_attempts",
+            "Scheduling attempts by result (scheduled, unschedulable, error)",
+            e.attempts.clone(),
+        );
+        scheduler.register(
+            "scheduling_attempt_duration_seconds",
+            "From taking a pod off the queue to its bind being acknowledged",
+            e.attempt_seconds.clone(),
+        );
+        scheduler.register(
+            "pod_scheduling_sli_duration_seconds",
+            "From first seeing a pod to its bind being acknowledged, across attempts",
+            e.e2e_seconds.clone(),
+        );
+        scheduler.register(
+            "scheduling_algorithm_duration_seconds",
+            "Filtering and scoring one pod",
+            e.algorithm_seconds.clone(),
+        );
+        scheduler.register(
+            "pending_pods",
+            "Pods waiting to be scheduled",
+            e.pending.clone(),
+        );
+    }
+
+    /// Filter and score of one pod took `d`.
+    pub fn algorithm(&self, d: Duration) {
+        record(&self.algorithm, d);
+        self.exported.algorithm_seconds.observe(d.as_secs_f64());
+    }
+
+    /// A pod was bound: `attempt` since it left the queue, `e2e` since it was first seen.
+    pub fn scheduled(&self, attempt: Duration, e2e: Duration) {
+        self.bound.fetch_add(1, Ordering::Relaxed);
+        record(&self.attempt, attempt);
+        record(&self.e2e, e2e);
+        self.exported.attempt_seconds.observe(attempt.as_secs_f64());
+        self.exported.e2e_seconds.observe(e2e.as_secs_f64());
+        self.attempt_result("scheduled");
+    }
+
+    /// No node fits the pod.
+    pub fn unschedulable(&self) {
+        self.unschedulable.fetch_add(1, Ordering::Relaxed);
+        self.attempt_result("unschedulable");
+    }
+
+    /// The bind was refused or failed.
+    pub fn bind_error(&self) {
+        self.bind_errors.fetch_add(1, Ordering::Relaxed);
+        self.attempt_result("error");
+    }
+
+    /// Pods waiting in the queue now.
+    pub fn set_pending(&self, n: u64) {
+        self.pending.store(n, Ordering::Relaxed);
+        self.exported.pending.set(n as i64);
+    }
+
+    fn attempt_result(&self, result: &'static str) {
+        self.exported
+            .attempts
+            .get_or_create(&AttemptResult { result })
+            .inc();
+    }
+
     pub fn bound(&self) -> u64 {
         self.bound.load(Ordering::Relaxed)
     }

@@ -17,7 +17,7 @@ use crate::algorithm::Algorithm;
 use crate::cache::{Cache, NodeChange};
 use crate::events::Recorder;
 use crate::framework::Framework;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::podinfo::PodInfo;
 use crate::queue::{QueueConfig, QueuedPod, SchedulingQueue};
 use corral_api::runtime::{Event, Watcher, WatcherConfig};
@@ -199,7 +199,7 @@ impl Scheduler {
             Ok(placement) => {
                 st.cache.assume(pod.info.clone(), &placement.node);
                 drop(st);
-                metrics::record(&self.metrics.algorithm, started.elapsed());
+                self.metrics.algorithm(started.elapsed());
                 tracing::debug!(pod = %pod.info.key(), node = %placement.node,
                     evaluated = placement.evaluated, feasible = placement.feasible, "assumed");
                 let client = self.client.clone();
@@ -220,13 +220,11 @@ impl Scheduler {
                             drop(st);
                             recorder.scheduled(info, &placement.node);
                             recorder.forget(&info.uid);
-                            metrics.bound.fetch_add(1, Ordering::Relaxed);
-                            metrics::record(&metrics.attempt, now - started);
-                            metrics::record(&metrics.e2e, now - pod.first_seen);
+                            metrics.scheduled(now - started, now - pod.first_seen);
                             tracing::debug!(pod = %info.key(), node = %placement.node, "bound");
                         }
                         Err(e) => {
-                            metrics.bind_errors.fetch_add(1, Ordering::Relaxed);
+                            metrics.bind_error();
                             st.cache.forget(&info.uid);
                             if e.is_not_found() || e.is_conflict() {
                                 // Gone, recreated or bound elsewhere: the watch has the truth.
@@ -246,8 +244,8 @@ impl Scheduler {
                 st.queue.unschedulable(&uid, Instant::now());
                 drop(st);
                 drop(permit);
-                metrics::record(&self.metrics.algorithm, started.elapsed());
-                self.metrics.unschedulable.fetch_add(1, Ordering::Relaxed);
+                self.metrics.algorithm(started.elapsed());
+                self.metrics.unschedulable();
                 let message = fit.to_string();
                 tracing::info!(pod = %pod.info.key(), attempts = pod.attempts, reason = %message, "unschedulable");
                 recorder.failed_scheduling(pod.info, message);
@@ -366,9 +364,7 @@ impl Shared {
         self.metrics
             .nodes
             .store(st.cache.num_nodes() as u64, Ordering::Relaxed);
-        self.metrics
-            .pending
-            .store(st.queue.len() as u64, Ordering::Relaxed);
+        self.metrics.set_pending(st.queue.len() as u64);
         self.metrics
             .synced
             .store(st.nodes_synced && st.pods_synced, Ordering::Relaxed);

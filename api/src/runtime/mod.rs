@@ -5,6 +5,7 @@
 
 pub mod leader;
 pub mod logging;
+pub mod metrics;
 pub mod recorder;
 pub mod reflector;
 pub mod servers;

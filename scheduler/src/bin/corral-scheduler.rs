@@ -30,6 +30,14 @@ struct Args {
     /// Binds sent concurrently.
     #[arg(long, default_value_t = 256)]
     max_binds_in_flight: usize,
+    /// Where Prometheus metrics are served (`GET /metrics`, plain HTTP); a port taken by
+    /// another process is logged and the scheduler runs without them.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:10251",
+        env = "CORRAL_SCHEDULER_METRICS_ADDRESS"
+    )]
+    metrics_address: std::net::SocketAddr,
 }
 
 #[tokio::main]
@@ -56,6 +64,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let scheduler = Scheduler::new(client.clone(), config);
     let metrics = scheduler.metrics();
+    let mut registry = corral_api::runtime::metrics::Registry::default();
+    metrics.register(&mut registry);
+    if let Err(e) =
+        corral_api::runtime::metrics::serve(args.metrics_address, std::sync::Arc::new(registry))
+            .await
+    {
+        tracing::warn!(address = %args.metrics_address, error = %e, "not serving /metrics");
+    }
     // READY=1 once the node and pod caches have synced (a standby also serves: it waits).
     let synced = metrics.clone();
     tokio::spawn(async move {
