@@ -18,6 +18,7 @@ pub mod cluster_id;
 pub mod join;
 pub mod kubedns;
 pub mod listener;
+pub mod metrics;
 pub mod migrate;
 pub mod pki;
 pub mod registry;
@@ -403,6 +404,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let router = tonic::transport::Server::builder()
         // kubectl and client libraries speak HTTP/1.1 as well as HTTP/2.
         .accept_http1(true)
+        // Outermost: every request, REST and gRPC, is counted and timed.
+        .layer(metrics::MetricsLayer)
         .layer(rest)
         .layer(auth::authn::AuthnLayer::new(mode))
         .timeout(config.limits.request_timeout)

@@ -65,6 +65,7 @@ impl ApiService {
         namespace: &str,
         name: &str,
     ) -> Result<(), Status> {
+        crate::metrics::label_request(verb, info.plural, subresource);
         let attrs = access::attributes(user, verb, info, subresource, namespace, name);
         access::check(self.authorizer.as_ref(), attrs).await
     }
@@ -171,6 +172,8 @@ struct WatchState {
     bookmarks: Option<tokio::time::Interval>,
     last: Revision,
     done: bool,
+    /// Counts this watch in `apiserver_registered_watchers` while it lives.
+    _counted: crate::metrics::WatchGuard,
 }
 
 impl WatchState {
@@ -316,6 +319,7 @@ impl pb::api_server::Api for ApiService {
             bookmarks,
             last: start,
             done: false,
+            _counted: crate::metrics::global().watch_opened(info.plural),
         };
         Ok(Response::new(Box::pin(futures::stream::unfold(
             state,

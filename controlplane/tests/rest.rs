@@ -276,3 +276,42 @@ async fn kubernetes_rest_requests_share_the_grpc_port_with_status_errors_and_tab
         .unwrap();
     assert_eq!(got["data"]["k"], "v");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_verb_resource_and_code_for_admins_only() {
+    use corral_api::runtime::metrics::samples;
+    let (_dir, running, client) = common::boot().await;
+    for name in ["m1", "m2"] {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
+        client
+            .create_value(&corral_api::kinds::CONFIGMAPS, "default", &cm, false)
+            .await
+            .unwrap();
+    }
+    let missing = client
+        .get_value(&corral_api::kinds::CONFIGMAPS, "default", "nope")
+        .await;
+    assert!(missing.is_err());
+
+    let (code, body) = http1(
+        running.addr,
+        &running.admin_credentials(),
+        &get("/metrics", "*/*"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let s = samples(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let created = r#"apiserver_request_total{verb="create",resource="configmaps",code="200"}"#;
+    assert!(s[created] >= 2.0, "{body}");
+    let not_found = r#"apiserver_request_total{verb="get",resource="configmaps",code="404"}"#;
+    assert!(s[not_found] >= 1.0, "{body}");
+    assert!(s["apiserver_storage_commit_duration_seconds_count"] >= 2.0);
+
+    let viewer = running.credentials_for("viewer", &[]).unwrap();
+    let (code, body) = http1(running.addr, &viewer, &get("/metrics", "*/*")).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(r#"User \"viewer\" cannot get path \"/metrics\""#),
+        "{body}"
+    );
+}

@@ -25,6 +25,8 @@ pub enum Target {
     OpenApi(String),
     /// `/healthz`, `/livez`, `/readyz` (and their sub-checks).
     Health,
+    /// `/metrics`: Prometheus metrics.
+    Metrics,
     /// A resource request.
     Resource(RequestInfo),
     /// Nothing Corral serves.
@@ -55,6 +57,7 @@ pub fn parse(method: &http::Method, path: &str, query: &BTreeMap<String, String>
     let (group, version, rest) = match parts.as_slice() {
         ["version"] => return Target::Version,
         ["healthz" | "livez" | "readyz", ..] => return Target::Health,
+        ["metrics"] => return Target::Metrics,
         ["openapi", "v2"] => return Target::OpenApiV2,
         ["openapi", "v3"] => return Target::OpenApiIndex,
         ["openapi", "v3", gv @ ..] => return Target::OpenApi(gv.join("/")),
@@ -199,6 +202,7 @@ mod tests {
     fn paths_parse_as_kube_apiserver_reads_them() {
         let cases: Vec<(Method, &str, &str, Target)> = vec![
             (Method::GET, "/version", "", Target::Version),
+            (Method::GET, "/metrics", "", Target::Metrics),
             (Method::GET, "/api", "", Target::LegacyVersions),
             (Method::GET, "/apis", "", Target::Groups),
             (Method::GET, "/apis/apps", "", Target::Group("apps".into())),

@@ -152,8 +152,13 @@ impl Members {
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let i = self.pick();
+        let started = std::time::Instant::now();
         match tokio::time::timeout(REQUEST_TIMEOUT, call(self.list[i].client.clone())).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                // Each write is its own transaction in etcd: a group of one.
+                crate::metrics::global().commit(1, started.elapsed());
+                Ok(v)
+            }
             Ok(Err(e)) => {
                 if member_failed(&e) {
                     self.suspect(i, &e);

@@ -83,8 +83,10 @@ pub(super) fn run(shared: Arc<Shared>, mut conn: Connection, mut rx: mpsc::Recei
             }
         }
         let start_rev = shared.revision.load(Ordering::SeqCst);
+        let started = std::time::Instant::now();
         let failed = match commit_group(&shared, &mut conn, &batch, start_rev) {
             Ok((results, overlay, events, rev)) => {
+                crate::metrics::global().commit(batch.len(), started.elapsed());
                 // A crash here loses no acknowledged write: none was acknowledged yet.
                 fail::fail_point!("store::commit::after");
                 {
