@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # corral-uninstall.sh: removes Corral from this host, leaving it as it was before the
 # installer ran: corral-killall.sh (processes, mounts, netns, links, routes, iptables rules),
-# then the units, /etc/corral, /var/lib/corral (data, images, CNI state), /run/corral and the
+# then the units, /etc/corral, /var/lib/corral (data, etcd, images, CNI state), /run/corral and the
 # binaries. Debian packages the installer added (containerd, runc, ...) stay. Run as root.
 set -uo pipefail
 
 BIN=/usr/local/bin
 UNIT_DIR=/etc/systemd/system
 UNITS=(corral-proxy.service corral-agent.service corral-scheduler.service
-  corral-controlplane.service corral-containerd.service corral-server.target corral-node.target)
+  corral-controlplane.service corral-etcd.service corral-containerd.service corral-server.target
+  corral-node.target)
 
 ((EUID == 0)) || {
   echo "[corral-uninstall] error: run as root" >&2
@@ -25,6 +26,10 @@ if command -v systemctl >/dev/null; then
   rm -rf "$UNIT_DIR"/corral-*.service.d "$UNIT_DIR"/corral-*.target.d
   systemctl daemon-reload
   systemctl reset-failed "${UNITS[@]}" 2>/dev/null
+fi
+# The installer masked Debian's etcd.service for corral-etcd: give it back as it was.
+if [[ -f /var/lib/corral/install/masked-etcd.service ]] && command -v systemctl >/dev/null; then
+  systemctl unmask etcd.service >/dev/null 2>&1
 fi
 rm -rf /etc/corral /var/lib/corral /run/corral
 for b in corral-controlplane corral-scheduler corral-agent corral-logger corral-proxy corral corral-killall.sh; do

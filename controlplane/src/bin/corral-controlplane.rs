@@ -160,7 +160,7 @@ enum Cmd {
         #[arg(long)]
         server: String,
         /// The server token: K10<ca-hash>::server:<secret> or the bare secret.
-        #[arg(long, env = "CORRAL_TOKEN", hide_env_values = true)]
+        #[arg(long, env = "CORRAL_SERVER_TOKEN", hide_env_values = true)]
         token: String,
         #[arg(long)]
         dir: PathBuf,
