@@ -115,8 +115,19 @@ pub async fn create(
     req: &CreateRequest,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<State> {
+    create_with_servers(opts, req, 1, progress).await
+}
+
+/// As [`create`], with machines 0..servers as servers: more than one run on an embedded etcd
+/// (machine 0 `--cluster-init`, the next ones joining it with its server token).
+pub async fn create_with_servers(
+    opts: &Options,
+    req: &CreateRequest,
+    servers: usize,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<State> {
     require_host()?;
-    layout::layout(&req.name, 0, req.machines, &opts.base)?;
+    layout::layout(&req.name, 0, req.machines, &opts.base)?.with_servers(servers)?;
     if State::load(&opts.base, &req.name)?.is_some() {
         return Err(Error::Exists(req.name.clone()));
     }
@@ -143,7 +154,8 @@ pub async fn create(
                 .filter_map(|n| n.strip_prefix("crlab")?.parse::<u8>().ok()),
         );
         let index = layout::free_index(&used)?;
-        let l = layout::layout(&req.name, index, req.machines, &opts.base)?;
+        let l =
+            layout::layout(&req.name, index, req.machines, &opts.base)?.with_servers(servers)?;
         std::fs::create_dir_all(&l.dir).map_err(io_err(&l.dir))?;
         write_scripts(&l.scripts_dir())?;
         let st = State::new(l, rootfs, opts.bin_dir.clone());
@@ -228,11 +240,35 @@ async fn install_all(
         m0.name,
         m0.install_log().display()
     ));
-    install::run_installer(&l, m0, leaders[0], Role::Server, None, server_exec, timeout).await?;
+    let role = l.role(0);
+    install::run_installer(&l, m0, leaders[0], role, None, server_exec, timeout).await?;
     let token = install::agent_token(m0, leaders[0], timeout).await?;
     progress(&format!("Server installed on {} in {}", m0.name, secs(t)));
+    if l.servers > 1 {
+        let server_token = install::server_token(m0, leaders[0], timeout).await?;
+        // One at a time: etcd adds a member only once the ones before it have started.
+        for (m, &leader) in l.machines.iter().zip(leaders).take(l.servers).skip(1) {
+            progress(&format!(
+                "Installing a server on {} (joining {}; log: {})",
+                m.name,
+                l.server_url(),
+                m.install_log().display()
+            ));
+            install::run_installer(
+                &l,
+                m,
+                leader,
+                Role::ServerJoin,
+                Some(&server_token),
+                server_exec,
+                timeout,
+            )
+            .await?;
+            progress(&format!("Server installed on {} after {}", m.name, secs(t)));
+        }
+    }
     let mut joins = JoinSet::new();
-    for (m, &leader) in l.machines.iter().zip(leaders).skip(1) {
+    for (m, &leader) in l.machines.iter().zip(leaders).skip(l.servers) {
         progress(&format!(
             "Installing an agent on {} (joining {})",
             m.name,

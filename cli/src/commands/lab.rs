@@ -25,6 +25,11 @@ pub enum LabAction {
         /// Number of machines.
         #[arg(long, default_value_t = 3)]
         machines: usize,
+        /// Number of servers (machines 0..N-1): more than one run the control planes on an
+        /// embedded etcd, NAME-0 with `install.sh server --cluster-init`, the next ones joining
+        /// it with `--server`; an odd number (3) survives the loss of one.
+        #[arg(long, default_value_t = 1)]
+        servers: usize,
         /// A directory whose *.tar image archives are copied into every machine's
         /// /var/lib/corral/agent/images before the installer runs.
         #[arg(long)]
@@ -93,6 +98,7 @@ pub async fn run(args: &LabArgs) -> Result<()> {
         LabAction::Create {
             name,
             machines,
+            servers,
             images,
             bin_dir,
             no_install,
@@ -113,7 +119,9 @@ pub async fn run(args: &LabArgs) -> Result<()> {
                 install: !no_install,
                 timeout: Duration::from_secs(*timeout),
             };
-            let state = match corral_lab::create(&opts, &req, &progress).await {
+            let state = match corral_lab::create_with_servers(&opts, &req, *servers, &progress)
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     return Err(local(format!(
@@ -132,6 +140,9 @@ pub async fn run(args: &LabArgs) -> Result<()> {
                 l.subnet
             );
             if req.install {
+                if l.servers > 1 {
+                    println!("Servers (etcd members): {}", l.server_urls().join(","));
+                }
                 println!(
                     "You can now use it like this:\n  CORRAL_CONFIG={} corral get nodes -o wide",
                     l.kubeconfig().display()
