@@ -276,6 +276,8 @@ PartOf=corral-server.target
 
 [Service]
 Type=$UNIT_TYPE
+# The controllers' leader identity (in their Lease) starts with the host name.
+Environment=HOSTNAME=%H
 ExecStart=$BIN/corral-controlplane --listen 0.0.0.0:7443 --tls-san $NODE_ADDR --write-kubeconfig $ETC/admin.kubeconfig --data-dir $DATA/controlplane --cluster-cidr $CLUSTER_CIDR --node-cidr-mask-size 24 --node-monitor-grace-seconds 40 --pod-eviction-seconds 300${STORE_ARGS:+ $STORE_ARGS}${SERVER_EXEC:+ $SERVER_EXEC}
 $(common_service)
 EOF
@@ -521,16 +523,20 @@ setup_etcd() {
   chmod 0700 "$ETCD_DIR"
   if [[ $DATASTORE == join && ! -d $ETCD_DIR/data/member ]]; then
     info "joining the servers of $JOIN_URL as etcd member $ETCD_NAME ($ETCD_PEER_URL)"
-    env -u CORRAL_TOKEN CORRAL_SERVER_TOKEN="$GIVEN_TOKEN" "$BIN/corral-controlplane" etcd-join \
+    CORRAL_SERVER_TOKEN="$GIVEN_TOKEN" controlplane_cmd etcd-join \
       --server "$JOIN_URL" --dir "$ETCD_TLS" --name "$ETCD_NAME" --peer-url "$ETCD_PEER_URL" \
       --san "$NODE_ADDR" >"$joined.tmp" || fatal "joining $JOIN_URL failed (see above)"
     mv -f "$joined.tmp" "$joined"
     prepare_datastore
   else
-    "$BIN/corral-controlplane" etcd-certs --dir "$ETCD_TLS" --name "$ETCD_NAME" --san "$NODE_ADDR" >/dev/null ||
+    controlplane_cmd etcd-certs --dir "$ETCD_TLS" --name "$ETCD_NAME" --san "$NODE_ADDR" >/dev/null ||
       fatal "making etcd's certificates in $ETCD_TLS failed"
   fi
 }
+
+# corral-controlplane's subcommands; the control plane's own CORRAL_TOKEN (a server token that
+# needs --datastore-endpoint) must not reach them from the installer's environment.
+controlplane_cmd() { env -u CORRAL_TOKEN -u CORRAL_TOKEN_FILE "$BIN/corral-controlplane" "$@"; }
 
 # A server that joins others keeps their server token where its control plane reads it.
 write_server_token() {
@@ -691,8 +697,10 @@ main() {
   if [[ $ROLE == server ]]; then
     info "server ready: CORRAL_CONFIG=$ETC/admin.kubeconfig corral get nodes"
     if [[ $DATASTORE != sqlite ]]; then
-      "$BIN/corral-controlplane" server-token --data-dir "$DATA/controlplane" |
-        put "$SERVER_TOKEN_FILE" 0600 || fatal "writing $SERVER_TOKEN_FILE"
+      local long
+      long=$(controlplane_cmd server-token --data-dir "$DATA/controlplane") ||
+        fatal "reading the server token back from $DATA/controlplane"
+      put "$SERVER_TOKEN_FILE" 0600 <<<"$long"
       info "join more servers with CORRAL_TOKEN=\$(cat $SERVER_TOKEN_FILE) install.sh server --server https://$NODE_ADDR:7443"
     fi
     info "join agents with CORRAL_URL=https://$NODE_ADDR:7443 CORRAL_TOKEN=\$(cat $DATA/controlplane/agent-token)"

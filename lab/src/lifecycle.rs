@@ -431,6 +431,30 @@ pub async fn poweroff(opts: &Options, name: &str) -> Result<Duration> {
     Ok(t.elapsed())
 }
 
+/// Cuts machine `name`'s power: its systemd and every process in it are killed at once (no
+/// shutdown), as a host that fails; its upper is kept, so it can boot again.
+pub async fn power_cut(opts: &Options, name: &str) -> Result<Duration> {
+    require_host()?;
+    let t = Instant::now();
+    let (mut st, _) = find_machine(opts, name)?;
+    let (pid, start) = running_pid(&st, name).ok_or_else(|| Error::PoweredOff(name.into()))?;
+    machine::kill_machine(pid, start);
+    let dirs = st
+        .machines
+        .iter()
+        .find(|ms| ms.name == name)
+        .map(|ms| ms.cgroups.clone())
+        .unwrap_or_default();
+    host::kill_cgroup_procs(&dirs).await?;
+    wait_gone(Some(pid), Some(start)).await?;
+    if let Some(ms) = st.machine_mut(name) {
+        ms.pid = None;
+        ms.start_time = None;
+    }
+    st.save()?;
+    Ok(t.elapsed())
+}
+
 /// Boots powered-off machine `name` again on the same upper; waits until systemd runs.
 pub async fn boot(opts: &Options, name: &str) -> Result<Duration> {
     require_host()?;

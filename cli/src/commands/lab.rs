@@ -60,7 +60,13 @@ pub enum LabAction {
         command: Vec<String>,
     },
     /// Power a machine off (`systemctl poweroff` inside); its disk is kept.
-    Poweroff { machine: String },
+    Poweroff {
+        machine: String,
+        /// Cut the power instead: kill the machine's systemd and every process in it at once,
+        /// as a host that fails (drills).
+        #[arg(long)]
+        force: bool,
+    },
     /// Boot a powered-off machine again.
     Boot { machine: String },
 }
@@ -186,10 +192,13 @@ pub async fn run(args: &LabArgs) -> Result<()> {
             }
             Ok(())
         }
-        LabAction::Poweroff { machine } => {
-            let took = corral_lab::poweroff(&options(None), machine)
-                .await
-                .map_err(local)?;
+        LabAction::Poweroff { machine, force } => {
+            let took = if *force {
+                corral_lab::power_cut(&options(None), machine).await
+            } else {
+                corral_lab::poweroff(&options(None), machine).await
+            }
+            .map_err(local)?;
             println!(
                 "machine/{machine} powered off in {:.1}s",
                 took.as_secs_f64()

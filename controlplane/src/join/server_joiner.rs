@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use corral_api::pin;
 use corral_proto::v1 as pb;
@@ -90,6 +91,9 @@ impl ServerToken {
     }
 }
 
+/// How long a join is retried while etcd says it cannot add a member yet.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+
 /// What a join gave: etcd's `--initial-cluster` for this member and its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -128,18 +132,30 @@ pub async fn join(
             server: server.to_string(),
             detail: e.to_string(),
         })?;
-    let resp = pb::server_join_client::ServerJoinClient::new(client.transport())
-        .join_server(pb::ServerJoinRequest {
-            token: token.secret.clone(),
-            name: name.to_string(),
-            peer_url: peer_url.to_string(),
-        })
-        .await
-        .map_err(|s| JoinerError::Refused {
-            server: server.to_string(),
-            message: s.message().to_string(),
-        })?
-        .into_inner();
+    let mut joiner = pb::server_join_client::ServerJoinClient::new(client.transport());
+    let req = pb::ServerJoinRequest {
+        token: token.secret.clone(),
+        name: name.to_string(),
+        peer_url: peer_url.to_string(),
+    };
+    // etcd adds a member only once its leader has been connected to every member for a while
+    // ("unhealthy cluster" right after the previous join): Unavailable is tried again.
+    let deadline = Instant::now() + RETRY_FOR;
+    let resp = loop {
+        match joiner.join_server(req.clone()).await {
+            Ok(r) => break r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                info!(server, reason = %s.message(), "etcd cannot add a member yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(s) => {
+                return Err(JoinerError::Refused {
+                    server: server.to_string(),
+                    message: s.message().to_string(),
+                })
+            }
+        }
+    };
     let ca = etcd_pki::EtcdCa {
         cert_pem: resp.etcd_ca_pem,
         key_pem: resp.etcd_ca_key_pem,
