@@ -330,6 +330,7 @@ pub async fn delete(opts: &Options, name: &str, progress: &(dyn Fn(&str) + Sync)
     for ms in &st.machines {
         wait_gone(ms.pid, ms.start_time).await?;
         host::remove_nspawn_leftovers(&ms.name);
+        host::remove_host_veth(&ms.name)?;
     }
     progress(&format!("Removing bridge {}", l.bridge));
     host::remove_bridge(l)?;
@@ -447,6 +448,8 @@ pub async fn power_cut(opts: &Options, name: &str) -> Result<Duration> {
         .unwrap_or_default();
     host::kill_cgroup_procs(&dirs).await?;
     wait_gone(Some(pid), Some(start)).await?;
+    // Its half-closed connections may keep its network namespace, and so its veth, a while.
+    host::remove_host_veth(name)?;
     if let Some(ms) = st.machine_mut(name) {
         ms.pid = None;
         ms.start_time = None;
