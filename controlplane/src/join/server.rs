@@ -284,7 +284,14 @@ mod tests {
     fn a_joiner_is_added_kept_or_refused_by_its_name_and_peer_url() {
         let s1 = m(1, "s1", "https://10.0.0.1:2380");
         let unstarted = m(2, "", "https://10.0.0.2:2380");
-        let cases: Vec<(&str, Vec<Member>, &str, &str, Result<MemberPlan, &str>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            Vec<Member>,
+            &'a str,
+            &'a str,
+            Result<MemberPlan, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "new",
                 vec![s1.clone()],
