@@ -680,6 +680,9 @@ main() {
   install_binaries "$bin_dir"
   mkdir -p "$DATA/agent/images" "$HASH_DIR"
   if embedded_etcd; then
+    # A server that kept its cluster in SQLite would start an empty one on etcd.
+    [[ ! -f $DATA/controlplane/corral.db || -d $ETCD_DIR/data/member ]] ||
+      fatal "this host's cluster is in SQLite ($DATA/controlplane/corral.db): copy it to etcd with corral-controlplane migrate, or remove it, before --cluster-init or --server"
     mask_debian_etcd
     setup_etcd
   fi
