@@ -274,7 +274,10 @@ async fn three_servers_on_etcd_keep_serving_and_move_the_controllers_when_server
         "server 2 reads what server 1 wrote"
     );
 
-    // The controllers' Lease moves to another server within its time (plus a retry period).
+    // The controllers' Lease moves to another server once it expires: at most its duration
+    // after server 0's last renewal, then a candidate's next try (a quarter of it), then
+    // etcd's own election if its leader was on server 0; twice the duration bounds all that
+    // on a loaded machine (measured: 9.3 s for an 8 s lease on a quiet one).
     let moved_to = eventually("the controllers' Lease to move", WAIT, || async {
         let (h, _) = controllers_lease(&clients[2]).await?;
         (h != holder).then_some(h)
@@ -286,10 +289,10 @@ async fn three_servers_on_etcd_keep_serving_and_move_the_controllers_when_server
             || moved_to.starts_with(&format!("{}_", names[2])),
         "the Lease went to {moved_to}"
     );
-    let limit = Duration::from_secs(lease_secs as u64) * 3 / 2;
+    let limit = Duration::from_secs(lease_secs as u64) * 2;
     assert!(
         moved <= limit,
-        "the Lease moved after {moved:?}, more than 1.5 x its {lease_secs} s"
+        "the Lease moved after {moved:?}, more than twice its {lease_secs} s"
     );
 
     // The scheduler and controllers that now lead roll the new Deployment out.
