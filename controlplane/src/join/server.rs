@@ -142,6 +142,8 @@ pub fn initial_cluster(members: &[Member], new: u64, name: &str) -> String {
             parts.push(format!("{n}={u}"));
         }
     }
+    // By name, whatever order etcd lists its members in (by id).
+    parts.sort();
     parts.join(",")
 }
 
@@ -338,15 +340,17 @@ mod tests {
     }
 
     #[test]
-    fn the_initial_cluster_names_started_members_and_the_new_one() {
+    fn the_initial_cluster_names_started_members_and_the_new_one_by_name() {
+        // etcd lists members by id; an unstarted one (no name yet) is left out.
         let members = vec![
-            m(1, "s1", "https://10.0.0.1:2380"),
             m(2, "", "https://10.0.0.2:2380"),
-            m(3, "", "https://10.0.0.3:2380"),
+            m(3, "s3", "https://10.0.0.3:2380"),
+            m(4, "s1", "https://10.0.0.1:2380"),
+            m(5, "", "https://10.0.0.5:2380"),
         ];
         assert_eq!(
-            initial_cluster(&members, 3, "s3"),
-            "s1=https://10.0.0.1:2380,s3=https://10.0.0.3:2380"
+            initial_cluster(&members, 5, "s0"),
+            "s0=https://10.0.0.5:2380,s1=https://10.0.0.1:2380,s3=https://10.0.0.3:2380"
         );
     }
 
