@@ -1,6 +1,6 @@
 //! The lab verbs: create (rootfs, bridge, machines booted, installer run, nodes Ready), list,
 //! delete (machines killed, cgroups, bridge, uppers and state removed; idempotent, fine on a
-//! half-created lab), exec, poweroff and boot of one machine.
+//! half-created lab), exec, poweroff (or a power cut) and boot of one machine.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -198,8 +198,9 @@ pub async fn create_with_servers(
     Ok(st)
 }
 
-/// Runs the installer on a lab created with `install: false` (machines booted): a server on
-/// machine 0, agents on the others, then waits for every node to be Ready.
+/// Runs the installer on a lab created with `install: false` (machines booted): the servers
+/// its layout names (machine 0, then the next ones joining it), agents on the others, then
+/// waits for every node to be Ready.
 pub async fn install_lab(
     opts: &Options,
     name: &str,
