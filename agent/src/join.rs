@@ -151,6 +151,26 @@ fn refused(server: &str, status: tonic::Status) -> JoinError {
     }
 }
 
+/// The CA of the first of the comma-separated `servers` that presents one, with that server.
+async fn fetch_ca_any(servers: &str) -> Result<(String, Vec<u8>), JoinError> {
+    let mut last = None;
+    for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match pin::fetch_ca(server).await {
+            Ok(ca) => return Ok((server.to_string(), ca)),
+            Err(e) => {
+                warn!(server, error = %e, "fetching the cluster CA failed; trying the next server");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last
+        .map(JoinError::from)
+        .unwrap_or_else(|| JoinError::Connect {
+            server: servers.to_string(),
+            detail: "no server address".into(),
+        }))
+}
+
 /// Joins: pins the CA, then sends the token and a CSR over a connection verified with it.
 /// Writes nothing unless the join succeeded.
 pub async fn join(
@@ -159,7 +179,11 @@ pub async fn join(
     node_name: &str,
     data_dir: &Path,
 ) -> Result<NodeCredentials, JoinError> {
-    let ca_der = pin::fetch_ca(server).await?;
+    // With several servers, the first that answers pins the CA and signs; the node keeps them
+    // all for its connection.
+    let all = server;
+    let (server, ca_der) = fetch_ca_any(all).await?;
+    let server = server.as_str();
     match &token.ca_hash {
         Some(hash) => pin::check(server, hash, &ca_der)?,
         None => warn!(
@@ -198,7 +222,7 @@ pub async fn join(
         });
     }
     let creds = NodeCredentials {
-        server: server.to_string(),
+        server: all.to_string(),
         ca_pem,
         cert_pem: resp.cert_pem,
         key_pem,

@@ -12,7 +12,7 @@ pub mod join;
 pub mod logs;
 pub mod network;
 pub mod node;
-pub mod nodeip;
+pub use corral_api::nodeip;
 pub mod pod;
 pub mod podnet;
 pub mod portforward;
@@ -135,6 +135,8 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         cfg.credentials.clone()
     };
     let client = corral_api::Client::connect_lazy_with(&cfg.server, &credentials)?;
+    // The other control planes, to fail over to when this one dies.
+    corral_api::runtime::servers::follow(&client);
     if joined {
         let reload = client.clone();
         tokio::spawn(join::renew_forever(

@@ -13,7 +13,8 @@ use clap::Parser;
     about = "Corral node agent: runs the pods bound to this node through containerd"
 )]
 struct Args {
-    /// Control plane address (overrides the kubeconfig's; default http://127.0.0.1:7443).
+    /// Control plane address, or several comma-separated (overrides the kubeconfig's; default
+    /// http://127.0.0.1:7443); the others are learned from the cluster's `default/kubernetes`.
     #[arg(long, env = "CORRAL_SERVER")]
     server: Option<String>,
     /// Kubeconfig with the server, the cluster CA and this node's credentials

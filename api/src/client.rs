@@ -19,8 +19,11 @@ use crate::rules::limits;
 use crate::status::{ApiStatus, StatusReason};
 
 mod connect;
+mod dial;
+mod servers;
 mod streams;
 pub use connect::Bearer;
+pub use servers::{Servers, Target};
 pub use streams::{stdin_frames, StreamKind, MAX_DATA};
 
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +219,10 @@ pub type Transport = InterceptedService<Channel, Bearer>;
 pub struct Client {
     api: pb::api_client::ApiClient<Transport>,
     transport: Transport,
+    /// The first server given, for messages.
     server: String,
+    /// Every server this client may dial (given and learned).
+    servers: Servers,
     bearer: Bearer,
     /// The TLS configuration new connections use (`None` for plaintext).
     tls: Option<tls::ConfigSlot>,
@@ -264,6 +270,11 @@ fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
 impl Client {
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The servers this client dials, shared: [`Servers::learn`] adds to them.
+    pub fn servers(&self) -> &Servers {
+        &self.servers
     }
 
     /// The raw generated client, for calls this wrapper does not cover.

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod files;
 pub mod kinds;
 pub mod kubeconfig;
+pub mod nodeip;
 pub mod object;
 pub mod patch;
 pub mod pin;

@@ -1,17 +1,13 @@
 //! TLS on the client side, one home for every component: the rustls client configuration built
 //! from [`Credentials`] (the cluster CA the server's chain must lead to, the client's own
-//! certificate), the connector tonic dials through, and the one-line errors a failed handshake
-//! becomes. The connector reads its configuration from a swappable slot at each new connection,
+//! certificate), the handshake the client's dialer makes, and the one-line errors a failed handshake
+//! becomes. The dialer reads the configuration from a swappable slot at each new connection,
 //! so renewed credentials reach new connections without rebuilding the client.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use hyper_util::rt::TokioIo;
 use parking_lot::RwLock;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -129,64 +125,24 @@ pub fn client_config(creds: &Credentials, src: &str) -> Result<Arc<ClientConfig>
 /// The configuration new connections use; swapped when credentials are renewed.
 pub type ConfigSlot = Arc<RwLock<Arc<ClientConfig>>>;
 
-/// Dials TCP, then TLS with the slot's current configuration, verifying the server's
-/// certificate for the URI's host (a name or an IP address).
-#[derive(Clone)]
-pub struct Connector {
-    slot: ConfigSlot,
-    src: Arc<str>,
-}
-
-impl Connector {
-    pub fn new(slot: ConfigSlot, src: &str) -> Self {
-        Self {
-            slot,
-            src: src.into(),
-        }
-    }
-}
-
-impl tower::Service<http::Uri> for Connector {
-    type Response = TokioIo<TlsStream<TcpStream>>;
-    type Error = TlsError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, TlsError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), TlsError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let config = self.slot.read().clone();
-        let src = self.src.clone();
-        Box::pin(async move {
-            let host = uri
-                .host()
-                .ok_or_else(|| TlsError::NoHost {
-                    uri: uri.to_string(),
-                })?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
-            let port = uri.port_u16().unwrap_or(443);
-            let addr = format!("{host}:{port}");
-            let tcp = TcpStream::connect((host.as_str(), port))
-                .await
-                .map_err(|source| TlsError::Tcp {
-                    addr: addr.clone(),
-                    source: Arc::new(source),
-                })?;
-            let _ = tcp.set_nodelay(true);
-            let name = ServerName::try_from(host.clone()).map_err(|_| TlsError::NoHost {
-                uri: uri.to_string(),
-            })?;
-            let tls = TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| classify(e, &src, &host, &addr))?;
-            HANDSHAKES.fetch_add(1, Ordering::Relaxed);
-            Ok(TokioIo::new(tls))
-        })
-    }
+/// TLS over `tcp` with `config`, verifying the server's certificate for `host` (a name or an
+/// IP address); `src` is where the CA came from, for errors.
+pub async fn handshake(
+    config: Arc<ClientConfig>,
+    host: &str,
+    port: u16,
+    tcp: TcpStream,
+    src: &str,
+) -> Result<TlsStream<TcpStream>, TlsError> {
+    let addr = format!("{host}:{port}");
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|_| TlsError::NoHost { uri: addr.clone() })?;
+    let tls = TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| classify(e, src, host, &addr))?;
+    HANDSHAKES.fetch_add(1, Ordering::Relaxed);
+    Ok(tls)
 }
 
 /// A failed handshake in words that say what to fix.

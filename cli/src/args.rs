@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
     disable_help_subcommand = true
 )]
 pub struct Cli {
-    /// The address of the control plane (http://HOST:PORT); overrides CORRAL_SERVER and the config.
+    /// The control plane's address (https://HOST:PORT), or several comma-separated, tried in
+    /// turn; overrides CORRAL_SERVER and the config.
     #[arg(short = 's', long, global = true)]
     pub server: Option<String>,
     /// The context of the config file to use.

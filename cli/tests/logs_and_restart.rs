@@ -127,7 +127,8 @@ async fn applied_objects_are_listed_after_a_control_plane_restart() {
     let out = c.corral(&["get", "rs,deploy,svc,ing", "-o", "name"]).await;
     assert_eq!(
         out.ok(),
-        "replicaset.apps/mi-app\ndeployment.apps/mi-deploy\nservice/mi-deploy-svc\ningress.networking.k8s.io/mi-deploy-ingress\n"
+        // `kubernetes` is the API server's own Service, as in every Kubernetes cluster.
+        "replicaset.apps/mi-app\ndeployment.apps/mi-deploy\nservice/kubernetes\nservice/mi-deploy-svc\ningress.networking.k8s.io/mi-deploy-ingress\n"
     );
     let out = c.corral(&["get", "rs", "mi-app"]).await;
     assert_eq!(

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub mod admission;
+pub mod apiservers;
 pub mod auth;
 pub mod cluster_id;
 pub mod join;
@@ -65,6 +66,11 @@ pub struct Config {
     /// The embedded etcd's CA (`--etcd-ca-dir`): serves ServerJoin, which adds servers as etcd
     /// members (`install.sh server --server URL`).
     pub etcd_ca_dir: Option<PathBuf>,
+    /// The address clients on other hosts reach this server at (`--advertise-address`; default
+    /// from `listen` or the host's interfaces), listed in `default/kubernetes`.
+    pub advertise_address: Option<std::net::IpAddr>,
+    /// How long a server stays in `default/kubernetes` without renewing, and how often it does.
+    pub apiserver_timing: apiservers::Timing,
 }
 
 impl std::fmt::Debug for Config {
@@ -106,6 +112,8 @@ impl Default for Config {
             datastore: None,
             server_token: None,
             etcd_ca_dir: None,
+            advertise_address: None,
+            apiserver_timing: Default::default(),
         }
     }
 }
@@ -157,6 +165,7 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
+    apiserver: Arc<apiservers::Reconciler>,
 }
 
 impl Running {
@@ -201,7 +210,10 @@ impl Running {
         }
     }
 
+    /// Stops serving; first takes this server out of `default/kubernetes` (bounded), so
+    /// clients stop dialing it before its Lease would expire.
     pub async fn shutdown(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.apiserver.leave()).await;
         self.stop();
         if let Some(server) = self.server.take() {
             let _ = server.await;
@@ -254,6 +266,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     };
     let services = ServiceAllocator::new(&config.service_cidr).map_err(StartError::Config)?;
+    let api_service_ip = services.first_ip();
     let registry = Arc::new(
         Registry::new(store.clone(), config.defaults.clone(), services)
             .with_pod_security(config.pod_security),
@@ -284,9 +297,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr: config.listen,
         source,
     })?;
+    let advertised = SocketAddr::new(
+        apiservers::advertise_ip(config.advertise_address, config.listen.ip()),
+        addr.port(),
+    );
     let secure = !config.insecure_plaintext;
     let pki = if secure {
-        let sans = pki::default_sans(config.listen.ip(), &config.tls_sans);
+        let mut extra_sans = config.tls_sans.clone();
+        extra_sans.push(advertised.ip().to_string());
+        let sans = pki::default_sans(config.listen.ip(), &extra_sans);
         let dir = config.data_dir.join("tls");
         Some(Arc::new(match &config.datastore {
             // Servers on one datastore share the cluster CA through it.
@@ -422,6 +441,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     info!(%addr, data_dir = %config.data_dir.display(), "API server listening");
 
     let mut tasks = vec![spawn_compactor(store, config.history)];
+    // Clients learn every live server from `default/kubernetes`.
+    let apiserver = Arc::new(apiservers::Reconciler::new(
+        registry.clone(),
+        advertised,
+        config.apiserver_timing,
+    ));
+    apiserver.ensure_service(api_service_ip).await;
+    tasks.push(apiserver.clone().spawn());
     if config.controllers {
         let creds = match &pki {
             Some(p) => {
@@ -445,6 +472,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown: Some(shutdown_tx),
         server: Some(server),
         tasks,
+        apiserver,
     })
 }
 

@@ -146,13 +146,14 @@ pub async fn run(
                 source,
             }
         })?;
+    let servers = corral_api::runtime::servers::follow(&client);
     let (changed, mut changes) = watch::channel(0u64);
     let (services, t1) = cache::follow::<Service>(&client, &changed);
     let (endpoints, t2) = cache::follow::<Endpoints>(&client, &changed);
     let (ingresses, t3) = cache::follow::<Ingress>(&client, &changed);
     let (nodes, t4) = cache::follow::<Node>(&client, &changed);
     let (classes, t5) = cache::follow::<IngressClass>(&client, &changed);
-    let tasks = vec![t1, t2, t3, t4, t5];
+    let tasks = vec![t1, t2, t3, t4, t5, servers];
     let threads = match config.ingress_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

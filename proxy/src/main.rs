@@ -11,7 +11,8 @@ use clap::Parser;
     about = "Corral's per-node service proxy and ingress"
 )]
 struct Args {
-    /// Control plane URL (overrides the kubeconfig's; default http://127.0.0.1:7443).
+    /// Control plane URL, or several comma-separated (overrides the kubeconfig's; default
+    /// http://127.0.0.1:7443); the others are learned from the cluster's `default/kubernetes`.
     #[arg(long)]
     server: Option<String>,
     /// Kubeconfig with the server, the cluster CA and this node's credentials.

@@ -6,6 +6,7 @@
 //!
 //!   cargo bench -p corral-scheduler --bench schedule
 //!   BENCH_NODES=5000 BENCH_PODS=10000 cargo bench -p corral-scheduler --bench schedule
+//!   BENCH_DATASTORE=etcd://127.0.0.1:2379 cargo bench ...   (the cluster in an empty etcd)
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -76,6 +77,14 @@ async fn controlplane() -> anyhow::Result<()> {
         controllers: false,
         // BENCH_PLAINTEXT=1 measures the same run without TLS.
         insecure_plaintext: std::env::var("BENCH_PLAINTEXT").as_deref() == Ok("1"),
+        // BENCH_DATASTORE=etcd://127.0.0.1:2379 measures it with the cluster in etcd.
+        datastore: match std::env::var("BENCH_DATASTORE") {
+            Ok(spec) => Some(corral_controlplane::store::etcd::EtcdConfig {
+                endpoints: corral_controlplane::store::etcd::EtcdConfig::parse_endpoints(&spec)?,
+                ..Default::default()
+            }),
+            Err(_) => None,
+        },
         ..Default::default()
     })
     .await?;

@@ -11,6 +11,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use super::dial::Dialer;
+use super::servers::Servers;
 use super::{Client, Error, Result, Transport};
 use crate::credentials::Credentials;
 use crate::rules::limits;
@@ -41,37 +43,13 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-/// How a server address is dialed: `https://` with TLS, `http://` without.
-fn normalize(server: &str, tls: bool) -> Result<String> {
-    let url = if server.contains("://") {
-        server.to_string()
-    } else if tls {
-        format!("https://{server}")
-    } else {
-        format!("http://{server}")
-    };
-    if tls && url.starts_with("http://") {
-        return Err(Error::BadServer {
-            server: url,
-            problem: "the credentials hold a cluster CA, so the server must be https://",
-        });
-    }
-    if !tls && url.starts_with("https://") {
-        return Err(Error::BadServer {
-            server: url,
-            problem: "https:// needs the cluster CA (certificate-authority-data in the kubeconfig)",
-        });
-    }
-    Ok(url)
-}
-
 fn endpoint(server: &str) -> Result<Endpoint> {
     Ok(Endpoint::from_shared(server.to_string())
         .map_err(|source| Error::Connect {
             server: server.to_string(),
             source,
         })?
-        .connect_timeout(Duration::from_secs(3))
+        // Each dial attempt is bounded by the dialer, per server.
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_while_idle(true)
@@ -140,60 +118,53 @@ impl Client {
         if lazy {
             return Self::build_lazy(server, creds, src);
         }
-        let (endpoint, server, slot) = Self::prepare(server, creds, src)?;
-        let channel = match &slot {
-            Some(slot) => endpoint
-                .connect_with_connector(tls::Connector::new(slot.clone(), src))
-                .await
-                .map_err(|e| connect_error(&server, e))?,
-            None => endpoint
-                .connect()
-                .await
-                .map_err(|e| connect_error(&server, e))?,
-        };
-        Self::from_channel(channel, server, creds, slot, src)
+        let (endpoint, servers, dialer, slot) = Self::prepare(server, creds, src)?;
+        let channel = endpoint
+            .connect_with_connector(dialer)
+            .await
+            .map_err(|e| connect_error(&servers.first(), e))?;
+        Self::from_channel(channel, servers, creds, slot, src)
     }
 
     fn build_lazy(server: &str, creds: &Credentials, src: &str) -> Result<Self> {
-        let (endpoint, server, slot) = Self::prepare(server, creds, src)?;
-        let channel = match &slot {
-            Some(slot) => {
-                endpoint.connect_with_connector_lazy(tls::Connector::new(slot.clone(), src))
-            }
-            None => endpoint.connect_lazy(),
-        };
-        Self::from_channel(channel, server, creds, slot, src)
+        let (endpoint, servers, dialer, slot) = Self::prepare(server, creds, src)?;
+        let channel = endpoint.connect_with_connector_lazy(dialer);
+        Self::from_channel(channel, servers, creds, slot, src)
     }
 
+    /// `server` is one address or several, comma-separated.
     fn prepare(
         server: &str,
         creds: &Credentials,
         src: &str,
-    ) -> Result<(Endpoint, String, Option<tls::ConfigSlot>)> {
+    ) -> Result<(Endpoint, Servers, Dialer, Option<tls::ConfigSlot>)> {
         let secure = creds.ca_pem.is_some();
-        let server = normalize(server, secure)?;
-        // Our connector makes the TLS connection; tonic, built with a TLS feature (etcd-client
-        // enables one), would refuse to dial an https:// URI without its own TLS settings.
-        let dial = match server.strip_prefix("https://") {
+        let servers = Servers::parse(server, secure)?;
+        // The dialer picks the server; tonic only needs a URI of the scheme it dials itself
+        // (built with a TLS feature, which etcd-client enables, it refuses https:// without
+        // its own TLS settings).
+        let first = servers.first();
+        let dial = match first.strip_prefix("https://") {
             Some(rest) => format!("http://{rest}"),
-            None => server.clone(),
+            None => first.clone(),
         };
         let endpoint = endpoint(&dial)?;
         let slot = if secure {
             let config = tls::client_config(creds, src).map_err(|source| Error::Tls {
-                server: server.clone(),
+                server: first.clone(),
                 source: Box::new(source),
             })?;
             Some(Arc::new(RwLock::new(config)))
         } else {
             None
         };
-        Ok((endpoint, server, slot))
+        let dialer = Dialer::new(servers.clone(), slot.clone().map(|s| (s, src)));
+        Ok((endpoint, servers, dialer, slot))
     }
 
     fn from_channel(
         channel: Channel,
-        server: String,
+        servers: Servers,
         creds: &Credentials,
         tls: Option<tls::ConfigSlot>,
         src: &str,
@@ -207,7 +178,8 @@ impl Client {
         Ok(Self {
             api,
             transport,
-            server,
+            server: servers.first(),
+            servers,
             bearer,
             tls,
             ca_source: src.into(),

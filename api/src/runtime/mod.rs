@@ -7,6 +7,7 @@ pub mod leader;
 pub mod logging;
 pub mod recorder;
 pub mod reflector;
+pub mod servers;
 pub mod systemd;
 pub mod watcher;
 

@@ -78,6 +78,11 @@ struct Args {
     /// loopback addresses, the hostname and the listen address are always in it.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// The address other hosts reach this server at, listed in `default/kubernetes` for
+    /// clients to fail over to (default: the listen address, or with 0.0.0.0 the address of
+    /// the interface holding the default route); added to the serving certificate.
+    #[arg(long, env = "CORRAL_ADVERTISE_ADDRESS")]
+    advertise_address: Option<std::net::IpAddr>,
     /// Serve plaintext without authentication: EVERY request is the cluster admin. Only for
     /// a machine no one else can reach.
     #[arg(long)]
@@ -333,6 +338,7 @@ async fn main() -> anyhow::Result<()> {
             audit: Policy::latest(args.pod_security_audit_default),
         },
         tls_sans: args.tls_san,
+        advertise_address: args.advertise_address,
         insecure_plaintext: args.insecure_plaintext,
         write_kubeconfig: args.write_kubeconfig,
         node_cert_lifetime: Duration::from_secs(args.node_cert_lifetime_seconds),

@@ -48,6 +48,11 @@ impl ServiceAllocator {
         ip >= self.base && ip < self.base + self.size
     }
 
+    /// The range's first address, kept for the `default/kubernetes` Service.
+    pub fn first_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 1)
+    }
+
     pub async fn lock(&self) -> MutexGuard<'_, ()> {
         self.lock.lock().await
     }

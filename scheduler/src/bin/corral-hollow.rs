@@ -10,7 +10,8 @@ use corral_scheduler::hollow::{Hollow, HollowConfig};
     about = "Fake nodes that heartbeat and run pods without containers"
 )]
 struct Args {
-    /// Control plane address (overrides the kubeconfig's; default http://127.0.0.1:7443).
+    /// Control plane address, or several comma-separated (overrides the kubeconfig's; default
+    /// http://127.0.0.1:7443); the others are learned from the cluster's `default/kubernetes`.
     #[arg(long, env = "CORRAL_SERVER")]
     server: Option<String>,
     /// Kubeconfig with the server, the cluster CA and credentials (the admin's, or nodes').
@@ -46,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         corral_api::kubeconfig::for_component(args.kubeconfig.as_deref(), args.server.as_deref())?;
     let client = corral_api::Client::connect_lazy_with(&server, &creds)
         .with_context(|| format!("connecting to {server}"))?;
+    corral_api::runtime::servers::follow(&client);
     let hollow = Hollow::new(
         client,
         HollowConfig {

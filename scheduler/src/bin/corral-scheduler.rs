@@ -9,7 +9,8 @@ use tokio::sync::watch;
 #[derive(Parser)]
 #[command(version, about = "Corral's scheduler: binds pending pods to nodes")]
 struct Args {
-    /// Control plane address (overrides the kubeconfig's; default http://127.0.0.1:7443).
+    /// Control plane address, or several comma-separated (overrides the kubeconfig's; default
+    /// http://127.0.0.1:7443); the others are learned from the cluster's `default/kubernetes`.
     #[arg(long, env = "CORRAL_SERVER")]
     server: Option<String>,
     /// Kubeconfig with the server, the cluster CA and this component's credentials (the
@@ -45,6 +46,8 @@ async fn main() -> anyhow::Result<()> {
         corral_api::kubeconfig::for_component(args.kubeconfig.as_deref(), args.server.as_deref())?;
     let client = corral_api::Client::connect_lazy_with(&server, &creds)
         .with_context(|| format!("connecting to {server}"))?;
+    // The other control planes, to fail over to when this one dies.
+    corral_api::runtime::servers::follow(&client);
     let config = Config {
         identity: identity.clone(),
         percentage_of_nodes_to_score: args.percentage_of_nodes_to_score,

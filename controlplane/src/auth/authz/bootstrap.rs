@@ -170,7 +170,11 @@ fn admin_rules() -> Vec<PolicyRule> {
 fn scheduler_rules() -> Vec<PolicyRule> {
     let mut lease_by_name = rule(&["get", "update"], &["coordination.k8s.io"], &["leases"]);
     lease_by_name.resource_names = Some(vec!["corral-scheduler".into(), "kube-scheduler".into()]);
+    // The servers' addresses, to fail over to (`runtime::servers`).
+    let mut api_servers = rule(READ, &[""], &["endpoints"]);
+    api_servers.resource_names = Some(vec![corral_api::runtime::servers::NAME.into()]);
     vec![
+        api_servers,
         rule(
             &["create", "patch", "update"],
             &["", "events.k8s.io"],

@@ -1,4 +1,5 @@
-//! The node's address when `--node-ip` is not given: the first IPv4 of `--node-interface`,
+//! A host's address when none is given (the agent's `--node-ip`, the control plane's
+//! `--advertise-address`): the first IPv4 of `--node-interface`,
 //! else of the interface holding the default IPv4 route, else the first global IPv4 of an up
 //! interface. `choose` is pure; `read_interfaces` reads the host (getifaddrs, /proc/net/route).
 
