@@ -278,7 +278,7 @@ PartOf=corral-server.target
 Type=$UNIT_TYPE
 # The controllers' leader identity (in their Lease) starts with the host name.
 Environment=HOSTNAME=%H
-ExecStart=$BIN/corral-controlplane --listen 0.0.0.0:7443 --tls-san $NODE_ADDR --write-kubeconfig $ETC/admin.kubeconfig --data-dir $DATA/controlplane --cluster-cidr $CLUSTER_CIDR --node-cidr-mask-size 24 --node-monitor-grace-seconds 40 --pod-eviction-seconds 300${STORE_ARGS:+ $STORE_ARGS}${SERVER_EXEC:+ $SERVER_EXEC}
+ExecStart=$BIN/corral-controlplane --listen 0.0.0.0:7443 --tls-san $NODE_ADDR --advertise-address $NODE_ADDR --write-kubeconfig $ETC/admin.kubeconfig --data-dir $DATA/controlplane --cluster-cidr $CLUSTER_CIDR --node-cidr-mask-size 24 --node-monitor-grace-seconds 40 --pod-eviction-seconds 300${STORE_ARGS:+ $STORE_ARGS}${SERVER_EXEC:+ $SERVER_EXEC}
 $(common_service)
 EOF
 }
