@@ -4,10 +4,8 @@
 //! rolls out; after server 0's power is cut the other two serve reads and writes, a new
 //! Deployment rolls out, and the controllers' Lease moves to another server within its time.
 //!
-//! Agents are installed with server 0's URL only. Whether the agent machine's pods roll out
-//! after server 0 died depends on agents failing over to the servers they learn from the
-//! `default/kubernetes` Endpoints (the lead's part of issue 16): set
-//! CORRAL_E2E_AGENT_FAILOVER=1 to assert it too.
+//! The agent machine is installed with server 0's URL only: it fails over to the servers it
+//! learned from the `default/kubernetes` Endpoints, stays Ready and runs new pods.
 
 use std::time::{Duration, Instant};
 
@@ -175,11 +173,22 @@ fn deployment(name: &str, replicas: i32, node: Option<&str>) -> Deployment {
     .expect("deployment")
 }
 
-async fn wait_running(client: &Client, app: &str, n: usize) {
+/// Waits for `n` running pods of app `app` on nodes other than `dead`: a dead node's pods
+/// keep their last status, then stay Terminating once evicted (no agent confirms their end,
+/// as in Kubernetes), so they never count.
+async fn wait_running(client: &Client, app: &str, n: usize, dead: Option<&str>) {
     let selector = format!("app={app}");
     eventually(&format!("{n} running pods {selector}"), WAIT, || async {
         let all = pods(client, &selector).await;
-        (all.len() == n && all.iter().all(running)).then_some(())
+        let live: Vec<_> = all
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                dead.is_none() || node != dead
+            })
+            .collect();
+        (live.len() == n && live.iter().all(|p| running(p))).then_some(())
     })
     .await;
 }
@@ -239,7 +248,7 @@ async fn three_servers_on_etcd_keep_serving_and_move_the_controllers_when_server
         .create(&deployment("before", MACHINES as i32, None))
         .await
         .expect("create deployment through server 0");
-    wait_running(&clients[2], "before", MACHINES).await;
+    wait_running(&clients[2], "before", MACHINES, None).await;
 
     // The controllers run on server 0 (it started first and took their Lease).
     let (holder, lease_secs) = controllers_lease(&clients[1]).await.expect("the Lease");
@@ -296,17 +305,22 @@ async fn three_servers_on_etcd_keep_serving_and_move_the_controllers_when_server
     );
 
     // The scheduler and controllers that now lead roll the new Deployment out.
-    wait_running(&clients[2], "after", 2).await;
+    wait_running(&clients[2], "after", 2, Some(&names[0])).await;
 
-    // TODO(issue 16, clients that fail over): the agent machine was installed with server 0's
-    // URL only; with agents that learn the other servers this rolls out too.
-    if std::env::var_os("CORRAL_E2E_AGENT_FAILOVER").is_some() {
-        clients[2]
-            .create(&deployment("spread", MACHINES as i32 - 1, None))
-            .await
-            .expect("create deployment through server 2");
-        wait_running(&clients[1], "spread", MACHINES - 1).await;
-    }
+    // The agent machine was installed with server 0's URL only: it learned the other servers
+    // from default/kubernetes, so it stays Ready and runs new pods.
+    clients[2]
+        .create(&deployment("on-agent", 2, Some(&names[3])))
+        .await
+        .expect("create deployment through server 2");
+    wait_running(&clients[1], "on-agent", 2, None).await;
+    let nodes = ready_nodes(&clients[1])
+        .await
+        .expect("nodes through server 1");
+    assert!(
+        nodes.contains(&names[3]),
+        "the agent machine is not Ready: {nodes:?}"
+    );
     eprintln!(
         "ha lab: first write through server 1 {:.1}s after the power cut, Lease moved after \
          {:.1}s (lease {lease_secs}s); whole test {:.1}s",
