@@ -259,7 +259,7 @@ PartOf=corral-server.target
 [Service]
 # etcd tells systemd when it serves (after it joined its cluster).
 Type=notify
-ExecStart=$ETCD_BIN --name $ETCD_NAME --data-dir $ETCD_DIR/data --logger zap --log-outputs stderr --listen-client-urls $ETCD_LISTEN_CLIENT --advertise-client-urls https://$NODE_ADDR:2379 --listen-peer-urls https://$NODE_ADDR:2380 --initial-advertise-peer-urls https://$NODE_ADDR:2380 --initial-cluster $ETCD_INITIAL_CLUSTER --initial-cluster-state $ETCD_STATE --initial-cluster-token corral --cert-file $ETCD_TLS/server.crt --key-file $ETCD_TLS/server.key --trusted-ca-file $ETCD_TLS/ca.crt --client-cert-auth --peer-cert-file $ETCD_TLS/server.crt --peer-key-file $ETCD_TLS/server.key --peer-trusted-ca-file $ETCD_TLS/ca.crt --peer-client-cert-auth
+ExecStart=$ETCD_BIN --name $ETCD_NAME --data-dir $ETCD_DIR/data --logger zap --log-outputs stderr --listen-client-urls $ETCD_LISTEN_CLIENT --advertise-client-urls https://$NODE_ADDR:2379 --listen-peer-urls https://$NODE_ADDR:2380 --initial-advertise-peer-urls https://$NODE_ADDR:2380 --initial-cluster $ETCD_INITIAL_CLUSTER --initial-cluster-state $ETCD_STATE --initial-cluster-token $ETCD_CLUSTER_TOKEN --cert-file $ETCD_TLS/server.crt --key-file $ETCD_TLS/server.key --trusted-ca-file $ETCD_TLS/ca.crt --client-cert-auth --peer-cert-file $ETCD_TLS/server.crt --peer-key-file $ETCD_TLS/server.key --peer-trusted-ca-file $ETCD_TLS/ca.crt --peer-client-cert-auth
 $(common_service)
 EOF
 }
@@ -435,6 +435,9 @@ prepare_datastore() {
   ETCD_LISTEN_CLIENT=https://127.0.0.1:2379
   [[ $NODE_ADDR == 127.0.0.1 ]] || ETCD_LISTEN_CLIENT+=",https://$NODE_ADDR:2379"
   ETCD_PEER_URL=https://$NODE_ADDR:2380
+  # Member IDs derive from it: a cluster of its own, never one of the same names elsewhere.
+  # Made once by setup_etcd (a render shows the placeholder); a joiner's etcd ignores it.
+  ETCD_CLUSTER_TOKEN=$(cat "$ROOT$ETCD_DIR/initial-cluster-token" 2>/dev/null || echo corral)
   if [[ $DATASTORE == init ]]; then
     ETCD_STATE=new
     ETCD_INITIAL_CLUSTER=$ETCD_NAME=$ETCD_PEER_URL
@@ -529,6 +532,10 @@ setup_etcd() {
     mv -f "$joined.tmp" "$joined"
     prepare_datastore
   else
+    if [[ $DATASTORE == init && ! -s $ETCD_DIR/initial-cluster-token ]]; then
+      echo "corral-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" >"$ETCD_DIR/initial-cluster-token"
+      prepare_datastore
+    fi
     controlplane_cmd etcd-certs --dir "$ETCD_TLS" --name "$ETCD_NAME" --san "$NODE_ADDR" >/dev/null ||
       fatal "making etcd's certificates in $ETCD_TLS failed"
   fi

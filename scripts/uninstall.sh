@@ -18,6 +18,13 @@ UNITS=(corral-proxy.service corral-agent.service corral-scheduler.service
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 killall=$BIN/corral-killall.sh
 [[ -x $killall ]] || killall=$here/killall.sh
+# A server on the embedded etcd leaves it first, so the other members count a quorum without
+# it (etcd refuses if that would cost the quorum: then remove it later with etcdctl).
+etcd_tls=/var/lib/corral/etcd/tls
+if [[ -f $etcd_tls/client.crt && -x $BIN/corral-controlplane ]]; then
+  env -u CORRAL_TOKEN "$BIN/corral-controlplane" etcd-leave --dir "$etcd_tls" >&2 ||
+    echo "[corral-uninstall] warning: could not leave the etcd cluster (see above): remove this member with etcdctl member remove" >&2
+fi
 if [[ -f $killall ]]; then bash "$killall"; else echo "[corral-uninstall] warning: no corral-killall.sh" >&2; fi
 
 if command -v systemctl >/dev/null; then

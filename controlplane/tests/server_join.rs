@@ -1,7 +1,8 @@
 //! ServerJoin against a real etcd speaking TLS only (Debian's etcd-server on loopback, with
 //! certificates from `pki::etcd`): a second member joins through the first server's control
-//! plane with the server token and starts with `initial-cluster-state=existing`; a wrong
-//! token and a token naming another CA are refused before anything changes.
+//! plane with the server token and starts with `initial-cluster-state=existing`, and leaves
+//! again (uninstall); a wrong token and a token naming another CA are refused before
+//! anything changes.
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -206,5 +207,12 @@ async fn a_server_with_the_token_joins_the_embedded_etcd_and_a_wrong_token_chang
         .await
         .expect("join again");
     assert_eq!(again.member_id, joined.member_id);
+
+    // Uninstalling m1 removes its member (through its own etcd); the last one stays.
+    use corral_controlplane::join::server::{leave, Leave};
+    assert!(matches!(leave(&etcd1).await.unwrap(), Leave::Remove { .. }));
+    let left = members(&etcd0).await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(leave(&etcd0).await.unwrap(), Leave::Last);
     running.shutdown().await;
 }

@@ -177,6 +177,16 @@ enum Cmd {
         #[arg(long = "san")]
         sans: Vec<String>,
     },
+    /// Leave the embedded etcd (`corral-uninstall.sh` on a server): removes this host's member
+    /// through its own etcd, so the others count a quorum without it.
+    EtcdLeave {
+        /// The etcd TLS directory (the control plane's client certificate and the etcd CA).
+        #[arg(long)]
+        dir: PathBuf,
+        /// This host's own etcd member.
+        #[arg(long, default_value = "https://127.0.0.1:2379")]
+        endpoint: String,
+    },
     /// Print the server token in its long form, K10<ca-hash>::server:<secret>, for the next
     /// servers (`install.sh server --server URL --token ...`).
     ServerToken {
@@ -213,6 +223,20 @@ async fn etcd_command(cmd: &Cmd) -> anyhow::Result<Option<()>> {
             )
             .await?;
             println!("{}", joined.initial_cluster);
+        }
+        Cmd::EtcdLeave { dir, endpoint } => {
+            let read = |f: &str| {
+                std::fs::read(dir.join(f))
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.join(f).display()))
+            };
+            let etcd = corral_controlplane::store::etcd::EtcdConfig {
+                endpoints: vec![endpoint.clone()],
+                ca: Some(read(etcd_pki::CA_CRT)?),
+                cert: Some(read(etcd_pki::CLIENT_CRT)?),
+                key: Some(read(etcd_pki::CLIENT_KEY)?),
+            };
+            let done = corral_controlplane::join::server::leave(&etcd).await?;
+            println!("etcd member at {endpoint}: {done:?}");
         }
         Cmd::ServerToken { data_dir } => {
             let read = |p: PathBuf| {

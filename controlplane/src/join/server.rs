@@ -147,6 +147,77 @@ pub fn initial_cluster(members: &[Member], new: u64, name: &str) -> String {
     parts.join(",")
 }
 
+/// What a server leaving the embedded etcd (`corral-uninstall.sh`) does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leave {
+    /// Remove this member: the others then count a quorum without it.
+    Remove { id: u64 },
+    /// It is not a member (already removed).
+    NotMember,
+    /// It is the only member: the cluster goes with it.
+    Last,
+}
+
+/// What member `id` leaving does. Pure.
+pub fn plan_leave(members: &[Member], id: u64) -> Leave {
+    match members.iter().find(|m| m.id == id) {
+        None => Leave::NotMember,
+        Some(_) if members.len() == 1 => Leave::Last,
+        Some(m) => Leave::Remove { id: m.id },
+    }
+}
+
+/// Removes the member `etcd` reaches (one endpoint: this host's own member, from the server
+/// being uninstalled). etcd refuses a removal that would cost its quorum.
+pub async fn leave(etcd: &EtcdConfig) -> Result<Leave, ServerJoinError> {
+    let mut client = Client::connect(&etcd.endpoints, Some(etcd.connect_options()))
+        .await
+        .map_err(|source| ServerJoinError::Etcd {
+            op: "connect",
+            source,
+        })?;
+    let status = client
+        .status()
+        .await
+        .map_err(|source| ServerJoinError::Etcd {
+            op: "status",
+            source,
+        })?;
+    let me = status.header().map(|h| h.member_id()).unwrap_or_default();
+    let members = ServerJoinService::members(&mut client).await?;
+    let name = members
+        .iter()
+        .find(|m| m.id == me)
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let plan = plan_leave(&members, me);
+    if let Leave::Remove { id } = plan {
+        // etcd changes members only once its leader has been connected to all of them for a
+        // while ("unhealthy cluster" right after a join or a restart): tried again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match client.member_remove(id).await {
+                Ok(_) => break,
+                Err(etcd_client::Error::GRpcStatus(s))
+                    if s.code() == tonic::Code::Unavailable
+                        && std::time::Instant::now() < deadline =>
+                {
+                    info!(reason = %s.message(), "etcd cannot remove a member yet; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(source) => {
+                    return Err(ServerJoinError::Etcd {
+                        op: "member remove",
+                        source,
+                    })
+                }
+            }
+        }
+        info!(member = %name, id = %format!("{id:x}"), "left the embedded etcd");
+    }
+    Ok(plan)
+}
+
 /// Serves ServerJoin on a server whose etcd CA is in `ca_dir` and server token in `token_file`.
 pub struct ServerJoinService {
     etcd: EtcdConfig,
@@ -352,6 +423,18 @@ mod tests {
             initial_cluster(&members, 5, "s0"),
             "s0=https://10.0.0.5:2380,s1=https://10.0.0.1:2380,s3=https://10.0.0.3:2380"
         );
+    }
+
+    #[test]
+    fn a_leaving_member_is_removed_unless_it_is_the_last_or_gone() {
+        let s1 = m(1, "s1", "https://10.0.0.1:2380");
+        let s2 = m(2, "s2", "https://10.0.0.2:2380");
+        assert_eq!(
+            plan_leave(&[s1.clone(), s2.clone()], 2),
+            Leave::Remove { id: 2 }
+        );
+        assert_eq!(plan_leave(&[s1.clone()], 2), Leave::NotMember);
+        assert_eq!(plan_leave(&[s1], 1), Leave::Last);
     }
 
     #[test]
