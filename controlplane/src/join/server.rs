@@ -429,11 +429,9 @@ mod tests {
     fn a_leaving_member_is_removed_unless_it_is_the_last_or_gone() {
         let s1 = m(1, "s1", "https://10.0.0.1:2380");
         let s2 = m(2, "s2", "https://10.0.0.2:2380");
-        assert_eq!(
-            plan_leave(&[s1.clone(), s2.clone()], 2),
-            Leave::Remove { id: 2 }
-        );
-        assert_eq!(plan_leave(&[s1.clone()], 2), Leave::NotMember);
+        let both = [s1.clone(), s2];
+        assert_eq!(plan_leave(&both, 2), Leave::Remove { id: 2 });
+        assert_eq!(plan_leave(&both[..1], 2), Leave::NotMember);
         assert_eq!(plan_leave(&[s1], 1), Leave::Last);
     }
 
