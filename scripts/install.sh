@@ -99,6 +99,8 @@ parse_server_flags() {
   ((init == 0 || ${#JOIN_URL} == 0)) || fatal "--cluster-init and --server: give one (the first server, or a next one)"
   ((${#DATASTORE_ARGS[@]} == 0)) || [[ $DATASTORE == external && -z $JOIN_URL && $init == 0 ]] ||
     fatal "--datastore-* flags name an etcd run elsewhere: not with --cluster-init or --server"
+  # Servers joining others take the server token from the environment as agents take theirs.
+  [[ $DATASTORE != external ]] || GIVEN_TOKEN=${GIVEN_TOKEN:-${CORRAL_TOKEN:-}}
   if [[ $DATASTORE == join ]]; then
     [[ $JOIN_URL =~ ^https://[^[:space:]/,]+(:[0-9]+)?/?$ ]] ||
       fatal "--server ${JOIN_URL@Q}: must be https://HOST[:PORT] of a server installed with --cluster-init or --server"
