@@ -1,7 +1,8 @@
 //! Store benchmark: acknowledged writes per second, and watch fan-out latency to 1,000
 //! watchers, on SQLite (group commit) and then, in the same run, on a 3-member etcd on
 //! loopback (Debian's etcd-server; skipped without it), the same workload through the same
-//! `Store` trait. Run: `cargo bench -p corral-controlplane --bench store`.
+//! `Store` trait, ending with one line per store (writes/s, watch delivery p99 from write to
+//! event seen). Run: `cargo bench -p corral-controlplane --bench store`.
 //! Targets (issue 2): >= 10,000 writes/s; watch delivery p99 <= 10 ms (SQLite).
 
 use std::sync::Arc;
@@ -38,7 +39,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path().join("bench.db")).expect("open store"));
-    run("SQLite (synchronous=FULL, group commit)", sqlite).await;
+    let mut figures = vec![run("SQLite (synchronous=FULL, group commit)", sqlite).await];
     match etcd::EtcdCluster::start(3) {
         None => println!("etcd: skipped (no /usr/bin/etcd)"),
         Some(cluster) => {
@@ -50,12 +51,26 @@ async fn main() {
                 .await
                 .expect("connect to etcd"),
             );
-            run("etcd 3.4, 3 members on loopback", store).await;
+            figures.push(run("etcd 3.4, 3 members on loopback", store).await);
         }
+    }
+    println!("== summary (same run)");
+    for f in &figures {
+        println!(
+            "{:<40} {:>8.0} writes/s   watch delivery p99 {:>7.2} ms",
+            f.name, f.writes_per_sec, f.watch_p99_ms
+        );
     }
 }
 
-async fn run(name: &str, store: Arc<dyn Store>) {
+/// One store's figures.
+struct Figures {
+    name: String,
+    writes_per_sec: f64,
+    watch_p99_ms: f64,
+}
+
+async fn run(name: &str, store: Arc<dyn Store>) -> Figures {
     println!("== {name}");
 
     // 1. Acknowledged writes per second: many concurrent clients, each waiting for its ack.
@@ -129,4 +144,9 @@ async fn run(name: &str, store: Arc<dyn Store>) {
         hist.value_at_quantile(0.99) as f64 / 1000.0,
         hist.max() as f64 / 1000.0
     );
+    Figures {
+        name: name.to_string(),
+        writes_per_sec: WRITES as f64 / secs,
+        watch_p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+    }
 }

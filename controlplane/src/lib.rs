@@ -440,7 +440,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     info!(%addr, data_dir = %config.data_dir.display(), "API server listening");
 
-    let mut tasks = vec![spawn_compactor(store, config.history)];
+    let mut tasks = vec![
+        registry::spawn_claim_repair(store.clone()),
+        spawn_compactor(store, config.history),
+    ];
     // Clients learn every live server from `default/kubernetes`.
     let apiserver = Arc::new(apiservers::Reconciler::new(
         registry.clone(),

@@ -52,6 +52,9 @@ fn endpoint(server: &str) -> Result<Endpoint> {
         // Each dial attempt is bounded by the dialer, per server.
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
+        // A server host that vanished (powered off, cut off) is given up within 15 s, so the
+        // next connection goes to another server well inside a node's 40 s grace.
+        .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         // Output a reader leaves unread holds only its own stream.
         .initial_stream_window_size(crate::rules::limits::CLIENT_STREAM_WINDOW)

@@ -79,8 +79,9 @@ struct Inner {
     last_good: Option<String>,
 }
 
-/// The addresses one client dials, shared by its dialer and whatever keeps them current.
-#[derive(Debug, Clone, Default)]
+/// The addresses one client dials, shared by its dialer and whatever keeps them current;
+/// never empty (made only by [`Servers::parse`]).
+#[derive(Debug, Clone)]
 pub struct Servers {
     inner: Arc<RwLock<Inner>>,
     tls: bool,

@@ -6,6 +6,7 @@
 use corral_api::decode;
 use serde_json::{Map, Value};
 
+use super::alloc::Used;
 use super::{key, podsecurity, same_except, ApiError, Applied, Registry, Result, Written};
 
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -125,20 +126,26 @@ impl Registry {
         }
         let mut before = None;
         let policy = self.pod_security_policy(info, &ns).await?;
-        let (_guard, others) = self.other_services(info, &ns, &name).await?;
         let mut warnings = Vec::new();
-        let mut result = self
-            .write_tree(info, &ns, &name, 0, dry_run, |current| {
-                before = Some(current.clone());
-                let merged = merge(current, &object, &applied);
-                let admitted = self.admit(info, merged)?;
-                let updated = self.merge_main(info, current, &admitted, &others, None)?;
-                if let Some(policy) = &policy {
-                    warnings = podsecurity::admit(info, &ns, policy, &updated, Some(current))?;
-                }
-                Ok(updated)
+        let mut change = |current: &Value, used: &Used| {
+            before = Some(current.clone());
+            let merged = merge(current, &object, &applied);
+            let admitted = self.admit(info, merged)?;
+            let updated = self.merge_main(info, current, &admitted, used, None)?;
+            if let Some(policy) = &policy {
+                warnings = podsecurity::admit(info, &ns, policy, &updated, Some(current))?;
+            }
+            Ok(updated)
+        };
+        let mut result = if info.plural == corral_api::kinds::SERVICES.plural {
+            self.write_service(info, &ns, &name, 0, dry_run, change)
+                .await?
+        } else {
+            self.write_tree(info, &ns, &name, 0, dry_run, |current| {
+                change(current, &Used::default())
             })
-            .await?;
+            .await?
+        };
         if let (Some(old), true) = (&before, info.plural == "namespaces") {
             warnings.extend(self.existing_pod_warnings(old, &result.object).await?);
         }

@@ -7,7 +7,7 @@ use corral_api::object;
 use serde_json::Value;
 use tracing::debug;
 
-use super::{decode_kv, encode, key, prefix, ApiError, Registry, Result, Subject, Written};
+use super::{encode, key, ApiError, Registry, Result, Subject, Written};
 use crate::store::StoreError;
 use crate::validate;
 
@@ -161,30 +161,30 @@ impl Registry {
         if info.has_status || info.has_scale {
             object::set_meta(&mut object, "generation", Value::from(1));
         }
-        let _guard = if info.plural == "services" {
-            let guard = self.services.lock().await;
-            let (existing, _) = self.store.list(&prefix(&kinds::SERVICES, "")).await?;
-            let existing: Vec<Value> = existing.iter().map(decode_kv).collect();
-            self.services
-                .allocate(&mut object, None, &existing)
-                .map_err(|e| ApiError::Invalid {
-                    what: Subject::kind(info, &name),
-                    errors: vec![e],
-                })?;
-            Some(guard)
+        let claims = if info.plural == kinds::SERVICES.plural {
+            self.allocate_service(info, &ns, &name, &mut object, dry_run)
+                .await?
         } else {
-            None
+            Vec::new()
         };
         if dry_run {
             let mut written = Written::unwritten(object);
             written.warnings = warnings;
             return Ok(written);
         }
-        match self
-            .store
-            .create(&key(info, &ns, &name), encode(info, &mut object)?)
-            .await
-        {
+        let created = match encode(info, &mut object) {
+            Ok(bytes) => self.store.create(&key(info, &ns, &name), bytes).await,
+            Err(e) => {
+                self.release_claims(&claims).await;
+                return Err(e);
+            }
+        };
+        if let Err(StoreError::AlreadyExists { .. }) = created {
+            // Nothing holds the addresses claimed for it (a create's claims name its new uid).
+            // After any other error the write may have landed: the repair loop decides.
+            self.release_claims(&claims).await;
+        }
+        match created {
             Ok(kv) => {
                 debug!(resource = info.plural, namespace = %ns, name = %name, rev = kv.mod_revision, "created");
                 let mut written = Written::stored(object, &kv);

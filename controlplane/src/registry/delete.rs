@@ -67,6 +67,9 @@ impl Registry {
         if finished && info.plural == "namespaces" {
             self.purge_namespace(name).await?;
         }
+        if finished && info.plural == kinds::SERVICES.plural {
+            self.release_deleted_service(&decode_kv(&kv)).await;
+        }
         Ok((decode_kv(&kv), finished))
     }
 
@@ -78,6 +81,9 @@ impl Registry {
             let (kvs, _) = self.store.list(&prefix(info, namespace)).await?;
             for kv in kvs {
                 match self.store.delete(&kv.key, None).await {
+                    Ok(gone) if info.plural == kinds::SERVICES.plural => {
+                        self.release_deleted_service(&decode_kv(&gone)).await
+                    }
                     Ok(_) | Err(StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }

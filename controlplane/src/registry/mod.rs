@@ -29,7 +29,7 @@ mod status;
 pub(crate) mod testutil;
 mod update;
 
-pub use alloc::ServiceAllocator;
+pub use alloc::{spawn_repair as spawn_claim_repair, ServiceAllocator};
 pub use codec::{decode_kv, encode_kv, Filter};
 pub use error::{ApiError, Result, Subject};
 pub use managed::FieldManager;
@@ -132,6 +132,11 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
+        // Services stored before address claims existed (an older version, a migrated
+        // cluster) get theirs before this server allocates anything.
+        alloc::Repairer::new(alloc::GRACE)
+            .pass(self.store.as_ref(), tokio::time::Instant::now())
+            .await?;
         crate::auth::authz::bootstrap::reconcile(self).await
     }
 }

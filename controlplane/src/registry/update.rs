@@ -6,7 +6,8 @@ use corral_api::kinds::{self, ResourceInfo};
 use corral_api::object;
 use serde_json::Value;
 
-use super::{decode_kv, podsecurity, prefix, ApiError, Registry, Result, Subject};
+use super::alloc::Used;
+use super::{podsecurity, ApiError, Registry, Result, Subject};
 use crate::validate;
 
 /// An update's answer: the object's JSON as clients get it, and admission warnings.
@@ -82,21 +83,27 @@ impl Registry {
         }
         let admitted = self.admit(info, object)?;
         let policy = self.pod_security_policy(info, &ns).await?;
-        let (_guard, others) = self.other_services(info, &ns, &name).await?;
         let mut warnings = Vec::new();
         let mut before = None;
-        let written = self
-            .write_tree(info, &ns, &name, precondition, dry_run, |current| {
-                let updated = self.merge_main(info, current, &admitted, &others, manager)?;
-                if let Some(policy) = &policy {
-                    warnings = podsecurity::admit(info, &ns, policy, &updated, Some(current))?;
-                }
-                if info.plural == kinds::NAMESPACES.plural {
-                    before = Some(current.clone());
-                }
-                Ok(updated)
+        let mut change = |current: &Value, used: &Used| {
+            let updated = self.merge_main(info, current, &admitted, used, manager)?;
+            if let Some(policy) = &policy {
+                warnings = podsecurity::admit(info, &ns, policy, &updated, Some(current))?;
+            }
+            if info.plural == kinds::NAMESPACES.plural {
+                before = Some(current.clone());
+            }
+            Ok(updated)
+        };
+        let written = if info.plural == kinds::SERVICES.plural {
+            self.write_service(info, &ns, &name, precondition, dry_run, change)
+                .await?
+        } else {
+            self.write_tree(info, &ns, &name, precondition, dry_run, |current| {
+                change(current, &Used::default())
             })
-            .await?;
+            .await?
+        };
         if let Some(before) = &before {
             warnings.extend(self.existing_pod_warnings(before, &written.object).await?);
         }
@@ -114,7 +121,7 @@ impl Registry {
         info: &ResourceInfo,
         current: &Value,
         requested: &Value,
-        other_services: &[Value],
+        used: &Used,
         manager: Option<&str>,
     ) -> Result<Value> {
         let mut updated = requested.clone();
@@ -169,7 +176,7 @@ impl Registry {
         }
         if info.plural == "services" {
             self.services
-                .update_allocations(current, &mut updated, other_services)
+                .update_allocations(current, &mut updated, used)
                 .map_err(|e| ApiError::Invalid {
                     what: Subject::kind(info, object::name(current)),
                     errors: vec![e],
@@ -185,26 +192,6 @@ impl Registry {
             }
         }
         Ok(updated)
-    }
-
-    /// For a service write: the allocation lock and every other stored service.
-    pub(super) async fn other_services(
-        &self,
-        info: &ResourceInfo,
-        ns: &str,
-        name: &str,
-    ) -> Result<(Option<tokio::sync::MutexGuard<'_, ()>>, Vec<Value>)> {
-        if info.plural != "services" {
-            return Ok((None, Vec::new()));
-        }
-        let guard = self.services.lock().await;
-        let (all, _) = self.store.list(&prefix(&kinds::SERVICES, "")).await?;
-        let others = all
-            .iter()
-            .map(decode_kv)
-            .filter(|s| !(object::namespace(s) == ns && object::name(s) == name))
-            .collect();
-        Ok((Some(guard), others))
     }
 
     /// The scale subresource: sets `spec.replicas`, returns (new, previous).

@@ -2,7 +2,9 @@
 //! is its etcd mod_revision; create is a txn on `mod_revision == 0`, update and delete a txn
 //! on `mod_revision == expected` that reads the key back when it fails; lists read at one
 //! revision in pages; watches start at `after + 1` with previous values; compaction is
-//! coordinated between servers by a compare-and-swap on a compact key's version.
+//! coordinated between servers by a compare-and-swap on a compact key's version. Requests go
+//! to one member at a time with a deadline (`members.rs`), so a hung member costs a retried
+//! read or one failed write, and watches that fall silent are ended for the caller to resume.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -16,6 +18,12 @@ use futures::StreamExt;
 use tracing::{debug, info};
 
 use super::{Event, EventType, KeyValue, Result, Revision, Store, StoreError, WatchStream};
+
+mod members;
+mod watch;
+use members::Members;
+pub use members::REQUEST_TIMEOUT;
+use watch::silent_ends;
 
 /// The key whose version servers compare-and-swap before compacting (the apiserver's
 /// `compact_rev_key`): only the server whose swap succeeds compacts.
@@ -43,7 +51,10 @@ impl EtcdConfig {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from the others answers nothing rather than stale reads, and
+            // ends its watches (which would otherwise stay open and silent).
+            .with_require_leader(true);
         if let Some(ca) = &self.ca {
             let mut tls = etcd_client::TlsOptions::new()
                 .ca_certificate(etcd_client::Certificate::from_pem(ca));
@@ -112,7 +123,7 @@ pub struct BadEndpoint {
 
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    members: Arc<Members>,
     /// The compact key's version this server last saw (the CAS's expected value).
     compact_version: Arc<AtomicI64>,
 }
@@ -146,29 +157,6 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
-/// Runs a read again when the member it reached is gone (the client's balancer then picks
-/// another): reads are idempotent, so a dead member costs a retried request, not an error.
-/// Writes are never retried here: one may have been applied before its member died.
-async fn read_retrying<T, F, Fut>(mut op: F) -> std::result::Result<T, etcd_client::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
-{
-    let mut attempt = 0u64;
-    loop {
-        match op().await {
-            Err(etcd_client::Error::GRpcStatus(s))
-                if s.code() == tonic::Code::Unavailable && attempt < 5 =>
-            {
-                attempt += 1;
-                debug!(attempt, error = %s, "etcd read retried on another member");
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// etcd's words for a read below the compacted revision or past the newest.
 fn classify(e: etcd_client::Error, requested: Revision) -> StoreError {
     let text = e.to_string();
@@ -189,11 +177,18 @@ fn classify(e: etcd_client::Error, requested: Revision) -> StoreError {
 
 impl EtcdStore {
     pub async fn connect(config: &EtcdConfig) -> Result<Self> {
-        let client = Client::connect(&config.endpoints, Some(config.connect_options()))
-            .await
-            .map_err(etcd_err)?;
+        let opts = config.connect_options();
+        // One client per member: which member a request goes to is decided here, not by a
+        // balancer that would keep sending a share of requests to a member that hangs.
+        let mut clients = Vec::new();
+        for endpoint in &config.endpoints {
+            let client = Client::connect([endpoint], Some(opts.clone()))
+                .await
+                .map_err(etcd_err)?;
+            clients.push((endpoint.clone(), client));
+        }
         let store = Self {
-            client,
+            members: Arc::new(Members::new(clients)),
             compact_version: Arc::new(AtomicI64::new(0)),
         };
         // Fail now, not at the first request, when no member answers.
@@ -221,7 +216,6 @@ impl EtcdStore {
     /// Every key under `prefix` at `revision` (0: the newest), read in pages at that one
     /// revision, and the revision read.
     async fn range(&self, prefix: &str, revision: Revision) -> Result<(Vec<KeyValue>, Revision)> {
-        let kv_client = self.client.kv_client();
         let end = prefix_end(prefix);
         let mut start = prefix.as_bytes().to_vec();
         let mut at = revision;
@@ -233,13 +227,18 @@ impl EtcdStore {
             if at > 0 {
                 opts = opts.with_revision(at);
             }
-            let resp = read_retrying(|| {
-                let mut kv_client = kv_client.clone();
-                let (start, opts) = (start.clone(), opts.clone());
-                async move { kv_client.get(start, Some(opts)).await }
-            })
-            .await
-            .map_err(|e| classify(e, revision))?;
+            let resp = self
+                .members
+                .read(
+                    "list",
+                    prefix,
+                    |c| {
+                        let (start, opts) = (start.clone(), opts.clone());
+                        async move { c.kv_client().get(start, Some(opts)).await }
+                    },
+                    |e| classify(e, revision),
+                )
+                .await?;
             if at == 0 {
                 at = header_revision(resp.header());
             }
@@ -260,12 +259,15 @@ impl EtcdStore {
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = read_retrying(|| {
-            let mut kv_client = self.client.kv_client();
-            async move { kv_client.get(key, None).await }
-        })
-        .await
-        .map_err(etcd_err)?;
+        let resp = self
+            .members
+            .read(
+                "get",
+                key,
+                |c| async move { c.kv_client().get(key, None).await },
+                etcd_err,
+            )
+            .await?;
         Ok(resp.kvs().first().map(kv))
     }
 
@@ -294,7 +296,14 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when(vec![Compare::mod_revision(key, CompareOp::Equal, 0)])
             .and_then(vec![TxnOp::put(key, value.clone(), None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self
+            .members
+            .write(
+                "create",
+                key,
+                |c| async move { c.kv_client().txn(txn).await },
+            )
+            .await?;
         if !resp.succeeded() {
             return Err(StoreError::AlreadyExists {
                 key: key.to_string(),
@@ -318,7 +327,14 @@ impl Store for EtcdStore {
                 Some(PutOptions::new().with_prev_key()),
             )])
             .or_else(vec![TxnOp::get(key, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self
+            .members
+            .write(
+                "update",
+                key,
+                |c| async move { c.kv_client().txn(txn).await },
+            )
+            .await?;
         let rev = header_revision(resp.header());
         let ops = resp.op_responses();
         if !resp.succeeded() {
@@ -362,7 +378,14 @@ impl Store for EtcdStore {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else(vec![TxnOp::get(key, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self
+            .members
+            .write(
+                "delete",
+                key,
+                |c| async move { c.kv_client().txn(txn).await },
+            )
+            .await?;
         let rev = header_revision(resp.header());
         let ops = resp.op_responses();
         if !resp.succeeded() {
@@ -404,16 +427,13 @@ impl Store for EtcdStore {
         if start > 0 {
             opts = opts.with_start_revision(start);
         }
-        let mut watch_client = self.client.watch_client();
-        let stream = watch_client
-            .watch(prefix, Some(opts))
-            .await
-            .map_err(etcd_err)?;
+        let (member, stream) = self.open_watch(prefix, opts).await?;
         debug!(prefix, after, "etcd watch opened");
         // The stream owns its sender: dropping the stream cancels the watch.
-        let events = stream.flat_map(move |resp| {
+        let events = silent_ends(stream, self.members.clone(), member, prefix.to_string());
+        let events = events.flat_map(move |resp| {
             let out: Vec<Result<Event>> = match resp {
-                Err(e) => vec![Err(etcd_err(e))],
+                Err(e) => vec![Err(e)],
                 Ok(r) if r.compact_revision() > 0 => vec![Err(StoreError::Compacted {
                     requested: after,
                     compacted: r.compact_revision(),
@@ -462,16 +482,19 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        let resp = read_retrying(|| {
-            let mut kv_client = self.client.kv_client();
-            async move {
-                kv_client
-                    .get(COMPACT_KEY, Some(GetOptions::new().with_count_only()))
-                    .await
-            }
-        })
-        .await
-        .map_err(etcd_err)?;
+        let resp = self
+            .members
+            .read(
+                "get",
+                COMPACT_KEY,
+                |c| async move {
+                    c.kv_client()
+                        .get(COMPACT_KEY, Some(GetOptions::new().with_count_only()))
+                        .await
+                },
+                etcd_err,
+            )
+            .await?;
         Ok(header_revision(resp.header()))
     }
 
@@ -482,7 +505,12 @@ impl Store for EtcdStore {
             .when(vec![Compare::version(COMPACT_KEY, CompareOp::Equal, seen)])
             .and_then(vec![TxnOp::put(COMPACT_KEY, revision.to_string(), None)])
             .or_else(vec![TxnOp::get(COMPACT_KEY, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(etcd_err)?;
+        let resp = self
+            .members
+            .write("compact", COMPACT_KEY, |c| async move {
+                c.kv_client().txn(txn).await
+            })
+            .await?;
         if !resp.succeeded() {
             let version = match resp.op_responses().first() {
                 Some(TxnOpResponse::Get(g)) => g.kvs().first().map_or(0, |k| k.version()),
@@ -493,15 +521,18 @@ impl Store for EtcdStore {
             return Ok(());
         }
         self.compact_version.store(seen + 1, Ordering::SeqCst);
-        match self.client.kv_client().compact(revision, None).await {
+        match self
+            .members
+            .write("compact", COMPACT_KEY, |c| async move {
+                c.kv_client().compact(revision, None).await
+            })
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.to_string()
-                    .contains("required revision has been compacted") =>
-            {
+            Err(StoreError::Etcd(e)) if e.contains("required revision has been compacted") => {
                 Ok(())
             }
-            Err(e) => Err(etcd_err(e)),
+            Err(e) => Err(e),
         }
     }
 }

@@ -79,6 +79,16 @@ pub enum StoreError {
     /// etcd refused or could not be reached (its words).
     #[error("etcd: {0}")]
     Etcd(String),
+    /// An etcd member took too long to answer (it hangs, or lost its quorum); the next
+    /// requests go to another member. A write may or may not have been applied.
+    #[error("etcd member {endpoint} did not answer {op} of {key:?} within {after:?}{}", if *.write { ": the write may or may not have been applied" } else { "" })]
+    Unanswered {
+        endpoint: String,
+        op: &'static str,
+        key: String,
+        after: std::time::Duration,
+        write: bool,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

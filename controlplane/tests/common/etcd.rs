@@ -1,6 +1,7 @@
 //! Real etcd members (Debian's etcd-server) on loopback for the store's tests: a cluster of
 //! N members on free ports in a temp dir, killed and removed when dropped (also when a test
-//! fails). `None` when the etcd binary is missing (setup.sh installs it; CI fails without).
+//! fails; a stopped member is continued first). `None` when the etcd binary is missing
+//! (setup.sh installs it; CI fails without).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ pub struct Member {
     pub client_url: String,
     pub child: Option<Child>,
     args: Vec<String>,
+    /// SIGSTOPped: it accepts connections and answers nothing, as a hung or cut-off host.
+    stopped: bool,
 }
 
 pub struct EtcdCluster {
@@ -72,6 +75,7 @@ impl EtcdCluster {
                     client_url: format!("http://127.0.0.1:{client}"),
                     child: None,
                     args,
+                    stopped: false,
                 };
                 m.start();
                 m
@@ -150,7 +154,33 @@ impl Member {
         self.child = Some(child);
     }
 
+    fn signal(&self, signal: &str) -> bool {
+        self.child.as_ref().is_some_and(|c| {
+            Command::new("kill")
+                .args([signal, &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+
+    /// SIGSTOP: the member hangs (its sockets stay open, nothing answers).
+    pub fn stop(&mut self) {
+        assert!(self.signal("-STOP"), "SIGSTOP {}", self.name);
+        self.stopped = true;
+    }
+
+    /// SIGCONT: the member runs again and catches up with the others.
+    pub fn cont(&mut self) {
+        assert!(self.signal("-CONT"), "SIGCONT {}", self.name);
+        self.stopped = false;
+    }
+
     pub fn kill(&mut self) {
+        if self.stopped {
+            // Never leave a stopped process behind, even if the kill below fails.
+            let _ = self.signal("-CONT");
+            self.stopped = false;
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

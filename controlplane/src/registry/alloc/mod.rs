@@ -1,6 +1,7 @@
 //! Service address allocation: ClusterIPs from the service CIDR and NodePorts from
-//! 30000-32767, unique across services, released when the service is deleted (allocations are
-//! derived from the stored services, so there is no separate bitmap to drift out of sync).
+//! 30000-32767, unique across services and across servers on one store. This file holds the
+//! pure choice of addresses (given the ones in use); `claims.rs` keeps one claim key per
+//! address in the store, `service.rs` runs service writes around them, `repair.rs` mends leaks.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -9,6 +10,42 @@ use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::validate::FieldError;
+
+mod claims;
+mod repair;
+mod service;
+#[cfg(test)]
+mod tests;
+
+pub use claims::Address;
+pub use repair::{spawn as spawn_repair, Repairer, GRACE};
+
+/// The addresses other services hold (or have claimed): what a new allocation must avoid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Used {
+    pub ips: BTreeSet<String>,
+    pub ports: BTreeSet<i64>,
+}
+
+impl Used {
+    /// Every address the given services hold.
+    pub fn held_by(services: &[Value]) -> Self {
+        let mut used = Used::default();
+        for s in services {
+            used.extend(claims::addresses(s));
+        }
+        used
+    }
+
+    pub fn extend(&mut self, addresses: impl IntoIterator<Item = Address>) {
+        for a in addresses {
+            match a {
+                Address::Ip(ip) => self.ips.insert(ip.to_string()),
+                Address::NodePort(p) => self.ports.insert(i64::from(p)),
+            };
+        }
+    }
+}
 
 pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i64> = 30000..=32767;
 
@@ -53,17 +90,15 @@ impl ServiceAllocator {
         Ipv4Addr::from(self.base + 1)
     }
 
+    /// Serializes this server's choose-and-claim, so its own requests do not race each other
+    /// for one candidate (servers race only through the claims, which the store arbitrates).
     pub async fn lock(&self) -> MutexGuard<'_, ()> {
         self.lock.lock().await
     }
 
-    /// Fills `spec.clusterIP(s)` and node ports of a new service. Caller holds `lock()`.
-    pub fn allocate(
-        &self,
-        service: &mut Value,
-        _previous: Option<&Value>,
-        existing: &[Value],
-    ) -> Result<(), FieldError> {
+    /// Fills `spec.clusterIP(s)` and node ports of a new service, avoiding `used`. Pure: the
+    /// caller claims what it chose before writing the service.
+    pub fn allocate(&self, service: &mut Value, used: &Used) -> Result<(), FieldError> {
         let kind = service
             .pointer("/spec/type")
             .and_then(Value::as_str)
@@ -72,14 +107,7 @@ impl ServiceAllocator {
         if kind == "ExternalName" {
             return Ok(());
         }
-        let used_ips: BTreeSet<String> = existing
-            .iter()
-            .filter_map(|s| {
-                s.pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
+        let used_ips = &used.ips;
         let requested = service
             .pointer("/spec/clusterIP")
             .and_then(Value::as_str)
@@ -87,7 +115,7 @@ impl ServiceAllocator {
             .to_string();
         let ip = match requested.as_str() {
             "None" => "None".to_string(),
-            "" => self.next_free_ip(&used_ips).ok_or_else(|| FieldError {
+            "" => self.next_free_ip(used_ips).ok_or_else(|| FieldError {
                 path: "spec.clusterIP".into(),
                 detail: "Internal error: failed to allocate a serviceIP: range is full".into(),
             })?,
@@ -116,7 +144,7 @@ impl ServiceAllocator {
         service["spec"]["clusterIP"] = Value::from(ip.clone());
         service["spec"]["clusterIPs"] = serde_json::json!([ip]);
         if kind == "NodePort" || kind == "LoadBalancer" {
-            let mut used_ports = used_node_ports(existing);
+            let mut used_ports = used.ports.clone();
             if let Some(ports) = service
                 .pointer_mut("/spec/ports")
                 .and_then(Value::as_array_mut)
@@ -159,13 +187,13 @@ impl ServiceAllocator {
     /// An update keeps the addresses the service was given, as Kubernetes' service REST does:
     /// an omitted clusterIP or nodePort keeps the old one, a changed clusterIP is refused, a
     /// type that no longer needs node ports drops the ones the server gave, a type that needs
-    /// them gets new ones, and a port another service holds is refused. `others` are the
-    /// other stored services. Caller holds `lock()`.
+    /// them gets new ones, and a port another service holds is refused. `used`: what the
+    /// other services hold. Pure, as [`ServiceAllocator::allocate`].
     pub fn update_allocations(
         &self,
         current: &Value,
         updated: &mut Value,
-        others: &[Value],
+        used: &Used,
     ) -> Result<(), FieldError> {
         let type_of = |v: &Value| {
             v.pointer("/spec/type")
@@ -194,7 +222,7 @@ impl ServiceAllocator {
             .to_string();
         if old_type == "ExternalName" || old_ip.is_empty() {
             // Nothing was allocated: allocate as for a new service.
-            return self.allocate(updated, Some(current), others);
+            return self.allocate(updated, used);
         }
         if !wanted.is_empty() && wanted != old_ip {
             return Err(FieldError {
@@ -225,7 +253,7 @@ impl ServiceAllocator {
                 .filter(|p| *p != 0)
         };
         let needs_ports = new_type == "NodePort" || new_type == "LoadBalancer";
-        let mut used = used_node_ports(others);
+        let mut used = used.ports.clone();
         let Some(ports) = updated
             .pointer_mut("/spec/ports")
             .and_then(Value::as_array_mut)
@@ -283,20 +311,6 @@ impl ServiceAllocator {
     }
 }
 
-/// Every node port the given services hold.
-fn used_node_ports(services: &[Value]) -> BTreeSet<i64> {
-    services
-        .iter()
-        .flat_map(|s| {
-            s.pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-        .collect()
-}
-
 fn strip_node_ports(service: &mut Value) {
     if let Some(ports) = service
         .pointer_mut("/spec/ports")
@@ -307,90 +321,5 @@ fn strip_node_ports(service: &mut Value) {
                 m.remove("nodePort");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn cluster_ips_and_node_ports_are_unique() {
-        let a = ServiceAllocator::new("10.43.0.0/16").unwrap();
-        let mut s1 = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
-        a.allocate(&mut s1, None, &[]).unwrap();
-        let mut s2 = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
-        a.allocate(&mut s2, None, std::slice::from_ref(&s1))
-            .unwrap();
-        assert_eq!(s1["spec"]["clusterIP"], "10.43.0.2");
-        assert_eq!(s2["spec"]["clusterIP"], "10.43.0.3");
-        assert_ne!(
-            s1["spec"]["ports"][0]["nodePort"],
-            s2["spec"]["ports"][0]["nodePort"]
-        );
-        let mut dup = json!({"spec": {"clusterIP": "10.43.0.2", "ports": [{"port": 80}]}});
-        assert!(a
-            .allocate(&mut dup, None, &[s1.clone()])
-            .unwrap_err()
-            .detail
-            .contains("already allocated"));
-        let mut outside = json!({"spec": {"clusterIP": "192.0.2.1", "ports": [{"port": 80}]}});
-        assert!(a.allocate(&mut outside, None, &[]).is_err());
-    }
-
-    #[test]
-    fn updates_keep_change_or_drop_allocations_as_kubernetes_does() {
-        let a = ServiceAllocator::new("10.43.0.0/16").unwrap();
-        let mut np =
-            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
-        a.allocate(&mut np, None, &[]).unwrap();
-        let port = np["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
-        let mut other = json!({"spec": {"type": "NodePort", "ports": [{"port": 81}]}});
-        a.allocate(&mut other, None, std::slice::from_ref(&np))
-            .unwrap();
-        let others = [other.clone()];
-
-        // An apply that omits the allocated fields keeps them.
-        let mut same =
-            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
-        a.update_allocations(&np, &mut same, &others).unwrap();
-        assert_eq!(same["spec"]["clusterIP"], np["spec"]["clusterIP"]);
-        assert_eq!(same["spec"]["ports"][0]["nodePort"], port);
-
-        // NodePort -> ClusterIP drops the server-given node port.
-        let mut cip = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP", "nodePort": port}]}});
-        a.update_allocations(&np, &mut cip, &others).unwrap();
-        assert!(cip["spec"]["ports"][0].get("nodePort").is_none(), "{cip}");
-
-        // ClusterIP -> NodePort allocates one.
-        let mut back =
-            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
-        a.update_allocations(&cip, &mut back, &others).unwrap();
-        let new_port = back["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
-        assert!(NODE_PORT_RANGE.contains(&new_port));
-        assert_ne!(
-            Some(new_port),
-            other["spec"]["ports"][0]["nodePort"].as_i64()
-        );
-
-        // Taking another service's port or changing the cluster IP is refused.
-        let taken = other["spec"]["ports"][0]["nodePort"].clone();
-        let mut steal =
-            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": taken}]}});
-        let err = a.update_allocations(&np, &mut steal, &others).unwrap_err();
-        assert_eq!(err.path, "spec.ports[0].nodePort");
-        assert!(
-            err.detail.ends_with("provided port is already allocated"),
-            "{}",
-            err.detail
-        );
-        let mut moved = json!({"spec": {"type": "NodePort", "clusterIP": "10.43.0.3", "ports": [{"port": 80}]}});
-        let err = a.update_allocations(&np, &mut moved, &others).unwrap_err();
-        assert_eq!(err.path, "spec.clusterIPs[0]");
-        assert_eq!(
-            err.detail,
-            "Invalid value: [\"10.43.0.3\"]: may not change once set"
-        );
     }
 }
