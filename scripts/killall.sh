@@ -22,7 +22,7 @@ stop_units() {
   command -v systemctl >/dev/null || return 0
   systemctl stop corral-server.target corral-node.target 2>/dev/null
   systemctl stop corral-proxy.service corral-agent.service corral-scheduler.service \
-    corral-controlplane.service corral-containerd.service 2>/dev/null
+    corral-controlplane.service corral-etcd.service corral-containerd.service 2>/dev/null
   return 0
 }
 

@@ -16,6 +16,7 @@ suite=bookworm
 packages=(
   systemd systemd-sysv dbus iproute2 kmod procps iptables util-linux
   containerd runc containernetworking-plugins busybox-static ca-certificates
+  etcd-server etcd-client
 )
 
 key=$(sha256sum "$0" | cut -c1-12)
@@ -61,6 +62,9 @@ debootstrap --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" \
 # Lab machines are hosts of their own: no Debian containerd running at boot (Corral runs its
 # own, and the installer's tests check it leaves another one alone by starting it on purpose).
 chroot "$tmp" systemctl disable containerd.service >/dev/null 2>&1 || true
+# etcd comes from Debian as on a real server host (`install.sh server --cluster-init` runs it as
+# corral-etcd.service); Debian's own etcd.service would take ports 2379/2380: masked.
+chroot "$tmp" systemctl mask etcd.service >/dev/null 2>&1 || true
 chroot "$tmp" systemctl enable systemd-networkd.service >/dev/null 2>&1
 # Inside systemd-nspawn the cgroup v1 controllers are mounted read-only: remount them
 # writable before anything runs containers (machine-hosts.md).

@@ -64,6 +64,9 @@ pub struct Config {
     pub datastore: Option<store::etcd::EtcdConfig>,
     /// The secret servers on one datastore share (`--token`): it seals the cluster CA there.
     pub server_token: Option<String>,
+    /// The embedded etcd's CA (`--etcd-ca-dir`): serves ServerJoin, which adds servers as etcd
+    /// members (`install.sh server --server URL`).
+    pub etcd_ca_dir: Option<PathBuf>,
     /// The address clients on other hosts reach this server at (`--advertise-address`; default
     /// from `listen` or the host's interfaces), listed in `default/kubernetes`.
     pub advertise_address: Option<std::net::IpAddr>,
@@ -109,6 +112,7 @@ impl Default for Config {
             node_cert_lifetime: join::DEFAULT_NODE_CERT_LIFETIME,
             datastore: None,
             server_token: None,
+            etcd_ca_dir: None,
             advertise_address: None,
             apiserver_timing: Default::default(),
         }
@@ -231,6 +235,16 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// ServerJoin, on a TLS server of the embedded etcd (its CA in `--etcd-ca-dir`).
+fn server_join(
+    config: &Config,
+    secure: bool,
+) -> Option<corral_proto::server_join_server::ServerJoinServer<join::server::ServerJoinService>> {
+    let (etcd, dir) = (config.datastore.clone()?, config.etcd_ca_dir.clone()?);
+    let token_file = config.data_dir.join(pki::bootstrap::TOKEN_FILE);
+    secure.then(|| join::server::ServerJoinService::new(etcd, dir, token_file).into_server())
 }
 
 /// Opens the store, serves the API on `config.listen` and starts the controllers.
@@ -416,7 +430,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .initial_connection_window_size(limits::SERVER_CONNECTION_WINDOW)
         .add_service(api)
         .add_service(tunnels.service())
-        .add_optional_service(join);
+        .add_optional_service(join)
+        .add_optional_service(server_join(&config, pki.is_some()));
     let server = tokio::spawn(async move {
         let stop = async {
             let _ = shutdown_rx.await;

@@ -62,6 +62,18 @@ pub fn ensure_bridge(l: &Layout) -> Result<(), Error> {
     Ok(())
 }
 
+/// The host end of machine `machine`'s veth (`vb-NAME`, when that fits a link name): the
+/// kernel removes it with the machine's network namespace, but TCP connections the machine's
+/// processes left half-closed (etcd's, to a peer whose power was cut) keep that namespace for
+/// minutes after the machine is gone, and a machine of the same name could not boot.
+pub fn remove_host_veth(machine: &str) -> Result<(), Error> {
+    let name = format!("vb-{machine}");
+    if name.len() <= 15 && link_exists(&name) {
+        run(&["ip", "link", "del", &name])?;
+    }
+    Ok(())
+}
+
 pub fn remove_bridge(l: &Layout) -> Result<(), Error> {
     if link_exists(&l.bridge) {
         run(&["ip", "link", "del", &l.bridge])?;

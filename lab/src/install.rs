@@ -1,6 +1,7 @@
 //! The installer run inside a lab's machines exactly as a user runs it on real hosts: a server
-//! on machine 0, then agents joining with machine 0's agent token; then the admin kubeconfig
-//! copied out (its server rewritten to machine 0's lab address) and every node awaited Ready.
+//! on machine 0 (the next servers joining it with its server token), then agents joining with
+//! machine 0's agent token; then the admin kubeconfig copied out (its server rewritten to
+//! machine 0's lab address) and every node awaited Ready.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 use corral_api::k8s::api::core::v1::Node;
 use corral_api::{Client, ListParams};
 
-use crate::layout::{self, Layout, MachineLayout, Role, ADMIN_KUBECONFIG, AGENT_TOKEN};
+use crate::layout::{
+    self, Layout, MachineLayout, Role, ADMIN_KUBECONFIG, AGENT_TOKEN, SERVER_TOKEN,
+};
 use crate::machine::{self, log_tail};
 use crate::{io_err, Error};
 
@@ -94,6 +97,18 @@ pub async fn agent_token(
     timeout: Duration,
 ) -> Result<String, Error> {
     Ok(read_inside(m, leader, AGENT_TOKEN, timeout)
+        .await?
+        .trim()
+        .to_string())
+}
+
+/// Machine 0's server token (long form), for the next servers.
+pub async fn server_token(
+    m: &MachineLayout,
+    leader: i32,
+    timeout: Duration,
+) -> Result<String, Error> {
+    Ok(read_inside(m, leader, SERVER_TOKEN, timeout)
         .await?
         .trim()
         .to_string())

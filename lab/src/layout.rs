@@ -22,6 +22,8 @@ pub const INSTALL_MOUNT: &str = "/opt/corral/install.sh";
 /// Inside a machine: where the installer puts the admin kubeconfig and a server's agent token.
 pub const ADMIN_KUBECONFIG: &str = "etc/corral/admin.kubeconfig";
 pub const AGENT_TOKEN: &str = "var/lib/corral/controlplane/agent-token";
+/// Inside a server on etcd: the server token's long form, for the next servers.
+pub const SERVER_TOKEN: &str = "var/lib/corral/server-token";
 /// Inside a machine: the agent's images directory (archives there are imported).
 pub const IMAGES_DIR: &str = "var/lib/corral/agent/images";
 /// Prefix of each machine's cgroup directory in every hierarchy.
@@ -66,6 +68,14 @@ pub struct Layout {
     /// `/var/lib/corral-lab/<lab>`
     pub dir: PathBuf,
     pub machines: Vec<MachineLayout>,
+    /// Machines 0..servers are servers (more than one: on an embedded etcd, machine 0 with
+    /// `--cluster-init`, the next joining it); the rest are agents.
+    #[serde(default = "one")]
+    pub servers: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Layout {
@@ -88,6 +98,34 @@ impl Layout {
     pub fn machine(&self, name: &str) -> Option<&MachineLayout> {
         self.machines.iter().find(|m| m.name == name)
     }
+    /// The control plane of every server machine.
+    pub fn server_urls(&self) -> Vec<String> {
+        self.machines
+            .iter()
+            .take(self.servers)
+            .map(|m| format!("https://{}:{API_PORT}", m.ip))
+            .collect()
+    }
+    /// The installer's role on machine `i`.
+    pub fn role(&self, i: usize) -> Role {
+        match (i, self.servers) {
+            (0, 1) => Role::Server,
+            (0, _) => Role::ServerInit,
+            (i, n) if i < n => Role::ServerJoin,
+            _ => Role::Agent,
+        }
+    }
+    /// The same lab with `servers` server machines.
+    pub fn with_servers(mut self, servers: usize) -> Result<Self, LayoutError> {
+        if servers == 0 || servers > self.machines.len() {
+            return Err(LayoutError::Servers {
+                servers,
+                machines: self.machines.len(),
+            });
+        }
+        self.servers = servers;
+        Ok(self)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -98,6 +136,8 @@ pub enum LayoutError {
     Size(usize),
     #[error("no free lab index: at most {MAX_LABS} labs can exist at once")]
     NoIndex,
+    #[error("a lab of {machines} machines has 1 to {machines} servers (asked for {servers})")]
+    Servers { servers: usize, machines: usize },
 }
 
 pub fn validate_name(name: &str) -> Result<(), LayoutError> {
@@ -144,6 +184,7 @@ pub fn layout(name: &str, index: u8, machines: usize, base: &Path) -> Result<Lay
         subnet: format!("10.77.{index}.0/24"),
         dir,
         machines,
+        servers: 1,
     })
 }
 
@@ -222,12 +263,18 @@ pub fn nspawn_argv(l: &Layout, m: &MachineLayout, rootfs: &Path, bin_dir: &Path)
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// The only server, on SQLite.
     Server,
+    /// The first of several servers: `server --cluster-init` (embedded etcd).
+    ServerInit,
+    /// A next server: `server --server <machine 0>` with the server token.
+    ServerJoin,
     Agent,
 }
 
 /// The command running the installer inside a machine, as a user would on a real host;
-/// `server_exec` becomes the server's `INSTALL_CORRAL_EXEC`.
+/// `token` is the agent token of an agent, the server token of a joining server;
+/// `server_exec` becomes a server's `INSTALL_CORRAL_EXEC`.
 pub fn install_argv(
     l: &Layout,
     role: Role,
@@ -243,17 +290,22 @@ pub fn install_argv(
             argv.push(format!("CORRAL_URL={}", l.server_url()));
             argv.push(format!("CORRAL_TOKEN={}", token.unwrap_or_default()));
         }
-        Role::Server => {
+        Role::Server | Role::ServerInit | Role::ServerJoin => {
             if let Some(exec) = server_exec.filter(|e| !e.trim().is_empty()) {
                 argv.push(format!("INSTALL_CORRAL_EXEC={exec}"));
+            }
+            if role == Role::ServerJoin {
+                argv.push(format!("CORRAL_TOKEN={}", token.unwrap_or_default()));
             }
         }
     }
     argv.extend(["bash".into(), INSTALL_MOUNT.into()]);
-    argv.push(match role {
-        Role::Server => "server".into(),
-        Role::Agent => "agent".into(),
-    });
+    match role {
+        Role::Server => argv.push("server".into()),
+        Role::ServerInit => argv.extend(["server".into(), "--cluster-init".into()]),
+        Role::ServerJoin => argv.extend(["server".into(), "--server".into(), l.server_url()]),
+        Role::Agent => argv.push("agent".into()),
+    }
     argv
 }
 

@@ -198,8 +198,8 @@ pub fn rootfs(base: &Path) -> Result<PathBuf> {
 
 mod lifecycle;
 pub use lifecycle::{
-    boot, create, delete, exec, exec_output, find_machine, install_lab, layout_of, list, poweroff,
-    LabInfo,
+    boot, create, create_with_servers, delete, exec, exec_output, find_machine, install_lab,
+    layout_of, list, power_cut, poweroff, LabInfo,
 };
 
 /// Seconds since `t`, for progress lines.

@@ -1,6 +1,6 @@
 //! The lab verbs: create (rootfs, bridge, machines booted, installer run, nodes Ready), list,
 //! delete (machines killed, cgroups, bridge, uppers and state removed; idempotent, fine on a
-//! half-created lab), exec, poweroff and boot of one machine.
+//! half-created lab), exec, poweroff (or a power cut) and boot of one machine.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -115,8 +115,19 @@ pub async fn create(
     req: &CreateRequest,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<State> {
+    create_with_servers(opts, req, 1, progress).await
+}
+
+/// As [`create`], with machines 0..servers as servers: more than one run on an embedded etcd
+/// (machine 0 `--cluster-init`, the next ones joining it with its server token).
+pub async fn create_with_servers(
+    opts: &Options,
+    req: &CreateRequest,
+    servers: usize,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<State> {
     require_host()?;
-    layout::layout(&req.name, 0, req.machines, &opts.base)?;
+    layout::layout(&req.name, 0, req.machines, &opts.base)?.with_servers(servers)?;
     if State::load(&opts.base, &req.name)?.is_some() {
         return Err(Error::Exists(req.name.clone()));
     }
@@ -143,7 +154,8 @@ pub async fn create(
                 .filter_map(|n| n.strip_prefix("crlab")?.parse::<u8>().ok()),
         );
         let index = layout::free_index(&used)?;
-        let l = layout::layout(&req.name, index, req.machines, &opts.base)?;
+        let l =
+            layout::layout(&req.name, index, req.machines, &opts.base)?.with_servers(servers)?;
         std::fs::create_dir_all(&l.dir).map_err(io_err(&l.dir))?;
         write_scripts(&l.scripts_dir())?;
         let st = State::new(l, rootfs, opts.bin_dir.clone());
@@ -186,8 +198,9 @@ pub async fn create(
     Ok(st)
 }
 
-/// Runs the installer on a lab created with `install: false` (machines booted): a server on
-/// machine 0, agents on the others, then waits for every node to be Ready.
+/// Runs the installer on a lab created with `install: false` (machines booted): the servers
+/// its layout names (machine 0, then the next ones joining it), agents on the others, then
+/// waits for every node to be Ready.
 pub async fn install_lab(
     opts: &Options,
     name: &str,
@@ -228,11 +241,35 @@ async fn install_all(
         m0.name,
         m0.install_log().display()
     ));
-    install::run_installer(&l, m0, leaders[0], Role::Server, None, server_exec, timeout).await?;
+    let role = l.role(0);
+    install::run_installer(&l, m0, leaders[0], role, None, server_exec, timeout).await?;
     let token = install::agent_token(m0, leaders[0], timeout).await?;
     progress(&format!("Server installed on {} in {}", m0.name, secs(t)));
+    if l.servers > 1 {
+        let server_token = install::server_token(m0, leaders[0], timeout).await?;
+        // One at a time: etcd adds a member only once the ones before it have started.
+        for (m, &leader) in l.machines.iter().zip(leaders).take(l.servers).skip(1) {
+            progress(&format!(
+                "Installing a server on {} (joining {}; log: {})",
+                m.name,
+                l.server_url(),
+                m.install_log().display()
+            ));
+            install::run_installer(
+                &l,
+                m,
+                leader,
+                Role::ServerJoin,
+                Some(&server_token),
+                server_exec,
+                timeout,
+            )
+            .await?;
+            progress(&format!("Server installed on {} after {}", m.name, secs(t)));
+        }
+    }
     let mut joins = JoinSet::new();
-    for (m, &leader) in l.machines.iter().zip(leaders).skip(1) {
+    for (m, &leader) in l.machines.iter().zip(leaders).skip(l.servers) {
         progress(&format!(
             "Installing an agent on {} (joining {})",
             m.name,
@@ -294,6 +331,7 @@ pub async fn delete(opts: &Options, name: &str, progress: &(dyn Fn(&str) + Sync)
     for ms in &st.machines {
         wait_gone(ms.pid, ms.start_time).await?;
         host::remove_nspawn_leftovers(&ms.name);
+        host::remove_host_veth(&ms.name)?;
     }
     progress(&format!("Removing bridge {}", l.bridge));
     host::remove_bridge(l)?;
@@ -387,6 +425,32 @@ pub async fn poweroff(opts: &Options, name: &str) -> Result<Duration> {
         .map(|ms| ms.cgroups.clone())
         .unwrap_or_default();
     host::kill_cgroup_procs(&dirs).await?;
+    if let Some(ms) = st.machine_mut(name) {
+        ms.pid = None;
+        ms.start_time = None;
+    }
+    st.save()?;
+    Ok(t.elapsed())
+}
+
+/// Cuts machine `name`'s power: its systemd and every process in it are killed at once (no
+/// shutdown), as a host that fails; its upper is kept, so it can boot again.
+pub async fn power_cut(opts: &Options, name: &str) -> Result<Duration> {
+    require_host()?;
+    let t = Instant::now();
+    let (mut st, _) = find_machine(opts, name)?;
+    let (pid, start) = running_pid(&st, name).ok_or_else(|| Error::PoweredOff(name.into()))?;
+    machine::kill_machine(pid, start);
+    let dirs = st
+        .machines
+        .iter()
+        .find(|ms| ms.name == name)
+        .map(|ms| ms.cgroups.clone())
+        .unwrap_or_default();
+    host::kill_cgroup_procs(&dirs).await?;
+    wait_gone(Some(pid), Some(start)).await?;
+    // Its half-closed connections may keep its network namespace, and so its veth, a while.
+    host::remove_host_veth(name)?;
     if let Some(ms) = st.machine_mut(name) {
         ms.pid = None;
         ms.start_time = None;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TOKEN: &str = "K10aaaa::abcdef.0123456789abcdef";
+const SERVER_TOKEN: &str =
+    "K100123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef::server:5ec7e7";
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install.sh")
@@ -30,13 +32,25 @@ fn have_systemd_analyze() -> bool {
 /// `install.sh render ROLE ROOT`, then the system's own units and an executable stand-in for
 /// every absolute path an `Exec*=` line runs, so `verify` checks our units and nothing else.
 fn render(role: &str, root: &Path) {
+    render_with(role, root, &[]);
+}
+
+/// As [`render`], with server flags (`--cluster-init`, `--server URL`).
+fn render_with(role: &str, root: &Path, flags: &[&str]) {
     let mut cmd = Command::new("bash");
-    cmd.arg(script()).args(["render", role]).arg(root);
+    cmd.arg(script())
+        .args(["render", role])
+        .arg(root)
+        .args(flags)
+        .env("CORRAL_TOKEN", SERVER_TOKEN);
     if role == "agent" {
-        cmd.env("CORRAL_URL", "https://192.0.2.10:7443")
-            .env("CORRAL_TOKEN", TOKEN)
-            .env("INSTALL_CORRAL_NODE_NAME", "node-1")
-            .env("INSTALL_CORRAL_NODE_INTERFACE", "eth1");
+        cmd.env(
+            "CORRAL_URL",
+            "https://192.0.2.10:7443,https://192.0.2.11:7443",
+        )
+        .env("CORRAL_TOKEN", TOKEN)
+        .env("INSTALL_CORRAL_NODE_NAME", "node-1")
+        .env("INSTALL_CORRAL_NODE_INTERFACE", "eth1");
     }
     let out = cmd.output().expect("bash runs");
     assert!(
@@ -137,6 +151,102 @@ fn the_units_of_a_server_and_of_an_agent_pass_systemd_analyze_verify() {
             "{role}: units {names:?}"
         );
         assert_eq!(verify(root.path()), "", "{role}: systemd-analyze verify");
+    }
+}
+
+fn unit_text(root: &Path, unit: &str) -> String {
+    std::fs::read_to_string(root.join("etc/systemd/system").join(unit)).unwrap()
+}
+
+#[test]
+fn servers_on_the_embedded_etcd_run_it_over_tls_as_a_unit_that_passes_verify() {
+    if !have_systemd_analyze() {
+        return;
+    }
+    for (flags, state) in [
+        (&["--cluster-init"][..], "new"),
+        (&["--server", "https://192.0.2.10:7443"][..], "existing"),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        render_with("server", root.path(), flags);
+        let etcd = unit_text(root.path(), "corral-etcd.service");
+        let exec = etcd.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+        assert!(
+            exec.contains(&format!("--initial-cluster-state {state}")),
+            "{flags:?}: {exec}"
+        );
+        // Clients and peers: TLS only, certificates required.
+        assert!(!exec.contains("http://"), "{flags:?}: {exec}");
+        for f in [
+            "--client-cert-auth",
+            "--peer-client-cert-auth",
+            "--trusted-ca-file",
+        ] {
+            assert!(exec.contains(f), "{flags:?}: no {f}: {exec}");
+        }
+        assert!(etcd.contains("PartOf=corral-server.target"), "{etcd}");
+        let target = unit_text(root.path(), "corral-server.target");
+        assert!(target.contains("corral-etcd.service"), "{target}");
+        let cp = unit_text(root.path(), "corral-controlplane.service");
+        assert!(
+            cp.contains("After=network-online.target corral-etcd.service")
+                && cp.contains("--datastore-endpoint https://127.0.0.1:2379")
+                && cp.contains("--etcd-ca-dir"),
+            "{cp}"
+        );
+        // The server token never lands in a unit.
+        assert!(!cp.contains("5ec7e7") && !etcd.contains("5ec7e7"), "{cp}");
+        assert_eq!(verify(root.path()), "", "{flags:?}: systemd-analyze verify");
+    }
+    // Without the flags: SQLite, no etcd.
+    let root = tempfile::tempdir().unwrap();
+    render("server", root.path());
+    assert!(!root
+        .path()
+        .join("etc/systemd/system/corral-etcd.service")
+        .exists());
+    assert!(!unit_text(root.path(), "corral-controlplane.service").contains("--datastore"));
+}
+
+#[test]
+fn the_installer_refuses_server_flags_that_do_not_go_together() {
+    let root = tempfile::tempdir().unwrap();
+    for (flags, says) in [
+        (
+            &["--cluster-init", "--server", "https://a:7443"][..],
+            "give one",
+        ),
+        (&["--server", "http://a:7443"][..], "https://"),
+        (&["--token", "x"][..], "--token is for servers that join"),
+        (
+            &["--cluster-init", "--datastore-cafile", "/ca"][..],
+            "etcd run elsewhere",
+        ),
+        (&["--bogus"][..], "unknown flag"),
+    ] {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["render", "server"])
+            .arg(root.path())
+            .args(flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{flags:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_agent_passes_several_servers_to_its_agent_and_proxy_unchanged() {
+    let root = tempfile::tempdir().unwrap();
+    render("agent", root.path());
+    let servers = "--server https://192.0.2.10:7443,https://192.0.2.11:7443";
+    for unit in ["corral-agent.service", "corral-proxy.service"] {
+        let text = unit_text(root.path(), unit);
+        assert!(text.contains(servers), "{unit}: {text}");
     }
 }
 

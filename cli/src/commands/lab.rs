@@ -25,6 +25,11 @@ pub enum LabAction {
         /// Number of machines.
         #[arg(long, default_value_t = 3)]
         machines: usize,
+        /// Number of servers (machines 0..N-1): more than one run the control planes on an
+        /// embedded etcd, NAME-0 with `install.sh server --cluster-init`, the next ones joining
+        /// it with `--server`; an odd number (3) survives the loss of one.
+        #[arg(long, default_value_t = 1)]
+        servers: usize,
         /// A directory whose *.tar image archives are copied into every machine's
         /// /var/lib/corral/agent/images before the installer runs.
         #[arg(long)]
@@ -55,7 +60,13 @@ pub enum LabAction {
         command: Vec<String>,
     },
     /// Power a machine off (`systemctl poweroff` inside); its disk is kept.
-    Poweroff { machine: String },
+    Poweroff {
+        machine: String,
+        /// Cut the power instead: kill the machine's systemd and every process in it at once,
+        /// as a host that fails (drills).
+        #[arg(long)]
+        force: bool,
+    },
     /// Boot a powered-off machine again.
     Boot { machine: String },
 }
@@ -93,6 +104,7 @@ pub async fn run(args: &LabArgs) -> Result<()> {
         LabAction::Create {
             name,
             machines,
+            servers,
             images,
             bin_dir,
             no_install,
@@ -113,7 +125,9 @@ pub async fn run(args: &LabArgs) -> Result<()> {
                 install: !no_install,
                 timeout: Duration::from_secs(*timeout),
             };
-            let state = match corral_lab::create(&opts, &req, &progress).await {
+            let state = match corral_lab::create_with_servers(&opts, &req, *servers, &progress)
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     return Err(local(format!(
@@ -132,6 +146,9 @@ pub async fn run(args: &LabArgs) -> Result<()> {
                 l.subnet
             );
             if req.install {
+                if l.servers > 1 {
+                    println!("Servers (etcd members): {}", l.server_urls().join(","));
+                }
                 println!(
                     "You can now use it like this:\n  CORRAL_CONFIG={} corral get nodes -o wide",
                     l.kubeconfig().display()
@@ -175,10 +192,13 @@ pub async fn run(args: &LabArgs) -> Result<()> {
             }
             Ok(())
         }
-        LabAction::Poweroff { machine } => {
-            let took = corral_lab::poweroff(&options(None), machine)
-                .await
-                .map_err(local)?;
+        LabAction::Poweroff { machine, force } => {
+            let took = if *force {
+                corral_lab::power_cut(&options(None), machine).await
+            } else {
+                corral_lab::poweroff(&options(None), machine).await
+            }
+            .map_err(local)?;
             println!(
                 "machine/{machine} powered off in {:.1}s",
                 took.as_secs_f64()

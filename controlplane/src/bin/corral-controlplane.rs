@@ -114,6 +114,10 @@ struct Args {
     /// A file holding the server token.
     #[arg(long, conflicts_with = "token", requires = "datastore_endpoint")]
     token_file: Option<PathBuf>,
+    /// The embedded etcd's CA directory (`corral-controlplane etcd-certs`): this server then
+    /// adds joining servers as etcd members (ServerJoin, authenticated by the server token).
+    #[arg(long, requires = "datastore_endpoint")]
+    etcd_ca_dir: Option<PathBuf>,
     /// Lifetime of node certificates in seconds (365 days; shorter only to test renewal).
     #[arg(long, default_value_t = 365 * 86_400, hide = true)]
     node_cert_lifetime_seconds: u64,
@@ -141,6 +145,114 @@ enum Cmd {
         #[arg(long, env = "CORRAL_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Make (or keep) the embedded etcd's CA and this host's etcd certificates in DIR: the
+    /// first server (`install.sh server --cluster-init`). Prints what it did.
+    EtcdCerts {
+        #[arg(long)]
+        dir: PathBuf,
+        /// This member's name (the host name).
+        #[arg(long)]
+        name: String,
+        /// Another name or address for etcd's serving certificate (repeatable).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+    /// Join the embedded etcd through a running server (`install.sh server --server URL`):
+    /// pins the cluster CA the token names, is added as an etcd member, writes the etcd CA and
+    /// this host's certificates into DIR and prints etcd's --initial-cluster.
+    EtcdJoin {
+        /// https://SERVER:7443 of a running server.
+        #[arg(long)]
+        server: String,
+        /// The server token: K10<ca-hash>::server:<secret> or the bare secret.
+        #[arg(long, env = "CORRAL_SERVER_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// This member's peer URL, https://IP:2380.
+        #[arg(long)]
+        peer_url: String,
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+    /// Leave the embedded etcd (`corral-uninstall.sh` on a server): removes this host's member
+    /// through its own etcd, so the others count a quorum without it.
+    EtcdLeave {
+        /// The etcd TLS directory (the control plane's client certificate and the etcd CA).
+        #[arg(long)]
+        dir: PathBuf,
+        /// This host's own etcd member.
+        #[arg(long, default_value = "https://127.0.0.1:2379")]
+        endpoint: String,
+    },
+    /// Print the server token in its long form, K10<ca-hash>::server:<secret>, for the next
+    /// servers (`install.sh server --server URL --token ...`).
+    ServerToken {
+        #[arg(long, default_value = "/var/lib/corral/controlplane")]
+        data_dir: PathBuf,
+    },
+}
+
+/// The subcommands other than `migrate`; `None` when `cmd` is not one of them.
+async fn etcd_command(cmd: &Cmd) -> anyhow::Result<Option<()>> {
+    use corral_controlplane::join::server_joiner::{self, ServerToken};
+    use corral_controlplane::pki::etcd as etcd_pki;
+    match cmd {
+        Cmd::EtcdCerts { dir, name, sans } => {
+            let actions = etcd_pki::ensure(dir, None, name, &etcd_pki::sans(name, sans))?;
+            println!("etcd certificates in {}: {actions:?}", dir.display());
+        }
+        Cmd::EtcdJoin {
+            server,
+            token,
+            dir,
+            name,
+            peer_url,
+            sans,
+        } => {
+            let token = ServerToken::parse(token)?;
+            let joined = server_joiner::join(
+                server,
+                &token,
+                name,
+                peer_url,
+                dir,
+                &etcd_pki::sans(name, sans),
+            )
+            .await?;
+            println!("{}", joined.initial_cluster);
+        }
+        Cmd::EtcdLeave { dir, endpoint } => {
+            let read = |f: &str| {
+                std::fs::read(dir.join(f))
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.join(f).display()))
+            };
+            let etcd = corral_controlplane::store::etcd::EtcdConfig {
+                endpoints: vec![endpoint.clone()],
+                ca: Some(read(etcd_pki::CA_CRT)?),
+                cert: Some(read(etcd_pki::CLIENT_CRT)?),
+                key: Some(read(etcd_pki::CLIENT_KEY)?),
+            };
+            let done = corral_controlplane::join::server::leave(&etcd).await?;
+            println!("etcd member at {endpoint}: {done:?}");
+        }
+        Cmd::ServerToken { data_dir } => {
+            let read = |p: PathBuf| {
+                std::fs::read_to_string(&p)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+            };
+            let secret = read(data_dir.join(corral_controlplane::pki::bootstrap::TOKEN_FILE))?;
+            let ca = read(data_dir.join("tls/ca.crt"))?;
+            let der = corral_api::pin::pem_to_der(&ca).ok_or_else(|| {
+                anyhow::anyhow!("{}/tls/ca.crt: not a PEM certificate", data_dir.display())
+            })?;
+            println!("{}", ServerToken::long(&secret, &der));
+        }
+        Cmd::Migrate { .. } => return Ok(None),
+    }
+    Ok(Some(()))
 }
 
 fn read_opt(p: &Option<PathBuf>) -> anyhow::Result<Option<Vec<u8>>> {
@@ -192,6 +304,11 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(cmd) = &args.command {
+        if etcd_command(cmd).await?.is_some() {
+            return Ok(());
+        }
+    }
     let cluster_cidr = corral_controllers::nodeipam::plan::Range::new(
         &args.cluster_cidr,
         args.node_cidr_mask_size,
@@ -218,6 +335,7 @@ async fn main() -> anyhow::Result<()> {
     let config = corral_controlplane::Config {
         datastore,
         server_token,
+        etcd_ca_dir: args.etcd_ca_dir,
         listen: args.listen,
         data_dir: args.data_dir,
         controllers: !args.no_controllers,

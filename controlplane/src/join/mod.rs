@@ -15,6 +15,8 @@ use crate::auth::{UserInfo, BOOTSTRAPPERS, MASTERS, NODES, NODE_PREFIX};
 use crate::registry::{ApiError, Registry};
 
 pub mod identity;
+pub mod server;
+pub mod server_joiner;
 pub mod sign;
 
 use identity::Plan;

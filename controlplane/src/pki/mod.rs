@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use tracing::info;
 
 pub mod bootstrap;
+pub mod etcd;
 #[cfg(test)]
 mod tests;
 

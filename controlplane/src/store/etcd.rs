@@ -45,6 +45,27 @@ pub struct EtcdConfig {
 }
 
 impl EtcdConfig {
+    /// Timeouts, keep-alives and TLS for a client of these endpoints (the store's, and the
+    /// ServerJoin service's member changes).
+    pub fn connect_options(&self) -> ConnectOptions {
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true)
+            // A member cut off from the others answers nothing rather than stale reads, and
+            // ends its watches (which would otherwise stay open and silent).
+            .with_require_leader(true);
+        if let Some(ca) = &self.ca {
+            let mut tls = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(ca));
+            if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            opts = opts.with_tls(tls);
+        }
+        opts
+    }
+
     /// Endpoints from `etcd://h1:2379,h2:2379` (http) or `etcds://...` (https), or a comma
     /// list of `http(s)://` URLs.
     pub fn parse_endpoints(spec: &str) -> std::result::Result<Vec<String>, BadEndpoint> {
@@ -156,21 +177,7 @@ fn classify(e: etcd_client::Error, requested: Revision) -> StoreError {
 
 impl EtcdStore {
     pub async fn connect(config: &EtcdConfig) -> Result<Self> {
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true)
-            // A member cut off from the others answers nothing rather than stale reads, and
-            // ends its watches (which would otherwise stay open and silent).
-            .with_require_leader(true);
-        if let Some(ca) = &config.ca {
-            let mut tls = etcd_client::TlsOptions::new()
-                .ca_certificate(etcd_client::Certificate::from_pem(ca));
-            if let (Some(cert), Some(key)) = (&config.cert, &config.key) {
-                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
-            }
-            opts = opts.with_tls(tls);
-        }
+        let opts = config.connect_options();
         // One client per member: which member a request goes to is decided here, not by a
         // balancer that would keep sending a share of requests to a member that hangs.
         let mut clients = Vec::new();

@@ -238,3 +238,66 @@ fn a_machine_has_booted_when_running_or_degraded() {
         assert_eq!(booted(out), want, "{out:?}");
     }
 }
+
+#[test]
+fn with_several_servers_machine_0_inits_the_next_join_it_and_the_rest_are_agents() {
+    let l = layout("ha", 2, 4, Path::new("/b"))
+        .unwrap()
+        .with_servers(3)
+        .unwrap();
+    let roles: Vec<Role> = (0..4).map(|i| l.role(i)).collect();
+    assert_eq!(
+        roles,
+        [
+            Role::ServerInit,
+            Role::ServerJoin,
+            Role::ServerJoin,
+            Role::Agent
+        ]
+    );
+    assert_eq!(
+        l.server_urls(),
+        [
+            "https://10.77.2.10:7443",
+            "https://10.77.2.11:7443",
+            "https://10.77.2.12:7443"
+        ]
+    );
+    assert_eq!(
+        install_argv(&l, Role::ServerInit, None, Some("--x 1")),
+        [
+            "env",
+            "INSTALL_CORRAL_BIN_DIR=/opt/corral/bin",
+            "INSTALL_CORRAL_EXEC=--x 1",
+            "bash",
+            "/opt/corral/install.sh",
+            "server",
+            "--cluster-init"
+        ]
+    );
+    assert_eq!(
+        install_argv(&l, Role::ServerJoin, Some("K10ab::server:s"), None),
+        [
+            "env",
+            "INSTALL_CORRAL_BIN_DIR=/opt/corral/bin",
+            "CORRAL_TOKEN=K10ab::server:s",
+            "bash",
+            "/opt/corral/install.sh",
+            "server",
+            "--server",
+            "https://10.77.2.10:7443"
+        ]
+    );
+    // One server: SQLite as before.
+    let one = layout("one", 2, 3, Path::new("/b")).unwrap();
+    assert_eq!(one.role(0), Role::Server);
+    assert_eq!(one.role(1), Role::Agent);
+    for bad in [0, 5] {
+        assert!(matches!(
+            layout("ha", 2, 4, Path::new("/b"))
+                .unwrap()
+                .with_servers(bad),
+            Err(LayoutError::Servers { .. })
+        ));
+    }
+}
