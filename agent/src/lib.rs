@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod images;
 pub mod join;
 pub mod logs;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub use corral_api::nodeip;

@@ -101,6 +101,14 @@ struct Args {
     /// (no times: `logs --timestamps` and `--since` then show every line as it is).
     #[arg(long, env = "CORRAL_RAW_LOGS")]
     raw_logs: bool,
+    /// Where Prometheus metrics are served (`GET /metrics`, plain HTTP); a port taken by
+    /// another process is logged and the agent runs without them.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:10255",
+        env = "CORRAL_AGENT_METRICS_ADDRESS"
+    )]
+    metrics_address: std::net::SocketAddr,
 }
 
 #[tokio::main]
@@ -154,6 +162,10 @@ async fn agent() -> anyhow::Result<()> {
         );
     }
     let node_ip = corral_agent::nodeip::resolve(a.node_ip.as_deref(), a.node_interface.as_deref())?;
+    let registry = std::sync::Arc::new(corral_agent::metrics::registry());
+    if let Err(e) = corral_api::runtime::metrics::serve(a.metrics_address, registry).await {
+        tracing::warn!(address = %a.metrics_address, error = %e, "not serving /metrics");
+    }
     let images_dir = a.images_dir.unwrap_or_else(|| a.data_dir.join("images"));
     let cfg = corral_agent::Config {
         server,

@@ -1,8 +1,8 @@
 //! The control plane's Prometheus metrics under kube-apiserver's names: requests by verb,
 //! resource and code with their latency (a tower layer around the API listener's services,
 //! REST and gRPC alike; the verb and resource are set by the request's authorization check
-//! through a task-local), the store's commit latency and group sizes, and registered watches.
-//! Served at `GET /metrics` on the API port to `system:masters`.
+//! through a task-local), the store's commit latency and group sizes, registered watches, and
+//! the in-process controllers' work queues. Served at `GET /metrics` on the API port to `system:masters`.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -89,6 +89,8 @@ impl Metrics {
             "Open watches by resource",
             self.watchers.clone(),
         );
+        // The controllers run in this process.
+        corral_controllers::metrics::register(&mut r);
         r
     }
 

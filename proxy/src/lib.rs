@@ -9,6 +9,7 @@ pub mod dns;
 pub mod ingress;
 pub mod iptables;
 pub mod loadgen;
+pub mod metrics;
 pub mod model;
 pub mod status;
 
@@ -232,7 +233,9 @@ pub async fn run(
         *routes.write() = Arc::new(table);
         let mut s = std::mem::replace(&mut syncer, Syncer::new(ipt.clone()));
         let (s, result) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let r = s.sync(&ports, force);
+            metrics::global().synced(started.elapsed());
             (s, r)
         })
         .await

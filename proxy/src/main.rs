@@ -15,6 +15,14 @@ struct Args {
     /// http://127.0.0.1:7443); the others are learned from the cluster's `default/kubernetes`.
     #[arg(long)]
     server: Option<String>,
+    /// Where Prometheus metrics are served (`GET /metrics`, plain HTTP); a port taken by
+    /// another process is logged and the proxy runs without them.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:10249",
+        env = "CORRAL_PROXY_METRICS_ADDRESS"
+    )]
+    metrics_address: SocketAddr,
     /// Kubeconfig with the server, the cluster CA and this node's credentials.
     #[arg(long, env = "CORRAL_KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
@@ -77,6 +85,10 @@ async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let (server, credentials) =
         corral_api::kubeconfig::for_component(args.kubeconfig.as_deref(), args.server.as_deref())?;
+    let registry = std::sync::Arc::new(corral_proxy::metrics::registry());
+    if let Err(e) = corral_api::runtime::metrics::serve(args.metrics_address, registry).await {
+        tracing::warn!(address = %args.metrics_address, error = %e, "not serving /metrics");
+    }
     let config = corral_proxy::Config {
         server,
         credentials,

@@ -14,6 +14,7 @@ pub mod deployment;
 mod endpoints;
 pub mod gc;
 pub mod localpath;
+pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -124,7 +125,10 @@ where
             tokio::spawn(async move {
                 loop {
                     let key = queue.get().await;
+                    metrics::global().depth(controller, queue.len());
+                    let started = std::time::Instant::now();
                     let result = reconcile(key.clone()).await;
+                    metrics::global().reconciled(controller, started.elapsed(), result.is_err());
                     match result {
                         Ok(again) => {
                             queue.forget(&key);

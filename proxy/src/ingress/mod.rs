@@ -230,7 +230,21 @@ pub async fn serve_with(
     sweeper.abort();
 }
 
+/// Answers one request and counts it by the rule host it matched and its code.
 async fn handle(w: &Worker, req: Request<Incoming>, peer_ip: HeaderValue) -> Response<ProxyBody> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or_default();
+    let rule_host = w.routes.read().rule_host(host);
+    let response = respond(w, req, peer_ip).await;
+    crate::metrics::global().ingress_request(&rule_host, response.status().as_u16());
+    response
+}
+
+async fn respond(w: &Worker, req: Request<Incoming>, peer_ip: HeaderValue) -> Response<ProxyBody> {
     let host_header = req.headers().get(header::HOST);
     let host = host_header
         .and_then(|h| h.to_str().ok())

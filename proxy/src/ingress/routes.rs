@@ -111,6 +111,22 @@ pub fn host_of(header: &str) -> Cow<'_, str> {
 }
 
 impl RouteTable {
+    /// The host of the rule set a request for `host` goes to: the host itself when a rule
+    /// names it, `*.rest` for a wildcard rule, "" otherwise. Bounded by the rules, so it can
+    /// label metrics.
+    pub fn rule_host(&self, host: &str) -> String {
+        let host = host_of(host);
+        if self.exact.contains_key(host.as_ref()) {
+            return host.into_owned();
+        }
+        match host.split_once('.') {
+            Some((first, rest)) if !first.is_empty() && self.wildcard.contains_key(rest) => {
+                format!("*.{rest}")
+            }
+            _ => String::new(),
+        }
+    }
+
     /// The backend for a request, `None` for a 404.
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Backend>> {
         let host = host_of(host);

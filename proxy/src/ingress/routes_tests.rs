@@ -138,6 +138,16 @@ fn routes_follow_the_ingress_spec_matching_rules() {
         let want = want.map(|s| format!("default/{s}:80"));
         assert_eq!(got, want, "{host}{path}");
     }
+    // Metrics are labelled by the rule's host, never by what a client sent.
+    let rule_hosts = [
+        ("MI-APP.com:80", "mi-app.com"),
+        ("a.wild.com", "*.wild.com"),
+        ("a.b.wild.com", ""),
+        ("random-1234.attacker.example", ""),
+    ];
+    for (host, want) in rule_hosts {
+        assert_eq!(t.rule_host(host), want, "{host}");
+    }
 }
 
 #[test]

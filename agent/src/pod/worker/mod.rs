@@ -130,6 +130,9 @@ pub struct Worker {
     sandbox_error: Option<String>,
     start_time: Option<Timestamp>,
     last_posted: Option<PodStatus>,
+    /// When this agent first saw the pod, while its start is still to be measured (`None`
+    /// once Running was posted, or for a pod an earlier agent started).
+    seen: Option<std::time::Instant>,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
     probers: probes::Tasks,
@@ -170,6 +173,7 @@ impl Worker {
             sandbox_error: None,
             start_time,
             last_posted: None,
+            seen: start_time.is_none().then(std::time::Instant::now),
             events_tx: events_tx.clone(),
             events,
             probers: probes::Tasks::default(),

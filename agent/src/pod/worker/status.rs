@@ -25,6 +25,11 @@ impl Worker {
         match self.ctx.api.update_status(&pod).await {
             Ok(()) => {
                 debug!(phase = ?status.phase, since_start = ?self.start_time.map(|t| self.now().duration_since(t)), "status posted");
+                if status.phase.as_deref() == Some("Running") {
+                    if let Some(seen) = self.seen.take() {
+                        crate::metrics::global().pod_started(seen.elapsed());
+                    }
+                }
                 self.last_posted = Some(status);
             }
             Err(e) if e.is_not_found() => {}
