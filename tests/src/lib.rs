@@ -531,32 +531,48 @@ pub fn netns_http_get(
     host: &str,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
+    netns_http_get_path(netns, addr, host, "/", timeout)
+}
+
+/// As [`netns_http_get`], for `path`.
+pub fn netns_http_get_path(
+    netns: Option<&str>,
+    addr: &str,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let Some(ns) = netns else {
-        return blocking_get(addr, host, timeout);
+        return blocking_get(addr, host, path, timeout);
     };
-    let path = Path::new("/run/netns").join(ns);
+    let ns_path = Path::new("/run/netns").join(ns);
     std::thread::scope(|s| {
         s.spawn(|| {
             // setns changes only this thread's namespace; the thread ends with the request.
             let file =
-                std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                std::fs::File::open(&ns_path).map_err(|e| format!("{}: {e}", ns_path.display()))?;
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| format!("entering {}: {e}", path.display()))?;
-            blocking_get(addr, host, timeout)
+                .map_err(|e| format!("entering {}: {e}", ns_path.display()))?;
+            blocking_get(addr, host, path, timeout)
         })
         .join()
         .unwrap_or_else(|_| Err("request thread panicked".to_string()))
     })
 }
 
-fn blocking_get(addr: &str, host: &str, timeout: Duration) -> Result<(u16, String), String> {
+fn blocking_get(
+    addr: &str,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     let mut s = std::net::TcpStream::connect_timeout(&sock, timeout)
         .map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(timeout)).ok();
     s.set_write_timeout(Some(timeout)).ok();
-    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes())
         .map_err(|e| format!("send to {addr}: {e}"))?;
     let mut buf = Vec::new();

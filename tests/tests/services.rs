@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use corral_api::k8s::api::core::v1::{Endpoints, Pod, Service};
 use corral_api::{Client, ListParams};
-use corral_tests::{corral, eventually, netns_http_get, rows, skip_unless_e2e, TestCluster};
+use corral_tests::{
+    corral, eventually, netns_http_get, netns_http_get_path, rows, skip_unless_e2e, TestCluster,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -407,4 +409,38 @@ async fn services_reach_ready_pods_on_every_node_and_survive_a_rolling_update() 
         failures.join("\n"),
         cluster.logs()
     );
+
+    // Each node's agent and proxy serve /metrics inside the node, and they moved with the
+    // work: pods started, iptables synced, Ingress requests by the rule's host.
+    let mut started = 0.0;
+    let mut ingress_ok = 0.0;
+    for n in &nodes {
+        let agent = scrape(&n.netns, "127.0.0.1:10255");
+        started += agent["kubelet_pod_start_duration_seconds_count"];
+        let proxy = scrape(&n.netns, "127.0.0.1:10249");
+        assert!(proxy["kubeproxy_sync_proxy_rules_duration_seconds_count"] >= 1.0);
+        ingress_ok += proxy
+            .get(r#"corral_ingress_requests_total{host="mi-app.com",code="200"}"#)
+            .copied()
+            .unwrap_or(0.0);
+    }
+    assert!(
+        started >= 6.0,
+        "3 pods of v0.2.0 and 3 of v0.3.0 started: {started}"
+    );
+    assert!(ingress_ok >= 1.0, "Ingress requests counted: {ingress_ok}");
+}
+
+/// The samples of a component's /metrics inside a node's network namespace.
+fn scrape(netns: &str, addr: &str) -> std::collections::BTreeMap<String, f64> {
+    let (code, body) = netns_http_get_path(
+        Some(netns),
+        addr,
+        "metrics",
+        "/metrics",
+        Duration::from_secs(3),
+    )
+    .unwrap_or_else(|e| panic!("/metrics at {addr} in {netns}: {e}"));
+    assert_eq!(code, 200, "{body}");
+    corral_api::runtime::metrics::samples(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
 }
