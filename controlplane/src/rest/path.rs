@@ -307,7 +307,6 @@ mod tests {
                 info("create", "", "", "nodes", "", ""),
             ),
             (Method::GET, "/api/v1/a/b/c/d", "", Target::NotFound),
-            (Method::GET, "/metrics", "", Target::NotFound),
             (Method::OPTIONS, "/api/v1/pods", "", Target::NotFound),
         ];
         for (method, path, q, want) in cases {
