@@ -70,6 +70,21 @@ impl ApiService {
         access::check(self.authorizer.as_ref(), attrs).await
     }
 
+    /// Whether `user` may `verb` the non-resource URL `path` (`/metrics`), in the chain's words.
+    pub async fn check_path(&self, user: &UserInfo, verb: &str, path: &str) -> Result<(), Status> {
+        let attrs = crate::auth::Attributes {
+            user: user.clone(),
+            verb: verb.into(),
+            path: path.into(),
+            api_group: String::new(),
+            resource: String::new(),
+            subresource: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+        };
+        access::check(self.authorizer.as_ref(), attrs).await
+    }
+
     /// The stored object a node identity's write replaces, for NodeRestriction.
     async fn current(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Option<Value> {
         self.registry.get(info, namespace, name).await.ok()

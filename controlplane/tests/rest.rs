@@ -278,7 +278,7 @@ async fn kubernetes_rest_requests_share_the_grpc_port_with_status_errors_and_tab
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_requests_by_verb_resource_and_code_for_admins_only() {
+async fn metrics_count_requests_by_verb_resource_and_code_for_admins_and_monitoring_only() {
     use corral_api::runtime::metrics::samples;
     let (_dir, running, client) = common::boot().await;
     for name in ["m1", "m2"] {
@@ -307,6 +307,12 @@ async fn metrics_count_requests_by_verb_resource_and_code_for_admins_only() {
     assert!(s[not_found] >= 1.0, "{body}");
     assert!(s["apiserver_storage_commit_duration_seconds_count"] >= 2.0);
 
+    // The group kube-apiserver lets scrape it, through RBAC's nonResourceURLs.
+    let scraper = running
+        .credentials_for("prometheus", &["system:monitoring"])
+        .unwrap();
+    let (code, body) = http1(running.addr, &scraper, &get("/metrics", "*/*")).await;
+    assert_eq!(code, 200, "{body}");
     let viewer = running.credentials_for("viewer", &[]).unwrap();
     let (code, body) = http1(running.addr, &viewer, &get("/metrics", "*/*")).await;
     assert_eq!(code, 403, "{body}");

@@ -69,6 +69,8 @@ pub struct Attributes {
     pub namespace: String,
     /// "" for lists and creates of a generated name.
     pub name: String,
+    /// A non-resource request's URL path (`/metrics`); "" for requests about resources.
+    pub path: String,
 }
 
 /// An authorizer's answer. `Deny` carries the reason appended to Kubernetes' "cannot" line.

@@ -84,20 +84,17 @@ impl Rest {
                     found(discovery::resource_list(&group, &version))
                 }
                 Target::Health => response::bytes(StatusCode::OK, "text/plain", "ok".into()),
-                // kube-apiserver asks RBAC for `get` on the path; here the cluster's admins.
-                Target::Metrics if user.in_group(crate::auth::MASTERS) => response::bytes(
-                    StatusCode::OK,
-                    corral_api::runtime::metrics::CONTENT_TYPE,
-                    corral_api::runtime::metrics::encode(&crate::metrics::global().registry())
-                        .into(),
-                ),
-                Target::Metrics => response::fail(
-                    StatusReason::Forbidden,
-                    format!(
-                        "forbidden: User \"{}\" cannot get path \"/metrics\"",
-                        user.name
+                // As kube-apiserver: `get` on the path, through the authorizer chain (RBAC's
+                // nonResourceURLs; `system:monitoring` and the admins may).
+                Target::Metrics => match self.api.check_path(&user, "get", "/metrics").await {
+                    Ok(()) => response::bytes(
+                        StatusCode::OK,
+                        corral_api::runtime::metrics::CONTENT_TYPE,
+                        corral_api::runtime::metrics::encode(&crate::metrics::global().registry())
+                            .into(),
                     ),
-                ),
+                    Err(status) => response::grpc_error(&status),
+                },
                 Target::OpenApiV2 => response::bytes(
                     StatusCode::OK,
                     openapi::V2_PROTOBUF,

@@ -62,6 +62,7 @@ pub(super) fn attributes(
         ""
     };
     Attributes {
+        path: String::new(),
         user: user.clone(),
         verb: verb.to_string(),
         api_group: info.group.to_string(),

@@ -302,10 +302,40 @@ fn binding(name: &str, role: &str, kind: &str, subject: &str) -> ClusterRoleBind
     }
 }
 
+/// A rule over non-resource URLs (`/metrics`; a trailing `*` is a prefix).
+fn paths(verbs: &[&str], urls: &[&str]) -> PolicyRule {
+    PolicyRule {
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        non_resource_urls: Some(urls.iter().map(|u| u.to_string()).collect()),
+        ..Default::default()
+    }
+}
+
+/// The group kube-apiserver lets read its health and metrics endpoints.
+pub const MONITORING: &str = "system:monitoring";
+
 /// The default cluster roles.
 pub fn cluster_roles() -> Vec<ClusterRole> {
     vec![
-        cluster_role("cluster-admin", vec![rule(&["*"], &["*"], &["*"])]),
+        cluster_role(
+            "cluster-admin",
+            vec![rule(&["*"], &["*"], &["*"]), paths(&["*"], &["*"])],
+        ),
+        cluster_role(
+            MONITORING,
+            vec![paths(
+                &["get"],
+                &[
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/readyz",
+                    "/readyz/*",
+                    "/metrics",
+                ],
+            )],
+        ),
         cluster_role("admin", admin_rules()),
         cluster_role("edit", edit_rules()),
         cluster_role("view", view_rules()),
@@ -332,6 +362,7 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "Group",
             AUTHENTICATED,
         ),
+        binding(MONITORING, MONITORING, "Group", MONITORING),
         binding(SCHEDULER_USER, SCHEDULER_USER, "User", SCHEDULER_USER),
         binding(
             CONTROLLER_MANAGER_USER,

@@ -57,6 +57,12 @@ impl Authorizer for Chain {
 /// Kubernetes' `forbiddenMessage`: `User "x" cannot list resource "secrets" in API group ""
 /// in the namespace "default"` (`... at the cluster scope`; `resource "pods/status"`).
 pub fn cannot(attrs: &Attributes) -> String {
+    if !attrs.path.is_empty() {
+        return format!(
+            "User {:?} cannot {} path {:?}",
+            attrs.user.name, attrs.verb, attrs.path
+        );
+    }
     let resource = if attrs.subresource.is_empty() {
         attrs.resource.clone()
     } else {
@@ -76,6 +82,14 @@ pub fn cannot(attrs: &Attributes) -> String {
 /// The whole denial as kube-apiserver words it: `pods "p" is forbidden: User ... : reason`
 /// (`pods is forbidden: ...` without a name; `deployments.apps ...` for a named group).
 pub fn forbidden_message(attrs: &Attributes, reason: &str) -> String {
+    if !attrs.path.is_empty() {
+        let reason = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {reason}")
+        };
+        return format!("forbidden: {}{reason}", cannot(attrs));
+    }
     let mut what = attrs.resource.clone();
     if !attrs.api_group.is_empty() {
         what = format!("{what}.{}", attrs.api_group);

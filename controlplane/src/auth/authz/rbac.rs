@@ -33,6 +33,15 @@ pub fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
     if !any(&rule.verbs, &a.verb) {
         return false;
     }
+    if !a.path.is_empty() {
+        // A non-resource request: only `nonResourceURLs` cover it (exact, or a prefix
+        // ending in `*`).
+        return rule
+            .non_resource_urls
+            .iter()
+            .flatten()
+            .any(|u| *u == a.path || u.strip_suffix('*').is_some_and(|p| a.path.starts_with(p)));
+    }
     if !any(rule.api_groups.as_deref().unwrap_or_default(), &a.api_group) {
         return false;
     }

@@ -3,7 +3,7 @@
 //! what `corral auth can-i` (and kubectl's) sends.
 
 use corral_api::kinds::{self, ResourceInfo};
-use k8s_openapi::api::authorization::v1::ResourceAttributes;
+use k8s_openapi::api::authorization::v1::{NonResourceAttributes, ResourceAttributes};
 use serde_json::{json, Value};
 
 use crate::auth::{Attributes, Authorizer, Decision, UserInfo};
@@ -27,15 +27,27 @@ pub fn attributes(
     review: &Value,
 ) -> Result<Attributes, ApiError> {
     let spec = review.get("spec").cloned().unwrap_or(Value::Null);
-    let Some(ra) = spec.get("resourceAttributes") else {
+    let (ra, nra) = (
+        spec.get("resourceAttributes"),
+        spec.get("nonResourceAttributes"),
+    );
+    if ra.is_some() == nra.is_some() {
         return Err(invalid(
             info,
             "spec.resourceAttributes",
             "Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
         ));
+    }
+    let ra: ResourceAttributes = match ra {
+        Some(ra) => serde_json::from_value(ra.clone())
+            .map_err(|e| ApiError::BadRequest(format!("spec.resourceAttributes: {e}")))?,
+        None => Default::default(),
     };
-    let ra: ResourceAttributes = serde_json::from_value(ra.clone())
-        .map_err(|e| ApiError::BadRequest(format!("spec.resourceAttributes: {e}")))?;
+    let nra: NonResourceAttributes = match nra {
+        Some(n) => serde_json::from_value(n.clone())
+            .map_err(|e| ApiError::BadRequest(format!("spec.nonResourceAttributes: {e}")))?,
+        None => Default::default(),
+    };
     let user = if info.plural == kinds::SUBJECTACCESSREVIEWS.plural {
         let name = spec.get("user").and_then(Value::as_str).unwrap_or("");
         let groups: Vec<String> = spec
@@ -56,7 +68,20 @@ pub fn attributes(
     } else {
         requester.clone()
     };
+    if let Some(path) = nra.path.filter(|p| !p.is_empty()) {
+        return Ok(Attributes {
+            user,
+            verb: nra.verb.unwrap_or_default(),
+            path,
+            api_group: String::new(),
+            resource: String::new(),
+            subresource: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+        });
+    }
     Ok(Attributes {
+        path: String::new(),
         user,
         verb: ra.verb.unwrap_or_default(),
         api_group: ra.group.unwrap_or_default(),

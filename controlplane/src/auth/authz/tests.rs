@@ -23,6 +23,7 @@ fn attrs(user: &UserInfo, verb: &str, resource: &str, ns: &str, name: &str) -> A
     };
     let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
     Attributes {
+        path: String::new(),
         user: user.clone(),
         verb: verb.into(),
         api_group: group.into(),
@@ -619,4 +620,52 @@ fn denials_are_worded_as_kubernetes_words_them() {
     for (a, reason, want) in cases {
         assert_eq!(forbidden_message(&a, reason), want);
     }
+}
+
+#[test]
+fn non_resource_urls_cover_paths_only_and_resource_rules_never_do() {
+    let u = user("u", &[]);
+    let path = |verb: &str, p: &str| Attributes {
+        path: p.into(),
+        ..attrs(&u, verb, "", "", "")
+    };
+    let urls = |verbs: &[&str], list: &[&str]| k8s_openapi::api::rbac::v1::PolicyRule {
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        non_resource_urls: Some(list.iter().map(|v| v.to_string()).collect()),
+        ..Default::default()
+    };
+    let cases = [
+        (urls(&["get"], &["/metrics"]), path("get", "/metrics"), true),
+        (
+            urls(&["get"], &["/metrics"]),
+            path("post", "/metrics"),
+            false,
+        ),
+        (
+            urls(&["get"], &["/healthz/*"]),
+            path("get", "/healthz/etcd"),
+            true,
+        ),
+        (
+            urls(&["get"], &["/healthz/*"]),
+            path("get", "/metrics"),
+            false,
+        ),
+        (urls(&["*"], &["*"]), path("get", "/anything"), true),
+        // A resource rule, even `*`, never covers a path, and a path rule never a resource.
+        (rule(&["*"], &["*"], &["*"]), path("get", "/metrics"), false),
+        (
+            urls(&["*"], &["*"]),
+            attrs(&u, "get", "pods", "d", "p"),
+            false,
+        ),
+    ];
+    for (rule, a, want) in cases {
+        assert_eq!(rule_allows(&rule, &a), want, "{rule:?} {a:?}");
+    }
+    let denied = path("get", "/metrics");
+    assert_eq!(
+        forbidden_message(&denied, ""),
+        r#"forbidden: User "u" cannot get path "/metrics""#
+    );
 }
