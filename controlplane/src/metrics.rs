@@ -44,6 +44,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     commit_group: Histogram,
     watchers: Family<ResourceLabel, Gauge>,
+    watch_events: Family<ResourceLabel, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -58,6 +59,7 @@ impl Metrics {
             commit_seconds: latency_histogram(),
             commit_group: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             watchers: Family::default(),
+            watch_events: Family::default(),
         }
     }
 
@@ -89,6 +91,11 @@ impl Metrics {
             "Open watches by resource",
             self.watchers.clone(),
         );
+        r.register(
+            "apiserver_watch_events",
+            "Watch events sent to clients, by resource",
+            self.watch_events.clone(),
+        );
         // The controllers run in this process.
         corral_controllers::metrics::register(&mut r);
         r
@@ -100,16 +107,18 @@ impl Metrics {
         self.commit_group.observe(writes as f64);
     }
 
-    /// A watch of `resource` opened; it counts until the returned guard drops.
+    /// A watch of `resource` opened; it counts until the returned guard drops, and counts
+    /// the events sent through [`WatchGuard::sent`].
     pub fn watch_opened(&'static self, resource: &str) -> WatchGuard {
-        let gauge = self
-            .watchers
-            .get_or_create(&ResourceLabel {
-                resource: resource.to_string(),
-            })
-            .clone();
+        let label = ResourceLabel {
+            resource: resource.to_string(),
+        };
+        let gauge = self.watchers.get_or_create(&label).clone();
         gauge.inc();
-        WatchGuard(gauge)
+        WatchGuard {
+            open: gauge,
+            events: self.watch_events.get_or_create(&label).clone(),
+        }
     }
 
     fn observe(&self, labels: Labels, code: u16, took: Duration) {
@@ -131,12 +140,22 @@ impl Metrics {
     }
 }
 
-/// Counts one open watch until dropped.
-pub struct WatchGuard(Gauge);
+/// Counts one open watch until dropped, and the events it sends.
+pub struct WatchGuard {
+    open: Gauge,
+    events: Counter,
+}
+
+impl WatchGuard {
+    /// One event went to the client.
+    pub fn sent(&self) {
+        self.events.inc();
+    }
+}
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        self.open.dec();
     }
 }
 

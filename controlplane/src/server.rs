@@ -187,8 +187,8 @@ struct WatchState {
     bookmarks: Option<tokio::time::Interval>,
     last: Revision,
     done: bool,
-    /// Counts this watch in `apiserver_registered_watchers` while it lives.
-    _counted: crate::metrics::WatchGuard,
+    /// Counts this watch in `apiserver_registered_watchers` while it lives, and its events.
+    counted: crate::metrics::WatchGuard,
 }
 
 impl WatchState {
@@ -212,6 +212,7 @@ impl WatchState {
                     Ok(ev) => {
                         self.last = ev.revision();
                         if let Some(out) = watch_event(&ev, &self.filter) {
+                            self.counted.sent();
                             return Some((Ok(out), self));
                         }
                     }
@@ -334,7 +335,7 @@ impl pb::api_server::Api for ApiService {
             bookmarks,
             last: start,
             done: false,
-            _counted: crate::metrics::global().watch_opened(info.plural),
+            counted: crate::metrics::global().watch_opened(info.plural),
         };
         Ok(Response::new(Box::pin(futures::stream::unfold(
             state,

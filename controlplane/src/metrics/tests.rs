@@ -58,6 +58,10 @@ fn watches_count_while_open_and_commits_by_group() {
     let g = global().watch_opened("metrics-test-things");
     let key = "apiserver_registered_watchers{resource=\"metrics-test-things\"}";
     assert_eq!(samples(&encode(&global().registry())).unwrap()[key], 1.0);
+    g.sent();
+    g.sent();
+    let events = "apiserver_watch_events_total{resource=\"metrics-test-things\"}";
+    assert_eq!(samples(&encode(&global().registry())).unwrap()[events], 2.0);
     drop(g);
     assert_eq!(samples(&encode(&global().registry())).unwrap()[key], 0.0);
     global().commit(7, Duration::from_millis(2));
