@@ -48,13 +48,21 @@ impl Recorder {
     }
 
     /// kube-scheduler's Normal `Scheduled` event once the binding is written.
-    pub fn scheduled(&self, pod: &PodInfo, node: &str) {
-        self.events.record(
+    /// The pod was bound to `node`; `at` is when its bind was sent, so the event comes before
+    /// anything the node does with the pod (which sees it only once the bind is stored).
+    pub fn scheduled(
+        &self,
+        pod: &PodInfo,
+        node: &str,
+        at: corral_api::k8s::apimachinery::pkg::apis::meta::v1::Time,
+    ) {
+        self.events.record_at(
             &regarding(pod),
             recorder::NORMAL,
             "Scheduled",
             &scheduled_message(&pod.namespace, &pod.name, node),
             Some("Binding"),
+            at,
         );
     }
 

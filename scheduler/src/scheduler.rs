@@ -208,6 +208,7 @@ impl Scheduler {
                 let recorder = recorder.clone();
                 tokio::spawn(async move {
                     let info = &pod.info;
+                    let sent_at = corral_api::object::now();
                     let res = client
                         .bind(&info.namespace, &info.name, &info.uid, &placement.node)
                         .await;
@@ -218,7 +219,7 @@ impl Scheduler {
                         Ok(()) => {
                             st.queue.done(&info.uid);
                             drop(st);
-                            recorder.scheduled(info, &placement.node);
+                            recorder.scheduled(info, &placement.node, sent_at);
                             recorder.forget(&info.uid);
                             metrics.scheduled(now - started, now - pod.first_seen);
                             tracing::debug!(pod = %info.key(), node = %placement.node, "bound");

@@ -259,6 +259,27 @@ impl Recorder {
         message: &str,
         action: Option<&str>,
     ) {
+        self.record_at(
+            regarding,
+            type_,
+            reason,
+            message,
+            action,
+            crate::object::now(),
+        )
+    }
+
+    /// [`Recorder::record`] of something that happened at `at` (earlier than now): the event
+    /// keeps its place among others, as the scheduler's assignment before the node's pull.
+    pub fn record_at(
+        &self,
+        regarding: &ObjectReference,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        action: Option<&str>,
+        at: Time,
+    ) {
         let occurrence = Occurrence {
             regarding,
             type_,
@@ -266,12 +287,10 @@ impl Recorder {
             message,
             action,
         };
-        let write = self.aggregator.lock().observe(
-            &self.reporter,
-            &occurrence,
-            crate::object::now(),
-            Instant::now(),
-        );
+        let write = self
+            .aggregator
+            .lock()
+            .observe(&self.reporter, &occurrence, at, Instant::now());
         let Some(write) = write else {
             tracing::trace!(reason, message, "event dropped by the spam filter");
             return;

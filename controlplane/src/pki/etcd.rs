@@ -7,15 +7,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use super::{
-    cert_err, io_err, normalise, sans_of, subject, validity, write_private, PkiError, CA_LIFETIME,
+    cert_err, io_err, normalise, sans_of, subject, validity, write_private, PkiError,
     LEAF_LIFETIME, RENEW_BEFORE,
 };
 
@@ -92,21 +91,9 @@ pub fn plan(have: &Existing, sans: &BTreeSet<String>, now: OffsetDateTime) -> Ve
 
 /// A new etcd CA (10 years).
 pub fn new_ca() -> Result<EtcdCa, PkiError> {
-    let key = KeyPair::generate().map_err(cert_err("generating the etcd CA key"))?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = subject("corral-etcd-ca", &["corral"]);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    validity(&mut params, CA_LIFETIME);
-    let cert = params
-        .self_signed(&key)
-        .map_err(cert_err("signing the etcd CA"))?;
+    let (cert_pem, key) = super::self_signed_ca("corral-etcd-ca", "the etcd CA")?;
     Ok(EtcdCa {
-        cert_pem: cert.pem(),
+        cert_pem,
         key_pem: key.serialize_pem(),
     })
 }

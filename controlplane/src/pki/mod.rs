@@ -100,6 +100,25 @@ fn validity(params: &mut CertificateParams, lifetime: Duration) {
     params.not_after = start + lifetime;
 }
 
+/// A new self-signed CA (10 years) named `cn`, as PEM, with its key; `what` names it in
+/// errors. The one recipe for the cluster CA and the etcd CA.
+pub(crate) fn self_signed_ca(cn: &str, what: &str) -> Result<(String, KeyPair), PkiError> {
+    let key = KeyPair::generate().map_err(cert_err(&format!("generating {what}'s key")))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject(cn, &["corral"]);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params, CA_LIFETIME);
+    let cert = params
+        .self_signed(&key)
+        .map_err(cert_err(&format!("signing {what}")))?;
+    Ok((cert.pem(), key))
+}
+
 fn subject(cn: &str, orgs: &[&str]) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     for o in orgs {
@@ -200,23 +219,11 @@ impl Pki {
             let key = KeyPair::from_pem(&key_pem).map_err(cert_err("reading ca.key"))?;
             (pem, key)
         } else {
-            let key = KeyPair::generate().map_err(cert_err("generating the CA key"))?;
-            let mut params = CertificateParams::default();
-            params.distinguished_name = subject("corral-ca", &["corral"]);
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
-            validity(&mut params, CA_LIFETIME);
-            let cert = params
-                .self_signed(&key)
-                .map_err(cert_err("signing the CA"))?;
+            let (cert_pem, key) = self_signed_ca("corral-ca", "the CA")?;
             write_private(&ca_key, key.serialize_pem().as_bytes(), 0o600)?;
-            write_private(&ca_crt, cert.pem().as_bytes(), 0o644)?;
+            write_private(&ca_crt, cert_pem.as_bytes(), 0o644)?;
             info!(path = %ca_crt.display(), "made a new cluster CA (10 years)");
-            (cert.pem(), key)
+            (cert_pem, key)
         };
         let ca_der =
             CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|_| PkiError::BadPem {
