@@ -21,19 +21,12 @@ async fn server(
     token: Option<String>,
 ) -> Result<Running, StartError> {
     start(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
         controllers: true,
         controllers_config: corral_controllers::Config {
             leader_lease: Duration::from_secs(4),
             ..Default::default()
         },
-        datastore: Some(EtcdConfig {
-            endpoints: etcd.endpoints(),
-            ..Default::default()
-        }),
-        server_token: token,
-        ..Default::default()
+        ..common::on_etcd(etcd, dir, token)
     })
     .await
 }

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use common::etcd::EtcdCluster;
 use corral_api::{kinds, Client};
-use corral_controlplane::store::etcd::EtcdConfig;
-use corral_controlplane::{start, Config, Running, StartError};
+use corral_controlplane::{start, Running, StartError};
 use serde_json::json;
 
 const SERVICES: usize = 100;
@@ -20,18 +19,7 @@ async fn server(
     dir: &std::path::Path,
     token: Option<String>,
 ) -> Result<Running, StartError> {
-    start(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        controllers: false,
-        datastore: Some(EtcdConfig {
-            endpoints: etcd.endpoints(),
-            ..Default::default()
-        }),
-        server_token: token,
-        ..Default::default()
-    })
-    .await
+    start(common::on_etcd(etcd, dir, token)).await
 }
 
 fn node_port_service(i: usize) -> serde_json::Value {

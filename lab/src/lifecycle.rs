@@ -418,19 +418,22 @@ pub async fn poweroff(opts: &Options, name: &str) -> Result<Duration> {
     let (mut st, m) = find_machine(opts, name)?;
     let (pid, start) = running_pid(&st, name).ok_or_else(|| Error::PoweredOff(name.into()))?;
     machine::poweroff(&m, pid, start, POWEROFF_TIMEOUT).await;
-    let dirs = st
-        .machines
-        .iter()
-        .find(|ms| ms.name == name)
-        .map(|ms| ms.cgroups.clone())
-        .unwrap_or_default();
-    host::kill_cgroup_procs(&dirs).await?;
+    host::kill_cgroup_procs(&machine_cgroups(&st, name)).await?;
     if let Some(ms) = st.machine_mut(name) {
         ms.pid = None;
         ms.start_time = None;
     }
     st.save()?;
     Ok(t.elapsed())
+}
+
+/// The cgroup directories of machine `name` in the lab's state.
+fn machine_cgroups(st: &crate::State, name: &str) -> Vec<PathBuf> {
+    st.machines
+        .iter()
+        .find(|ms| ms.name == name)
+        .map(|ms| ms.cgroups.clone())
+        .unwrap_or_default()
 }
 
 /// Cuts machine `name`'s power: its systemd and every process in it are killed at once (no
@@ -441,13 +444,7 @@ pub async fn power_cut(opts: &Options, name: &str) -> Result<Duration> {
     let (mut st, _) = find_machine(opts, name)?;
     let (pid, start) = running_pid(&st, name).ok_or_else(|| Error::PoweredOff(name.into()))?;
     machine::kill_machine(pid, start);
-    let dirs = st
-        .machines
-        .iter()
-        .find(|ms| ms.name == name)
-        .map(|ms| ms.cgroups.clone())
-        .unwrap_or_default();
-    host::kill_cgroup_procs(&dirs).await?;
+    host::kill_cgroup_procs(&machine_cgroups(&st, name)).await?;
     wait_gone(Some(pid), Some(start)).await?;
     // Its half-closed connections may keep its network namespace, and so its veth, a while.
     host::remove_host_veth(name)?;

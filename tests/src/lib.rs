@@ -530,8 +530,32 @@ pub fn netns_http_get(
     addr: &str,
     host: &str,
     timeout: Duration,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), HttpGetError> {
     netns_http_get_path(netns, addr, host, "/", timeout)
+}
+
+/// Why a test's plain HTTP GET got no answer; its message names the address and the step.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpGetError {
+    #[error("{addr}: not an address")]
+    BadAddress { addr: String },
+    #[error("entering {netns}: {source}")]
+    Netns {
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{step} {addr}: {source}")]
+    Io {
+        step: &'static str,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no HTTP status from {addr}: {text:?}")]
+    NoStatus { addr: String, text: String },
+    #[error("the request thread panicked")]
+    Panicked,
 }
 
 /// As [`netns_http_get`], for `path`.
@@ -541,22 +565,25 @@ pub fn netns_http_get_path(
     host: &str,
     path: &str,
     timeout: Duration,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), HttpGetError> {
     let Some(ns) = netns else {
         return blocking_get(addr, host, path, timeout);
     };
     let ns_path = Path::new("/run/netns").join(ns);
+    let netns_err = |source| HttpGetError::Netns {
+        netns: ns_path.display().to_string(),
+        source,
+    };
     std::thread::scope(|s| {
         s.spawn(|| {
             // setns changes only this thread's namespace; the thread ends with the request.
-            let file =
-                std::fs::File::open(&ns_path).map_err(|e| format!("{}: {e}", ns_path.display()))?;
+            let file = std::fs::File::open(&ns_path).map_err(netns_err)?;
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| format!("entering {}: {e}", ns_path.display()))?;
+                .map_err(|e| netns_err(e.into()))?;
             blocking_get(addr, host, path, timeout)
         })
         .join()
-        .unwrap_or_else(|_| Err("request thread panicked".to_string()))
+        .unwrap_or(Err(HttpGetError::Panicked))
     })
 }
 
@@ -565,25 +592,34 @@ fn blocking_get(
     host: &str,
     path: &str,
     timeout: Duration,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), HttpGetError> {
     use std::io::{Read, Write};
-    let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut s = std::net::TcpStream::connect_timeout(&sock, timeout)
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let io = |step| {
+        move |source| HttpGetError::Io {
+            step,
+            addr: addr.to_string(),
+            source,
+        }
+    };
+    let sock: std::net::SocketAddr = addr.parse().map_err(|_| HttpGetError::BadAddress {
+        addr: addr.to_string(),
+    })?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, timeout).map_err(io("connect"))?;
     s.set_read_timeout(Some(timeout)).ok();
     s.set_write_timeout(Some(timeout)).ok();
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("send to {addr}: {e}"))?;
+    s.write_all(req.as_bytes()).map_err(io("send to"))?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
+    s.read_to_end(&mut buf).map_err(io("read from"))?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no HTTP status from {addr}: {text:?}"))?;
+        .ok_or_else(|| HttpGetError::NoStatus {
+            addr: addr.to_string(),
+            text: text.clone(),
+        })?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
@@ -614,4 +650,34 @@ pub fn running(p: &corral_api::k8s::api::core::v1::Pod) -> bool {
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A lab test's teardown: after a failure, each machine's install log and Corral journal;
+/// then the lab is deleted (on a thread of its own, from a `Drop`).
+pub fn finish_lab(opts: &corral_lab::Options, state: &corral_lab::State) {
+    if std::thread::panicking() {
+        for (i, m) in state.layout.machines.iter().enumerate() {
+            let log = std::fs::read_to_string(m.install_log()).unwrap_or_default();
+            eprintln!("==> {} install.log <==\n{log}", m.name);
+            if let Ok(out) = corral_lab::exec_output(
+                opts,
+                &m.name,
+                &["journalctl", "-u", "corral-*", "-n", "80", "--no-pager"],
+            ) {
+                eprintln!(
+                    "==> machine {i} {} journal <==\n{}",
+                    m.name,
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+        }
+    }
+    let (opts, name) = (opts.clone(), state.layout.name.clone());
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        if let Err(e) = rt.block_on(corral_lab::delete(&opts, &name, &|_| {})) {
+            eprintln!("deleting lab {name}: {e}");
+        }
+    })
+    .join();
 }

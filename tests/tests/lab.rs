@@ -160,31 +160,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            for (i, m) in self.state.layout.machines.iter().enumerate() {
-                let log = std::fs::read_to_string(m.install_log()).unwrap_or_default();
-                eprintln!("==> {} install.log <==\n{log}", m.name);
-                if let Ok(out) = corral_lab::exec_output(
-                    &self.opts,
-                    &m.name,
-                    &["journalctl", "-u", "corral-*", "-n", "80", "--no-pager"],
-                ) {
-                    eprintln!(
-                        "==> machine {i} {} journal <==\n{}",
-                        m.name,
-                        String::from_utf8_lossy(&out.stdout)
-                    );
-                }
-            }
-        }
-        let (opts, name) = (self.opts.clone(), self.state.layout.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            if let Err(e) = rt.block_on(corral_lab::delete(&opts, &name, &|_| {})) {
-                eprintln!("deleting lab {name}: {e}");
-            }
-        })
-        .join();
+        corral_tests::finish_lab(&self.opts, &self.state);
     }
 }
 

@@ -170,7 +170,7 @@ fn request(p: &Path3) -> Result<(String, String), String> {
     match netns_http_get(p.netns.as_deref(), &p.addr, p.host, Duration::from_secs(3)) {
         Ok((200, body)) => answered_by(&body).ok_or_else(|| format!("unexpected page: {body}")),
         Ok((status, body)) => Err(format!("status {status}: {body}")),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -8,6 +8,22 @@ pub mod etcd;
 use corral_api::Client;
 use corral_controlplane::{start, Config, Running};
 
+/// A control plane on `etcd` with `dir` for its own files, on a free loopback port, without
+/// controllers; `token` is the server token of the servers before it.
+pub fn on_etcd(etcd: &etcd::EtcdCluster, dir: &std::path::Path, token: Option<String>) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        controllers: false,
+        datastore: Some(corral_controlplane::store::etcd::EtcdConfig {
+            endpoints: etcd.endpoints(),
+            ..Default::default()
+        }),
+        server_token: token,
+        ..Default::default()
+    }
+}
+
 /// Data dir (removed on drop), the running control plane and a client for it.
 pub async fn boot() -> (tempfile::TempDir, Running, Client) {
     let dir = tempfile::tempdir().unwrap();
