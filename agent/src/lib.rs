@@ -5,6 +5,7 @@ pub mod clock;
 pub mod cluster_id;
 pub mod configdata;
 pub mod credentials;
+pub mod drain;
 pub mod exec;
 pub mod hosts;
 pub mod images;
@@ -77,6 +78,9 @@ pub struct Config {
     /// The binary containerd's shims run as each container's log copier (`corral-logger`);
     /// none: the shim writes raw output to the file (no times).
     pub logger: Option<PathBuf>,
+    /// The longest a terminating pod's SIGTERM waits for every proxy to drop it (`drain`);
+    /// zero: no wait.
+    pub endpoint_drain: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +215,11 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
         cluster_dns: cfg.cluster_dns.clone(),
         nofile: spec::own_nofile_limit(),
+        drain: if cfg.endpoint_drain.is_zero() {
+            Arc::new(drain::Off)
+        } else {
+            Arc::new(drain::ProxyDrain::start(&client, cfg.endpoint_drain))
+        },
     });
     let index = PodIndex::with_network(ctx.network.clone());
     tokio::spawn(node::heartbeat(

@@ -109,6 +109,11 @@ struct Args {
         env = "CORRAL_AGENT_METRICS_ADDRESS"
     )]
     metrics_address: std::net::SocketAddr,
+    /// Hold a terminating pod's SIGTERM until every live node proxy has dropped it from its
+    /// rules and routes, at most this many seconds (within the grace period); 0 turns the hold
+    /// off (SIGTERM at once, as kubelet).
+    #[arg(long, default_value_t = 10.0, env = "CORRAL_ENDPOINT_DRAIN_TIMEOUT")]
+    endpoint_drain_timeout: f64,
 }
 
 #[tokio::main]
@@ -204,6 +209,9 @@ async fn agent() -> anyhow::Result<()> {
             domain: a.cluster_domain,
         },
         logger: if a.raw_logs { None } else { log_copier() },
+        endpoint_drain: Duration::try_from_secs_f64(a.endpoint_drain_timeout).map_err(|e| {
+            anyhow::anyhow!("--endpoint-drain-timeout {}: {e}", a.endpoint_drain_timeout)
+        })?,
     };
     corral_agent::run(cfg).await?;
     Ok(())

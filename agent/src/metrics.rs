@@ -1,15 +1,24 @@
 //! The agent's Prometheus metrics under kubelet's names: pod start latency, from the agent
 //! first seeing a pod to its status posted as Running (kubelet's pod start SLI, image pulls
-//! included). Served on `--metrics-address`.
+//! included); how long terminating pods waited for the proxies to drop them. Served on
+//! `--metrics-address`.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use corral_api::runtime::metrics::{latency_histogram, Registry};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
 pub struct AgentMetrics {
     pod_start: Histogram,
+    held: Family<HoldLabels, Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HoldLabels {
+    outcome: &'static str,
 }
 
 /// This process's metrics.
@@ -17,6 +26,7 @@ pub fn global() -> &'static AgentMetrics {
     static M: OnceLock<AgentMetrics> = OnceLock::new();
     M.get_or_init(|| AgentMetrics {
         pod_start: latency_histogram(),
+        held: Family::new_with_constructor(latency_histogram),
     })
 }
 
@@ -24,6 +34,15 @@ impl AgentMetrics {
     /// A pod this agent started is Running, `took` after it was first seen.
     pub fn pod_started(&self, took: Duration) {
         self.pod_start.observe(took.as_secs_f64());
+    }
+
+    /// A terminating pod's SIGTERM waited `held` for the proxies, ending as `outcome` says.
+    pub fn termination_held(&self, held: Duration, outcome: &crate::drain::Outcome) {
+        self.held
+            .get_or_create(&HoldLabels {
+                outcome: outcome.label(),
+            })
+            .observe(held.as_secs_f64());
     }
 }
 
@@ -34,6 +53,11 @@ pub fn registry() -> Registry {
         "kubelet_pod_start_duration_seconds",
         "From the agent first seeing a pod to its status posted as Running",
         global().pod_start.clone(),
+    );
+    r.register(
+        "corral_agent_termination_hold_duration_seconds",
+        "How long a terminating pod's SIGTERM waited for every proxy to drop it, by outcome",
+        global().held.clone(),
     );
     r
 }

@@ -88,6 +88,7 @@ impl Node {
             resolv_conf: dir.path().join("resolv.conf"),
             cluster_dns: Default::default(),
             nofile: 1024,
+            drain: Arc::new(corral_agent::drain::Off),
         });
         Node {
             ctx,

@@ -11,6 +11,7 @@ pub mod iptables;
 pub mod loadgen;
 pub mod metrics;
 pub mod model;
+pub mod report;
 pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -155,6 +156,13 @@ pub async fn run(
     let (nodes, t4) = cache::follow::<Node>(&client, &changed);
     let (classes, t5) = cache::follow::<IngressClass>(&client, &changed);
     let tasks = vec![t1, t2, t3, t4, t5, servers];
+    // The Endpoints revision last programmed, for agents holding a terminating pod's SIGTERM.
+    let (programmed, revisions) = watch::channel(0i64);
+    let reporter = tokio::spawn(report::run(
+        client.clone(),
+        config.node_name.clone(),
+        revisions,
+    ));
     let threads = match config.ingress_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -203,6 +211,8 @@ pub async fn run(
         };
         changes.borrow_and_update();
         retry = false;
+        // Read before the list: what is programmed below includes at least this revision.
+        let endpoints_revision = endpoints.resource_version();
         let svc_list = services.list();
         let ep_map = by_key(endpoints.list());
         let mut ports = model::service_ports(&svc_list, &ep_map);
@@ -251,6 +261,12 @@ pub async fn run(
                 if wrote {
                     tracing::debug!("iptables rules synced");
                 }
+                // Rules and Ingress routes now hold this revision's endpoints.
+                programmed.send_if_modified(|r| {
+                    let newer = endpoints_revision > *r;
+                    *r = (*r).max(endpoints_revision);
+                    newer
+                });
                 false
             }
             Err(e) => {
@@ -278,6 +294,14 @@ pub async fn run(
     }
     for t in tasks {
         t.abort();
+    }
+    // Its report goes first, so no agent waits for this proxy any more.
+    drop(programmed);
+    if tokio::time::timeout(Duration::from_secs(3), reporter)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the programmed-endpoints report was not removed in time");
     }
     tracing::info!("stopping: removing iptables rules");
     tokio::task::spawn_blocking(move || syncer.cleanup())

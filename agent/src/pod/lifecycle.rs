@@ -1,10 +1,12 @@
 //! Container lifecycle hooks as kubelet runs them: which handler a `postStart`/`preStop` hook
 //! has, how much of the grace period is left for SIGTERM once a preStop hook has run, and the
-//! stop sequence (preStop, SIGTERM, SIGKILL). exec and httpGet reuse the probe actions.
+//! stop sequence (preStop beside the endpoint-drain hold, SIGTERM, SIGKILL). exec and
+//! httpGet reuse the probe actions.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -122,6 +124,10 @@ pub fn term_window(grace: Duration, hook_ran: bool, elapsed: Duration) -> Durati
     }
 }
 
+/// What SIGTERM also waits for, shared by a pod's containers: every proxy dropping the pod
+/// (`crate::drain`); bounded by its maker within the grace period.
+pub type Hold = Shared<BoxFuture<'static, ()>>;
+
 /// One container attempt that hooks run against.
 #[derive(Clone)]
 pub struct Target {
@@ -148,15 +154,53 @@ pub async fn run(handler: &Handler, t: &Target, timeout: Duration) -> Result<(),
 /// grace period is not zero) within the grace period, then SIGTERM, then SIGKILL once the
 /// rest of the grace period (at least 2 s after a hook) has passed. A failing hook is logged
 /// and recorded as a FailedPreStopHook event; the container is stopped all the same.
+/// Unlike kubelet, SIGTERM also waits for `hold` (every proxy dropping the pod), which runs
+/// beside the hook, so a hook and the hold cost the longer of the two, not their sum.
 pub async fn stop(
     t: &Target,
     pre_stop: Option<Result<Handler, ProbeError>>,
     grace: Duration,
     events: &PodEvents,
+    hold: Option<Hold>,
 ) {
     let started = Instant::now();
     let hook = pre_stop.filter(|_| !grace.is_zero());
     let hook_ran = hook.is_some();
+    let held = hold.is_some();
+    let hook = pre_stop_hook(t, hook, grace, started, events);
+    match hold {
+        Some(h) => {
+            futures::future::join(hook, h).await;
+        }
+        None => hook.await,
+    }
+    let window = term_window(grace, hook_ran || held, started.elapsed());
+    let term = nix::sys::signal::Signal::SIGTERM as i32;
+    let kill = nix::sys::signal::Signal::SIGKILL as i32;
+    if let Err(e) = t.runtime.kill(&t.id, term).await {
+        warn!(container = %t.container, error = %e, "SIGTERM failed");
+    }
+    let deadline = Instant::now() + window;
+    match tokio::time::timeout_at(deadline, t.runtime.wait(&t.id)).await {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) if e.is_not_found() => return,
+        // Not knowing whether it exited, it still gets the whole window.
+        Ok(Err(_)) => tokio::time::sleep_until(deadline).await,
+        Err(_) => {}
+    }
+    if let Err(e) = t.runtime.kill(&t.id, kill).await {
+        warn!(container = %t.container, error = %e, "SIGKILL failed");
+    }
+}
+
+/// The preStop hook, if any, cut at the end of the grace period.
+async fn pre_stop_hook(
+    t: &Target,
+    hook: Option<Result<Handler, ProbeError>>,
+    grace: Duration,
+    started: Instant,
+    events: &PodEvents,
+) {
     if let Some(h) = hook {
         let fail = |message: &str| {
             warn!(container = %t.container, id = %t.id, error = %message, "preStop hook failed");
@@ -181,23 +225,6 @@ pub async fn stop(
                 }
             },
         }
-    }
-    let window = term_window(grace, hook_ran, started.elapsed());
-    let term = nix::sys::signal::Signal::SIGTERM as i32;
-    let kill = nix::sys::signal::Signal::SIGKILL as i32;
-    if let Err(e) = t.runtime.kill(&t.id, term).await {
-        warn!(container = %t.container, error = %e, "SIGTERM failed");
-    }
-    let deadline = Instant::now() + window;
-    match tokio::time::timeout_at(deadline, t.runtime.wait(&t.id)).await {
-        Ok(Ok(_)) => return,
-        Ok(Err(e)) if e.is_not_found() => return,
-        // Not knowing whether it exited, it still gets the whole window.
-        Ok(Err(_)) => tokio::time::sleep_until(deadline).await,
-        Err(_) => {}
-    }
-    if let Err(e) = t.runtime.kill(&t.id, kill).await {
-        warn!(container = %t.container, error = %e, "SIGKILL failed");
     }
 }
 

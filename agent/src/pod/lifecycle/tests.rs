@@ -223,6 +223,7 @@ async fn pre_stop_runs_before_sigterm_and_a_container_that_exits_is_not_killed()
         exec_handler("true"),
         Duration::from_secs(5),
         &events(),
+        None,
     )
     .await;
     assert_eq!(rt.calls(), vec!["exec true", TERM]);
@@ -234,6 +235,7 @@ async fn pre_stop_runs_before_sigterm_and_a_container_that_exits_is_not_killed()
         exec_handler("false"),
         Duration::from_secs(5),
         &events(),
+        None,
     )
     .await;
     assert_eq!(rt.calls(), vec!["exec false", TERM]);
@@ -245,6 +247,7 @@ async fn pre_stop_runs_before_sigterm_and_a_container_that_exits_is_not_killed()
         exec_handler("true"),
         Duration::ZERO,
         &events(),
+        None,
     )
     .await;
     assert_eq!(rt.calls(), vec![TERM, KILL]);
@@ -259,6 +262,7 @@ async fn a_hook_longer_than_the_grace_period_is_cut_and_sigkill_follows_2s_after
         exec_handler("sleep"),
         Duration::from_secs(1),
         &events(),
+        None,
     )
     .await;
     assert_eq!(rt.calls(), vec!["exec sleep", TERM, KILL]);
@@ -284,8 +288,46 @@ async fn sleep_handler_delays_sigterm() {
         sleep,
         Duration::from_secs(5),
         &events(),
+        None,
     )
     .await;
     assert_eq!(rt.calls(), vec![TERM]);
     assert!(rt.at(TERM).duration_since(t0) >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn sigterm_waits_for_the_hold_which_runs_beside_the_pre_stop_hook() {
+    use futures::FutureExt;
+    let rt = runtime(true, Duration::ZERO);
+    let (open, opened) = tokio::sync::oneshot::channel::<()>();
+    let hold = async move {
+        let _ = opened.await;
+    }
+    .boxed()
+    .shared();
+    let stopping = tokio::spawn({
+        let target = target(rt.clone());
+        async move {
+            stop(
+                &target,
+                exec_handler("true"),
+                Duration::from_secs(5),
+                &events(),
+                Some(hold),
+            )
+            .await
+        }
+    });
+    // The hook ran at once; SIGTERM waits for the hold.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rt.calls().is_empty() {
+        assert!(Instant::now() < deadline, "the preStop hook never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Pacing: time in which a stop not waiting for the hold sends SIGTERM.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rt.calls(), vec!["exec true"]);
+    open.send(()).unwrap();
+    stopping.await.unwrap();
+    assert_eq!(rt.calls(), vec!["exec true", TERM]);
 }

@@ -99,17 +99,18 @@ impl Worker {
 
     /// Stops one attempt in the background; the waiter reports its exit as usual.
     pub(super) fn kill_in_background(&self, name: &str, id: &str, grace: Duration) {
-        tokio::spawn(self.stopper(name, id, grace, true));
+        tokio::spawn(self.stopper(name, id, grace, true, None));
     }
 
-    /// The stop of one attempt (preStop unless `pre_stop` is false, SIGTERM, SIGKILL),
-    /// owning all it needs.
+    /// The stop of one attempt (preStop unless `pre_stop` is false, beside `hold`; SIGTERM,
+    /// SIGKILL), owning all it needs.
     pub(super) fn stopper(
         &self,
         name: &str,
         id: &str,
         grace: Duration,
         pre_stop: bool,
+        hold: Option<lifecycle::Hold>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let target = self.hook_target(name, id);
         let pre_stop = self
@@ -118,6 +119,6 @@ impl Worker {
             .find(|c| c.name == name && pre_stop)
             .and_then(|c| lifecycle::handler_of(&c, Hook::PreStop).transpose());
         let events = self.pod_events();
-        async move { lifecycle::stop(&target, pre_stop, grace, &events).await }
+        async move { lifecycle::stop(&target, pre_stop, grace, &events, hold).await }
     }
 }

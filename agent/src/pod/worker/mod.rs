@@ -56,6 +56,8 @@ pub struct NodeContext {
     pub cluster_dns: crate::resolv::ClusterDns,
     /// RLIMIT_NOFILE given to containers.
     pub nofile: u64,
+    /// What a terminating pod's SIGTERM waits for: every proxy dropping it.
+    pub drain: Arc<dyn crate::drain::EndpointDrain>,
 }
 
 impl NodeContext {

@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use corral_api::client::DeleteOptions;
+use futures::FutureExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{probes, release_pod_resources, Desired, Event, Terminate, Worker};
+use crate::drain::Outcome;
 use crate::pod::events::{message, reason};
 use crate::pod::lifecycle;
 use crate::pod::state::Current;
@@ -50,11 +52,15 @@ impl Worker {
         let grace = Duration::from_secs(grace);
         let hooks = how == Terminate::Graceful;
         let events = self.pod_events();
-        let stops: Vec<_> = running(self)
+        let running = running(self);
+        // A graceful deletion also waits for every proxy to drop the pod before SIGTERM.
+        let hold =
+            (hooks && !grace.is_zero() && !running.is_empty()).then(|| self.drain_hold(grace));
+        let stops: Vec<_> = running
             .into_iter()
             .map(|(name, id)| {
                 events.normal(&name, reason::KILLING, &message::stopping(&name));
-                self.stopper(&name, &id, grace, hooks)
+                self.stopper(&name, &id, grace, hooks, hold.clone())
             })
             .collect();
         let stops = futures::future::join_all(stops);
@@ -112,6 +118,34 @@ impl Worker {
             self.confirm_deletion().await;
         }
         info!("pod stopped and cleaned up");
+    }
+
+    /// The wait for every proxy to drop this pod, shared by its containers' stops, measured
+    /// and logged once.
+    fn drain_hold(&self, grace: Duration) -> lifecycle::Hold {
+        let wait = self.ctx.drain.dropped(&self.uid, grace);
+        let started = std::time::Instant::now();
+        async move {
+            let outcome = wait.await;
+            let held = started.elapsed();
+            crate::metrics::global().termination_held(held, &outcome);
+            match &outcome {
+                Outcome::TimedOut(waiting) => {
+                    warn!(
+                        held_ms = held.as_millis() as u64,
+                        ?waiting,
+                        "proxies did not all drop the pod in time; stopping it anyway"
+                    )
+                }
+                _ => info!(
+                    held_ms = held.as_millis() as u64,
+                    ?outcome,
+                    "proxies dropped the pod"
+                ),
+            }
+        }
+        .boxed()
+        .shared()
     }
 
     /// The final delete with grace 0 and the pod's uid, as kubelet sends once the pod's

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Desired, Event, NodeContext, Terminate, Worker};
 use crate::clock::{Clock, FakeClock};
+use crate::drain::fake::FakeDrain;
 use crate::network::fake::FakeNetwork;
 use crate::pod::api::fake::{Calls, FakePodApi};
 use crate::pod::state::BackoffPolicy;
@@ -30,6 +31,8 @@ pub(super) struct Rig {
     network: Arc<FakeNetwork>,
     api: Arc<FakePodApi>,
     clock: Arc<FakeClock>,
+    /// Released (every proxy has dropped every pod) unless a test holds it.
+    drain: Arc<FakeDrain>,
     _dir: tempfile::TempDir,
 }
 
@@ -41,6 +44,15 @@ pub(super) struct Running {
 
 impl Rig {
     pub(super) fn new() -> Self {
+        Self::build(true)
+    }
+
+    /// A rig whose terminating pods wait for `drain.release()` (or their bound).
+    pub(super) fn holding() -> Self {
+        Self::build(false)
+    }
+
+    fn build(released: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(FakeClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
         let runtime = Arc::new(
@@ -50,6 +62,10 @@ impl Rig {
         );
         let network = Arc::new(FakeNetwork::default());
         let api = Arc::new(FakePodApi::default());
+        let drain = Arc::new(FakeDrain::default());
+        if released {
+            drain.release();
+        }
         let ctx = Arc::new(NodeContext {
             // Only the manager uses it; nothing listens there.
             client: corral_api::Client::connect_lazy("http://127.0.0.1:9").unwrap(),
@@ -68,6 +84,7 @@ impl Rig {
             resolv_conf: dir.path().join("resolv.conf"),
             cluster_dns: Default::default(),
             nofile: 1024,
+            drain: drain.clone(),
         });
         Rig {
             ctx,
@@ -75,6 +92,7 @@ impl Rig {
             network,
             api,
             clock,
+            drain,
             _dir: dir,
         }
     }
@@ -212,6 +230,43 @@ async fn a_deleted_pod_has_its_containers_stopped_and_the_final_grace_zero_delet
     assert!(rig.runtime.containers().is_empty());
     assert_eq!(rig.network.teardowns(), vec!["u1".to_string()]);
     assert_eq!(rig.api.calls().deletes.len(), 1);
+}
+
+#[tokio::test]
+async fn a_deleted_pod_gets_sigterm_only_once_every_proxy_has_dropped_it() {
+    let rig = Rig::holding();
+    let w = rig.spawn(pod("Always"));
+    rig.running(0).await;
+    let now = rig.clock.now();
+    w.desired.send_modify(|d| {
+        d.pod.metadata.deletion_timestamp = Some(Time(now));
+        d.pod.metadata.deletion_grace_period_seconds = Some(30);
+        d.terminate = Terminate::Graceful;
+    });
+    let asked = within(async {
+        loop {
+            if let Some(a) = rig.drain.asked.lock().first().cloned() {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(asked, ("u1".to_string(), Duration::from_secs(30)));
+    let term = Call::Kill {
+        id: "u1-app-0".into(),
+        signal: 15,
+    };
+    let sent = |rig: &Rig| rig.runtime.history().iter().any(|c| c.call == term);
+    // Pacing, not a wait for a condition: time in which the old code had sent SIGTERM.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !sent(&rig),
+        "SIGTERM sent while proxies still route to the pod"
+    );
+    rig.drain.release();
+    within(rig.api.wait_for(|c| c.deletes.first().cloned())).await;
+    assert!(sent(&rig));
 }
 
 #[tokio::test]

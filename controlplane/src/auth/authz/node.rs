@@ -1,7 +1,7 @@
 //! The Node authorizer, as Kubernetes': a node identity (`system:node:<name>` in
 //! `system:nodes`) reads the Secrets, ConfigMaps, claims and volumes of the pods bound to it,
 //! reads what its agent and proxy follow (nodes, pods, services, endpoints, ingresses), and
-//! writes its own Node and Lease, the status and deletion of its pods, and events; its proxy
+//! writes its own Node and Leases (heartbeat, proxy report), the status and deletion of its pods, and events; its proxy
 //! (the ingress controller, with the node's credentials) writes Ingress status.
 
 use std::sync::Arc;
@@ -14,8 +14,13 @@ use tracing::warn;
 use crate::auth::{Attributes, Decision};
 use crate::registry::{ApiError, Registry};
 
-/// The namespace of node heartbeat Leases.
-pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+/// The namespace of node heartbeat Leases (and of the proxies' reports).
+pub const NODE_LEASE_NAMESPACE: &str = corral_api::rules::programmed::NAMESPACE;
+
+/// The Leases a node writes: its kubelet heartbeat and its proxy's report.
+pub fn own_lease(name: &str, node: &str) -> bool {
+    name == node || corral_api::rules::programmed::node_of(name) == Some(node)
+}
 
 /// What the decision needs read from the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,9 +232,11 @@ pub fn decide(node: &str, a: &Attributes, related: &Related) -> (Decision, Optio
         ("networking.k8s.io", "ingresses", "status") => matches!(verb, "update" | "patch"),
         ("networking.k8s.io", "ingressclasses", "") => verb == "create",
         ("", "events", "") => matches!(verb, "create" | "update" | "patch"),
+        // Heartbeats and the proxies' programmed-endpoints reports: every node reads them all
+        // (an agent waits for every proxy), and writes its own kubelet and proxy Leases.
         ("coordination.k8s.io", "leases", "") if a.namespace == NODE_LEASE_NAMESPACE => {
-            verb == "create"
-                || (matches!(verb, "get" | "update" | "patch" | "delete") && a.name == node)
+            read || verb == "create"
+                || (matches!(verb, "update" | "patch" | "delete") && own_lease(&a.name, node))
         }
         _ => false,
     };

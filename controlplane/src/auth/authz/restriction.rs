@@ -5,7 +5,7 @@
 use corral_api::kinds::ResourceInfo;
 use serde_json::Value;
 
-use super::node::NODE_LEASE_NAMESPACE;
+use super::node::{own_lease, NODE_LEASE_NAMESPACE};
 
 /// The IngressClass a node's proxy creates (`corral-proxy`'s `ingress::class::CLASS_NAME`).
 pub const PROXY_INGRESS_CLASS: &str = "corral";
@@ -99,7 +99,7 @@ pub fn admit(
             Ok(())
         }
         ("coordination.k8s.io", "leases") => {
-            if namespace != NODE_LEASE_NAMESPACE || name(new) != node {
+            if namespace != NODE_LEASE_NAMESPACE || !own_lease(name(new), node) {
                 return Err(Restricted::OtherLease);
             }
             Ok(())

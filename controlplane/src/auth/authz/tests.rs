@@ -451,6 +451,45 @@ fn a_node_reads_only_what_its_pods_use_and_writes_only_its_own() {
             &none,
             false,
         ),
+        // Its proxy's programmed-endpoints report, not another node's; every report readable.
+        (
+            attrs(
+                &n1,
+                "update",
+                "coordination.k8s.io:leases",
+                "kube-node-lease",
+                "corral-proxy-n1",
+            ),
+            &none,
+            true,
+        ),
+        (
+            attrs(
+                &n1,
+                "delete",
+                "coordination.k8s.io:leases",
+                "kube-node-lease",
+                "corral-proxy-n2",
+            ),
+            &none,
+            false,
+        ),
+        (
+            attrs(
+                &n1,
+                "watch",
+                "coordination.k8s.io:leases",
+                "kube-node-lease",
+                "",
+            ),
+            &none,
+            true,
+        ),
+        (
+            attrs(&n1, "list", "coordination.k8s.io:leases", "kube-system", ""),
+            &none,
+            false,
+        ),
         (
             attrs(&n1, "delete", "namespaces", "", "default"),
             &none,
@@ -558,6 +597,20 @@ fn node_restriction_keeps_a_node_to_its_own_node_and_lease() {
             Err(r#"node "n1" is not allowed to modify taints"#),
         ),
         (&kinds::LEASES, "kube-node-lease", lease("n1"), None, Ok(())),
+        (
+            &kinds::LEASES,
+            "kube-node-lease",
+            lease("corral-proxy-n1"),
+            None,
+            Ok(()),
+        ),
+        (
+            &kinds::LEASES,
+            "kube-node-lease",
+            lease("corral-proxy-n2"),
+            None,
+            Err("can only access node lease with the same name as the requesting node"),
+        ),
         (
             &kinds::LEASES,
             "kube-node-lease",
