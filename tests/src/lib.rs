@@ -3,6 +3,7 @@
 //! and snapshots of host state to prove that nothing is left behind.
 
 pub mod kubectl;
+pub mod traffic;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

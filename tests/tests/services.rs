@@ -3,19 +3,18 @@
 //! leaves the endpoints and gets no traffic; and clients looping through a rolling update from
 //! v0.2.0 to v0.3.0 see no failed request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_api::k8s::api::core::v1::{Endpoints, Pod, Service};
-use corral_api::{Client, ListParams};
-use corral_tests::{
-    corral, eventually, netns_http_get, netns_http_get_path, rows, skip_unless_e2e, TestCluster,
+use corral_api::k8s::api::core::v1::{Pod, Service};
+use corral_tests::traffic::{
+    endpoint_ips, pod_ips, pods, reaches_all, request, scrape, spawn_loop, wait_replicas, Route,
+    WAIT,
 };
-
-const WAIT: Duration = Duration::from_secs(90);
+use corral_tests::{corral, eventually, rows, skip_unless_e2e, TestCluster};
 
 fn ok(server: &str, args: &[&str]) -> String {
     let (out, err, success) = corral(server, args);
@@ -79,151 +78,6 @@ fn apply(server: &str, dir: &Path, file: &str, yaml: &str) -> String {
     ok(server, &["apply", "-f", path.to_str().unwrap()])
 }
 
-async fn pods(client: &Client) -> Vec<Pod> {
-    client
-        .list::<Pod>("default", &ListParams::labels("app=mi-deploy"))
-        .await
-        .map(|(p, _)| p)
-        .unwrap_or_default()
-}
-
-fn ready(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none()
-        && p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn image(p: &Pod) -> String {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.containers[0].image.clone())
-        .unwrap_or_default()
-}
-
-/// Waits until exactly the Deployment's 3 pods run `version`, all Ready, none terminating.
-async fn wait_replicas(client: &Client, version: &str, cluster: &TestCluster) -> Vec<Pod> {
-    let want = format!("fedek3/workshop-uns:{version}");
-    let what = format!("3 ready pods of mi-deploy on {version}");
-    let found = tokio::time::timeout(
-        WAIT,
-        eventually(&what, WAIT, || async {
-            let all: Vec<Pod> = pods(client)
-                .await
-                .into_iter()
-                .filter(|p| p.metadata.name.as_deref() != Some("mi-deploy-canary"))
-                .collect();
-            (all.len() == 3 && all.iter().all(|p| ready(p) && image(p) == want)).then_some(all)
-        }),
-    )
-    .await;
-    found.unwrap_or_else(|_| panic!("timed out waiting for {what}\n{}", cluster.logs()))
-}
-
-/// Ready and not-ready addresses of an Endpoints object.
-async fn endpoint_ips(client: &Client) -> (BTreeSet<String>, BTreeSet<String>) {
-    let ep: Option<Endpoints> = client
-        .get_opt("default", "mi-deploy-svc")
-        .await
-        .ok()
-        .flatten();
-    let subsets = ep.and_then(|e| e.subsets).unwrap_or_default();
-    let ips = |f: fn(&_) -> Option<Vec<corral_api::k8s::api::core::v1::EndpointAddress>>| {
-        subsets
-            .iter()
-            .flat_map(|s| f(s).unwrap_or_default())
-            .map(|a| a.ip)
-            .collect::<BTreeSet<String>>()
-    };
-    (
-        ips(|s| s.addresses.clone()),
-        ips(|s| s.not_ready_addresses.clone()),
-    )
-}
-
-fn pod_ips(ps: &[Pod]) -> BTreeSet<String> {
-    ps.iter()
-        .filter_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
-        .collect()
-}
-
-/// Where a client stands and what it dials.
-#[derive(Clone, Debug)]
-struct Path3 {
-    label: String,
-    /// Network namespace to send from (None: the host).
-    netns: Option<String>,
-    addr: String,
-    host: &'static str,
-}
-
-/// The page names the pod's hostname (its name) and the app version.
-fn answered_by(body: &str) -> Option<(String, String)> {
-    let host = body.split("Hello from ").nth(1)?.split('<').next()?.trim();
-    let version = body.split("version: ").nth(1)?.split('<').next()?.trim();
-    Some((host.to_string(), version.to_string()))
-}
-
-/// One request; Ok((pod, version)) or a description of the failure.
-fn request(p: &Path3) -> Result<(String, String), String> {
-    match netns_http_get(p.netns.as_deref(), &p.addr, p.host, Duration::from_secs(3)) {
-        Ok((200, body)) => answered_by(&body).ok_or_else(|| format!("unexpected page: {body}")),
-        Ok((status, body)) => Err(format!("status {status}: {body}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Sends requests until every one of `names` has answered on `path`.
-async fn reaches_all(path: &Path3, names: &BTreeSet<String>) {
-    let (p, names) = (path.clone(), names.clone());
-    let what = format!("{} to reach {names:?}", p.label);
-    tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + WAIT;
-        let mut seen = BTreeSet::new();
-        let mut last = String::new();
-        while !names.is_subset(&seen) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out: {what}; seen {seen:?}, last {last}"
-            );
-            match request(&p) {
-                Ok((pod, _)) => {
-                    seen.insert(pod);
-                }
-                Err(e) => {
-                    last = e;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
-    })
-    .await
-    .unwrap();
-}
-
-/// A client looping on one path until told to stop: answers per version, and failures.
-fn spawn_loop(
-    p: Path3,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(BTreeMap<String, usize>, Vec<String>)> {
-    std::thread::spawn(move || {
-        let mut versions = BTreeMap::new();
-        let mut failures = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let at = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis();
-            match request(&p) {
-                Ok((_, v)) => *versions.entry(v).or_default() += 1,
-                Err(e) => failures.push(format!("{} at {at}: {e}", p.label)),
-            }
-        }
-        (versions, failures)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_reach_ready_pods_on_every_node_and_survive_a_rolling_update() {
     skip_unless_e2e!();
@@ -271,19 +125,19 @@ async fn services_reach_ready_pods_on_every_node_and_survive_a_rolling_update() 
     // Every path, from or on every node, reaches all three pods (most of them on other nodes).
     let mut paths = Vec::new();
     for n in &nodes {
-        paths.push(Path3 {
+        paths.push(Route {
             label: format!("ClusterIP from {}", n.name),
             netns: Some(n.netns.clone()),
             addr: format!("{cluster_ip}:80"),
             host: "mi-deploy-svc",
         });
-        paths.push(Path3 {
+        paths.push(Route {
             label: format!("NodePort on {}", n.name),
             netns: None,
             addr: format!("{}:{node_port}", n.ip),
             host: "mi-deploy-svc",
         });
-        paths.push(Path3 {
+        paths.push(Route {
             label: format!("Ingress on {}", n.name),
             netns: None,
             addr: format!("{}:80", n.ip),
@@ -429,18 +283,4 @@ async fn services_reach_ready_pods_on_every_node_and_survive_a_rolling_update() 
         "3 pods of v0.2.0 and 3 of v0.3.0 started: {started}"
     );
     assert!(ingress_ok >= 1.0, "Ingress requests counted: {ingress_ok}");
-}
-
-/// The samples of a component's /metrics inside a node's network namespace.
-fn scrape(netns: &str, addr: &str) -> std::collections::BTreeMap<String, f64> {
-    let (code, body) = netns_http_get_path(
-        Some(netns),
-        addr,
-        "metrics",
-        "/metrics",
-        Duration::from_secs(3),
-    )
-    .unwrap_or_else(|e| panic!("/metrics at {addr} in {netns}: {e}"));
-    assert_eq!(code, 200, "{body}");
-    corral_api::runtime::metrics::samples(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
 }
