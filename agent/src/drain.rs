@@ -241,7 +241,8 @@ mod tests {
 
     #[test]
     fn a_change_drops_the_ready_pods_it_no_longer_lists() {
-        let cases: Vec<(&str, Change<Endpoints>, Vec<(String, i64)>)> = vec![
+        type Case = (&'static str, Change<Endpoints>, Vec<(String, i64)>);
+        let cases: Vec<Case> = vec![
             ("added", Change::Added(endpoints(5, &["a"], &[])), vec![]),
             (
                 "a ready pod dropped, another kept",

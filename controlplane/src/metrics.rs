@@ -1,7 +1,7 @@
 //! The control plane's Prometheus metrics under kube-apiserver's names: requests by verb,
 //! resource and code with their latency (a tower layer around the API listener's services,
 //! REST and gRPC alike; the verb and resource are set by the request's authorization check
-//! through a task-local), the store's commit latency and group sizes, registered watches, and
+//! through a task-local), the store's commit latency and group sizes, registered watches, their events and delivery lag, and
 //! the in-process controllers' work queues. Served at `GET /metrics` on the API port to `system:masters`.
 
 use std::cell::RefCell;
@@ -45,6 +45,7 @@ pub struct Metrics {
     commit_group: Histogram,
     watchers: Family<ResourceLabel, Gauge>,
     watch_events: Family<ResourceLabel, Counter>,
+    watch_lag: Family<ResourceLabel, Histogram>,
 }
 
 fn latency() -> Histogram {
@@ -60,6 +61,7 @@ impl Metrics {
             commit_group: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             watchers: Family::default(),
             watch_events: Family::default(),
+            watch_lag: Family::new_with_constructor(latency),
         }
     }
 
@@ -96,6 +98,11 @@ impl Metrics {
             "Watch events sent to clients, by resource",
             self.watch_events.clone(),
         );
+        r.register(
+            "apiserver_watch_event_lag_seconds",
+            "From a change reaching this server (a SQLite commit, an etcd notification) to its event leaving on a watch, by resource",
+            self.watch_lag.clone(),
+        );
         // The controllers run in this process.
         corral_controllers::metrics::register(&mut r);
         r
@@ -118,6 +125,7 @@ impl Metrics {
         WatchGuard {
             open: gauge,
             events: self.watch_events.get_or_create(&label).clone(),
+            lag: self.watch_lag.get_or_create(&label).clone(),
         }
     }
 
@@ -144,12 +152,16 @@ impl Metrics {
 pub struct WatchGuard {
     open: Gauge,
     events: Counter,
+    lag: Histogram,
 }
 
 impl WatchGuard {
-    /// One event went to the client.
-    pub fn sent(&self) {
+    /// One event went to the client, the change having reached this server at `seen`.
+    pub fn sent(&self, seen: Option<Instant>) {
         self.events.inc();
+        if let Some(at) = seen {
+            self.lag.observe(at.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -267,6 +279,12 @@ where
             let code = match &result {
                 Ok(response) => code_of(response),
                 Err(_) => 500,
+            };
+            // kube-apiserver answers a create with 201; a gRPC success has no such code.
+            let code = if code == 200 && seen.verb == "create" {
+                201
+            } else {
+                code
             };
             // Requests that never reached an authorization check (discovery, OpenAPI, a
             // refusal before it) are counted without a resource.

@@ -212,7 +212,7 @@ impl WatchState {
                     Ok(ev) => {
                         self.last = ev.revision();
                         if let Some(out) = watch_event(&ev, &self.filter) {
-                            self.counted.sent();
+                            self.counted.sent(ev.seen);
                             return Some((Ok(out), self));
                         }
                     }

@@ -292,6 +292,17 @@ async fn metrics_count_requests_by_verb_resource_and_code_for_admins_and_monitor
         .get_value(&corral_api::kinds::CONFIGMAPS, "default", "nope")
         .await;
     assert!(missing.is_err());
+    // A REST read on an HTTP/1.1 connection (hyper's, not tonic's) is counted too.
+    let (code, body) = http1(
+        running.addr,
+        &running.admin_credentials(),
+        &get(
+            "/api/v1/namespaces/default/configmaps/m1",
+            "application/json",
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
 
     let (code, body) = http1(
         running.addr,
@@ -301,8 +312,11 @@ async fn metrics_count_requests_by_verb_resource_and_code_for_admins_and_monitor
     .await;
     assert_eq!(code, 200, "{body}");
     let s = samples(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
-    let created = r#"apiserver_request_total{verb="create",resource="configmaps",code="200"}"#;
+    // Creates are 201 as kube-apiserver answers them, gRPC ones included.
+    let created = r#"apiserver_request_total{verb="create",resource="configmaps",code="201"}"#;
     assert!(s[created] >= 2.0, "{body}");
+    let read = r#"apiserver_request_total{verb="get",resource="configmaps",code="200"}"#;
+    assert!(s.get(read).copied().unwrap_or(0.0) >= 1.0, "{body}");
     let not_found = r#"apiserver_request_total{verb="get",resource="configmaps",code="404"}"#;
     assert!(s[not_found] >= 1.0, "{body}");
     assert!(s["apiserver_storage_commit_duration_seconds_count"] >= 2.0);

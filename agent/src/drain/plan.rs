@@ -80,7 +80,9 @@ mod tests {
             report("dead", 1, -1),
         ];
         let behind_both = [report("z", 0, 15), report("a", 10, 15)];
-        let cases: Vec<(&str, bool, Option<i64>, &[Report], Verdict)> = vec![
+        // (case, listed, removed_at, reports, verdict)
+        type Case<'a> = (&'a str, bool, Option<i64>, &'a [Report], Verdict);
+        let cases: Vec<Case> = vec![
             (
                 "still listed",
                 true,

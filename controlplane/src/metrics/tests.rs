@@ -54,14 +54,20 @@ async fn requests_are_counted_by_the_labels_their_check_set() {
 }
 
 #[test]
-fn watches_count_while_open_and_commits_by_group() {
+fn watches_count_while_open_with_their_events_and_lag_and_commits_by_group() {
     let g = global().watch_opened("metrics-test-things");
     let key = "apiserver_registered_watchers{resource=\"metrics-test-things\"}";
     assert_eq!(samples(&encode(&global().registry())).unwrap()[key], 1.0);
-    g.sent();
-    g.sent();
+    // One live event 30 ms after its commit, one replayed from history (no lag measured).
+    g.sent(Some(std::time::Instant::now() - Duration::from_millis(30)));
+    g.sent(None);
     let events = "apiserver_watch_events_total{resource=\"metrics-test-things\"}";
-    assert_eq!(samples(&encode(&global().registry())).unwrap()[events], 2.0);
+    let s = samples(&encode(&global().registry())).unwrap();
+    assert_eq!(s[events], 2.0);
+    let lag = "apiserver_watch_event_lag_seconds_count{resource=\"metrics-test-things\"}";
+    assert_eq!(s[lag], 1.0);
+    let sum = "apiserver_watch_event_lag_seconds_sum{resource=\"metrics-test-things\"}";
+    assert!(s[sum] >= 0.03, "{}", s[sum]);
     drop(g);
     assert_eq!(samples(&encode(&global().registry())).unwrap()[key], 0.0);
     global().commit(7, Duration::from_millis(2));

@@ -453,6 +453,7 @@ impl Store for EtcdStore {
                                 kind: EventType::Put,
                                 kv: kv(cur),
                                 prev,
+                                seen: Some(std::time::Instant::now()),
                             },
                             etcd_client::EventType::Delete => {
                                 let last = prev.clone().unwrap_or_else(|| kv(cur));
@@ -463,6 +464,7 @@ impl Store for EtcdStore {
                                         ..last
                                     },
                                     prev,
+                                    seen: Some(std::time::Instant::now()),
                                 }
                             }
                         }))

@@ -34,6 +34,9 @@ pub struct Event {
     pub kind: EventType,
     pub kv: KeyValue,
     pub prev: Option<KeyValue>,
+    /// When this server learned of the change: the commit (SQLite), etcd's notification;
+    /// `None` for history read back. Watches measure their delivery lag from it.
+    pub seen: Option<std::time::Instant>,
 }
 
 impl Event {

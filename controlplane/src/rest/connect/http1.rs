@@ -10,11 +10,13 @@ use corral_api::status::StatusReason;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use tonic::transport::server::Connected;
 use tracing::debug;
 
 use crate::listener::Guarded;
+use crate::metrics::MetricsLayer;
 use crate::rest::response::{self, Body};
 use crate::rest::Rest;
 
@@ -22,7 +24,7 @@ use crate::rest::Rest;
 /// changes (then in-flight requests finish and the connection closes).
 pub fn serve(conn: Guarded, rest: Arc<Rest>, timeout: Duration, mut stop: watch::Receiver<()>) {
     let info = conn.connect_info();
-    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let svc = tower::service_fn(move |req: Request<Incoming>| {
         let (rest, info) = (rest.clone(), info.clone());
         async move {
             let mut req = req.map(Body::new);
@@ -37,6 +39,8 @@ pub fn serve(conn: Guarded, rest: Arc<Rest>, timeout: Duration, mut stop: watch:
             }))
         }
     });
+    // Counted and timed as the HTTP/2 requests are (the tonic router's outermost layer).
+    let svc = TowerToHyperService::new(tower::Layer::layer(&MetricsLayer, svc));
     tokio::spawn(async move {
         let conn = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(conn), svc)

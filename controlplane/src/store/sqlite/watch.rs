@@ -123,6 +123,7 @@ fn event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
             mod_revision: r.get(0)?,
         },
         prev,
+        seen: None,
     })
 }
 

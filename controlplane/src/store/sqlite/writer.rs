@@ -253,6 +253,7 @@ fn commit_group(
                         kind,
                         kv: kv.clone(),
                         prev,
+                        seen: None,
                     });
                     results.push(Ok(kv));
                 }
@@ -272,5 +273,9 @@ fn commit_group(
         "store::commit::before"
     )));
     tx.commit()?;
+    let committed = std::time::Instant::now();
+    for e in &mut events {
+        e.seen = Some(committed);
+    }
     Ok((results, overlay, events, rev))
 }
