@@ -93,19 +93,30 @@ pub fn target_dir() -> PathBuf {
     deps.parent().unwrap_or(deps).to_path_buf()
 }
 
-/// Builds the test images once per process into a temp dir and returns the archives.
+/// Builds the test images once per process and returns the archives. They live under
+/// `target/debug/test-images/<pid>` (a static's temp dir is never dropped, so each test
+/// process used to leave 85 MB in /tmp); the directories of exited processes go first.
 pub fn test_images() -> Vec<PathBuf> {
-    static IMAGES: std::sync::OnceLock<(tempfile::TempDir, Vec<PathBuf>)> =
-        std::sync::OnceLock::new();
+    static IMAGES: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
     IMAGES
         .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let paths =
-                corral_testimages::build_standard_images(Path::new("/usr/bin/busybox"), dir.path())
-                    .expect("building test images");
-            (dir, paths)
+            let root = target_dir().join("test-images");
+            for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                let gone = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+            let dir = root.join(std::process::id().to_string());
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("test images dir");
+            corral_testimages::build_standard_images(Path::new("/usr/bin/busybox"), &dir)
+                .expect("building test images")
         })
-        .1
         .clone()
 }
 
