@@ -12,7 +12,7 @@ use corral_api::Client;
 use tokio::sync::watch;
 
 /// How often an unchanged report is renewed (its Lease lasts `programmed::LEASE_SECONDS`).
-const RENEW: Duration = Duration::from_secs(5);
+const RENEW: Duration = Duration::from_secs(2);
 /// After a failed write.
 const RETRY: Duration = Duration::from_millis(500);
 

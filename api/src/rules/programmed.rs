@@ -14,8 +14,9 @@ pub const ANNOTATION: &str = "proxy.corral.io/programmed-revision";
 /// Labels every report, so agents watch only these Leases.
 pub const LABEL: &str = "corral.io/component";
 pub const LABEL_VALUE: &str = "proxy";
-/// A report not renewed for this long is a dead proxy's, and nobody waits for it.
-pub const LEASE_SECONDS: i32 = 15;
+/// A report not renewed for this long is a dead proxy's, and nobody waits for it: about when
+/// its node would turn NotReady (4 s), with room for a control plane's fail-over.
+pub const LEASE_SECONDS: i32 = 8;
 
 const PREFIX: &str = "corral-proxy-";
 
@@ -106,8 +107,8 @@ mod tests {
         let r = Report::parse(&report("node-1", 42, at(0))).unwrap();
         assert_eq!(r.node, "node-1");
         assert_eq!(r.programmed, 42);
-        assert!(r.live(at(14)));
-        assert!(!r.live(at(15)));
+        assert!(r.live(at(7)));
+        assert!(!r.live(at(8)));
     }
 
     #[test]
