@@ -80,6 +80,27 @@ impl ProxyDrain {
     pub fn start(client: &Client, max_hold: Duration) -> Arc<Self> {
         let endpoints = Store::<Endpoints>::new();
         let reports = Store::<Lease>::new();
+        tokio::spawn(reflector::reflect(
+            endpoints.clone(),
+            watcher::<Endpoints>(client.clone(), WatcherConfig::all()),
+        ));
+        let config = WatcherConfig {
+            namespace: programmed::NAMESPACE.into(),
+            params: ListParams::labels(programmed::selector()),
+        };
+        tokio::spawn(reflector::reflect(
+            reports.clone(),
+            watcher::<Lease>(client.clone(), config),
+        ));
+        Self::over(endpoints, reports, max_hold)
+    }
+
+    /// Waits on these stores, whoever feeds them.
+    pub fn over(
+        endpoints: Arc<Store<Endpoints>>,
+        reports: Arc<Store<Lease>>,
+        max_hold: Duration,
+    ) -> Arc<Self> {
         let (changed, _) = watch::channel(0u64);
         let removed: Arc<Mutex<HashMap<String, (i64, Instant)>>> = Arc::default();
         {
@@ -101,18 +122,6 @@ impl ProxyDrain {
             let changed = changed.clone();
             reports.on_change(move |_| changed.send_modify(|g| *g += 1));
         }
-        tokio::spawn(reflector::reflect(
-            endpoints.clone(),
-            watcher::<Endpoints>(client.clone(), WatcherConfig::all()),
-        ));
-        let config = WatcherConfig {
-            namespace: programmed::NAMESPACE.into(),
-            params: ListParams::labels(programmed::selector()),
-        };
-        tokio::spawn(reflector::reflect(
-            reports.clone(),
-            watcher::<Lease>(client.clone(), config),
-        ));
         Arc::new(Self {
             endpoints,
             reports,
@@ -277,6 +286,91 @@ mod tests {
         for (name, change, want) in cases {
             assert_eq!(dropped_by(&change), want, "{name}");
         }
+    }
+
+    /// A proxy's report as the watch delivers it, at store revision `rv`.
+    fn report(node: &str, programmed: i64, renewed: jiff::Timestamp, rv: i64) -> Lease {
+        let mut l = programmed::report(node, programmed, renewed);
+        l.metadata.resource_version = Some(rv.to_string());
+        l
+    }
+
+    fn with_uid(rv: i64, ready: &[&str]) -> Endpoints {
+        let mut e = (*endpoints(rv, ready, &[])).clone();
+        e.metadata.name = Some("svc".into());
+        e.metadata.namespace = Some("default".into());
+        e
+    }
+
+    #[tokio::test]
+    async fn a_hold_ends_once_every_live_proxy_is_past_the_revision_that_dropped_the_pod() {
+        use corral_api::runtime::Event;
+        let endpoints = Store::<Endpoints>::new();
+        let reports = Store::<Lease>::new();
+        let drain = ProxyDrain::over(endpoints.clone(), reports.clone(), Duration::from_secs(5));
+        let now = jiff::Timestamp::now();
+        endpoints.apply(Event::Restarted(vec![with_uid(10, &["old", "new"])], 10));
+        reports.apply(Event::Restarted(
+            vec![report("n1", 10, now, 3), report("n2", 10, now, 4)],
+            10,
+        ));
+        let hold = tokio::spawn(drain.dropped("old", Duration::from_secs(30)));
+        let step = || tokio::time::sleep(Duration::from_millis(50));
+        // Pacing between steps: the hold must still be waiting after each.
+        step().await;
+        assert!(
+            !hold.is_finished(),
+            "released while Endpoints still route to it"
+        );
+        endpoints.apply(Event::Applied(with_uid(12, &["new"])));
+        reports.apply(Event::Applied(report("n1", 12, now, 13)));
+        step().await;
+        assert!(!hold.is_finished(), "released with n2's proxy behind");
+        reports.apply(Event::Applied(report("n2", 13, now, 14)));
+        let outcome = tokio::time::timeout(Duration::from_secs(5), hold)
+            .await
+            .expect("released once both proxies passed revision 12")
+            .unwrap();
+        assert_eq!(outcome, Outcome::Released(Verdict::Dropped { proxies: 2 }));
+
+        // A pod no Endpoints ever listed is not held; a dead proxy is not waited for.
+        assert_eq!(
+            drain.dropped("stranger", Duration::from_secs(30)).await,
+            Outcome::Released(Verdict::NotServed)
+        );
+        let long_ago = now - jiff::SignedDuration::from_secs(60);
+        reports.apply(Event::Applied(report("n2", 0, long_ago, 15)));
+        endpoints.apply(Event::Applied(with_uid(16, &[])));
+        reports.apply(Event::Applied(report("n1", 16, now, 17)));
+        assert_eq!(
+            drain.dropped("new", Duration::from_secs(30)).await,
+            Outcome::Released(Verdict::Dropped { proxies: 1 })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hold_gives_up_at_its_bound_naming_who_is_behind() {
+        use corral_api::runtime::Event;
+        let endpoints = Store::<Endpoints>::new();
+        let reports = Store::<Lease>::new();
+        let drain = ProxyDrain::over(
+            endpoints.clone(),
+            reports.clone(),
+            Duration::from_millis(200),
+        );
+        let now = jiff::Timestamp::now();
+        endpoints.apply(Event::Restarted(vec![with_uid(10, &["old"])], 10));
+        reports.apply(Event::Restarted(
+            vec![programmed::report("n1", 10, now)],
+            10,
+        ));
+        endpoints.apply(Event::Applied(with_uid(11, &[])));
+        assert_eq!(
+            drain.dropped("old", Duration::from_secs(30)).await,
+            Outcome::TimedOut(Verdict::WaitProxies {
+                behind: vec!["n1".into()]
+            })
+        );
     }
 
     #[tokio::test]
