@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
-use corral_api::{kinds, Client};
+use corral_api::{kinds, Client, DeleteOptions};
 use corral_tests::chromium::{self, Chromium};
 use corral_tests::kubectl::KillOnDrop;
 use corral_tests::{eventually, output_within, target_dir};
@@ -195,14 +195,17 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
     let data = work.path().join("cp");
     let port = free_port();
     let server = format!("https://127.0.0.1:{port}");
-    let _cp = spawn(
-        Command::new(target_dir().join("corral-controlplane"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--node-monitor-grace-seconds", "2"]),
-        &work.path().join("controlplane.log"),
-    );
+    let control_plane = |log: &str| {
+        spawn(
+            Command::new(target_dir().join("corral-controlplane"))
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--node-monitor-grace-seconds", "2"]),
+            &work.path().join(log),
+        )
+    };
+    let mut cp = Some(control_plane("controlplane.log"));
     let admin = data.join("admin.kubeconfig");
     let client: Client = eventually(
         "the control plane to serve",
@@ -418,6 +421,30 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
         delays.push((drawn - sent).max(0.0));
     }
     shots.take(&mut b, "probes").await;
+
+    // The control plane restarts: the page's watches break, resume, and show what follows.
+    cp.take();
+    cp = Some(control_plane("controlplane-2.log"));
+    let client: Client = eventually(
+        "the control plane to serve again",
+        Duration::from_secs(60),
+        || async {
+            let creds = corral_api::kubeconfig::load(&admin).ok()?.1;
+            let c = Client::connect_with(&server, &creds).await.ok()?;
+            c.version().await.ok().map(|_| c)
+        },
+    )
+    .await;
+    client
+        .delete_value(&kinds::PODS, "default", "probe-0", DeleteOptions::grace(0))
+        .await
+        .expect("deleting probe-0");
+    wait_for(&mut b, "probe-0 gone after the restart", |p| {
+        count(p, "node-a-0", "~bare", "") == 7
+    })
+    .await;
+    shots.take(&mut b, "after-restart").await;
+    drop(cp);
     delays.sort_by(f64::total_cmp);
     let p50 = delays[delays.len() / 2];
     let max = delays[delays.len() - 1];
