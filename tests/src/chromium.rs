@@ -87,6 +87,8 @@ pub struct Chromium {
     ws: WebSocketStream<TcpStream>,
     session: String,
     next_id: u64,
+    /// Events read while waiting for an answer, for [`Chromium::event`].
+    events: std::collections::VecDeque<Value>,
 }
 
 impl Chromium {
@@ -162,6 +164,7 @@ impl Chromium {
             ws,
             session: String::new(),
             next_id: 0,
+            events: Default::default(),
         };
         let target = c
             .call("Target.createTarget", json!({"url": "about:blank"}))
@@ -186,8 +189,20 @@ impl Chromium {
         self.profile.as_ref().expect("kept until drop").path()
     }
 
+    /// The next message from the browser.
+    async fn read(&mut self) -> Result<Value, ChromiumError> {
+        loop {
+            let frame = self.ws.next().await.ok_or(ChromiumError::Closed)??;
+            if let Message::Text(text) = frame {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    return Ok(v);
+                }
+            }
+        }
+    }
+
     /// Sends one method (to the page's session once attached) and waits for its answer;
-    /// events in between are skipped.
+    /// the page's events in between are kept for [`Chromium::event`] (the last 1000).
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ChromiumError> {
         self.next_id += 1;
         let id = self.next_id;
@@ -197,13 +212,16 @@ impl Chromium {
         }
         self.ws.send(Message::text(msg.to_string())).await?;
         loop {
-            let frame = self.ws.next().await.ok_or(ChromiumError::Closed)??;
-            let Message::Text(text) = frame else {
+            let v = self.read().await?;
+            if v.get("id").is_none() {
+                if v["sessionId"].as_str() == Some(self.session.as_str()) {
+                    self.events.push_back(v);
+                    if self.events.len() > 1000 {
+                        self.events.pop_front();
+                    }
+                }
                 continue;
-            };
-            let Ok(v) = serde_json::from_str::<Value>(&text) else {
-                continue;
-            };
+            }
             if v["id"].as_u64() != Some(id) {
                 continue;
             }
@@ -214,6 +232,32 @@ impl Chromium {
                 });
             }
             return Ok(v["result"].clone());
+        }
+    }
+
+    /// The page's next event named `method` (one kept from before, else one read now), or
+    /// None when none comes within `limit`.
+    pub async fn event(
+        &mut self,
+        method: &str,
+        limit: Duration,
+    ) -> Result<Option<Value>, ChromiumError> {
+        if let Some(at) = self.events.iter().position(|e| e["method"] == method) {
+            return Ok(self.events.remove(at).map(|e| e["params"].clone()));
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let v = match tokio::time::timeout_at(deadline, self.read()).await {
+                Ok(v) => v?,
+                Err(_) => return Ok(None),
+            };
+            if v["sessionId"].as_str() != Some(self.session.as_str()) {
+                continue;
+            }
+            if v["method"] == method {
+                return Ok(Some(v["params"].clone()));
+            }
+            self.events.push_back(v);
         }
     }
 

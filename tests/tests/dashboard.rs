@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
+use corral_api::k8s::api::core::v1::{Pod, PodCondition};
 use corral_api::{kinds, Client, DeleteOptions};
 use corral_tests::chromium::{self, Chromium};
 use corral_tests::kubectl::KillOnDrop;
@@ -171,6 +172,26 @@ fn web(image: &str) -> Value {
                     "resources": {"requests": {"cpu": "100m"}}}]}}}})
 }
 
+/// Reports a pod's phase and Ready condition as its node would (through `pods/status`).
+async fn set_status(client: &Client, name: &str, phase: &str, ready: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut pod: Pod = client.get("default", name).await.expect("pod");
+        let st = pod.status.get_or_insert_with(Default::default);
+        st.phase = Some(phase.into());
+        st.conditions = Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: ready.into(),
+            ..Default::default()
+        }]);
+        match client.update_status(&pod).await {
+            Ok(_) => return,
+            Err(e) if Instant::now() < deadline => eprintln!("status of {name}, again: {e}"),
+            Err(e) => panic!("status of {name}: {e}"),
+        }
+    }
+}
+
 fn epoch_ms() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -317,6 +338,19 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
         })
     })
     .await;
+    let db = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "db:1"}]}}}});
+    client
+        .create_value(&kinds::STATEFULSETS, "default", &db, false)
+        .await
+        .expect("statefulset");
+    wait_for(&mut b, "two StatefulSet pods", |p| {
+        count(p, "", "StatefulSet/default/db", "ready") == 2
+    })
+    .await;
     shots.take(&mut b, "daemonset").await;
 
     // A Deployment of 5: revision 1's group holds 5 Ready tiles.
@@ -422,7 +456,42 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
     }
     shots.take(&mut b, "probes").await;
 
-    // The control plane restarts: the page's watches break, resume, and show what follows.
+    // Every colour: statuses as an agent would report them, and a pod no node can take.
+    for (name, phase, ready) in [
+        ("probe-1", "Running", "False"),
+        ("probe-2", "Failed", "False"),
+        ("probe-3", "Succeeded", "False"),
+    ] {
+        set_status(&client, name, phase, ready).await;
+    }
+    let waiting = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "waiting", "namespace": "default"},
+        "spec": {"nodeSelector": {"disk": "none-has-it"},
+            "containers": [{"name": "c", "image": "probe:1"}]}});
+    client
+        .create_value(&kinds::PODS, "default", &waiting, false)
+        .await
+        .expect("pod");
+    wait_for(&mut b, "every state's colour", |p| {
+        let bare = |state| count(p, "node-a-0", "~bare", state);
+        bare("notready") == 1
+            && bare("failed") == 1
+            && bare("succeeded") == 1
+            && p.get("")
+                .is_some_and(|c| c.groups.get("~bare").is_some_and(|t| t == &["pending"]))
+    })
+    .await;
+    shots.take(&mut b, "colours").await;
+
+    // The control plane restarts: the page's watches break and resume from where they were;
+    // the first pods watch after the break is told its history is gone (the server's 410 in
+    // an ERROR event, injected through DevTools' Fetch), so the page lists pods again.
+    b.call(
+        "Fetch.enable",
+        json!({"patterns": [{"urlPattern": "*/api/v1/pods?watch=1*", "requestStage": "Request"}]}),
+    )
+    .await
+    .expect("Fetch.enable");
     cp.take();
     cp = Some(control_plane("controlplane-2.log"));
     let client: Client = eventually(
@@ -435,6 +504,25 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
         },
     )
     .await;
+    let paused = b
+        .event("Fetch.requestPaused", Duration::from_secs(30))
+        .await
+        .expect("devtools")
+        .expect("the page to watch pods again");
+    let expired = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+        "status": "Failure", "reason": "Expired", "code": 410,
+        "message": "too old resource version"}});
+    b.call(
+        "Fetch.fulfillRequest",
+        json!({"requestId": paused["requestId"], "responseCode": 200,
+            "responseHeaders": [{"name": "Content-Type", "value": "application/json"}],
+            "body": base64::engine::general_purpose::STANDARD.encode(format!("{expired}\n"))}),
+    )
+    .await
+    .expect("Fetch.fulfillRequest");
+    b.call("Fetch.disable", json!({}))
+        .await
+        .expect("Fetch.disable");
     client
         .delete_value(&kinds::PODS, "default", "probe-0", DeleteOptions::grace(0))
         .await
@@ -444,6 +532,14 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
     })
     .await;
     shots.take(&mut b, "after-restart").await;
+    let lists = b.eval("corralDashboard.lists").await.unwrap();
+    let watches = b.eval("corralDashboard.watches").await.unwrap();
+    println!("the page listed {lists} and watched {watches} times (3 of each at the start)");
+    assert_eq!(lists, 4, "only pods, told 410, list again");
+    assert!(
+        watches.as_u64() >= Some(6),
+        "every watch resumed: {watches}"
+    );
     drop(cp);
     delays.sort_by(f64::total_cmp);
     let p50 = delays[delays.len() / 2];

@@ -13,7 +13,7 @@ const REVISION = 'deployment.kubernetes.io/revision';
 const state = { nodes: new Map(), pods: new Map(), replicasets: new Map() };
 const live = { nodes: false, pods: false, replicasets: false };
 // For tests and the curious: when each resourceVersion was drawn (epoch ms).
-const probe = { drawn: [], renders: 0 };
+const probe = { drawn: [], renders: 0, lists: 0, watches: 0 };
 window.corralDashboard = probe;
 let pending = [];
 let scheduled = false;
@@ -95,6 +95,7 @@ async function follow(kind) {
         const resp = await request(base);
         if (!resp.ok) throw new Error(kind + ': list answered ' + resp.status);
         const list = await resp.json();
+        probe.lists += 1;
         state[kind].clear();
         for (const item of list.items || []) state[kind].set(key(item), item);
         rv = list.metadata.resourceVersion;
@@ -104,6 +105,7 @@ async function follow(kind) {
       const resp = await request(url);
       if (resp.status === 410) { rv = null; continue; }
       if (!resp.ok) throw new Error(kind + ': watch answered ' + resp.status);
+      probe.watches += 1;
       live[kind] = true;
       showStatus();
       backoff = 250;
