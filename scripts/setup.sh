@@ -14,6 +14,8 @@ packages=(
   python3-venv
   # etcd's protos import protobuf's well-known types; the etcd store's tests run real etcd
   libprotobuf-dev etcd-server etcd-client
+  # tests/tests/dashboard.rs drives the dashboard in headless Chromium (DevTools protocol)
+  chromium
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -13,6 +13,11 @@ pub const NAMESPACE: &str = "kube-system";
 pub const SECRET_TYPE: &str = "corral.io/token";
 /// Prefix of a token Secret's name; the token id follows.
 pub const SECRET_PREFIX: &str = "corral-token-";
+/// Group of the read-only tokens `corral dashboard` mints; the control plane's default
+/// ClusterRole [`DASHBOARD_ROLE`] (get/list/watch on what the page reads) is bound to it.
+pub const DASHBOARD_GROUP: &str = "corral:dashboard-viewers";
+/// The ClusterRole bound to [`DASHBOARD_GROUP`].
+pub const DASHBOARD_ROLE: &str = "corral:dashboard-viewer";
 /// User name prefix of an agent (bootstrap) token.
 pub const BOOTSTRAP_PREFIX: &str = "system:bootstrap:";
 

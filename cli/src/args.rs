@@ -91,6 +91,8 @@ pub enum Command {
     Image(crate::commands::cluster::ImageArgs),
     /// Manage join (agent) and user tokens.
     Token(crate::commands::token::TokenArgs),
+    /// Print the URL of the live picture of the cluster (with a short-lived read-only token).
+    Dashboard(crate::commands::dashboard::DashboardArgs),
     /// Machines that boot real systemd on this host, running the installer (Vagrant-style).
     Lab(crate::commands::lab::LabArgs),
 }

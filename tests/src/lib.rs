@@ -2,6 +2,7 @@
 //! cluster (network namespaces, containerd, agents) that is deleted even when a test fails,
 //! and snapshots of host state to prove that nothing is left behind.
 
+pub mod chromium;
 pub mod kubectl;
 pub mod traffic;
 

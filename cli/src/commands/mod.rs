@@ -9,6 +9,7 @@ mod config_cmd;
 mod cp;
 mod create;
 mod create_data;
+pub mod dashboard;
 mod delete;
 mod describe;
 mod exec;
@@ -125,9 +126,14 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         _ => {}
     }
     let ctx = connect(&cli)?;
-    let ca = matches!(cli.command, Command::Token(_) | Command::Config(_))
-        .then(|| ca_der(&cli))
-        .flatten();
+    let dashboard_ca =
+        corral_api::kubeconfig::base_dir(&config_path(&cli)).join("dashboard-ca.crt");
+    let ca = matches!(
+        cli.command,
+        Command::Token(_) | Command::Config(_) | Command::Dashboard(_)
+    )
+    .then(|| ca_der(&cli))
+    .flatten();
     match cli.command {
         Command::Apply(a) => apply::run(&ctx, &a).await,
         Command::Get(a) => get::run(&ctx, &a).await,
@@ -156,6 +162,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             crate::args::AuthAction::CanI(c) => auth::can_i(&ctx, c).await,
         },
         Command::Token(a) => token::run(&ctx, &a, ca).await,
+        Command::Dashboard(a) => dashboard::run(&ctx, &a, ca, dashboard_ca).await,
         Command::Config(crate::args::ConfigArgs {
             action: crate::args::ConfigAction::CreateUser(a),
         }) => token::create_user(&ctx, &a, ca).await,

@@ -64,7 +64,7 @@ pub struct CreateUserArgs {
     pub output_file: Option<PathBuf>,
 }
 
-fn expiration(ttl: &str) -> Result<Option<jiff::Timestamp>> {
+pub(super) fn expiration(ttl: &str) -> Result<Option<jiff::Timestamp>> {
     let ttl = token::parse_ttl(ttl).ok_or_else(|| {
         local(format!(
             "--ttl {ttl:?}: expected a duration such as 24h, 30m, 7d, or 0 for never"
@@ -78,7 +78,7 @@ fn expiration(ttl: &str) -> Result<Option<jiff::Timestamp>> {
 }
 
 /// Creates the token's Secret and returns the token.
-async fn create_token(ctx: &Ctx, record: &mut TokenRecord, token: &Token) -> Result<()> {
+pub(super) async fn create_token(ctx: &Ctx, record: &mut TokenRecord, token: &Token) -> Result<()> {
     record.id = token.id.clone();
     let secret = record.to_secret();
     ctx.client

@@ -25,6 +25,7 @@ pub const MAX_FIELD_MANAGER: usize = 128;
 
 mod body;
 pub mod connect;
+pub mod dashboard;
 pub mod discovery;
 mod media;
 pub mod openapi;
@@ -59,6 +60,10 @@ impl Rest {
         let (parts, body) = req.into_parts();
         let span = tracing::debug_span!("rest", method = %parts.method, path = %parts.uri.path());
         async move {
+            // The dashboard's static files are public (see `dashboard`); its data is not.
+            if let Some(route) = dashboard::route(&parts.method, parts.uri.path()) {
+                return dashboard::serve(&self.mode, &parts, route);
+            }
             let user = match authn::authenticate(&self.mode, &parts).await {
                 Ok(u) => u,
                 Err(e) => {

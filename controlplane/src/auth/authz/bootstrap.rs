@@ -2,7 +2,7 @@
 //! bootstrap): cluster-admin, admin, edit, view (Kubernetes' rule sets, flattened), the
 //! basic user's access reviews, and the roles of the scheduler and the controller manager.
 
-use corral_api::kinds;
+use corral_api::{kinds, token};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
@@ -347,6 +347,14 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                 &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
             )],
         ),
+        // What the dashboard page reads (`rest/dashboard/app.js`), and nothing else.
+        cluster_role(
+            token::DASHBOARD_ROLE,
+            vec![
+                rule(READ, &[""], &["nodes", "pods"]),
+                rule(READ, &["apps"], &["replicasets"]),
+            ],
+        ),
         cluster_role(SCHEDULER_USER, scheduler_rules()),
         cluster_role(CONTROLLER_MANAGER_USER, controller_manager_rules()),
     ]
@@ -363,6 +371,12 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             AUTHENTICATED,
         ),
         binding(MONITORING, MONITORING, "Group", MONITORING),
+        binding(
+            token::DASHBOARD_ROLE,
+            token::DASHBOARD_ROLE,
+            "Group",
+            token::DASHBOARD_GROUP,
+        ),
         binding(SCHEDULER_USER, SCHEDULER_USER, "User", SCHEDULER_USER),
         binding(
             CONTROLLER_MANAGER_USER,

@@ -722,3 +722,35 @@ fn non_resource_urls_cover_paths_only_and_resource_rules_never_do() {
         r#"forbidden: User "u" cannot get path "/metrics""#
     );
 }
+
+#[test]
+fn a_dashboard_token_reads_nodes_pods_and_replicasets_and_nothing_more() {
+    let p = policy();
+    let dash = user(
+        "corral:dashboard:abcdef",
+        &[corral_api::token::DASHBOARD_GROUP, AUTHENTICATED],
+    );
+    let cases = [
+        (attrs(&dash, "list", "pods", "", ""), true),
+        (attrs(&dash, "watch", "pods", "", ""), true),
+        (attrs(&dash, "watch", "nodes", "", ""), true),
+        (attrs(&dash, "list", "apps:replicasets", "", ""), true),
+        (attrs(&dash, "get", "pods/log", "default", "p"), false),
+        (attrs(&dash, "create", "pods/exec", "default", "p"), false),
+        (attrs(&dash, "delete", "pods", "default", "p"), false),
+        (attrs(&dash, "patch", "nodes", "", "n"), false),
+        (attrs(&dash, "list", "secrets", "", ""), false),
+        (attrs(&dash, "list", "configmaps", "", ""), false),
+        (attrs(&dash, "list", "apps:deployments", "", ""), false),
+    ];
+    for (a, want) in cases {
+        assert_eq!(
+            p.allows(&a),
+            want,
+            "{} {}/{}",
+            a.verb,
+            a.resource,
+            a.subresource
+        );
+    }
+}
