@@ -22,6 +22,7 @@ pub mod port_forward;
 mod rollout;
 mod scale;
 pub mod token;
+pub mod top;
 mod version;
 mod wait;
 
@@ -156,6 +157,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             crate::args::AuthAction::CanI(c) => auth::can_i(&ctx, c).await,
         },
         Command::Token(a) => token::run(&ctx, &a, ca).await,
+        Command::Top(a) => top::run(&ctx, &a).await,
         Command::Config(crate::args::ConfigArgs {
             action: crate::args::ConfigAction::CreateUser(a),
         }) => token::create_user(&ctx, &a, ca).await,
