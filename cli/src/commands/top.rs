@@ -22,7 +22,7 @@ pub struct TopArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TopWhat {
-    /// CPU and memory of nodes (NAME CPU(cores) CPU% MEMORY(bytes) MEMORY%).
+    /// CPU and memory of nodes (NAME CPU(cores) CPU(%) MEMORY(bytes) MEMORY(%)).
     #[command(visible_alias = "node", alias = "no")]
     Nodes(TopNodeArgs),
     /// CPU and memory of pods (NAME CPU(cores) MEMORY(bytes)).
@@ -141,7 +141,7 @@ pub fn node_table(
     allocatable: &BTreeMap<String, (i64, i64)>,
     sort_by: Option<&str>,
 ) -> Table {
-    let mut t = Table::new(["NAME", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"]);
+    let mut t = Table::new(["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]);
     let mut rows: Vec<(String, Figures, ())> = metrics
         .iter()
         .map(|m| {

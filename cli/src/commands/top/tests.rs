@@ -75,7 +75,7 @@ fn node_tables_show_percent_of_allocatable_and_unknown_nodes() {
     let t = node_table(&metrics, &alloc, None);
     assert_eq!(
         t.header,
-        ["NAME", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"]
+        ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
     );
     assert_eq!(
         t.rows,
