@@ -246,7 +246,7 @@ pub fn value(value: &str) -> Result<i64, QuantityError> {
 /// exact (`2`, `1500m`, `123456n`).
 pub fn format_nano(n: u64) -> String {
     for (div, suffix) in [(1_000_000_000, ""), (1_000_000, "m"), (1_000, "u")] {
-        if n % div == 0 {
+        if n.is_multiple_of(div) {
             return format!("{}{suffix}", n / div);
         }
     }
@@ -262,7 +262,7 @@ pub fn format_bytes(n: u64) -> String {
     let mut value = n;
     let mut suffix = "";
     for next in ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"] {
-        if value % 1024 != 0 {
+        if !value.is_multiple_of(1024) {
             break;
         }
         value /= 1024;

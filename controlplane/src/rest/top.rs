@@ -119,6 +119,12 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    type Case = (
+        RequestInfo,
+        BTreeMap<String, String>,
+        Result<pb::MetricsRequest, StatusReason>,
+    );
+
     fn info(verb: &'static str, ns: &str, resource: &str, name: &str) -> RequestInfo {
         RequestInfo {
             verb,
@@ -141,11 +147,7 @@ mod tests {
             name: name.into(),
             label_selector: sel.into(),
         };
-        let cases: Vec<(
-            RequestInfo,
-            BTreeMap<String, String>,
-            Result<pb::MetricsRequest, StatusReason>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 info("list", "", "nodes", ""),
                 none.clone(),
