@@ -1,7 +1,8 @@
 //! `corral top` and `kubectl top` (metrics.k8s.io) on the local rig: a pod burning CPU under a
 //! 500m limit and a pod holding 48 MiB of tmpfs show figures that agree with their cgroup files,
 //! read by the test meanwhile (cpuacct.usage over the same window; memory.usage_in_bytes less
-//! total_inactive_file); `kubectl top nodes` and `corral top nodes` list every node.
+//! total_inactive_file; cgroup v2's files on a v2 host); `kubectl top nodes` and `corral top
+//! nodes` list every node.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,28 +44,64 @@ spec:
     command: ["sh", "-c", "head -c 48m /dev/zero > /dev/shm/fill && sleep 3600"]
 "#;
 
-/// A pod's cgroup directory under one v1 controller (the agent's `cgroupsPath` is
-/// `/corral/pod<uid>/<container>`; the pod's directory sums its containers).
+/// Whether the host runs the unified (v2) hierarchy only.
+fn cgroup_v2() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A pod's cgroup directory (the agent's `cgroupsPath` is `/corral/pod<uid>/<container>`; the
+/// pod's directory sums its containers): under the v1 `controller`, or the v2 one.
 fn cgroup(controller: &str, uid: &str) -> PathBuf {
-    PathBuf::from(format!("/sys/fs/cgroup/{controller}/corral/pod{uid}"))
+    if cgroup_v2() {
+        PathBuf::from(format!("/sys/fs/cgroup/corral/pod{uid}"))
+    } else {
+        PathBuf::from(format!("/sys/fs/cgroup/{controller}/corral/pod{uid}"))
+    }
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
 
 fn read_u64(path: PathBuf) -> u64 {
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let text = read(path.clone());
     text.trim()
         .parse()
         .unwrap_or_else(|_| panic!("{path:?}: {text:?}"))
 }
 
+/// `key value` of a stat file.
+fn stat(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+}
+
+/// The pod's cumulative CPU time in nanoseconds.
+fn cpu_ns(uid: &str) -> u64 {
+    if cgroup_v2() {
+        stat(&read(cgroup("cpu", uid).join("cpu.stat")), "usage_usec") * 1000
+    } else {
+        read_u64(cgroup("cpuacct", uid).join("cpuacct.usage"))
+    }
+}
+
 /// Kubelet's working set from the pod's memory cgroup.
 fn working_set(uid: &str) -> u64 {
-    let usage = read_u64(cgroup("memory", uid).join("memory.usage_in_bytes"));
-    let stat = std::fs::read_to_string(cgroup("memory", uid).join("memory.stat")).unwrap();
-    let inactive: u64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("total_inactive_file "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("total_inactive_file in memory.stat");
+    let dir = cgroup("memory", uid);
+    let stat_text = read(dir.join("memory.stat"));
+    let (usage, inactive) = if cgroup_v2() {
+        (
+            read_u64(dir.join("memory.current")),
+            stat(&stat_text, "inactive_file"),
+        )
+    } else {
+        (
+            read_u64(dir.join("memory.usage_in_bytes")),
+            stat(&stat_text, "total_inactive_file"),
+        )
+    };
     usage.saturating_sub(inactive)
 }
 
@@ -84,7 +121,7 @@ impl Series {
         let points = self.0.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let ns = read_u64(cgroup("cpuacct", &uid).join("cpuacct.usage"));
+                let ns = cpu_ns(&uid);
                 points.lock().unwrap().push((now_secs(), ns));
                 std::thread::sleep(Duration::from_millis(100));
             }
