@@ -22,6 +22,7 @@ pub mod probe;
 pub mod resolv;
 pub mod runtime;
 pub mod spec;
+pub mod stats;
 pub mod streams;
 pub mod svcenv;
 pub mod tunnel;
@@ -238,6 +239,17 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
             resync: Duration::from_secs(30),
         },
     ));
+    // Usage for `corral top` (metrics.k8s.io), served down the tunnel.
+    let usage = stats::Stats::default();
+    let sampler = stats::ContainerdSampler {
+        client: containerd_client.clone(),
+        node: stats::node::NodeCgroup::default(),
+    };
+    tokio::spawn(stats::run(
+        usage.clone(),
+        Arc::new(sampler),
+        stats::SAMPLE_EVERY,
+    ));
     tokio::spawn(tunnel::run(
         client.clone(),
         cfg.server.clone(),
@@ -247,6 +259,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
             index: index.clone(),
             data_dir: cfg.data_dir.clone(),
         },
+        usage,
     ));
     // Registered, pod CIDR known: systemd may count the node agent up.
     corral_api::runtime::systemd::notify_ready();

@@ -2,7 +2,8 @@
 //! keep no inbound port, as with k3s), carrying node-local requests such as logs. Each
 //! request's data flows under its own credit, so a slow reader stalls only its own stream.
 //! Interactive streams (exec, attach, port-forward) go to their handler by kind with a
-//! `streams::Duplex`, under credit both ways.
+//! `streams::Duplex`, under credit both ways. A stats request is answered at once from the
+//! latest usage summary (`stats.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::exec::ExecContext;
 use crate::logs;
+use crate::stats::Stats;
 use crate::streams::{self, Duplex, Inbound, StreamSink};
 
 /// Credit a request starts with when the control plane names none.
@@ -61,7 +63,13 @@ async fn dispatch(ctx: ExecContext, first: pb::StreamFrame, io: Duplex) {
 }
 
 /// Keeps the tunnel to the control plane open, reconnecting after failures.
-pub async fn run(api: corral_api::Client, server: String, node: String, ctx: ExecContext) {
+pub async fn run(
+    api: corral_api::Client,
+    server: String,
+    node: String,
+    ctx: ExecContext,
+    usage: Stats,
+) {
     let server = if server.contains("://") {
         server
     } else {
@@ -70,7 +78,7 @@ pub async fn run(api: corral_api::Client, server: String, node: String, ctx: Exe
     let mut delay = Duration::from_millis(500);
     loop {
         let opened = std::time::Instant::now();
-        match once(&api, &server, &node, &ctx).await {
+        match once(&api, &server, &node, &ctx, &usage).await {
             Ok(()) => info!(%server, "agent tunnel closed by the control plane; reconnecting"),
             // An API server without the tunnel service: logs are unavailable, retry slowly.
             Err(e) if e.code() == tonic::Code::Unimplemented => {
@@ -94,6 +102,7 @@ async fn once(
     server: &str,
     node: &str,
     ctx: &ExecContext,
+    usage: &Stats,
 ) -> Result<(), tonic::Status> {
     let (data_dir, index) = (&ctx.data_dir, &ctx.index);
     // The API client's connection: its TLS identity is the node's, and the tunnel is one
@@ -202,6 +211,16 @@ async fn once(
                         });
                     }
                 }
+            }
+            Some(pb::agent_down::Msg::Stats(req)) => {
+                let answer = pb::AgentUp {
+                    msg: Some(pb::agent_up::Msg::Stats(usage.answer(req.request_id))),
+                };
+                // Not awaited in the loop: a full up channel must not stall the tunnel's reader.
+                let up = up_tx.clone();
+                tokio::spawn(async move {
+                    let _ = up.send(answer).await;
+                });
             }
             None => {}
         }

@@ -46,6 +46,8 @@ pub enum Command {
     Create(CreateArgs),
     /// Print the logs for a container in a pod.
     Logs(LogsArgs),
+    /// Display resource (CPU/memory) usage of nodes or pods (metrics.k8s.io).
+    Top(crate::commands::top::TopArgs),
     /// Execute a command in a container.
     Exec(ExecArgs),
     /// Attach to a running container (its output).

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod rest;
 pub mod server;
 pub mod store;
+pub mod top;
 pub mod tunnel;
 pub mod validate;
 

@@ -27,6 +27,7 @@ use crate::tunnel::Tunnels;
 
 mod access;
 pub(crate) mod streams;
+mod top;
 
 pub use access::AuthorizeAs;
 
@@ -582,5 +583,12 @@ impl pb::api_server::Api for ApiService {
         req: Request<tonic::Streaming<pb::StreamFrame>>,
     ) -> Result<Response<Self::PortForwardStream>, Status> {
         streams::open(self, req, streams::Kind::PortForward).await
+    }
+
+    async fn metrics(
+        &self,
+        req: Request<pb::MetricsRequest>,
+    ) -> Result<Response<pb::MetricsResponse>, Status> {
+        self.top(req).await
     }
 }

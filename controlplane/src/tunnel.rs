@@ -1,7 +1,8 @@
 //! Agent tunnels: each node agent keeps one outbound bidirectional stream open
 //! (`AgentTunnel.Open`); node-local requests such as logs travel down it, so nodes need no
 //! inbound port, as with k3s's agent tunnel. Interactive streams (exec, attach,
-//! port-forward) share it, each under its own credit both ways (`tunnel/stream.rs`).
+//! port-forward) share it, each under its own credit both ways (`tunnel/stream.rs`); usage
+//! summaries for metrics.k8s.io are one request and one answer (`tunnel/stats.rs`).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ use tracing::{info, warn};
 use crate::auth::{UserInfo, MASTERS};
 use crate::registry::ApiError;
 
+mod stats;
 pub(crate) mod stream;
 pub use stream::{Frame, MAX_DATA};
 
@@ -46,6 +48,7 @@ struct Conn {
     down: Down,
     pending: Pending,
     streams: stream::Streams,
+    stats: stats::Pending,
 }
 
 #[derive(Default)]
@@ -263,6 +266,7 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
         let down_weak = down_tx.downgrade();
         let pending: Pending = Default::default();
         let streams: stream::Streams = Default::default();
+        let stats_pending: stats::Pending = Default::default();
         let inner = self.tunnels.inner.clone();
         let session = inner.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         inner.nodes.lock().insert(
@@ -272,6 +276,7 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
                 down: down_tx,
                 pending: pending.clone(),
                 streams: streams.clone(),
+                stats: stats_pending.clone(),
             },
         );
         info!(node = %node, "agent tunnel connected");
@@ -293,10 +298,13 @@ impl pb::agent_tunnel_server::AgentTunnel for TunnelService {
                     Some(pb::agent_up::Msg::Stream(up)) => {
                         stream::deliver(&node, &streams, &down, up)
                     }
+                    Some(pb::agent_up::Msg::Stats(s)) => stats::deliver(&stats_pending, s),
                     _ => {}
                 }
             }
             stream::broken(&node, &streams);
+            // Waiting stats requests fail now instead of at their deadline.
+            stats_pending.lock().clear();
             // Readers of this session's logs see the stream end with an error.
             for (_, tx) in pending.lock().drain() {
                 let _ = tx.try_send(Err(ApiError::Unavailable(format!(

@@ -5,6 +5,7 @@
 
 pub mod containerd;
 pub mod fake;
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -153,6 +153,11 @@ impl Quantity {
         self.scaled(3)
     }
 
+    /// The value times 10^9 (nanounits: metrics' CPU), rounded up away from zero.
+    pub fn nano_value(&self) -> Option<i64> {
+        self.scaled(9)
+    }
+
     /// `Value`: the value in whole units, rounded up away from zero.
     pub fn value(&self) -> Option<i64> {
         self.scaled(0)
@@ -234,6 +239,67 @@ pub fn cpu_millis(value: &str) -> Result<i64, QuantityError> {
 /// A resource amount in whole units (bytes, pods): `Value` of a non-negative quantity.
 pub fn value(value: &str) -> Result<i64, QuantityError> {
     non_negative(value, Quantity::value)
+}
+
+/// A count of nanounits in Kubernetes' canonical decimal form, as the API server writes a
+/// quantity made at scale -9 (metrics-server's CPU): the largest of `""`, `m`, `u`, `n` that is
+/// exact (`2`, `1500m`, `123456n`).
+pub fn format_nano(n: u64) -> String {
+    for (div, suffix) in [(1_000_000_000, ""), (1_000_000, "m"), (1_000, "u")] {
+        if n.is_multiple_of(div) {
+            return format!("{}{suffix}", n / div);
+        }
+    }
+    format!("{n}n")
+}
+
+/// Bytes in Kubernetes' canonical binary form: the largest of `Ki`..`Ei` that is exact, else
+/// plain bytes (`1234Ki`, `5Gi`, `1000`).
+pub fn format_bytes(n: u64) -> String {
+    if n == 0 {
+        return "0".into();
+    }
+    let mut value = n;
+    let mut suffix = "";
+    for next in ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"] {
+        if !value.is_multiple_of(1024) {
+            break;
+        }
+        value /= 1024;
+        suffix = next;
+    }
+    format!("{value}{suffix}")
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn formatted_quantities_are_canonical_and_parse_back() {
+        for (n, want) in [
+            (0, "0"),
+            (2_000_000_000, "2"),
+            (1_500_000_000, "1500m"),
+            (123_456, "123456n"),
+            (5_000, "5u"),
+        ] {
+            assert_eq!(format_nano(n), want);
+            let q = Quantity::parse(want).unwrap();
+            assert_eq!(q.as_f64() * 1e9, n as f64, "{want}");
+        }
+        for (n, want) in [
+            (0, "0"),
+            (1000, "1000"),
+            (1024, "1Ki"),
+            (1_263_616, "1234Ki"),
+            (5 << 30, "5Gi"),
+            (3 << 20, "3Mi"),
+        ] {
+            assert_eq!(format_bytes(n), want);
+            assert_eq!(value(want).unwrap(), n as i64, "{want}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod port_forward;
 mod rollout;
 mod scale;
 pub mod token;
+pub mod top;
 mod version;
 mod wait;
 
@@ -163,6 +164,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         },
         Command::Token(a) => token::run(&ctx, &a, ca).await,
         Command::Dashboard(a) => dashboard::run(&ctx, &a, ca, dashboard_ca).await,
+        Command::Top(a) => top::run(&ctx, &a).await,
         Command::Config(crate::args::ConfigArgs {
             action: crate::args::ConfigAction::CreateUser(a),
         }) => token::create_user(&ctx, &a, ca).await,

@@ -34,6 +34,7 @@ pub mod path;
 pub mod response;
 mod subresources;
 pub mod table;
+pub mod top;
 mod validation;
 mod verbs;
 mod watch;
@@ -83,11 +84,14 @@ impl Rest {
                 Target::LegacyVersions => {
                     response::json(StatusCode::OK, &discovery::legacy_versions())
                 }
-                Target::Groups => response::json(StatusCode::OK, &discovery::group_list()),
-                Target::Group(g) => found(discovery::group(&g)),
-                Target::Resources { group, version } => {
-                    found(discovery::resource_list(&group, &version))
+                Target::Groups => {
+                    response::json(StatusCode::OK, &top::with_group(discovery::group_list()))
                 }
+                Target::Group(g) => found(top::group(&g).or_else(|| discovery::group(&g))),
+                Target::Resources { group, version } => found(
+                    top::resources(&group, &version)
+                        .or_else(|| discovery::resource_list(&group, &version)),
+                ),
                 Target::Health => response::bytes(StatusCode::OK, "text/plain", "ok".into()),
                 // As kube-apiserver: `get` on the path, through the authorizer chain (RBAC's
                 // nonResourceURLs; `system:monitoring` and the admins may).
@@ -111,6 +115,9 @@ impl Rest {
                         .unwrap_or_else(not_found)
                 }
                 Target::NotFound => not_found(),
+                Target::Resource(info) if top::handles(&info) => {
+                    top::serve(&self.api, user, info, &query).await
+                }
                 Target::Resource(info) if connect::handles(&info) => {
                     connect::serve(&self.api, user, info, parts).await
                 }

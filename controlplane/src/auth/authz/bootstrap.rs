@@ -77,6 +77,8 @@ fn view_rules() -> Vec<PolicyRule> {
             &["batch"],
             &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
         ),
+        // Kubernetes aggregates system:aggregated-metrics-reader into view, edit and admin.
+        rule(READ, &["metrics.k8s.io"], &["pods", "nodes"]),
     ]
 }
 

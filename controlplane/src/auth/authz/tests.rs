@@ -228,6 +228,58 @@ fn bindings_grant_their_roles_to_users_and_groups_where_they_apply() {
     }
 }
 
+/// Kubernetes aggregates `system:aggregated-metrics-reader` into view, edit and admin.
+#[test]
+fn metrics_are_read_with_view_edit_or_admin_as_kubernetes_aggregates_them() {
+    let p = policy();
+    let viewer = user("viewer", &[AUTHENTICATED]);
+    let dev = user("dave", &["devs", AUTHENTICATED]);
+    let nobody = user("nobody", &[AUTHENTICATED]);
+    let cases = [
+        (attrs(&viewer, "list", "metrics.k8s.io:nodes", "", ""), true),
+        (
+            attrs(&viewer, "get", "metrics.k8s.io:nodes", "", "n1"),
+            true,
+        ),
+        (attrs(&viewer, "list", "metrics.k8s.io:pods", "", ""), true),
+        (
+            attrs(&viewer, "create", "metrics.k8s.io:pods", "default", ""),
+            false,
+        ),
+        (attrs(&dev, "list", "metrics.k8s.io:pods", "team", ""), true),
+        (
+            attrs(&dev, "get", "metrics.k8s.io:pods", "team", "web"),
+            true,
+        ),
+        // A namespaced binding reaches its namespace only.
+        (
+            attrs(&dev, "list", "metrics.k8s.io:pods", "other", ""),
+            false,
+        ),
+        (attrs(&dev, "list", "metrics.k8s.io:pods", "", ""), false),
+        (
+            attrs(&nobody, "list", "metrics.k8s.io:nodes", "", ""),
+            false,
+        ),
+        (
+            attrs(&nobody, "list", "metrics.k8s.io:pods", "default", ""),
+            false,
+        ),
+    ];
+    for (a, want) in cases {
+        assert_eq!(
+            p.allows(&a),
+            want,
+            "{} {} {}.{} in {:?}",
+            a.user.name,
+            a.verb,
+            a.resource,
+            a.api_group,
+            a.namespace
+        );
+    }
+}
+
 fn pod(name: &str, node: &str, spec: serde_json::Value) -> Pod {
     let mut spec = spec;
     spec["nodeName"] = node.into();

@@ -19,6 +19,7 @@ fn connected() -> (Tunnels, DownRx, Streams, Down) {
             down: down.clone(),
             pending: Default::default(),
             streams: streams.clone(),
+            stats: Default::default(),
         },
     );
     (tunnels, rx, streams, down)
