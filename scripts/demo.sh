@@ -39,6 +39,17 @@ for ip in $(corral get nodes -o jsonpath='{.items[*].status.addresses[0].address
     echo "node $ip: $(echo "$page" | tr -s ' \n' ' ' | sed -e 's/<[^>]*>/ /g' | tr -s ' ' | cut -c1-120)"
   done
 done
+
+echo "==> corral top pods (each agent samples every 5 s; figures come from the second sample)"
+for _ in $(seq 30); do
+  if [ "$(corral top pods 2>/dev/null | grep -c mi-deploy)" -ge 3 ]; then break; fi
+  sleep 1
+done
+corral top pods || true
+corral top nodes || true
+
+echo "==> corral dashboard (the live picture: open the URL in a browser that trusts the CA file)"
+corral dashboard
 echo
 echo "The cluster keeps running: try the workshop's commands with 'corral' (PATH=$PWD/$bin:\$PATH)."
 echo "Remove it with: $bin/corral cluster delete $cluster"
