@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 pub const NAMESPACE: &str = "kube-system";
 /// Type of token Secrets.
 pub const SECRET_TYPE: &str = "corral.io/token";
+/// Label every token Secret carries (its value: the kind).
+pub const KIND_LABEL: &str = "corral.io/token-kind";
 /// Prefix of a token Secret's name; the token id follows.
 pub const SECRET_PREFIX: &str = "corral-token-";
 /// Group of the read-only tokens `corral dashboard` mints; the control plane's default
@@ -205,7 +207,7 @@ impl TokenRecord {
             "metadata": {
                 "name": format!("{SECRET_PREFIX}{}", self.id),
                 "namespace": NAMESPACE,
-                "labels": {"corral.io/token-kind": self.kind.as_str()},
+                "labels": {KIND_LABEL: self.kind.as_str()},
             },
             "type": SECRET_TYPE,
             "data": data,

@@ -23,6 +23,7 @@ pub mod pods;
 pub mod queue;
 pub mod replicaset;
 pub mod statefulset;
+pub mod tokencleaner;
 pub mod util;
 mod wiring;
 
@@ -241,6 +242,9 @@ fn spawn_controllers(client: Client, config: Config) -> Vec<JoinHandle<()>> {
     }
     if ctx.config.enabled("namespace") {
         handles.extend(namespace::start(ctx.clone()));
+    }
+    if ctx.config.enabled("tokencleaner") {
+        handles.extend(tokencleaner::start(ctx.clone()));
     }
     if let Some(range) = ctx
         .config
