@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use corral_api::k8s::api::coordination::v1::Lease;
 use corral_api::k8s::api::core::v1::Endpoints;
 use corral_api::rules::programmed::{self, Report};
-use corral_api::runtime::{reflector, watcher, Change, Store, WatcherConfig};
+use corral_api::runtime::{reflector, revision, watcher, Change, Store, WatcherConfig};
 use corral_api::{Client, ListParams};
 use futures::future::{BoxFuture, FutureExt};
 use parking_lot::Mutex;
@@ -69,10 +69,67 @@ const RECHECK: Duration = Duration::from_secs(1);
 pub struct ProxyDrain {
     endpoints: Arc<Store<Endpoints>>,
     reports: Arc<Store<Lease>>,
-    /// The newest Endpoints revision that dropped each pod, by uid.
-    removed: Arc<Mutex<HashMap<String, (i64, Instant)>>>,
+    /// Who Endpoints route to, kept by the store's change handler (not read from the store,
+    /// whose content changes before its handlers run).
+    index: Arc<Mutex<Index>>,
     changed: watch::Sender<u64>,
     max_hold: Duration,
+}
+
+/// Which pods Endpoints route to and when each stopped, updated together from each change.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Ready addresses per pod uid, over every Endpoints.
+    listed: HashMap<String, usize>,
+    /// The newest Endpoints revision that dropped each pod, and when that was seen.
+    removed: HashMap<String, (i64, Instant)>,
+}
+
+impl Index {
+    /// Follows one change; `store_revision` is the store's revision once it applied it (a
+    /// deletion's own revision: the cached object carries its last update's).
+    pub fn apply(&mut self, c: &Change<Endpoints>, store_revision: i64) {
+        let (old, new, dropped_at) = match c {
+            Change::Added(new) => (BTreeSet::new(), ready_uids(new), 0),
+            Change::Updated { old, new } => {
+                (ready_uids(old), ready_uids(new), revision(&new.metadata))
+            }
+            Change::Deleted(old) => (
+                ready_uids(old),
+                BTreeSet::new(),
+                revision(&old.metadata).max(store_revision),
+            ),
+        };
+        for uid in new.difference(&old) {
+            *self.listed.entry(uid.clone()).or_default() += 1;
+        }
+        let gone: Vec<&String> = old.difference(&new).collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.removed.retain(|_, (_, at)| at.elapsed() < REMEMBER);
+        for uid in gone {
+            if let Some(n) = self.listed.get_mut(uid) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.listed.remove(uid);
+                }
+            }
+            let entry = self
+                .removed
+                .entry(uid.clone())
+                .or_insert((dropped_at, Instant::now()));
+            *entry = (entry.0.max(dropped_at), Instant::now());
+        }
+    }
+
+    pub fn listed(&self, uid: &str) -> bool {
+        self.listed.contains_key(uid)
+    }
+
+    pub fn removed_at(&self, uid: &str) -> Option<i64> {
+        self.removed.get(uid).map(|(r, _)| *r)
+    }
 }
 
 impl ProxyDrain {
@@ -102,19 +159,13 @@ impl ProxyDrain {
         max_hold: Duration,
     ) -> Arc<Self> {
         let (changed, _) = watch::channel(0u64);
-        let removed: Arc<Mutex<HashMap<String, (i64, Instant)>>> = Arc::default();
+        let index: Arc<Mutex<Index>> = Arc::default();
         {
-            let (removed, changed) = (removed.clone(), changed.clone());
+            let (index, changed) = (index.clone(), changed.clone());
+            let store = Arc::downgrade(&endpoints);
             endpoints.on_change(move |c| {
-                let dropped = dropped_by(c);
-                if !dropped.is_empty() {
-                    let mut map = removed.lock();
-                    map.retain(|_, (_, at)| at.elapsed() < REMEMBER);
-                    for (uid, revision) in dropped {
-                        let entry = map.entry(uid).or_insert((revision, Instant::now()));
-                        *entry = (entry.0.max(revision), Instant::now());
-                    }
-                }
+                let store_revision = store.upgrade().map_or(0, |s| s.resource_version());
+                index.lock().apply(c, store_revision);
                 changed.send_modify(|g| *g += 1);
             });
         }
@@ -125,19 +176,17 @@ impl ProxyDrain {
         Arc::new(Self {
             endpoints,
             reports,
-            removed,
+            index,
             changed,
             max_hold,
         })
     }
 
     fn decide(&self, uid: &str) -> Verdict {
-        let listed = self
-            .endpoints
-            .list()
-            .iter()
-            .any(|e| ready_uids(e).contains(uid));
-        let removed_at = self.removed.lock().get(uid).map(|(r, _)| *r);
+        let (listed, removed_at) = {
+            let index = self.index.lock();
+            (index.listed(uid), index.removed_at(uid))
+        };
         let reports: Vec<Report> = self
             .reports
             .list()
@@ -194,32 +243,6 @@ fn ready_uids(e: &Endpoints) -> BTreeSet<String> {
         .collect()
 }
 
-/// The pods a change stopped routing to, with the revision that did it.
-fn dropped_by(c: &Change<Endpoints>) -> Vec<(String, i64)> {
-    let revision = |e: &Endpoints| {
-        e.metadata
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
-    };
-    match c {
-        Change::Added(_) => vec![],
-        Change::Updated { old, new } => {
-            let now = ready_uids(new);
-            ready_uids(old)
-                .into_iter()
-                .filter(|u| !now.contains(u))
-                .map(|u| (u, revision(new)))
-                .collect()
-        }
-        Change::Deleted(old) => ready_uids(old)
-            .into_iter()
-            .map(|u| (u, revision(old)))
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,43 +272,75 @@ mod tests {
     }
 
     #[test]
-    fn a_change_drops_the_ready_pods_it_no_longer_lists() {
-        type Case = (&'static str, Change<Endpoints>, Vec<(String, i64)>);
+    fn the_index_follows_each_change_and_dates_each_drop() {
+        // (case, change, store revision after it, listed after, removed_at of "a")
+        type Case = (
+            &'static str,
+            Change<Endpoints>,
+            i64,
+            Vec<&'static str>,
+            Option<i64>,
+        );
         let cases: Vec<Case> = vec![
-            ("added", Change::Added(endpoints(5, &["a"], &[])), vec![]),
+            (
+                "added",
+                Change::Added(endpoints(5, &["a", "b"], &[])),
+                5,
+                vec!["a", "b"],
+                None,
+            ),
             (
                 "a ready pod dropped, another kept",
                 Change::Updated {
                     old: endpoints(5, &["a", "b"], &[]),
                     new: endpoints(9, &["b"], &[]),
                 },
-                vec![("a".into(), 9)],
-            ),
-            (
-                "ready to not ready is a drop",
-                Change::Updated {
-                    old: endpoints(5, &["a"], &[]),
-                    new: endpoints(9, &[], &["a"]),
-                },
-                vec![("a".into(), 9)],
+                9,
+                vec!["b"],
+                Some(9),
             ),
             (
                 "not ready leaving drops nothing routed",
                 Change::Updated {
-                    old: endpoints(5, &[], &["a"]),
-                    new: endpoints(9, &[], &[]),
+                    old: endpoints(9, &["b"], &["a"]),
+                    new: endpoints(10, &["b"], &[]),
                 },
-                vec![],
+                10,
+                vec!["b"],
+                Some(9),
             ),
             (
-                "the Endpoints deleted",
-                Change::Deleted(endpoints(12, &["a"], &[])),
-                vec![("a".into(), 12)],
+                "back, then ready to not ready is a drop",
+                Change::Updated {
+                    old: endpoints(10, &["b"], &[]),
+                    new: endpoints(11, &["a", "b"], &[]),
+                },
+                11,
+                vec!["a", "b"],
+                Some(9),
+            ),
+            (
+                "the Endpoints deleted: dated by the store, not the cached object",
+                Change::Deleted(endpoints(11, &["a", "b"], &[])),
+                14,
+                vec![],
+                Some(14),
             ),
         ];
-        for (name, change, want) in cases {
-            assert_eq!(dropped_by(&change), want, "{name}");
+        let mut index = Index::default();
+        for (name, change, store_revision, listed, removed_at) in cases {
+            index.apply(&change, store_revision);
+            let mut now: Vec<&str> = index.listed.keys().map(String::as_str).collect();
+            now.sort();
+            assert_eq!(now, listed, "{name}");
+            assert_eq!(index.removed_at("a"), removed_at, "{name}");
         }
+        // One pod behind two Services stays listed until both drop it.
+        let mut index = Index::default();
+        index.apply(&Change::Added(endpoints(1, &["a"], &[])), 1);
+        index.apply(&Change::Added(endpoints(2, &["a"], &[])), 2);
+        index.apply(&Change::Deleted(endpoints(2, &["a"], &[])), 3);
+        assert!(index.listed("a"));
     }
 
     /// A proxy's report as the watch delivers it, at store revision `rv`.

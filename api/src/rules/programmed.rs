@@ -70,6 +70,10 @@ impl Report {
     pub fn parse(lease: &Lease) -> Option<Report> {
         let node = node_of(lease.metadata.name.as_deref()?)?.to_string();
         let spec = lease.spec.as_ref()?;
+        // Written by that node's proxy: it names its node as the holder.
+        if spec.holder_identity.as_deref() != Some(node.as_str()) {
+            return None;
+        }
         let renewed = spec.renew_time.as_ref()?.0;
         let seconds = i64::from(spec.lease_duration_seconds?.max(0));
         let programmed = lease
@@ -122,6 +126,9 @@ mod tests {
         let mut no_time = report("n", 1, at(0));
         no_time.spec.as_mut().unwrap().renew_time = None;
         assert_eq!(Report::parse(&no_time), None);
+        let mut other_holder = report("n", 1, at(0));
+        other_holder.spec.as_mut().unwrap().holder_identity = Some("m".into());
+        assert_eq!(Report::parse(&other_holder), None);
         // A garbled annotation counts as nothing programmed yet.
         let mut garbled = report("n", 1, at(0));
         garbled

@@ -47,8 +47,14 @@ async fn expired_token_secrets_are_deleted_and_others_kept() {
     loop {
         let left = names().await;
         if !left.contains(&"corral-token-expird".to_string()) {
-            assert!(left.contains(&"corral-token-living".to_string()), "{left:?}");
-            assert!(left.contains(&"corral-token-foreve".to_string()), "{left:?}");
+            assert!(
+                left.contains(&"corral-token-living".to_string()),
+                "{left:?}"
+            );
+            assert!(
+                left.contains(&"corral-token-foreve".to_string()),
+                "{left:?}"
+            );
             break;
         }
         assert!(

@@ -110,6 +110,17 @@ pub fn validate(info: &ResourceInfo, object: &Value) -> Vec<FieldError> {
         "ingresses" => ingress::validate_ingress(&typed(object), &mut errs),
         "configmaps" => configdata::validate_configmap(&typed(object), &mut errs),
         "secrets" => configdata::validate_secret(&typed(object), &mut errs),
+        "nodes" => {
+            // A node's heartbeat Lease shares its name; this prefix names the proxies' reports.
+            let name = meta.name.as_deref().unwrap_or("");
+            if corral_api::rules::programmed::node_of(name).is_some() {
+                errs.invalid(
+                    "metadata.name",
+                    format!("{name:?}"),
+                    "must not start with \"corral-proxy-\": reserved for the proxies' reports in kube-node-lease",
+                );
+            }
+        }
         "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings" => {
             rbac::validate(info.plural, object, &mut errs)
         }

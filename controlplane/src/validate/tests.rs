@@ -186,3 +186,15 @@ fn quantities_must_be_readable_by_the_scheduler_and_the_agent() {
         )]
     );
 }
+
+#[test]
+fn node_names_may_not_take_the_proxy_reports_prefix() {
+    let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+    assert!(errors(&kinds::NODES, &node("worker-1")).is_empty());
+    let got = errors(&kinds::NODES, &node("corral-proxy-x"));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("metadata.name: Invalid value: \"corral-proxy-x\": must not start with"),
+        "{got:?}"
+    );
+}
