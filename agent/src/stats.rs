@@ -133,23 +133,38 @@ pub fn summarize(prev: &Sample, cur: &Sample) -> pb::StatsSummary {
     }
 }
 
+/// A summary older than this is not served: sampling has been failing.
+pub const STALE_AFTER: Duration = Duration::from_secs(3 * SAMPLE_EVERY.as_secs());
+
 /// The latest summary, shared between the sampling loop and the tunnel.
 #[derive(Clone, Default)]
 pub struct Stats {
-    latest: Arc<Mutex<Option<pb::StatsSummary>>>,
+    latest: Arc<Mutex<Option<(pb::StatsSummary, std::time::Instant)>>>,
 }
 
 impl Stats {
     /// The answer to a tunnel request: the latest summary, or not `ready` before the second
-    /// sample.
+    /// sample and once sampling has failed for [`STALE_AFTER`].
     pub fn answer(&self, request_id: u64) -> pb::StatsSummary {
-        let mut s = self.latest.lock().clone().unwrap_or_default();
+        let latest = self.latest.lock().clone();
+        let mut s = match latest {
+            Some((s, at)) if at.elapsed() < STALE_AFTER => s,
+            Some(_) => pb::StatsSummary {
+                error: format!("usage not sampled for {}s", STALE_AFTER.as_secs()),
+                ..Default::default()
+            },
+            None => Default::default(),
+        };
         s.request_id = request_id;
         s
     }
 
     fn publish(&self, summary: pb::StatsSummary) {
-        *self.latest.lock() = Some(summary);
+        self.publish_at(summary, std::time::Instant::now());
+    }
+
+    fn publish_at(&self, summary: pb::StatsSummary, at: std::time::Instant) {
+        *self.latest.lock() = Some((summary, at));
     }
 }
 

@@ -1,3 +1,5 @@
+//! The sampler's rate math, summaries of two samples, and what the tunnel is answered.
+
 use super::*;
 
 fn at(ms: i64) -> Timestamp {
@@ -186,4 +188,21 @@ async fn figures_are_published_from_the_second_sample_on() {
     assert_eq!(s.window_ms, 1000);
     assert_eq!(s.node.unwrap().cpu_nanocores, 500_000_000);
     task.abort();
+}
+
+#[test]
+fn a_summary_is_not_served_once_sampling_has_failed_for_a_while() {
+    let stats = Stats::default();
+    let summary = pb::StatsSummary {
+        ready: true,
+        ..Default::default()
+    };
+    stats.publish_at(summary.clone(), std::time::Instant::now());
+    assert!(stats.answer(1).ready);
+    let old = std::time::Instant::now() - STALE_AFTER - Duration::from_secs(1);
+    stats.publish_at(summary, old);
+    let answer = stats.answer(2);
+    assert!(!answer.ready);
+    assert!(answer.error.contains("not sampled"), "{}", answer.error);
+    assert_eq!(answer.request_id, 2);
 }

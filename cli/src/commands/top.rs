@@ -74,8 +74,8 @@ pub struct Figures {
 impl Figures {
     fn add(self, o: Figures) -> Figures {
         Figures {
-            nanocores: self.nanocores + o.nanocores,
-            bytes: self.bytes + o.bytes,
+            nanocores: self.nanocores.saturating_add(o.nanocores),
+            bytes: self.bytes.saturating_add(o.bytes),
         }
     }
 }
@@ -93,9 +93,14 @@ pub fn usage(u: &Value) -> Figures {
     }
 }
 
-/// kubectl's CPU cell: millicores, rounded up (`MilliValue`).
+/// Millicores, rounded up as kubectl's `MilliValue` (saturating: figures come from nodes).
+fn millicores(nanocores: i64) -> i64 {
+    nanocores.saturating_add(999_999).div_euclid(1_000_000)
+}
+
+/// kubectl's CPU cell: millicores, rounded up.
 pub fn cpu_cell(nanocores: i64) -> String {
-    format!("{}m", (nanocores + 999_999).div_euclid(1_000_000))
+    format!("{}m", millicores(nanocores))
 }
 
 /// kubectl's memory cell: whole MiB, rounded down.
@@ -155,7 +160,7 @@ pub fn node_table(
     sort_rows(&mut rows, sort_by);
     for (name, f, ()) in &rows {
         let (cpu, mem) = allocatable.get(name).copied().unwrap_or((0, 0));
-        let cpu_milli = (f.nanocores + 999_999).div_euclid(1_000_000);
+        let cpu_milli = millicores(f.nanocores);
         t.rows.push(vec![
             name.clone(),
             cpu_cell(f.nanocores),

@@ -1,3 +1,6 @@
+//! Building NodeMetrics and PodMetrics from the agents' summaries: selectors, nodes that did
+//! not answer, and the Kubernetes JSON kubectl reads.
+
 use super::*;
 
 fn summary(pods: Vec<pb::PodUsage>) -> pb::StatsSummary {

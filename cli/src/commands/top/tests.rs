@@ -1,3 +1,6 @@
+//! `corral top`'s tables: kubectl's rounding, percentages of allocatable, unknown nodes,
+//! container sums and sorting.
+
 use serde_json::json;
 
 use super::*;

@@ -22,7 +22,13 @@ let stopped = false;
 function takeToken() {
   const m = /^#token=([^&]+)/.exec(location.hash);
   if (m) {
-    sessionStorage.setItem('corral-token', decodeURIComponent(m[1]));
+    let value = m[1];
+    try {
+      value = decodeURIComponent(value);
+    } catch (e) {
+      // A mangled fragment: use it as it is; the API answers 401 if it is wrong.
+    }
+    sessionStorage.setItem('corral-token', value);
     // Out of the address bar and the history.
     history.replaceState(null, '', location.pathname);
   }

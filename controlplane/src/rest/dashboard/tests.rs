@@ -1,3 +1,5 @@
+//! The dashboard's routes, its security headers, and a page with no inline script.
+
 use super::*;
 
 #[test]
