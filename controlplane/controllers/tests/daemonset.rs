@@ -98,13 +98,20 @@ async fn daemon_set_runs_one_pod_per_schedulable_node_and_replaces_a_deleted_one
         c.add_node(n, &[]).await;
     }
     c.add_node("tainted", &[]).await;
-    let mut t: Node = c.client.get("", "tainted").await.unwrap();
-    t.spec.get_or_insert_with(Default::default).taints = Some(vec![Taint {
-        key: "dedicated".into(),
-        effect: "NoSchedule".into(),
-        ..Default::default()
-    }]);
-    c.client.update(&t).await.unwrap();
+    // Node IPAM may set the node's pod CIDR between the read and the write: read again then.
+    for attempt in 0.. {
+        let mut t: Node = c.client.get("", "tainted").await.unwrap();
+        t.spec.get_or_insert_with(Default::default).taints = Some(vec![Taint {
+            key: "dedicated".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        }]);
+        match c.client.update(&t).await {
+            Ok(_) => break,
+            Err(e) if e.is_conflict() && attempt < 10 => continue,
+            Err(e) => panic!("tainting the node: {e}"),
+        }
+    }
     c.client
         .create(&daemon_set("mi-app", "fedek3/workshop-uns:v0.2.0", None))
         .await
