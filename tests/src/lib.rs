@@ -4,6 +4,7 @@
 
 pub mod chromium;
 pub mod kubectl;
+pub mod procs;
 pub mod traffic;
 
 use std::collections::BTreeSet;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
@@ -15,32 +15,13 @@ use corral_api::k8s::api::core::v1::{Pod, PodCondition};
 use corral_api::{kinds, Client, DeleteOptions};
 use corral_tests::chromium::{self, Chromium};
 use corral_tests::kubectl::KillOnDrop;
+use corral_tests::procs::{free_port, spawn_logged};
 use corral_tests::{eventually, output_within, target_dir};
 use serde_json::{json, Value};
 use sha2::Digest;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn spawn(cmd: &mut Command, log: &Path) -> KillOnDrop {
-    let out = std::fs::File::create(log).expect("log file");
-    let err = out.try_clone().expect("log file");
-    KillOnDrop(
-        cmd.env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}")),
-    )
-}
-
 fn hollow(kubeconfig: &Path, prefix: &str, nodes: usize, log: &Path) -> KillOnDrop {
-    spawn(
+    spawn_logged(
         Command::new(target_dir().join("corral-hollow"))
             .arg("--kubeconfig")
             .arg(kubeconfig)
@@ -217,7 +198,7 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
     let port = free_port();
     let server = format!("https://127.0.0.1:{port}");
     let control_plane = |log: &str| {
-        spawn(
+        spawn_logged(
             Command::new(target_dir().join("corral-controlplane"))
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .arg("--data-dir")
@@ -245,7 +226,7 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
         1,
         &work.path().join("hollow-b.log"),
     ));
-    let _scheduler = spawn(
+    let _scheduler = spawn_logged(
         Command::new(target_dir().join("corral-scheduler"))
             .arg("--kubeconfig")
             .arg(data.join("tls/scheduler.kubeconfig")),

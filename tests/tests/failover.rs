@@ -10,8 +10,7 @@
 #[allow(dead_code)]
 mod etcd;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use corral_api::k8s::api::core::v1::{ConfigMap, Endpoints, Node};
 use corral_api::runtime::{Event, WatcherConfig};
 use corral_api::{kinds, Client, Credentials, ListParams};
 use corral_tests::kubectl::KillOnDrop;
+use corral_tests::procs::{free_port, spawn_logged};
 use corral_tests::{eventually, target_dir};
 use serde_json::json;
 
@@ -45,26 +45,6 @@ impl Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn spawn(cmd: &mut Command, log: &Path) -> KillOnDrop {
-    let out = std::fs::File::create(log).expect("log file");
-    let err = out.try_clone().expect("log file");
-    KillOnDrop(
-        cmd.env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}")),
-    )
-}
-
 async fn start_server(name: &str, etcd: &[String], token: Option<&str>) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
@@ -78,7 +58,7 @@ async fn start_server(name: &str, etcd: &[String], token: Option<&str>) -> Serve
     if let Some(t) = token {
         cmd.args(["--token", t]);
     }
-    let process = spawn(&mut cmd, &dir.path().join("log"));
+    let process = spawn_logged(&mut cmd, &dir.path().join("log"));
     let server = Server {
         name: name.into(),
         url: format!("https://127.0.0.1:{port}"),
@@ -182,7 +162,7 @@ async fn killing_the_server_the_nodes_use_moves_them_and_the_controllers_to_the_
     let leader = &servers[leader_at];
     let work = tempfile::tempdir().unwrap();
     let hollow_log = work.path().join("hollow.log");
-    let _hollow = spawn(
+    let _hollow = spawn_logged(
         Command::new(target_dir().join("corral-hollow"))
             .arg("--kubeconfig")
             .arg(leader.dir.path().join("admin.kubeconfig"))
@@ -190,7 +170,7 @@ async fn killing_the_server_the_nodes_use_moves_them_and_the_controllers_to_the_
         &hollow_log,
     );
     let scheduler_log = work.path().join("scheduler.log");
-    let _scheduler = spawn(
+    let _scheduler = spawn_logged(
         Command::new(target_dir().join("corral-scheduler"))
             .arg("--kubeconfig")
             .arg(leader.dir.path().join("tls/scheduler.kubeconfig")),
