@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use corral_api::token::{self, Token, TokenKind, TokenRecord};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 request over TLS without a client certificate, with an optional bearer
 /// token; the status code, the head and the body.
@@ -18,12 +15,6 @@ async fn request(
     path: &str,
     bearer: Option<&str>,
 ) -> (u16, String, String) {
-    let mut config = (*corral_api::tls::client_config(ca, "test").unwrap()).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
     let auth = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -37,17 +28,8 @@ async fn request(
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    tls.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (code, head.to_ascii_lowercase(), body.to_string())
+    let a = common::http1::send(addr, ca, &req).await;
+    (a.code, a.head.to_ascii_lowercase(), a.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 request (`Connection: close`) and its status code and body.
 async fn http1(
@@ -15,26 +12,8 @@ async fn http1(
     creds: &corral_api::Credentials,
     request: &str,
 ) -> (u16, String) {
-    let mut config = (*corral_api::tls::client_config(creds, "test").unwrap()).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    let a = common::http1::send(addr, creds, request).await;
+    (a.code, a.body)
 }
 
 fn get(path: &str, accept: &str) -> String {

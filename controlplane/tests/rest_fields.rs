@@ -5,11 +5,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use corral_api::kinds;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 request (`Connection: close`): status code, header block and body.
 async fn http1(
@@ -17,23 +14,8 @@ async fn http1(
     creds: &corral_api::Credentials,
     request: &str,
 ) -> (u16, String, String) {
-    let mut config = (*corral_api::tls::client_config(creds, "test").unwrap()).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (code, head.to_string(), body.to_string())
+    let a = common::http1::send(addr, creds, request).await;
+    (a.code, a.head, a.body)
 }
 
 fn send(method: &str, path: &str, content_type: &str, body: &str) -> String {

@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEPLOY: &str = "/apis/apps/v1/namespaces/default/deployments/web";
 
@@ -19,13 +16,6 @@ async fn request(
     content_type: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let creds = running.admin_credentials();
-    let mut config = (*corral_api::tls::client_config(&creds, "test").unwrap()).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
     let body = if body.is_null() {
         String::new()
     } else {
@@ -35,18 +25,10 @@ async fn request(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: rest-test/1.0\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    tls.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"));
-    (code, json)
+    let a = common::http1::send(running.addr, &running.admin_credentials(), &req).await;
+    let json =
+        serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{e}: {}\n\n{}", a.head, a.body));
+    (a.code, json)
 }
 
 async fn apply(

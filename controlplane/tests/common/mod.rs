@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod http1;
 
 use corral_api::Client;
 use corral_controlplane::{start, Config, Running};
