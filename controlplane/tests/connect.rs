@@ -14,8 +14,6 @@ use corral_proto as pb;
 use futures::{SinkExt, StreamExt};
 use pb::stream_frame::Msg;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -31,17 +29,7 @@ fn up(id: u64, msg: Msg) -> pb::AgentUp {
 /// A fake agent for node `n1` whose every exec echoes stdin to stdout and, at stdin's end,
 /// exits with the number of bytes it echoed (so the test sees a non-zero exit code).
 async fn fake_agent(api: &corral_api::Client) {
-    let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(api.transport());
-    let (tx, up_rx) = mpsc::channel(16);
-    let hello = pb::agent_up::Msg::Hello(pb::AgentHello {
-        node_name: "n1".into(),
-    });
-    tx.send(pb::AgentUp { msg: Some(hello) }).await.unwrap();
-    let mut down = client
-        .open(ReceiverStream::new(up_rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let (tx, mut down) = common::tunnel::open(api, "n1").await;
     tokio::spawn(async move {
         let mut echoed = 0;
         while let Ok(Some(m)) = down.message().await {

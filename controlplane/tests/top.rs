@@ -11,8 +11,6 @@ use corral_api::kinds;
 use corral_api::Client;
 use corral_proto as pb;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 async fn create(client: &Client, plural: &str, ns: &str, obj: Value) {
     client
@@ -30,17 +28,7 @@ fn usage(cpu: u64, mem: u64) -> Option<pb::Usage> {
 
 /// A fake agent for node `n1` answering every stats request with one fixed summary.
 async fn fake_agent(api: &Client) {
-    let mut client = pb::agent_tunnel_client::AgentTunnelClient::new(api.transport());
-    let (up, up_rx) = mpsc::channel(16);
-    let hello = pb::agent_up::Msg::Hello(pb::AgentHello {
-        node_name: "n1".into(),
-    });
-    up.send(pb::AgentUp { msg: Some(hello) }).await.unwrap();
-    let mut down = client
-        .open(ReceiverStream::new(up_rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let (up, mut down) = common::tunnel::open(api, "n1").await;
     tokio::spawn(async move {
         while let Ok(Some(m)) = down.message().await {
             if let Some(pb::agent_down::Msg::Stats(r)) = m.msg {

@@ -5,6 +5,7 @@
 
 pub mod etcd;
 pub mod http1;
+pub mod tunnel;
 
 use corral_api::Client;
 use corral_controlplane::{start, Config, Running};
