@@ -209,16 +209,18 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
     };
     let mut cp = Some(control_plane("controlplane.log"));
     let admin = data.join("admin.kubeconfig");
-    let client: Client = eventually(
-        "the control plane to serve",
-        Duration::from_secs(60),
-        || async {
-            let creds = corral_api::kubeconfig::load(&admin).ok()?.1;
-            let c = Client::connect_with(&server, &creds).await.ok()?;
-            c.version().await.ok().map(|_| c)
-        },
-    )
-    .await;
+    let serving = |what: &'static str| {
+        let (admin, server) = (admin.clone(), server.clone());
+        async move {
+            eventually(what, Duration::from_secs(60), || async {
+                let creds = corral_api::kubeconfig::load(&admin).ok()?.1;
+                let c = Client::connect_with(&server, &creds).await.ok()?;
+                c.version().await.ok().map(|_| c)
+            })
+            .await
+        }
+    };
+    let client: Client = serving("the control plane to serve").await;
     let _a = hollow(&admin, "node-a-", 2, &work.path().join("hollow-a.log"));
     let mut b_node = Some(hollow(
         &admin,
@@ -475,16 +477,7 @@ async fn the_dashboard_draws_a_daemonset_a_scale_up_a_rolling_update_and_a_stopp
     .expect("Fetch.enable");
     cp.take();
     cp = Some(control_plane("controlplane-2.log"));
-    let client: Client = eventually(
-        "the control plane to serve again",
-        Duration::from_secs(60),
-        || async {
-            let creds = corral_api::kubeconfig::load(&admin).ok()?.1;
-            let c = Client::connect_with(&server, &creds).await.ok()?;
-            c.version().await.ok().map(|_| c)
-        },
-    )
-    .await;
+    let client: Client = serving("the control plane to serve again").await;
     let paused = b
         .event("Fetch.requestPaused", Duration::from_secs(30))
         .await
